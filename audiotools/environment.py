@@ -1,0 +1,82 @@
+"""Where things live on this cluster: team settings and the special path prefixes.
+
+A team file `config/teams/<team>.yaml` (team from AUDIOTOOLS_TEAM, default `default`) says where
+XPs go, where reference data lives and the SLURM defaults. `//reference/...` and `//sig/SIG/...`
+resolve through it everywhere a configured path is read.
+"""
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from omegaconf import OmegaConf
+
+from .errors import ConfigError
+
+CONFIG_DIR = Path(__file__).resolve().parent.parent / "config"
+REFERENCE_PREFIX = "//reference/"
+SIG_PREFIX = "//sig/"
+
+
+def team_name() -> str:
+    return os.environ.get("AUDIOTOOLS_TEAM", "default")
+
+
+@lru_cache(maxsize=None)
+def _team_settings(team: str) -> dict[str, Any]:
+    path = CONFIG_DIR / "teams" / f"{team}.yaml"
+    if not path.exists():
+        known = sorted(p.stem for p in (CONFIG_DIR / "teams").glob("*.yaml"))
+        raise ConfigError(
+            f"AUDIOTOOLS_TEAM={team!r}: no team file {path}. Known teams: {', '.join(known)}.")
+    settings = OmegaConf.to_container(OmegaConf.load(path), resolve=True)
+    if not isinstance(settings, dict):
+        raise ConfigError(f"Team file {path} must hold a mapping, got {type(settings)}.")
+    return settings
+
+
+def team_settings() -> dict[str, Any]:
+    """The current team's settings as a plain dict."""
+    return _team_settings(team_name())
+
+
+def _absolute(path: str | os.PathLike) -> Path:
+    return Path(path).expanduser().resolve()
+
+
+def dora_dir() -> Path:
+    """Where XPs live: AUDIOTOOLS_DORA_DIR, else the team's `dora_dir`, else ./outputs."""
+    value = os.environ.get("AUDIOTOOLS_DORA_DIR") or team_settings().get("dora_dir") or "outputs"
+    return _absolute(value)
+
+
+def reference_dir() -> Path:
+    """Root of shared reference data: AUDIOTOOLS_REFERENCE_DIR, else the team's `reference_dir`."""
+    value = (os.environ.get("AUDIOTOOLS_REFERENCE_DIR")
+             or team_settings().get("reference_dir") or "reference")
+    return _absolute(value)
+
+
+def slurm_defaults() -> dict[str, Any]:
+    """SLURM settings of the team (partition, setup lines, ...), applied under the grid's own."""
+    return dict(team_settings().get("slurm") or {})
+
+
+def xp_folder(sig: str) -> Path:
+    return dora_dir() / "xps" / sig
+
+
+def resolve_path(path: str | os.PathLike) -> Path:
+    """Resolve `//reference/x`, `//sig/SIG[/x]`, `~` and relative paths to an absolute path."""
+    text = str(path)
+    if text.startswith(REFERENCE_PREFIX):
+        return reference_dir() / text[len(REFERENCE_PREFIX):]
+    if text.startswith(SIG_PREFIX):
+        sig, _, rest = text[len(SIG_PREFIX):].partition("/")
+        if not sig:
+            raise ConfigError(f"{text!r}: expected //sig/SIG or //sig/SIG/path.")
+        folder = xp_folder(sig)
+        return folder / rest if rest else folder
+    return _absolute(text)
