@@ -7,7 +7,7 @@ resolve through it everywhere a configured path is read.
 from __future__ import annotations
 
 import os
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +24,7 @@ def team_name() -> str:
     return os.environ.get("AUDIOTOOLS_TEAM", "default")
 
 
-@lru_cache(maxsize=None)
+@cache
 def _team_settings(team: str) -> dict[str, Any]:
     path = CONFIG_DIR / "teams" / f"{team}.yaml"
     if not path.exists():

@@ -1,0 +1,100 @@
+"""Process-level setup shared by every run: seeding, device choice and torch.distributed.
+
+Dora (or torchrun, or submitit on SLURM) sets RANK/WORLD_SIZE; this module only reads them.
+"""
+from __future__ import annotations
+
+import logging
+import random
+
+import numpy as np
+import torch
+from dora import distrib as dora_distrib
+
+from .errors import ConfigError
+
+logger = logging.getLogger(__name__)
+
+
+def seed_everything(seed: int) -> None:
+    """Seed python, numpy and torch. Callers offset the seed by rank (as SLURM_PROCID does in
+    stable-audio-tools) so data augmentation differs across ranks while model init is broadcast."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def resolve_device(device: str) -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("device=cuda but no CUDA device is visible; use device=cpu or auto.")
+    if device == "cuda":
+        return torch.device("cuda", torch.cuda.current_device())
+    return torch.device(device)
+
+
+def init(device: str) -> None:
+    """Initialise torch.distributed when the launcher asked for several processes:
+    gloo on CPU, nccl on CUDA."""
+    backend = "nccl" if resolve_device(device).type == "cuda" else "gloo"
+    dora_distrib.init(backend=backend)
+
+
+def rank() -> int:
+    return dora_distrib.rank()
+
+
+def world_size() -> int:
+    return dora_distrib.world_size()
+
+
+def is_rank_zero() -> bool:
+    return rank() == 0
+
+
+def barrier() -> None:
+    if world_size() > 1:
+        torch.distributed.barrier()
+
+
+def average_gradients(params: list[torch.nn.Parameter]) -> None:
+    """Average gradients over ranks (what DDP does, without its wrapper), so that the solver's
+    own accumulation and clipping apply unchanged."""
+    if world_size() == 1:
+        return
+    grads = [p.grad for p in params if p.grad is not None]
+    for grad in grads:
+        torch.distributed.all_reduce(grad, op=torch.distributed.ReduceOp.SUM)
+        grad.div_(world_size())
+
+
+def broadcast_module(module: torch.nn.Module) -> None:
+    """Give every rank rank 0's parameters and buffers."""
+    if world_size() == 1:
+        return
+    for tensor in list(module.parameters()) + list(module.buffers()):
+        torch.distributed.broadcast(tensor.data, src=0)
+
+
+def average_buffers(module: torch.nn.Module) -> None:
+    """Average floating buffers (BatchNorm statistics) across ranks after a training stage."""
+    if world_size() == 1:
+        return
+    for buffer in module.buffers():
+        if torch.is_floating_point(buffer):
+            torch.distributed.all_reduce(buffer.data, op=torch.distributed.ReduceOp.SUM)
+            buffer.data.div_(world_size())
+
+
+def average_metrics(metrics: dict[str, float], count: float = 1.0) -> dict[str, float]:
+    """Weighted average of a metrics dict across ranks."""
+    if world_size() == 1 or not metrics:
+        return metrics
+    keys = list(metrics)
+    tensor = torch.tensor([metrics[k] * count for k in keys] + [count], dtype=torch.float64)
+    if torch.distributed.get_backend() == "nccl":
+        tensor = tensor.cuda()
+    torch.distributed.all_reduce(tensor)
+    values = (tensor[:-1] / tensor[-1]).cpu().tolist()
+    return dict(zip(keys, values, strict=True))

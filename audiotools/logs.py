@@ -1,0 +1,81 @@
+"""Console and file logging for runs, and the progress display.
+
+On a terminal the progress is a live bar; log files (and non-terminal stderr, e.g. SLURM
+logs) get a line every 1/`log_updates` of the stage instead.
+"""
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+from tqdm import tqdm
+
+_FILE_ONLY = "file_only"
+
+
+class _SkipFileOnly(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not getattr(record, _FILE_ONLY, False)
+
+
+def setup_logging(folder: Path | None, rank: int, level: str = "INFO") -> None:
+    """Root logging: stderr (rank 0 only above WARNING) and `solver.log.<rank>` in the XP."""
+    root = logging.getLogger()
+    root.setLevel(level)
+    for handler in list(root.handlers):
+        root.removeHandler(handler)
+        handler.close()
+    formatter = logging.Formatter("[%(asctime)s][%(name)s][%(levelname)s] - %(message)s",
+                                  datefmt="%m-%d %H:%M:%S")
+    console = logging.StreamHandler(sys.stderr)
+    console.setFormatter(formatter)
+    console.setLevel(level if rank == 0 else "WARNING")
+    if sys.stderr.isatty():
+        console.addFilter(_SkipFileOnly())
+    root.addHandler(console)
+    if folder is not None:
+        file_handler = logging.FileHandler(folder / f"solver.log.{rank}")
+        file_handler.setFormatter(formatter)
+        root.addHandler(file_handler)
+
+
+class Progress:
+    """Iterate `iterable`, showing `update(**metrics)` values in a bar (terminal) and in
+    `updates` evenly spaced log lines."""
+
+    def __init__(self, logger: logging.Logger, name: str, iterable: Iterable, total: int,
+                 updates: int, formatter: Any):
+        self.logger = logger
+        self.name = name
+        self.iterable = iterable
+        self.total = total
+        self.every = max(1, total // updates) if updates > 0 else 0
+        self.formatter = formatter
+        self.metrics: dict[str, Any] = {}
+        show_bar = sys.stderr.isatty() and logging.getLogger().isEnabledFor(logging.INFO)
+        self.bar = tqdm(total=total, desc=name, leave=False, dynamic_ncols=True,
+                        disable=not show_bar)
+
+    def update(self, **metrics: Any) -> None:
+        self.metrics = self.formatter(metrics)
+
+    def __iter__(self) -> Iterator[Any]:
+        begin = time.time()
+        try:
+            for index, item in enumerate(self.iterable):
+                yield item
+                self.bar.update(1)
+                if self.metrics:
+                    self.bar.set_postfix(self.metrics, refresh=False)
+                done = index + 1
+                if self.every and (done % self.every == 0 or done == self.total):
+                    speed = done / max(1e-9, time.time() - begin)
+                    fields = [self.name, f"{done}/{self.total}", f"{speed:.2f} it/s"]
+                    fields += [f"{key} {value}" for key, value in self.metrics.items()]
+                    self.logger.info(" | ".join(fields), extra={_FILE_ONLY: True})
+        finally:
+            self.bar.close()

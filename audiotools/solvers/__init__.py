@@ -1,0 +1,4 @@
+"""Solvers: the training logic of each model family on top of `StandardSolver`."""
+from .base import StandardSolver
+
+__all__ = ["StandardSolver"]

@@ -1,0 +1,124 @@
+"""Checkpoint files: atomic writes, safe loads, pruning, and the RNG states that make resume exact.
+
+Everything saved is tensors, numbers, strings, lists and dicts, so checkpoints load with
+`torch.load(weights_only=True)`: opening one never runs code from the file.
+"""
+from __future__ import annotations
+
+import os
+import random
+import re
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..errors import CheckpointError
+
+LATEST = "checkpoint.th"
+_EPOCH_FILE = re.compile(r"^checkpoint_(\d+)\.th$")
+
+
+def epoch_path(folder: Path, epoch: int) -> Path:
+    return folder / f"checkpoint_{epoch}.th"
+
+
+def _fsync_dir(folder: Path) -> None:
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def save(state: dict[str, Any], folder: Path, epoch: int, keep_last: int) -> Path:
+    """Write `checkpoint.th` atomically (temp file, fsync, rename): a kill at any moment leaves
+    either the previous checkpoint or the new one, never a torn file. With `keep_last > 0`
+    the same file is also linked as `checkpoint_<epoch>.th` and older ones beyond N are pruned."""
+    latest = folder / LATEST
+    tmp = folder / f".{LATEST}.{os.getpid()}.tmp"
+    with open(tmp, "wb") as handle:
+        torch.save(state, handle)
+        handle.flush()
+        os.fsync(handle.fileno())
+    if keep_last > 0:
+        numbered = epoch_path(folder, epoch)
+        numbered.unlink(missing_ok=True)
+        os.link(tmp, numbered)
+    os.replace(tmp, latest)
+    _fsync_dir(folder)
+    prune(folder, keep_last)
+    return latest
+
+
+def numbered_checkpoints(folder: Path) -> list[tuple[int, Path]]:
+    found = []
+    for path in folder.glob("checkpoint_*.th"):
+        match = _EPOCH_FILE.match(path.name)
+        if match:
+            found.append((int(match.group(1)), path))
+    return sorted(found)
+
+
+def prune(folder: Path, keep_last: int) -> None:
+    """Remove numbered checkpoints beyond the newest `keep_last`; checkpoint.th always stays."""
+    numbered = numbered_checkpoints(folder)
+    for _, path in numbered[:max(0, len(numbered) - keep_last)]:
+        path.unlink(missing_ok=True)
+
+
+def load(path: Path) -> dict[str, Any]:
+    """Load a checkpoint with `weights_only=True`; any failure names the file and the ways out."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise CheckpointError(f"Checkpoint {path} does not exist.") from None
+    except Exception as error:  # torch raises many types for torn or foreign files
+        raise CheckpointError(_corrupt_message(path, error)) from None
+    if not isinstance(state, dict):
+        raise CheckpointError(_corrupt_message(path, TypeError(f"holds a {type(state)}")))
+    return state
+
+
+def _corrupt_message(path: Path, error: Exception) -> str:
+    folder = path.parent
+    older = [p.name for _, p in numbered_checkpoints(folder) if p != path]
+    ways = [f"restart this XP from scratch with `dora run --clear ...` (deletes {folder})"]
+    if older:
+        ways.insert(0, f"restore an earlier checkpoint: cp {folder / older[-1]} {path}")
+    return (f"Cannot read checkpoint {path} ({type(error).__name__}: {error}). "
+            "It is not overwritten; ways out: " + "; or ".join(ways) + ".")
+
+
+def capture_rng() -> dict[str, Any]:
+    """Every RNG a training step may draw from, as plain tensors and numbers."""
+    np_state = np.random.get_state()
+    state: dict[str, Any] = {
+        "torch": torch.get_rng_state(),
+        "numpy": {"keys": torch.from_numpy(np_state[1].astype(np.int64)), "pos": int(np_state[2]),
+                  "has_gauss": int(np_state[3]), "gauss": float(np_state[4])},
+        "python": _python_state_to_plain(random.getstate()),
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def restore_rng(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    npy = state["numpy"]
+    np.random.set_state(("MT19937", npy["keys"].numpy().astype(np.uint32), npy["pos"],
+                         npy["has_gauss"], npy["gauss"]))
+    random.setstate(_python_state_from_plain(state["python"]))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def _python_state_to_plain(state: tuple) -> dict[str, Any]:
+    version, internal, gauss = state
+    return {"version": version, "internal": list(internal), "gauss": gauss}
+
+
+def _python_state_from_plain(state: dict[str, Any]) -> tuple:
+    return (state["version"], tuple(state["internal"]), state["gauss"])

@@ -1,0 +1,69 @@
+"""`continue_from`: start a new XP from the weights of another XP, a checkpoint or an exported
+model. Every key is accounted for in the log: loaded, missing, unexpected, or wrong shape."""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import torch
+
+from .. import export
+from ..environment import resolve_path
+from ..errors import CheckpointError
+from . import checkpoint
+
+if TYPE_CHECKING:
+    from .base import StandardSolver
+
+logger = logging.getLogger(__name__)
+
+
+def _source_weights(path: Path, names: list[str]) -> dict[str, dict[str, torch.Tensor]]:
+    if path.is_dir():
+        path = path / checkpoint.LATEST
+    if not path.exists():
+        raise CheckpointError(f"continue_from: {path} does not exist.")
+    if path.suffix == ".safetensors":
+        weights, _ = export.read(path)
+        return weights
+    state = checkpoint.load(path)
+    best = state.get("best_state") or {}
+    return {name: best.get(name) or state[name] for name in names
+            if name in best or name in state}
+
+
+def load_module(module: torch.nn.Module, weights: dict[str, torch.Tensor], label: str) -> int:
+    """Load what fits into `module`, log what did not; return the number of tensors loaded."""
+    own = module.state_dict()
+    fitting = {k: v for k, v in weights.items() if k in own and own[k].shape == v.shape}
+    wrong_shape = sorted(k for k in weights if k in own and own[k].shape != weights[k].shape)
+    missing = sorted(set(own) - set(fitting) - set(wrong_shape))
+    unexpected = sorted(set(weights) - set(own))
+    module.load_state_dict(fitting, strict=False)
+    logger.info("continue_from %s: loaded %d/%d tensors.", label, len(fitting), len(own))
+    for title, keys in (("missing (kept as initialised)", missing),
+                        ("unexpected (ignored)", unexpected),
+                        ("wrong shape (kept as initialised)", wrong_shape)):
+        if keys:
+            logger.warning("continue_from %s: %d %s: %s", label, len(keys), title,
+                           ", ".join(keys))
+    return len(fitting)
+
+
+def continue_from(solver: StandardSolver, source: str) -> None:
+    path = resolve_path(source)
+    names = solver._best_names
+    weights = _source_weights(path, names)
+    loaded = 0
+    for name in names:
+        if name not in weights:
+            logger.warning("continue_from %s: no weights for module '%s'.", path, name)
+            continue
+        loaded += load_module(getattr(solver, name), weights[name], f"{path} [{name}]")
+        if name in solver.ema:
+            solver.ema[name].reset()
+    if loaded == 0:
+        raise CheckpointError(
+            f"continue_from={source}: no tensor of {path} fits this model "
+            f"(modules {names}); is it from another model family or architecture?")

@@ -1,0 +1,39 @@
+"""Exponential moving average of a model's weights, kept in float32 beside the model."""
+from __future__ import annotations
+
+import torch
+
+
+class ModelEMA:
+    """EMA of every floating parameter and buffer of `module`; integer buffers are copied."""
+
+    def __init__(self, module: torch.nn.Module, decay: float):
+        self.module = module
+        self.decay = decay
+        self.reset()
+
+    def reset(self) -> None:
+        """Restart the average from the module's current weights (after loading new ones)."""
+        self.shadow = {name: value.detach().clone().float()
+                       for name, value in self.module.state_dict().items()}
+
+    @torch.no_grad()
+    def update(self) -> None:
+        for name, value in self.module.state_dict().items():
+            shadow = self.shadow[name]
+            if torch.is_floating_point(value):
+                shadow.mul_(self.decay).add_(value.detach().float(), alpha=1 - self.decay)
+            else:
+                shadow.copy_(value)
+
+    def weights(self) -> dict[str, torch.Tensor]:
+        """The averaged weights in the module's own dtypes, ready for load_state_dict."""
+        own = self.module.state_dict()
+        return {name: shadow.to(own[name].dtype) for name, shadow in self.shadow.items()}
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        return self.shadow
+
+    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        for name, value in state.items():
+            self.shadow[name].copy_(value)

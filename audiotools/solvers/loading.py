@@ -1,0 +1,98 @@
+"""Data loaders whose order is a pure function of (seed, epoch): a resumed run sees exactly
+the batches it would have seen, on any number of workers, and DDP ranks see disjoint shards."""
+from __future__ import annotations
+
+import random
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+from .. import distributed
+from ..errors import ConfigError
+
+
+class EpochSampler(Sampler[int]):
+    """Indices for one rank: shuffled by a generator seeded with (seed, epoch) when `shuffle`,
+    then split across ranks. Every rank gets the same count (the tail is dropped when training,
+    padded by wrapping for evaluation) so collective ops stay in step."""
+
+    def __init__(self, length: int, seed: int, shuffle: bool, drop_tail: bool):
+        self.length = length
+        self.seed = seed
+        self.shuffle = shuffle
+        self.drop_tail = drop_tail
+        self.epoch = 0
+        self.rank = distributed.rank()
+        self.world = distributed.world_size()
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def _per_rank(self) -> int:
+        if self.drop_tail:
+            return self.length // self.world
+        return -(-self.length // self.world)
+
+    def __len__(self) -> int:
+        return self._per_rank()
+
+    def __iter__(self) -> Iterator[int]:
+        if self.shuffle:
+            generator = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
+            order = torch.randperm(self.length, generator=generator).tolist()
+        else:
+            order = list(range(self.length))
+        count = self._per_rank()
+        order = (order * 2)[:count * self.world] if self.world > 1 else order[:count]
+        return iter(order[self.rank::self.world])
+
+
+def _seed_worker(worker_id: int) -> None:
+    """Workers draw from numpy/random seeded by torch's per-worker seed (itself derived from
+    the loader's seeded generator), so augmentation is reproducible too."""
+    seed = torch.initial_seed() % 2**32
+    np.random.seed(seed)
+    random.seed(seed)
+
+
+class EpochLoader:
+    """A DataLoader re-seeded for each epoch. `set_epoch` must be called before iterating;
+    it also reaches the dataset when it has `set_epoch` (segment datasets draw per epoch)."""
+
+    def __init__(self, dataset: Dataset, batch_size: int, shuffle: bool, num_workers: int,
+                 seed: int, collate_fn: Callable[[list[Any]], Any] | None = None,
+                 drop_last: bool | None = None, pin_memory: bool = False):
+        world = distributed.world_size()
+        if batch_size % world:
+            raise ConfigError(
+                f"batch_size={batch_size} is the global batch and must be divisible by the "
+                f"number of processes ({world}); use a multiple of {world}.")
+        drop_last = shuffle if drop_last is None else drop_last
+        self.dataset = dataset
+        self.seed = seed
+        self.sampler = EpochSampler(len(dataset), seed, shuffle, drop_tail=drop_last)
+        self.generator = torch.Generator()
+        self.loader = DataLoader(
+            dataset, batch_size=batch_size // world, sampler=self.sampler,
+            num_workers=num_workers, collate_fn=collate_fn, drop_last=drop_last,
+            worker_init_fn=_seed_worker, generator=self.generator, pin_memory=pin_memory,
+            persistent_workers=False)
+        if len(self.loader) == 0:
+            raise ConfigError(
+                f"batch_size={batch_size} is larger than the {len(dataset)} items of this split "
+                "(per process, with drop_last); lower batch_size or add data.")
+
+    def set_epoch(self, epoch: int) -> None:
+        self.sampler.set_epoch(epoch)
+        self.generator.manual_seed(self.seed * 1_000_003 + epoch)
+        if hasattr(self.dataset, "set_epoch"):
+            self.dataset.set_epoch(epoch)
+
+    def __len__(self) -> int:
+        return len(self.loader)
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter(self.loader)

@@ -1,0 +1,64 @@
+"""Optimizer and learning-rate schedule builders.
+
+Schedules count optimizer updates (not batches), so gradient accumulation and
+`optim.updates_per_epoch` do not change their shape. Plateau steps once per validation.
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+
+import torch
+
+from ..config import OptimConfig, ScheduleConfig
+
+Scheduler = torch.optim.lr_scheduler.LRScheduler | torch.optim.lr_scheduler.ReduceLROnPlateau
+
+
+def build_optimizer(params: Iterable[torch.nn.Parameter], cfg: OptimConfig,
+                    lr: float | None = None) -> torch.optim.Optimizer:
+    """Adam or AdamW over `params`; `lr` overrides cfg.lr (a discriminator's own rate, say)."""
+    kwargs = dict(lr=cfg.lr if lr is None else lr, betas=cfg.betas, eps=cfg.eps,
+                  weight_decay=cfg.weight_decay)
+    if cfg.optimizer == "adam":
+        return torch.optim.Adam(params, **kwargs)
+    return torch.optim.AdamW(params, **kwargs)
+
+
+class _Multiplier:
+    """lr multiplier as a function of the update index; a class (not a closure) so that
+    LambdaLR's state_dict stays plain data."""
+
+    def __init__(self, cfg: ScheduleConfig, total_updates: int):
+        self.name = cfg.name
+        self.warmup = cfg.warmup_steps
+        self.min_ratio = cfg.min_lr_ratio
+        self.step_size = cfg.step_size
+        self.gamma = cfg.gamma
+        self.total = max(1, total_updates)
+
+    def __call__(self, step: int) -> float:
+        if self.warmup and step < self.warmup:
+            return (step + 1) / self.warmup
+        after = step - self.warmup
+        if self.name == "cosine":
+            progress = min(1.0, after / max(1, self.total - self.warmup))
+            return self.min_ratio + (1 - self.min_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+        if self.name == "step":
+            return self.gamma ** (after // self.step_size)
+        if self.name == "inverse_sqrt":
+            return math.sqrt(max(1, self.warmup) / (step + 1))
+        return 1.0
+
+
+def build_scheduler(optimizer: torch.optim.Optimizer, cfg: ScheduleConfig,
+                    total_updates: int) -> Scheduler | None:
+    """None for a constant rate; ReduceLROnPlateau for `plateau`; else a LambdaLR."""
+    if cfg.name == "none" and cfg.warmup_steps == 0:
+        return None
+    if cfg.name == "plateau":
+        return torch.optim.lr_scheduler.ReduceLROnPlateau(
+            optimizer, mode=cfg.plateau.mode, factor=cfg.plateau.factor,
+            patience=cfg.plateau.patience, threshold=cfg.plateau.threshold,
+            min_lr=cfg.plateau.min_lr)
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, _Multiplier(cfg, total_updates))

@@ -1,0 +1,86 @@
+"""The Dora main: `dora run solver=<family>/<recipe> [key=value ...]`.
+
+validate the composed config -> seed (offset by rank) -> threads -> distributed init -> solver.
+"""
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Sequence
+from types import TracebackType
+
+from dora import XP
+from dora.distrib import get_distrib_spec
+from dora.hydra import HydraMain
+from hydra.errors import HydraException
+from omegaconf import DictConfig
+from omegaconf.errors import OmegaConfBaseException
+
+from . import environment
+from .errors import AudiotoolsError, ConfigError
+
+logger = logging.getLogger(__name__)
+
+
+def _print_user_errors(exc_type: type[BaseException], exc: BaseException,
+                       tb: TracebackType | None) -> None:
+    """Errors a user caused are printed as their message alone; anything else keeps its trace."""
+    if isinstance(exc, AudiotoolsError):
+        print(f"error: {exc}", file=sys.stderr)
+    else:
+        sys.__excepthook__(exc_type, exc, tb)
+
+
+class AudiotoolsMain(HydraMain):
+    """Dora's Hydra main, plus a config check at XP creation.
+
+    `get_xp` runs before Dora creates the XP folder (for `dora run`, `dora grid`, `dora info`),
+    so a bad config is refused with one message and leaves nothing behind.
+    """
+
+    def get_xp(self, argv: Sequence[str]) -> XP:
+        try:
+            xp = super().get_xp(argv)
+        except (HydraException, OmegaConfBaseException) as error:
+            raise ConfigError(_explain_composition_error(error, argv)) from None
+        from .solvers.builders import validate_config
+        validate_config(xp.cfg)
+        return xp
+
+
+def _explain_composition_error(error: Exception, argv: Sequence[str]) -> str:
+    message = str(error).strip()
+    if "solver" in message and ("Could not find" in message or "solver/" in message):
+        from .solvers.builders import available_recipes
+        message += "\nAvailable solvers: " + ", ".join(available_recipes())
+    return f"cannot compose the config from {list(argv)}:\n{message}"
+
+
+def _decorate(fn):
+    main = AudiotoolsMain(fn, config_name="config", config_path="../config", version_base="1.3")
+    # Dora reads `dir` from the config before any override; the team file / env decide instead.
+    main.dora.dir = environment.dora_dir()
+    return main
+
+
+@_decorate
+def main(cfg: DictConfig) -> None:
+    from . import distributed
+    from .solvers.builders import get_solver, validate_config
+    try:
+        settings = validate_config(cfg)
+        spec = get_distrib_spec()
+        distributed.seed_everything(settings.seed + spec.rank)
+        if settings.num_threads is not None:
+            import torch
+            torch.set_num_threads(settings.num_threads)
+        distributed.init(settings.device)
+        solver = get_solver(cfg)
+        solver.run()
+    except AudiotoolsError as error:
+        logger.error("%s", error)
+        print(f"error: {error}", file=sys.stderr)
+        sys.exit(1)
+
+
+sys.excepthook = _print_user_errors
