@@ -10,8 +10,14 @@ import importlib
 import sys
 from collections.abc import Sequence
 
+from .errors import AudiotoolsError
+
 # Modules under audiotools.commands, in the order `audiotools --help` lists them.
-COMMANDS: tuple[str, ...] = ()
+COMMANDS: tuple[str, ...] = (
+    "export",
+    "manifest",
+    "shards",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -28,7 +34,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    return int(args._run(args) or 0)
+    try:
+        return int(args._run(args) or 0)
+    except AudiotoolsError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

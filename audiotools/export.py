@@ -11,6 +11,7 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
+from .environment import resolve_path, xp_folder
 from .errors import CheckpointError
 
 FORMAT = "audiotools.export/1"
@@ -52,3 +53,30 @@ def read(path: Path) -> tuple[dict[str, dict[str, torch.Tensor]], dict[str, Any]
     info = dict(metadata)
     info["config"] = json.loads(metadata["config"])
     return weights, info
+
+
+def checkpoint_of(source: str) -> Path:
+    """`SIG`, `//sig/SIG`, an XP folder or a checkpoint file -> the checkpoint path."""
+    candidate = resolve_path(source)
+    if not candidate.exists() and "/" not in source:
+        candidate = xp_folder(source)
+    if candidate.is_dir():
+        candidate = candidate / "checkpoint.th"
+    if not candidate.exists():
+        raise CheckpointError(f"{source!r}: no checkpoint at {candidate} (give an XP signature, "
+                              "//sig/SIG, an XP folder or a checkpoint.th path).")
+    return candidate
+
+
+def export_checkpoint(source: str, out: Path) -> Path:
+    """Write the best weights of an XP's checkpoint as an exported model."""
+    from .solvers import checkpoint
+    path = checkpoint_of(source)
+    state = checkpoint.load(path)
+    best = state.get("best_state") or {}
+    if not best:
+        raise CheckpointError(
+            f"{path} has no best state yet: no valid stage has finished. Train at least one "
+            "epoch with a valid split, then export.")
+    return write(out, best, state["xp.cfg"], str(state.get("xp.sig", "")),
+                 len(state.get("history", [])))

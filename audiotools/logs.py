@@ -15,6 +15,7 @@ from typing import Any
 from tqdm import tqdm
 
 _FILE_ONLY = "file_only"
+_OURS = "_audiotools_handler"
 
 
 class _SkipFileOnly(logging.Filter):
@@ -27,8 +28,9 @@ def setup_logging(folder: Path | None, rank: int, level: str = "INFO") -> None:
     root = logging.getLogger()
     root.setLevel(level)
     for handler in list(root.handlers):
-        root.removeHandler(handler)
-        handler.close()
+        if getattr(handler, _OURS, False):  # from an earlier solver in this process
+            root.removeHandler(handler)
+            handler.close()
     formatter = logging.Formatter("[%(asctime)s][%(name)s][%(levelname)s] - %(message)s",
                                   datefmt="%m-%d %H:%M:%S")
     console = logging.StreamHandler(sys.stderr)
@@ -36,11 +38,13 @@ def setup_logging(folder: Path | None, rank: int, level: str = "INFO") -> None:
     console.setLevel(level if rank == 0 else "WARNING")
     if sys.stderr.isatty():
         console.addFilter(_SkipFileOnly())
-    root.addHandler(console)
+    handlers: list[logging.Handler] = [console]
     if folder is not None:
-        file_handler = logging.FileHandler(folder / f"solver.log.{rank}")
-        file_handler.setFormatter(formatter)
-        root.addHandler(file_handler)
+        handlers.append(logging.FileHandler(folder / f"solver.log.{rank}"))
+        handlers[-1].setFormatter(formatter)
+    for handler in handlers:
+        setattr(handler, _OURS, True)
+        root.addHandler(handler)
 
 
 class Progress:

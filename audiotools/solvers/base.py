@@ -111,8 +111,7 @@ class StandardSolver(flashy.BaseSolver):
             return
         for name in names:
             self.ema[name] = ModelEMA(getattr(self, name), self.settings.optim.ema.decay)
-        if "ema" not in self.stateful.sources:
-            self.register_stateful("ema")
+            self.stateful.register(f"ema.{name}", self.ema[name])
 
     def make_loader(self, dataset: Any, batch_size: int, shuffle: bool, num_workers: int = 0,
                     **kwargs: Any) -> EpochLoader:
@@ -188,7 +187,8 @@ class StandardSolver(flashy.BaseSolver):
             logger.info("Model %s: %s parameters (%.2f M)", name, f"{total:,}", total / 1e6)
             for child_name, child in module.named_children():
                 count = sum(p.numel() for p in child.parameters())
-                logger.info("  %s.%s: %s", name, child_name, f"{count:,}")
+                if count:
+                    logger.info("  %s.%s: %s", name, child_name, f"{count:,}")
 
     # ------------------------------------------------------------------ epochs and updates
     @property
@@ -263,7 +263,8 @@ class StandardSolver(flashy.BaseSolver):
                     self.scaler.scale(loss / accumulation).backward()
                     if (idx + 1) % accumulation == 0:
                         self._update()
-            metrics = average({key: float(value) for key, value in step_metrics.items()})
+            metrics = average({key: float(value.detach()) if isinstance(value, torch.Tensor)
+                               else float(value) for key, value in step_metrics.items()})
             progress.update(**metrics)
         return distributed.average_metrics(metrics, total)
 
@@ -422,6 +423,23 @@ class StandardSolver(flashy.BaseSolver):
 
     # ------------------------------------------------------------------ the run
     def run(self) -> None:
+        try:
+            self._run_epochs()
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        """Close the experiment loggers and release the XP lock: the solver is done writing."""
+        for experiment_logger in self.result_logger._experiment_loggers.values():
+            writer = getattr(experiment_logger, "writer", None)
+            for method in ("close", "finish"):  # TensorBoard writer, W&B run
+                if callable(getattr(writer, method, None)):
+                    getattr(writer, method)()
+        if self._lock_handle is not None:
+            self._lock_handle.close()
+            self._lock_handle = None
+
+    def _run_epochs(self) -> None:
         self.restore()
         for module in self._registered_modules():
             distributed.broadcast_module(module)

@@ -37,6 +37,8 @@ def save(state: dict[str, Any], folder: Path, epoch: int, keep_last: int) -> Pat
     either the previous checkpoint or the new one, never a torn file. With `keep_last > 0`
     the same file is also linked as `checkpoint_<epoch>.th` and older ones beyond N are pruned."""
     latest = folder / LATEST
+    for stale in folder.glob(f".{LATEST}.*.tmp"):  # left by a process killed mid-write
+        stale.unlink(missing_ok=True)
     tmp = folder / f".{LATEST}.{os.getpid()}.tmp"
     with open(tmp, "wb") as handle:
         torch.save(state, handle)

@@ -1,0 +1,21 @@
+"""`audiotools export SIG OUT.safetensors`: the best (EMA) weights of an XP, config embedded."""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from ..export import export_checkpoint
+
+NAME = "export"
+HELP = "Export an XP's best weights as safetensors with its config in the metadata."
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("source", help="XP signature, //sig/SIG, XP folder or checkpoint.th")
+    parser.add_argument("out", type=Path, help="output .safetensors file (must not exist)")
+
+
+def run(args: argparse.Namespace) -> int:
+    path = export_checkpoint(args.source, args.out)
+    print(f"Exported {args.source} to {path}")
+    return 0

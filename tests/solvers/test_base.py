@@ -1,0 +1,216 @@
+"""StandardSolver behaviour, run in-process on the toy recipe."""
+from __future__ import annotations
+
+import fcntl
+import json
+import logging
+
+import pytest
+import torch
+
+from audiotools.errors import CheckpointError, NonFiniteLossError, XPLockedError
+from audiotools.solvers import checkpoint
+from tests.solvers.helpers import assert_same_state, build, make_xp, model_state, train
+
+
+def test_run_writes_history_checkpoint_logs_and_media(dora_dir):
+    solver = train()
+    folder = solver.folder
+    history = json.loads((folder / "history.json").read_text())
+    assert len(history) == 3
+    assert set(history[-1]) == {"train", "valid", "evaluate", "generate"}
+    assert history[-1]["valid"]["loss"] < history[0]["valid"]["loss"]
+    assert (folder / "checkpoint.th").exists()
+    assert "Valid Summary | Epoch 3" in (folder / "solver.log.0").read_text()
+    assert list((folder / "tensorboard").glob("events.out.tfevents.*"))
+    assert (folder / "outputs" / "generate_3" / "tone.wav").exists()
+
+
+def test_rerun_of_a_finished_xp_does_no_work(dora_dir):
+    first = train()
+    before = (first.folder / "checkpoint.th").stat().st_mtime_ns
+    second = train()
+    assert len(second.history) == 3
+    assert (first.folder / "checkpoint.th").stat().st_mtime_ns == before
+
+
+def test_crash_mid_epoch_then_resume_gives_identical_weights(dora_dir, monkeypatch):
+    reference = train("optim.ema.use=true", "seed=7")
+    reference_state = model_state(reference.xp)
+    (reference.folder).rename(dora_dir / "reference")
+
+    xp = make_xp("optim.ema.use=true", "seed=7")
+    solver = build(xp)
+    original = type(solver).run_step
+
+    def crash_in_epoch_two(self, idx, batch, metrics):
+        if self.is_training and self.epoch == 2 and idx == 5:
+            raise KeyboardInterrupt
+        return original(self, idx, batch, metrics)
+
+    monkeypatch.setattr(type(solver), "run_step", crash_in_epoch_two)
+    with xp.enter(), pytest.raises(KeyboardInterrupt):
+        solver.run()
+    assert len(json.loads((xp.folder / "history.json").read_text())) == 1
+    monkeypatch.setattr(type(solver), "run_step", original)
+    train("optim.ema.use=true", "seed=7")
+    assert_same_state(model_state(xp), reference_state)
+
+
+def test_override_gives_a_new_signature(dora_dir):
+    assert make_xp().sig != make_xp("optim.lr=0.02").sig
+    assert make_xp().sig == make_xp("device=cpu", "logging.level=DEBUG").sig
+
+
+def test_keep_last_prunes_numbered_checkpoints(dora_dir):
+    solver = train("optim.epochs=4", "checkpoint.keep_last=2")
+    assert sorted(p.name for p in solver.folder.glob("checkpoint_*.th")) == [
+        "checkpoint_3.th", "checkpoint_4.th"]
+    solver = train("optim.epochs=2", "checkpoint.keep_last=0")
+    assert not list(solver.folder.glob("checkpoint_*.th"))
+
+
+def test_checkpoint_loads_with_weights_only(dora_dir):
+    solver = train("optim.epochs=1")
+    state = torch.load(solver.folder / "checkpoint.th", weights_only=True)
+    assert {"model", "optimizer", "rng", "history", "best_state"} <= set(state)
+    assert isinstance(state["xp.cfg"], dict)
+
+
+def test_corrupt_checkpoint_is_refused_and_kept(dora_dir):
+    solver = train("optim.epochs=2", "checkpoint.keep_last=2")
+    path = solver.folder / "checkpoint.th"
+    path.unlink()  # checkpoint.th is a hard link to checkpoint_2.th: write a new torn file
+    path.write_bytes(b"PK\x03\x04 torn")
+    with pytest.raises(CheckpointError) as error:
+        train("optim.epochs=2", "checkpoint.keep_last=2")
+    message = str(error.value)
+    assert str(path) in message and "--clear" in message and "checkpoint_2.th" in message
+    assert path.read_bytes() == b"PK\x03\x04 torn"
+
+
+def test_kill_during_checkpoint_write_keeps_previous(dora_dir, monkeypatch):
+    solver = train("optim.epochs=1")
+    path = solver.folder / "checkpoint.th"
+    before = path.read_bytes()
+
+    def killed_mid_write(state, handle):
+        handle.write(b"half a checkpoint")
+        raise SystemExit("killed")
+
+    with monkeypatch.context() as patch, pytest.raises(SystemExit):
+        patch.setattr(checkpoint.torch, "save", killed_mid_write)
+        checkpoint.save({"x": 1}, solver.folder, epoch=2, keep_last=1)
+    assert path.read_bytes() == before
+    checkpoint.save({"x": 1}, solver.folder, epoch=2, keep_last=1)
+    assert not list(solver.folder.glob(".checkpoint.th.*.tmp"))
+
+
+def test_history_without_checkpoint_is_an_error_not_a_restart(dora_dir):
+    solver = train("optim.epochs=1")
+    (solver.folder / "checkpoint.th").unlink()
+    with pytest.raises(CheckpointError, match="history.json records 1 epochs"):
+        train("optim.epochs=1")
+
+
+def test_second_run_of_the_same_xp_is_refused(dora_dir):
+    xp = make_xp()
+    with open(xp.folder / "lock", "a+") as holder:
+        fcntl.flock(holder, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        holder.write("4242")
+        holder.flush()
+        with pytest.raises(XPLockedError, match="already running .pid 4242"):
+            build(xp)
+    assert not (xp.folder / "checkpoint.th").exists()
+
+
+def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(dora_dir):
+    with pytest.raises(NonFiniteLossError, match="stage 'train', epoch 2, step 2"):
+        train("dataset.fail_at_epoch=2")
+    xp = make_xp("dataset.fail_at_epoch=2")
+    state = torch.load(xp.folder / "checkpoint.th", weights_only=True)
+    assert len(state["history"]) == 1
+
+
+def test_parameter_counts_are_logged(dora_dir, caplog):
+    with caplog.at_level(logging.INFO):
+        build(make_xp())
+    assert "Model model: 161 parameters" in caplog.text
+    assert "model.0: 144" in caplog.text
+
+
+def test_accumulation_and_updates_per_epoch(dora_dir):
+    solver = train("optim.epochs=2", "optim.accumulation=3")
+    assert solver._updates_done == 2 * (12 // 3)
+    solver = train("optim.epochs=2", "optim.updates_per_epoch=20")
+    assert solver._updates_done == 40  # 20 updates > one pass of 12 batches: the loader cycles
+
+
+def test_clipping_applies_max_norm(dora_dir, monkeypatch):
+    seen = []
+    original = torch.nn.utils.clip_grad_norm_
+
+    def spy(params, max_norm, *args, **kwargs):
+        seen.append(max_norm)
+        return original(params, max_norm, *args, **kwargs)
+
+    monkeypatch.setattr(torch.nn.utils, "clip_grad_norm_", spy)
+    train("optim.epochs=1", "optim.max_norm=0.5")
+    assert seen == [0.5] * 12
+
+
+@pytest.mark.parametrize("precision,dtype", [("bf16-mixed", torch.bfloat16),
+                                             ("16-mixed", torch.float16)])
+def test_mixed_precision_on_cpu(dora_dir, monkeypatch, precision, dtype):
+    from tests.toy.solver import ToySolver
+    dtypes = []
+    original = ToySolver.run_step
+
+    def spy(self, idx, batch, metrics):
+        dtypes.append(self.model(batch[0]).dtype)
+        return original(self, idx, batch, metrics)
+
+    monkeypatch.setattr(ToySolver, "run_step", spy)
+    solver = train("optim.epochs=1", f"precision={precision}")
+    assert set(dtypes) == {dtype}
+    assert torch.isfinite(torch.tensor(solver.history[-1]["valid"]["loss"]))
+
+
+def test_early_stopping_uses_patience_and_min_delta(dora_dir):
+    solver = train("optim.epochs=6", "early_stop.patience=2", "early_stop.min_delta=1000")
+    assert len(solver.history) == 3
+    solver = train("optim.epochs=3", "early_stop.patience=2")
+    assert len(solver.history) == 3
+
+
+def test_every_gates_stages_and_last_epoch_always_runs(dora_dir):
+    solver = train("optim.epochs=3", "evaluate.every=2", "generate.every=0")
+    stages = [set(epoch) for epoch in solver.history]
+    assert stages == [{"train", "valid"}, {"train", "valid", "evaluate"},
+                      {"train", "valid", "evaluate"}]
+
+
+def test_ema_weights_are_used_for_best_state(dora_dir):
+    solver = train("optim.epochs=2", "optim.ema.use=true", "optim.ema.decay=0.9")
+    best = solver.best_state["model"]
+    live = solver.model.state_dict()
+    assert not torch.equal(best["0.weight"], live["0.weight"])
+    assert torch.equal(best["0.weight"], solver.ema["model"].weights()["0.weight"])
+
+
+def test_plateau_schedule_reduces_lr(dora_dir):
+    solver = train("optim.epochs=4", "schedule.name=plateau", "schedule.plateau.patience=0",
+                   "schedule.plateau.threshold=10", "schedule.plateau.mode=min")
+    lrs = [epoch["train"]["lr"] for epoch in solver.history]
+    assert lrs[0] == pytest.approx(0.01) and lrs[-1] < lrs[0]
+
+
+def test_best_metric_direction(dora_dir, monkeypatch):
+    from tests.toy.solver import ToySolver
+    monkeypatch.setattr(ToySolver, "best_mode", "max")
+    solver = train("optim.epochs=3")
+    losses = [epoch["valid"]["loss"] for epoch in solver.history]
+    assert losses[0] == max(losses)  # loss decreases: the first epoch is the "best" for max
+    xp_first = torch.load(solver.folder / "checkpoint_3.th", weights_only=True)
+    assert not torch.equal(xp_first["best_state"]["model"]["0.weight"],
+                           solver.model.state_dict()["0.weight"])
