@@ -1,0 +1,43 @@
+"""`audiotools manifest ROOT OUT.jsonl[.gz]`: scan a tree of audio files into a manifest."""
+from __future__ import annotations
+
+import argparse
+
+from ..data.manifest import rejection_report_path, scan_tree, write_manifest, write_rejections
+from ..environment import resolve_path
+from ..errors import ConfigError
+
+NAME = "manifest"
+HELP = ("Scan ROOT for audio files and write one JSON line per usable file; rejected files are "
+        "reported with the reason (also saved beside OUT as .rejected.tsv).")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("root", help="folder scanned recursively (hidden files and .json "
+                                     "sidecars are skipped)")
+    parser.add_argument("out", help="manifest to write, .jsonl or .jsonl.gz")
+    parser.add_argument("--workers", type=int, default=8, help="scanning threads (default 8)")
+    parser.add_argument("--amplitude", action="store_true",
+                        help="also store each file's peak and rms (linear, 0..1)")
+    parser.add_argument("--min-frames", type=int, default=16,
+                        help="files with fewer frames are rejected (default 16)")
+    parser.add_argument("--relative", action="store_true",
+                        help="store paths relative to OUT's folder (portable manifests)")
+
+
+def run(args: argparse.Namespace) -> int:
+    root, out = resolve_path(args.root), resolve_path(args.out)
+    report = rejection_report_path(out)
+    entries, rejections = scan_tree(root, args.workers, args.amplitude, args.min_frames,
+                                    exclude=(out, report))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    write_rejections(rejections, report)
+    for rejection in rejections:
+        print(f"rejected {rejection.path}: {rejection.reason}")
+    if not entries:
+        raise ConfigError(f"{root}: no usable audio file ({len(rejections)} rejected, reasons in "
+                          f"{report}); give a folder of wav/flac/ogg/mp3 files.")
+    write_manifest(entries, out, relative=args.relative)
+    hours = sum(e["duration"] for e in entries) / 3600
+    print(f"{len(entries)} files ({hours:.2f} h) → {out}; {len(rejections)} rejected → {report}")
+    return 0

@@ -1,0 +1,1 @@
+"""Audio data: file I/O (`audio`), manifests, segment datasets, WebDataset shards, builders."""
