@@ -173,10 +173,9 @@ def to_container(cfg: DictConfig | dict[str, Any]) -> dict[str, Any]:
     if isinstance(cfg, DictConfig):
         missing = sorted(OmegaConf.missing_keys(cfg))
         if missing:
-            raise ConfigError(
-                "Invalid configuration:\n" + "\n".join(
-                    f"  {key}: missing mandatory value (set it on the command line, "
-                    f"e.g. {key}=...)." for key in missing))
+            raise ConfigError("Invalid configuration:\n" + "\n".join(
+                f"  {key}: missing mandatory value; set it on the command line, e.g. {key}=..."
+                for key in missing))
         container = OmegaConf.to_container(cfg, resolve=True)
     else:
         container = dict(cfg)

@@ -20,6 +20,15 @@ REFERENCE_PREFIX = "//reference/"
 SIG_PREFIX = "//sig/"
 
 
+def config_dirs() -> list[Path]:
+    """The project's config tree, then the user's own from AUDIOTOOLS_CONFIG_PATH (file://)."""
+    extra = os.environ.get("AUDIOTOOLS_CONFIG_PATH", "")
+    dirs = [CONFIG_DIR]
+    if extra.startswith("file://"):
+        dirs.append(Path(extra[len("file://"):]))
+    return dirs
+
+
 def team_name() -> str:
     return os.environ.get("AUDIOTOOLS_TEAM", "default")
 

@@ -14,7 +14,7 @@ from dora.distrib import get_distrib_spec
 from dora.hydra import HydraMain
 from hydra.errors import HydraException
 from omegaconf import DictConfig
-from omegaconf.errors import OmegaConfBaseException
+from omegaconf.errors import MissingMandatoryValue, OmegaConfBaseException
 
 from . import environment
 from .errors import AudiotoolsError, ConfigError
@@ -39,11 +39,13 @@ class AudiotoolsMain(HydraMain):
     """
 
     def get_xp(self, argv: Sequence[str]) -> XP:
+        from .solvers.builders import missing_value_message, validate_config
         try:
             xp = super().get_xp(argv)
+        except MissingMandatoryValue as error:
+            raise ConfigError(missing_value_message(str(error.full_key))) from None
         except (HydraException, OmegaConfBaseException) as error:
             raise ConfigError(_explain_composition_error(error, argv)) from None
-        from .solvers.builders import validate_config
         validate_config(xp.cfg)
         return xp
 

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 from omegaconf import DictConfig, OmegaConf
 
 from ..config import SolverConfig, to_container, validate
-from ..environment import CONFIG_DIR
+from ..environment import config_dirs
 from ..errors import ConfigError
 
 if TYPE_CHECKING:
@@ -19,8 +19,18 @@ SOLVERS: dict[str, str] = {}
 
 def available_recipes() -> list[str]:
     """Recipe names usable as `solver=<name>` (config/solver/<family>/<recipe>.yaml)."""
-    root = CONFIG_DIR / "solver"
-    return sorted(str(p.relative_to(root).with_suffix("")) for p in root.glob("*/*.yaml"))
+    names = set()
+    for config_dir in config_dirs():
+        root = config_dir / "solver"
+        names.update(str(p.relative_to(root).with_suffix("")) for p in root.glob("*/*.yaml"))
+    return sorted(names)
+
+
+def missing_value_message(key: str) -> str:
+    hint = f"set it on the command line, e.g. {key}=..."
+    if key == "solver":
+        hint = f"choose a recipe with solver=<recipe>, one of: {', '.join(available_recipes())}"
+    return f"Invalid configuration:\n  {key}: missing mandatory value; {hint}."
 
 
 def solver_class(name: str) -> type[StandardSolver]:
@@ -46,9 +56,7 @@ def solver_class(name: str) -> type[StandardSolver]:
 def validate_config(cfg: DictConfig) -> SolverConfig:
     """Check the whole config against the schema of the solver it names."""
     if isinstance(cfg, DictConfig) and OmegaConf.is_missing(cfg, "solver"):
-        raise ConfigError(
-            "Invalid configuration:\n  solver: missing mandatory value. Choose a recipe with "
-            f"solver=<recipe>, one of: {', '.join(available_recipes())}.")
+        raise ConfigError(missing_value_message("solver"))
     container = to_container(cfg)
     return validate(container, solver_class(str(container["solver"])).config_schema)
 

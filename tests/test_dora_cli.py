@@ -1,0 +1,131 @@
+"""The user's commands, as subprocesses from the repo root: `dora run`, `dora info`, errors."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from tests.conftest import REPO, dora_command
+from tests.solvers.helpers import assert_same_state
+
+pytestmark = pytest.mark.slow
+
+
+def _xp_folders(dora_dir: Path) -> list[Path]:
+    return sorted((dora_dir / "xps").glob("*")) if (dora_dir / "xps").exists() else []
+
+
+def test_run_resume_info_and_clear(dora_dir):
+    first = dora_command("run", "solver=toy/debug")
+    assert "Valid Summary | Epoch 3" in first.stderr
+    [folder] = _xp_folders(dora_dir)
+    sig = folder.name
+    again = dora_command("run", "solver=toy/debug")
+    assert "All 3 epochs are done" in again.stderr
+    assert "Train Summary" not in again.stderr
+
+    info = dora_command("info", "-f", sig)
+    assert str(folder) in info.stdout + info.stderr
+    assert "solver=toy/debug" in info.stdout + info.stderr
+
+    rerun = dora_command("run", "-f", sig)
+    assert "All 3 epochs are done" in rerun.stderr
+    cleared = dora_command("run", "--clear", "solver=toy/debug", "optim.epochs=1")
+    assert "Train Summary | Epoch 1" in cleared.stderr
+
+    other = dora_command("run", "solver=toy/debug", "optim.lr=0.02", "optim.epochs=1")
+    assert len(_xp_folders(dora_dir)) == 3
+    assert "Train Summary | Epoch 1" in other.stderr
+
+
+def test_kill_9_mid_epoch_then_resume_is_bit_exact(dora_dir, tmp_path):
+    args = ["solver=toy/debug", "optim.epochs=3", "dataset.num_samples=4096"]
+    reference_dir = tmp_path / "reference"
+    dora_command("run", *args, env={"AUDIOTOOLS_DORA_DIR": str(reference_dir)})
+    [reference] = _xp_folders(reference_dir)
+
+    dora = Path(sys.executable).parent / "dora"
+    process = subprocess.Popen([str(dora), "run", *args], cwd=REPO, env=dict(os.environ),
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                               start_new_session=True)
+    history = None
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        folders = _xp_folders(dora_dir)
+        if folders and (folders[0] / "history.json").exists():
+            history = json.loads((folders[0] / "history.json").read_text() or "[]")
+            if len(history) >= 1:
+                break
+        time.sleep(0.01)
+    time.sleep(0.05)  # well inside epoch 2 (192 batches)
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+    assert history is not None and len(history) == 1, "the kill must land in epoch 2"
+    [folder] = _xp_folders(dora_dir)
+    assert len(json.loads((folder / "history.json").read_text())) < 3
+
+    resumed = dora_command("run", *args)
+    assert "Resuming from" in resumed.stderr
+    final = torch.load(folder / "checkpoint.th", weights_only=True)
+    expected = torch.load(reference / "checkpoint.th", weights_only=True)
+    assert_same_state(final["model"], expected["model"])
+    assert_same_state(final["optimizer"]["state"][0], expected["optimizer"]["state"][0])
+
+
+def test_second_concurrent_run_is_refused(dora_dir):
+    args = ["solver=toy/debug", "optim.epochs=50", "dataset.num_samples=4096"]
+    dora = Path(sys.executable).parent / "dora"
+    first = subprocess.Popen([str(dora), "run", *args], cwd=REPO, env=dict(os.environ),
+                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                             start_new_session=True)
+    try:
+        deadline = time.time() + 120
+        while time.time() < deadline and not any(
+                (f / "checkpoint.th").exists() for f in _xp_folders(dora_dir)):
+            time.sleep(0.05)
+        second = dora_command("run", *args, check=False)
+        assert second.returncode != 0
+        assert "is already running" in second.stderr
+        assert "Traceback" not in second.stderr
+        assert first.poll() is None, "the first run must be unharmed"
+    finally:
+        os.killpg(first.pid, signal.SIGTERM)
+        first.wait()
+
+
+@pytest.mark.parametrize("override,expected", [
+    ("solver=nope/recipe", "Could not find 'solver/nope/recipe'"),
+    ("optim.lrr=0.1", "optim.lrr"),
+    ("optim.lr=fast", "optim.lr = 'fast'"),
+    ("precision=bf16", "Input should be '32', 'bf16-mixed' or '16-mixed'"),
+])
+def test_bad_config_gives_one_clear_error_and_no_xp(dora_dir, override, expected):
+    args = ["solver=toy/debug", override] if not override.startswith("solver=") else [override]
+    result = dora_command("run", *args, check=False)
+    assert result.returncode != 0
+    assert expected in result.stderr
+    assert result.stderr.count("error:") == 1
+    assert "Traceback" not in result.stderr
+    assert _xp_folders(dora_dir) == []
+
+
+def test_missing_solver_lists_recipes(dora_dir):
+    result = dora_command("run", check=False)
+    assert result.returncode != 0
+    assert "solver: missing mandatory value" in result.stderr
+    assert "toy/debug" in result.stderr
+
+
+def test_xps_default_to_outputs_in_the_current_directory(tmp_path):
+    env = {key: value for key, value in os.environ.items() if key != "AUDIOTOOLS_DORA_DIR"}
+    code = "from audiotools import environment; print(environment.dora_dir())"
+    result = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env,
+                            capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == str(tmp_path / "outputs")
