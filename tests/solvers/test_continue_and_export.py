@@ -1,0 +1,78 @@
+"""continue_from (//sig/, checkpoint, exported model) and `audiotools export`."""
+from __future__ import annotations
+
+import logging
+
+import pytest
+import torch
+
+from audiotools import export
+from audiotools.cli import main as cli
+from audiotools.errors import CheckpointError
+from tests.solvers.helpers import build, make_xp, train
+
+
+def test_continue_from_sig_loads_best_weights_and_logs_keys(dora_dir, caplog):
+    source = train("optim.epochs=2")
+    with caplog.at_level(logging.INFO):
+        solver = build(make_xp("optim.epochs=1", f"continue_from=//sig/{source.xp.sig}"))
+        solver.restore()
+    for key, value in source.best_state["model"].items():
+        assert torch.equal(solver.model.state_dict()[key], value)
+    assert "loaded 4/4 tensors" in caplog.text
+    solver.close()
+
+
+def test_own_checkpoint_wins_over_continue_from(dora_dir, caplog):
+    source = train("optim.epochs=1")
+    own = train("optim.epochs=1", f"continue_from=//sig/{source.xp.sig}")
+    with caplog.at_level(logging.INFO):
+        again = train("optim.epochs=1", f"continue_from=//sig/{source.xp.sig}")
+    assert again.xp.sig == own.xp.sig
+    assert "own checkpoint wins" in caplog.text
+
+
+def test_continue_from_other_architecture_reports_each_key(dora_dir, caplog):
+    source = train("optim.epochs=1")
+    with caplog.at_level(logging.INFO):
+        solver = build(make_xp("model.hidden=32", f"continue_from=//sig/{source.xp.sig}"))
+        solver.restore()
+    assert "loaded 1/4 tensors" in caplog.text
+    assert "3 wrong shape (kept as initialised): 0.bias, 0.weight, 3.weight" in caplog.text
+    solver.close()
+
+
+def test_continue_from_nothing_fitting_is_an_error(dora_dir, tmp_path):
+    path = tmp_path / "foreign.th"
+    torch.save({"best_state": {"model": {"other.weight": torch.zeros(2)}}}, path)
+    solver = build(make_xp(f"continue_from={path}"))
+    with pytest.raises(CheckpointError, match="no tensor of"):
+        solver.restore()
+    solver.close()
+
+
+def test_export_roundtrip_and_continue_from_export(dora_dir, tmp_path, capsys):
+    source = train("optim.epochs=2")
+    out = tmp_path / "toy.safetensors"
+    assert cli(["export", source.xp.sig, str(out)]) == 0
+    weights, info = export.read(out)
+    assert info["config"]["solver"] == "tests.toy.solver:ToySolver"
+    assert info["sig"] == source.xp.sig and info["epoch"] == "2"
+    for key, value in source.best_state["model"].items():
+        assert torch.equal(weights["model"][key], value)
+    assert cli(["export", source.xp.sig, str(out)]) == 2
+    assert "exists" in capsys.readouterr().err
+
+    solver = build(make_xp("optim.epochs=1", f"continue_from={out}"))
+    solver.restore()
+    assert torch.equal(solver.model.state_dict()["3.bias"], weights["model"]["3.bias"])
+    solver.close()
+
+
+def test_export_errors_are_clear(dora_dir, tmp_path, capsys):
+    assert cli(["export", "deadbeef", str(tmp_path / "x.safetensors")]) == 2
+    assert "no checkpoint at" in capsys.readouterr().err
+    bogus = tmp_path / "bogus.safetensors"
+    bogus.write_bytes(b"not safetensors")
+    with pytest.raises(CheckpointError, match="Cannot read exported model"):
+        export.read(bogus)

@@ -1,0 +1,75 @@
+"""LR schedules, the EMA and deterministic loaders, as units."""
+from __future__ import annotations
+
+import pytest
+import torch
+from torch.utils.data import TensorDataset
+
+from audiotools import distributed
+from audiotools.config import ScheduleConfig
+from audiotools.errors import ConfigError
+from audiotools.solvers.ema import ModelEMA
+from audiotools.solvers.loading import EpochLoader
+from audiotools.solvers.optim import build_scheduler
+
+
+def _lrs(cfg: ScheduleConfig, total: int, steps: int) -> list[float]:
+    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+    scheduler = build_scheduler(optimizer, cfg, total)
+    values = []
+    for _ in range(steps):
+        values.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        scheduler.step()
+    return values
+
+
+def test_schedules():
+    warm = _lrs(ScheduleConfig(name="linear_warmup", warmup_steps=4), 10, 6)
+    assert warm == pytest.approx([0.25, 0.5, 0.75, 1.0, 1.0, 1.0])
+    cosine = _lrs(ScheduleConfig(name="cosine", min_lr_ratio=0.1), 10, 11)
+    assert cosine[0] == 1.0 and cosine[5] == pytest.approx(0.55) and cosine[10] == 0.1
+    step = _lrs(ScheduleConfig(name="step", step_size=3, gamma=0.5), 10, 7)
+    assert step == [1, 1, 1, 0.5, 0.5, 0.5, 0.25]
+    inverse = _lrs(ScheduleConfig(name="inverse_sqrt", warmup_steps=4), 10, 16)
+    assert inverse[3] == 1.0 and inverse[15] == pytest.approx(0.5)
+    assert build_scheduler(torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1),
+                           ScheduleConfig(), 10) is None
+
+
+def test_ema_tracks_weights():
+    module = torch.nn.Linear(2, 1)
+    ema = ModelEMA(module, decay=0.5)
+    start = module.weight.detach().clone()
+    with torch.no_grad():
+        module.weight.add_(2.0)
+    ema.update()
+    assert torch.allclose(ema.weights()["weight"], start + 1.0)
+
+
+def _ids(loader: EpochLoader, epoch: int) -> list[int]:
+    loader.set_epoch(epoch)
+    return [int(x) for batch in loader for x in batch[0]]
+
+
+def test_loader_order_depends_only_on_seed_and_epoch():
+    data = TensorDataset(torch.arange(40))
+    first = EpochLoader(data, batch_size=8, shuffle=True, num_workers=0, seed=3)
+    second = EpochLoader(data, batch_size=8, shuffle=True, num_workers=2, seed=3)
+    assert _ids(first, 1) == _ids(second, 1)
+    assert _ids(first, 1) != _ids(first, 2)
+    assert sorted(_ids(first, 2)) == list(range(40))
+    fixed = EpochLoader(data, batch_size=8, shuffle=False, num_workers=0, seed=3)
+    assert _ids(fixed, 5) == list(range(40))
+
+
+def test_global_batch_must_divide_across_processes(monkeypatch):
+    monkeypatch.setattr(distributed, "world_size", lambda: 2)
+    monkeypatch.setattr(distributed, "rank", lambda: 1)
+    data = TensorDataset(torch.arange(40))
+    with pytest.raises(ConfigError, match="batch_size=15 is the global batch"):
+        EpochLoader(data, batch_size=15, shuffle=True, num_workers=0, seed=0)
+    loader = EpochLoader(data, batch_size=8, shuffle=False, num_workers=0, seed=0)
+    assert _ids(loader, 0) == list(range(1, 40, 2))
+    with pytest.raises(ConfigError, match="larger than the 40 items"):
+        EpochLoader(data, batch_size=128, shuffle=True, num_workers=0, seed=0)
