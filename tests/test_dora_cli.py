@@ -129,3 +129,12 @@ def test_xps_default_to_outputs_in_the_current_directory(tmp_path):
     result = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env,
                             capture_output=True, text=True, check=True)
     assert result.stdout.strip() == str(tmp_path / "outputs")
+
+
+def test_wandb_offline_needs_no_account(dora_dir, tmp_path):
+    env = {"WANDB_API_KEY": "", "HOME": str(tmp_path), "WANDB_CONFIG_DIR": str(tmp_path)}
+    dora_command("run", "solver=toy/debug", "optim.epochs=1", "logging.wandb.mode=offline",
+                 env=env)
+    [folder] = _xp_folders(dora_dir)
+    [run] = (folder / "wandb").glob("offline-run-*")
+    assert list(run.glob("*.wandb"))
