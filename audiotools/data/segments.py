@@ -1,0 +1,164 @@
+"""Fixed-length segments at the model's sample rate and channel count, from manifest entries.
+
+Training draws random segments: the item at `index` is a pure function of (seed, epoch, index),
+so a resumed run, any number of workers and any DDP layout see exactly the same items. Valid,
+evaluate and generate splits enumerate fixed segments that never change with the epoch.
+
+A segment that runs past the end of its file is zero-padded; `padding_mask` is True on real
+samples. A file that breaks after the manifest was built (deleted, rewritten, NaN) yields a
+*failed* item that `collate_segments` drops with the path logged: the batch is one item short,
+never silently filled with another file.
+"""
+from __future__ import annotations
+
+import logging
+import math
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from ..errors import ConfigError
+from .audio import AudioFileError, AudioSource, audio_read
+
+logger = logging.getLogger(__name__)
+
+
+def segment_frames(segment_duration: float, sample_rate: int) -> int:
+    return round(segment_duration * sample_rate)
+
+
+def draw_seek(rng: np.random.Generator, duration: float, segment_duration: float,
+              min_segment_ratio: float) -> float:
+    """A start time leaving at least `min_segment_ratio` of the segment inside the file."""
+    return float(rng.uniform(0.0, max(0.0, duration - segment_duration * min_segment_ratio)))
+
+
+def fixed_seeks(duration: float, segment_duration: float, min_segment_ratio: float,
+                ) -> list[float]:
+    """Consecutive segment starts covering the file; the last is kept when at least
+    `min_segment_ratio` of it is real audio."""
+    count = max(1, math.floor(duration / segment_duration + 1 - min_segment_ratio + 1e-9))
+    return [i * segment_duration for i in range(count)]
+
+
+def load_segment(source: AudioSource, entry: dict[str, Any], seek: float,
+                 segment_duration: float, sample_rate: int, channels: int,
+                 return_info: bool) -> dict[str, Any]:
+    """One item: audio [C, T] float32, padding_mask [T] bool, and its info when asked.
+    A read failure becomes a failed item (same shapes, `error` set, mask all False)."""
+    frames = segment_frames(segment_duration, sample_rate)
+    audio = torch.zeros(channels, frames)
+    mask = torch.zeros(frames, dtype=torch.bool)
+    item: dict[str, Any] = {"audio": audio, "padding_mask": mask}
+    if return_info:
+        item["info"] = {
+            "path": entry["path"], "seek_time": seek, "seconds_start": seek,
+            "seconds_total": entry["duration"], "sample_rate": entry["sample_rate"],
+            "channels": entry["channels"], "meta": entry.get("meta", {})}
+    try:
+        wav, _ = audio_read(source, seek, segment_duration, sample_rate, channels)
+        if not torch.isfinite(wav).all():
+            raise AudioFileError(f"{entry['path']}: non-finite samples (NaN/inf)")
+        if wav.shape[-1] == 0:
+            raise AudioFileError(f"{entry['path']}: no audio at {seek:.3f} s (file changed?)")
+    except (AudioFileError, OSError) as err:
+        message = f"{entry['path']} at {seek:.3f} s: {err}"
+        logger.warning("Skipping a segment that cannot be read: %s", message)
+        item["error"] = message
+        return item
+    length = min(frames, wav.shape[-1])
+    audio[:, :length] = wav[:, :length]
+    mask[:length] = True
+    return item
+
+
+def collate_segments(items: list[dict[str, Any]]) -> dict[str, Any]:
+    """Stack audio [B, C, T] and padding_mask [B, T]; keep info as a list of dicts. Failed
+    items are dropped (their path was logged when read), so B may be smaller than asked."""
+    kept = [item for item in items if "error" not in item]
+    if not kept:
+        first = items[0]
+        return {"audio": torch.empty(0, *first["audio"].shape),
+                "padding_mask": torch.empty(0, *first["padding_mask"].shape, dtype=torch.bool),
+                "info": []}
+    batch: dict[str, Any] = {
+        "audio": torch.stack([item["audio"] for item in kept]),
+        "padding_mask": torch.stack([item["padding_mask"] for item in kept])}
+    if "info" in kept[0]:
+        batch["info"] = [item["info"] for item in kept]
+    return batch
+
+
+class SegmentDataset(Dataset):
+    """Segments from manifest entries.
+
+    random_segments: draw a file (uniformly, or weighted by duration) and a start per item;
+        `num_samples` items per epoch (default: total duration / segment duration).
+    otherwise: every fixed segment of every file in manifest order (`num_samples` keeps that
+        many, evenly spread), identical at every epoch.
+    Files shorter than `min_segment_ratio * segment_duration` are left out.
+    """
+
+    def __init__(self, entries: list[dict[str, Any]], sample_rate: int, channels: int,
+                 segment_duration: float, *, seed: int = 0, random_segments: bool = True,
+                 num_samples: int | None = None, weighted: bool = False,
+                 min_segment_ratio: float = 0.5, return_info: bool = True, name: str = "dataset"):
+        if segment_duration <= 0 or not 0 < min_segment_ratio <= 1:
+            raise ConfigError(
+                f"{name}: segment_duration={segment_duration}, min_segment_ratio="
+                f"{min_segment_ratio}; need segment_duration > 0 and 0 < min_segment_ratio <= 1.")
+        shortest = segment_duration * min_segment_ratio
+        self.entries = [e for e in entries if e["duration"] >= shortest]
+        if not self.entries:
+            raise ConfigError(
+                f"{name}: none of the {len(entries)} files lasts {shortest:.3f} s "
+                f"(min_segment_ratio * segment_duration); lower segment_duration or "
+                "min_segment_ratio.")
+        self.sample_rate = sample_rate
+        self.channels = channels
+        self.segment_duration = segment_duration
+        self.seed = seed
+        self.epoch = 0
+        self.random_segments = random_segments
+        self.min_segment_ratio = min_segment_ratio
+        self.return_info = return_info
+        durations = np.array([e["duration"] for e in self.entries])
+        self.weights = durations / durations.sum() if weighted else None
+        if random_segments:
+            self.length = num_samples or max(1, int(durations.sum() // segment_duration))
+            self.fixed: list[tuple[int, float]] = []
+        else:
+            segments = [(i, seek) for i, e in enumerate(self.entries)
+                        for seek in fixed_seeks(e["duration"], segment_duration,
+                                                min_segment_ratio)]
+            if num_samples and num_samples < len(segments):
+                segments = [segments[i * len(segments) // num_samples]
+                            for i in range(num_samples)]
+            self.fixed = segments
+            self.length = len(segments)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return self.length
+
+    def locate(self, index: int) -> tuple[int, float]:
+        """(file index, start second) of item `index` at the current epoch."""
+        if not self.random_segments:
+            return self.fixed[index]
+        rng = np.random.default_rng([self.seed, self.epoch, index])
+        file = int(rng.choice(len(self.entries), p=self.weights))
+        entry = self.entries[file]
+        return file, draw_seek(rng, entry["duration"], self.segment_duration,
+                               self.min_segment_ratio)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        if not 0 <= index < self.length:
+            raise IndexError(f"index {index} out of range for {self.length} segments")
+        file, seek = self.locate(index)
+        entry = self.entries[file]
+        return load_segment(entry["path"], entry, seek, self.segment_duration,
+                            self.sample_rate, self.channels, self.return_info)
