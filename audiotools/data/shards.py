@@ -1,0 +1,190 @@
+"""WebDataset tar shards: writing them from a manifest, and streaming segments from them.
+
+A shard sample is the original file's bytes (no re-encoding, `<key>.<ext>`) and its manifest
+entry (`<key>.json`). The reader opens shards with webdataset's `gopen`, so a shard is a local
+path, any URL curl reads, or `pipe:COMMAND` (`pipe:aws s3 cp s3://bucket/shard-000000.tar -`);
+patterns like `shard-{000000..000099}.tar` expand. Items are the same dicts as `SegmentDataset`'s.
+
+Order is a pure function of (seed, epoch, rank, worker): shards are shuffled per epoch, split
+across DDP ranks then DataLoader workers, and segments pass through a seeded shuffle buffer.
+"""
+from __future__ import annotations
+
+import io
+import json
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch.utils.data
+import webdataset as wds
+from webdataset.shardlists import expand_urls
+from webdataset.tariterators import tarfile_samples
+
+from .. import distributed
+from ..errors import AudiotoolsError, ConfigError
+from .segments import draw_seek, fixed_seeks, load_segment
+
+INDEX_NAME = "index.json"
+AUDIO_EXTENSIONS = ("flac", "wav", "ogg", "mp3", "aiff", "aif", "au", "w64")
+
+
+def write_shards(entries: list[dict[str, Any]], outdir: str | os.PathLike,
+                 samples_per_shard: int) -> list[Path]:
+    """Write `shard-NNNNNN.tar` files of at most `samples_per_shard` files each, plus an
+    `index.json` listing the shards, their sample counts and total duration."""
+    if samples_per_shard < 1:
+        raise ConfigError(f"samples_per_shard={samples_per_shard}; use a positive count.")
+    outdir = Path(outdir)
+    outdir.mkdir(parents=True, exist_ok=True)
+    shards: list[dict[str, Any]] = []
+    for start in range(0, len(entries), samples_per_shard):
+        chunk = entries[start:start + samples_per_shard]
+        path = outdir / f"shard-{len(shards):06d}.tar"
+        tmp = path.with_name(f".{path.name}.tmp")
+        with wds.TarWriter(str(tmp)) as sink:
+            for offset, entry in enumerate(chunk):
+                audio = Path(entry["path"])
+                sink.write({"__key__": f"{start + offset:09d}",
+                            audio.suffix.lstrip(".").lower() or "wav": audio.read_bytes(),
+                            "json": json.dumps(entry, ensure_ascii=False).encode()})
+        os.replace(tmp, path)
+        shards.append({"name": path.name, "samples": len(chunk),
+                       "duration": sum(e["duration"] for e in chunk)})
+    index = {"shards": shards, "samples": len(entries),
+             "duration": sum(s["duration"] for s in shards)}
+    (outdir / INDEX_NAME).write_text(json.dumps(index, indent=1) + "\n")
+    return [outdir / s["name"] for s in shards]
+
+
+def shard_urls(spec: str | list[str]) -> list[str]:
+    """A shard folder (its index.json), a brace pattern, a URL/pipe, or a list of those."""
+    specs = [spec] if isinstance(spec, str) else list(spec)
+    urls: list[str] = []
+    for item in specs:
+        index = Path(item) / INDEX_NAME
+        if "://" not in item and not item.startswith("pipe:") and index.is_file():
+            urls += [str(Path(item) / s["name"]) for s in json.loads(index.read_text())["shards"]]
+        else:
+            urls += expand_urls(item)
+    if not urls:
+        raise ConfigError(f"shards={spec!r} names no shard; give a shard folder with "
+                          f"{INDEX_NAME}, a pattern like shard-{{000000..000009}}.tar, or URLs.")
+    return urls
+
+
+def _audio_key(sample: dict[str, Any]) -> str:
+    for key in AUDIO_EXTENSIONS:
+        if key in sample:
+            return key
+    raise ValueError(f"shard sample {sample.get('__key__')} from {sample.get('__url__')} has no "
+                     f"audio member (looked for {', '.join(AUDIO_EXTENSIONS)}).")
+
+
+class ShardDataset(torch.utils.data.IterableDataset):
+    """Segments streamed from tar shards.
+
+    random_segments: shards shuffled per epoch, `segments_per_file` random segments drawn from
+        each file, mixed in a `shuffle_buffer`; each rank yields `num_samples / world` items per
+        epoch, cycling over its shards when they run out.
+    otherwise: one pass, fixed segments of every file, in shard order (valid/evaluate/generate).
+    """
+
+    def __init__(self, shards: str | list[str], sample_rate: int, channels: int,
+                 segment_duration: float, *, seed: int = 0, random_segments: bool = True,
+                 num_samples: int | None = None, segments_per_file: int = 1,
+                 shuffle_buffer: int = 64, min_segment_ratio: float = 0.5,
+                 return_info: bool = True):
+        self.urls = shard_urls(shards)
+        if random_segments and not num_samples:
+            raise ConfigError("shards with random segments need num_samples (items per epoch).")
+        self.sample_rate = sample_rate
+        self.channels = channels
+        self.segment_duration = segment_duration
+        self.seed = seed
+        self.epoch = 0
+        self.random_segments = random_segments
+        self.num_samples = num_samples
+        self.segments_per_file = segments_per_file
+        self.shuffle_buffer = shuffle_buffer
+        self.min_segment_ratio = min_segment_ratio
+        self.return_info = return_info
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        """Items per epoch for this rank; a fixed pass is only counted by reading it."""
+        if self.num_samples is None:
+            raise TypeError("a fixed pass over shards has no length until read")
+        return self.num_samples // distributed.world_size()
+
+    def _placement(self) -> tuple[int, int, int, int]:
+        info = torch.utils.data.get_worker_info()
+        worker, workers = (info.id, info.num_workers) if info else (0, 1)
+        return distributed.rank(), distributed.world_size(), worker, workers
+
+    def _my_shards(self, cycle: int) -> list[str]:
+        rank, world, worker, workers = self._placement()
+        if len(self.urls) < world:
+            raise ConfigError(f"{len(self.urls)} shards for {world} processes; write at least "
+                              "one shard per process (lower --samples-per-shard).")
+        urls = list(self.urls)
+        if self.random_segments:
+            np.random.default_rng([self.seed, self.epoch, cycle]).shuffle(urls)
+        return urls[rank::world][worker::workers]
+
+    def _segments(self, urls: list[str], rng: np.random.Generator | None,
+                  ) -> Iterator[dict[str, Any]]:
+        samples = tarfile_samples(({"url": url} for url in urls), handler=wds.warn_and_continue)
+        for sample in samples:
+            entry = json.loads(sample["json"])
+            data = sample[_audio_key(sample)]
+            if rng is not None:
+                seeks = [draw_seek(rng, entry["duration"], self.segment_duration,
+                                   self.min_segment_ratio) for _ in range(self.segments_per_file)]
+            elif entry["duration"] >= self.segment_duration * self.min_segment_ratio:
+                seeks = fixed_seeks(entry["duration"], self.segment_duration,
+                                    self.min_segment_ratio)
+            else:
+                continue
+            for seek in seeks:
+                yield load_segment(io.BytesIO(data), entry, seek, self.segment_duration,
+                                   self.sample_rate, self.channels, self.return_info)
+
+    def _shuffled(self, items: Iterator[dict[str, Any]], rng: np.random.Generator,
+                  ) -> Iterator[dict[str, Any]]:
+        buffer: list[dict[str, Any]] = []
+        for item in items:
+            buffer.append(item)
+            if len(buffer) >= self.shuffle_buffer:
+                yield buffer.pop(int(rng.integers(len(buffer))))
+        rng.shuffle(buffer)
+        yield from buffer
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        rank, world, worker, workers = self._placement()
+        if not self.random_segments:
+            yield from self._segments(self._my_shards(0), None)
+            return
+        per_rank = self.num_samples // world
+        quota = per_rank // workers + (worker < per_rank % workers)
+        rng = np.random.default_rng([self.seed, self.epoch, rank, worker])
+        produced, cycle = 0, 0
+        while produced < quota:
+            urls = self._my_shards(cycle)
+            if not urls:
+                raise ConfigError(
+                    f"DataLoader worker {worker} of rank {rank} has no shard; use at most "
+                    f"{len(self.urls) // world} workers or write more shards.")
+            before = produced
+            for item in self._shuffled(self._segments(urls, rng), rng):
+                yield item
+                produced += 1
+                if produced == quota:
+                    return
+            if produced == before:
+                raise AudiotoolsError(f"no readable sample in shards {urls}; see the warnings.")
+            cycle += 1

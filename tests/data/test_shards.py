@@ -1,0 +1,102 @@
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from torch.utils.data import DataLoader
+
+from audiotools.data.manifest import scan_tree, write_manifest
+from audiotools.data.segments import SegmentDataset, collate_segments
+from audiotools.data.shards import ShardDataset, shard_urls, write_shards
+from audiotools.errors import ConfigError
+
+
+@pytest.fixture
+def entries(tmp_path, write_tone):
+    for i in range(5):
+        write_tone(f"set/f{i}.{'flac' if i % 2 else 'wav'}", 2.0 + i, 22050, freq=200 + 100 * i)
+    found, _ = scan_tree(tmp_path / "set")
+    return found
+
+
+def _key(item) -> tuple[str, float]:
+    return item["info"]["path"], round(item["info"]["seek_time"], 6)
+
+
+def test_write_shards_and_index(entries, tmp_path):
+    paths = write_shards(entries, tmp_path / "shards", samples_per_shard=2)
+    assert [p.name for p in paths] == ["shard-000000.tar", "shard-000001.tar", "shard-000002.tar"]
+    index = json.loads((tmp_path / "shards" / "index.json").read_text())
+    assert [s["samples"] for s in index["shards"]] == [2, 2, 1]
+    assert index["duration"] == pytest.approx(sum(e["duration"] for e in entries))
+    assert shard_urls(str(tmp_path / "shards")) == [str(p) for p in paths]
+    pattern = str(tmp_path / "shards/shard-{000000..000002}.tar")
+    assert shard_urls(pattern) == [str(p) for p in paths]
+    with pytest.raises(ConfigError, match="samples_per_shard=0"):
+        write_shards(entries, tmp_path / "x", 0)
+
+
+def test_fixed_pass_yields_the_same_items_as_the_segment_dataset(entries, tmp_path):
+    write_shards(entries, tmp_path / "shards", samples_per_shard=2)
+    files = SegmentDataset(entries, 16000, 1, 1.5, random_segments=False)
+    shards = ShardDataset(str(tmp_path / "shards"), 16000, 1, 1.5, random_segments=False)
+    from_files = [files[i] for i in range(len(files))]
+    from_shards = list(shards)
+    assert [_key(i) for i in from_shards] == [_key(i) for i in from_files]
+    for a, b in zip(from_files, from_shards, strict=True):
+        assert torch.equal(a["audio"], b["audio"])
+        assert torch.equal(a["padding_mask"], b["padding_mask"])
+
+
+def test_random_stream_is_deterministic_per_epoch_and_split_over_workers(entries, tmp_path):
+    write_shards(entries, tmp_path / "shards", samples_per_shard=1)
+    dataset = ShardDataset(str(tmp_path / "shards"), 16000, 1, 1.0, num_samples=20,
+                           segments_per_file=5, shuffle_buffer=4, seed=7)
+
+    def epoch(number: int) -> list[list[tuple[str, float]]]:
+        dataset.set_epoch(number)
+        loader = DataLoader(dataset, batch_size=5, num_workers=2, collate_fn=collate_segments)
+        return [[_key({"info": info}) for info in batch["info"]] for batch in loader]
+
+    first = epoch(0)
+    keys = [key for batch in first for key in batch]
+    assert len(keys) == len(dataset) == 20 and len(set(keys)) == 20
+    assert epoch(0) == first
+    assert epoch(1) != first
+    # Batches alternate between the two workers; each reads its own shards (2 or 3 of 5, with
+    # 5 segments per file: 10 items each without cycling).
+    files = [{path for path, _ in first[i] + first[i + 2]} for i in (0, 1)]
+    assert files[0] and files[1] and not files[0] & files[1]
+
+
+def test_pipe_and_corrupt_shards(entries, tmp_path):
+    write_shards(entries, tmp_path / "shards", samples_per_shard=2)
+    shard = tmp_path / "shards" / "shard-000001.tar"
+    piped = ShardDataset(f"pipe:cat {shard}", 16000, 1, 1.0, random_segments=False)
+    assert {item["info"]["path"] for item in piped} == {entries[2]["path"], entries[3]["path"]}
+    shard.write_bytes(shard.read_bytes()[:1000])  # truncated mid-member
+    dataset = ShardDataset(str(tmp_path / "shards"), 16000, 1, 1.0, random_segments=False)
+    with pytest.warns(UserWarning, match="shard-000001.tar"):
+        paths = {item["info"]["path"] for item in dataset}
+    assert paths == {entries[i]["path"] for i in (0, 1, 4)}
+
+
+def test_shards_from_the_command_line(entries, tmp_path):
+    from audiotools import cli
+
+    write_manifest(entries, tmp_path / "m.jsonl")
+    assert cli.main(["shards", str(tmp_path / "m.jsonl"), str(tmp_path / "out"),
+                     "--samples-per-shard", "3"]) == 0
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
+        "index.json", "shard-000000.tar", "shard-000001.tar"]
+
+
+def test_configuration_errors(entries, tmp_path):
+    write_shards(entries, tmp_path / "shards", samples_per_shard=5)
+    with pytest.raises(ConfigError, match="need num_samples"):
+        ShardDataset(str(tmp_path / "shards"), 16000, 1, 1.0)
+    dataset = ShardDataset(str(tmp_path / "shards"), 16000, 1, 1.0, num_samples=4)
+    loader = DataLoader(dataset, batch_size=2, num_workers=2, collate_fn=collate_segments)
+    with pytest.raises(ConfigError, match="has no shard"):
+        list(loader)
