@@ -15,6 +15,7 @@ from .errors import AudiotoolsError
 # Modules under audiotools.commands, in the order `audiotools --help` lists them.
 COMMANDS: tuple[str, ...] = (
     "export",
+    "kfold",
     "manifest",
     "shards",
 )

@@ -152,7 +152,11 @@ def format_validation_error(error: ValidationError, container: dict[str, Any],
             lines.append(f"  {key}: missing mandatory value.")
         else:
             value = _lookup(container, item["loc"])
-            lines.append(f"  {key} = {value!r}: {item['msg']}.")
+            if isinstance(value, dict):  # a rule across keys of a section: the rule says it
+                message = item["msg"].removeprefix("Value error, ")
+                lines.append(f"  {key}: {message}.")
+            else:
+                lines.append(f"  {key} = {value!r}: {item['msg']}.")
     return "\n".join(lines)
 
 

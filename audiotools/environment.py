@@ -16,8 +16,11 @@ from omegaconf import OmegaConf
 from .errors import ConfigError
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "config"
+# Small real datasets that ship with the package: `//datasets/<name>`.
+DATASETS_DIR = Path(__file__).resolve().parent / "datasets"
 REFERENCE_PREFIX = "//reference/"
 SIG_PREFIX = "//sig/"
+DATASETS_PREFIX = "//datasets/"
 
 
 def config_dirs() -> list[Path]:
@@ -78,8 +81,11 @@ def xp_folder(sig: str) -> Path:
 
 
 def resolve_path(path: str | os.PathLike) -> Path:
-    """Resolve `//reference/x`, `//sig/SIG[/x]`, `~` and relative paths to an absolute path."""
+    """Resolve `//reference/x`, `//sig/SIG[/x]`, `//datasets/x`, `~` and relative paths to an
+    absolute path."""
     text = str(path)
+    if text.startswith(DATASETS_PREFIX):
+        return DATASETS_DIR / text[len(DATASETS_PREFIX):]
     if text.startswith(REFERENCE_PREFIX):
         return reference_dir() / text[len(REFERENCE_PREFIX):]
     if text.startswith(SIG_PREFIX):

@@ -18,14 +18,14 @@ FORMAT = "audiotools.export/1"
 
 
 def write(path: Path, weights: dict[str, dict[str, torch.Tensor]], config: dict[str, Any],
-          sig: str, epoch: int) -> Path:
+          sig: str, epoch: int, info: dict[str, Any] | None = None) -> Path:
     """Save per-module weights flattened as `<module>.<key>`; refuses to overwrite a file."""
     if path.exists():
         raise CheckpointError(f"{path} exists; remove it or choose another output path.")
     flat = {f"{name}.{key}": value.detach().cpu().contiguous()
             for name, state in weights.items() for key, value in state.items()}
     metadata = {"format": FORMAT, "config": json.dumps(config), "sig": sig, "epoch": str(epoch),
-                "modules": json.dumps(sorted(weights))}
+                "modules": json.dumps(sorted(weights)), "info": json.dumps(info or {})}
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
     save_file(flat, str(tmp), metadata=metadata)
@@ -50,9 +50,10 @@ def read(path: Path) -> tuple[dict[str, dict[str, torch.Tensor]], dict[str, Any]
         prefix = f"{name}."
         weights[name] = {key[len(prefix):]: value for key, value in flat.items()
                          if key.startswith(prefix)}
-    info = dict(metadata)
-    info["config"] = json.loads(metadata["config"])
-    return weights, info
+    parsed: dict[str, Any] = dict(metadata)
+    parsed["config"] = json.loads(metadata["config"])
+    parsed["info"] = json.loads(metadata.get("info", "{}"))
+    return weights, parsed
 
 
 def checkpoint_of(source: str) -> Path:
@@ -79,4 +80,4 @@ def export_checkpoint(source: str, out: Path) -> Path:
             f"{path} has no best state yet: no valid stage has finished. Train at least one "
             "epoch with a valid split, then export.")
     return write(out, best, state["xp.cfg"], str(state.get("xp.sig", "")),
-                 len(state.get("history", [])))
+                 len(state.get("history", [])), state.get("export_info"))

@@ -88,6 +88,11 @@ class StandardSolver(flashy.BaseSolver):
         tensor: the base does backward and the optimizer update."""
         raise NotImplementedError
 
+    def export_info(self) -> dict[str, Any]:
+        """What an exported model needs besides its config (class names, feature settings...);
+        saved in each checkpoint and embedded by `audiotools export`."""
+        return {}
+
     def evaluate(self) -> dict[str, Any]:
         """Metrics on the evaluate split, with the best weights loaded. Default: none."""
         return {}
@@ -376,11 +381,13 @@ class StandardSolver(flashy.BaseSolver):
         state["xp.cfg"] = OmegaConf.to_container(self.cfg, resolve=True)
         state["rng"] = checkpoint.capture_rng()
         state["updates_done"] = self._updates_done
+        state["export_info"] = self.export_info()
         return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         state = dict(state)
         rng = state.pop("rng", None)
+        state.pop("export_info", None)
         self._updates_done = int(state.pop("updates_done", 0))
         unknown = sorted(set(state) - set(self.stateful.sources))
         if unknown:

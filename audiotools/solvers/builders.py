@@ -14,7 +14,9 @@ if TYPE_CHECKING:
     from .base import StandardSolver
 
 # Family name -> "module:Class". A config may also name any importable "module:Class".
-SOLVERS: dict[str, str] = {}
+SOLVERS: dict[str, str] = {
+    "classifier": "audiotools.solvers.classifier:ClassifierSolver",
+}
 
 
 def available_recipes() -> list[str]:

@@ -1,0 +1,1 @@
+"""Dora grids: `dora grid <family>.<name>` (e.g. `dora grid classifier.kfold`)."""

@@ -1,0 +1,17 @@
+"""`dora grid classifier.kfold`: one XP per fold of the shipped digits, on SLURM.
+
+The XPs are the ones `audiotools kfold solver=classifier/digits` runs locally, so
+`audiotools kfold solver=classifier/digits --summary` prints mean ± std for this grid too.
+"""
+from ... import environment
+from ...kfold import fold_argvs
+from ._explorers import ClassifierExplorer
+
+RECIPE = ["solver=classifier/digits"]
+
+
+@ClassifierExplorer
+def explorer(launcher):
+    launcher.slurm_(**environment.slurm_defaults())
+    for argv in fold_argvs(RECIPE):
+        launcher(argv)

@@ -1,0 +1,72 @@
+"""k-fold cross-validation over ordinary XPs: one XP per held-out fold.
+
+`audiotools kfold`, the `classifier.kfold` grid and its explorer share this module, so a fold's
+XP is the same whichever launched it, and the summary reads any of them.
+"""
+from __future__ import annotations
+
+import statistics
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from dora import XP
+
+
+def fold_ids(overrides: Sequence[str]) -> list[int]:
+    """The folds present in the data the overrides select (read once; audio features cached)."""
+    import numpy as np
+
+    from .solvers.classifier import ClassifierConfig, load_arrays
+    from .train import main
+    xp = main.get_xp(list(overrides))
+    settings = ClassifierConfig.model_validate(_plain(xp.cfg))
+    return [int(fold) for fold in np.unique(load_arrays(settings).folds)]
+
+
+def _plain(cfg) -> dict:
+    from omegaconf import OmegaConf
+    return OmegaConf.to_container(cfg, resolve=True)  # type: ignore[return-value]
+
+
+def fold_argvs(overrides: Sequence[str]) -> list[list[str]]:
+    """One argv per fold: the user's overrides, then `dataset.fold=K`."""
+    kept = [arg for arg in overrides if not arg.startswith("dataset.fold=")]
+    return [[*kept, f"dataset.fold={fold}"] for fold in fold_ids(kept)]
+
+
+def best_valid(history: list[dict], metric: str = "accuracy") -> float | None:
+    values = [epoch["valid"][metric] for epoch in history
+              if metric in epoch.get("valid", {})]
+    return max(values) if values else None
+
+
+@dataclass
+class FoldResult:
+    fold: int
+    sig: str
+    epochs: int
+    best_accuracy: float | None
+
+
+def results(xps: Sequence[XP]) -> list[FoldResult]:
+    rows = []
+    for xp in xps:
+        xp.link.load()
+        history = xp.link.history
+        rows.append(FoldResult(int(xp.cfg.dataset.fold), xp.sig, len(history),
+                               best_valid(history)))
+    return rows
+
+
+def summary(rows: Sequence[FoldResult]) -> str:
+    """A table of folds and `mean ± std` (sample std over folds) of the best valid accuracy."""
+    lines = [f"{'fold':>4}  {'sig':>8}  {'epochs':>6}  best valid accuracy"]
+    for row in rows:
+        value = "not trained" if row.best_accuracy is None else f"{row.best_accuracy:.2%}"
+        lines.append(f"{row.fold:>4}  {row.sig:>8}  {row.epochs:>6}  {value}")
+    done = [row.best_accuracy for row in rows if row.best_accuracy is not None]
+    if done:
+        spread = statistics.stdev(done) if len(done) > 1 else 0.0
+        lines.append(f"best valid accuracy over {len(done)}/{len(rows)} folds: "
+                     f"{statistics.mean(done):.2%} ± {spread:.2%}")
+    return "\n".join(lines)

@@ -1,0 +1,1 @@
+"""Reusable metrics, each unit-tested."""

@@ -1,0 +1,210 @@
+"""Classifier solver: AudioCNN on log-mel features, one XP per cross-validation fold.
+
+Data comes from precomputed feature files (the original trainer's format, optionally fetched
+from the Hugging Face Hub) or from a folder of audio files with one subfolder per class.
+`dataset.fold` is held out for validation and evaluation; the other folds train.
+"""
+from __future__ import annotations
+
+import logging
+from typing import Any, Literal
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from pydantic import Field, model_validator
+
+from .. import distributed
+from ..config import Section, SolverConfig
+from ..data import hub
+from ..data.audio_folder import MelSettings, load_audio_folder
+from ..data.features import FeatureArrays, load_features, split_by_fold
+from ..errors import ConfigError
+from ..metrics.classification import (
+    accuracy,
+    confusion_matrix,
+    macro_f1,
+    render_confusion_matrix,
+)
+from ..models.cnn import AudioCNN
+from .base import StandardSolver
+
+logger = logging.getLogger(__name__)
+
+
+class CNNConfig(Section):
+    """AudioCNN architecture (config/model/cnn/*.yaml); null sizes come from the data."""
+
+    n_mels: int | None = Field(None, ge=1)
+    num_classes: int | None = Field(None, ge=2)
+    channels: list[int] = Field(default_factory=lambda: [32, 64, 128], min_length=1)
+    pools: list[tuple[int, int]] = Field(default_factory=lambda: [(2, 2), (2, 2), (2, 4)])
+    kernel_size: int = Field(3, ge=1)
+    dropout: float = Field(0.3, ge=0.0, lt=1.0)
+    conv1d_channels: int = Field(64, ge=1)
+    conv1d_kernel_size: int = Field(3, ge=1)
+    hidden_size: int = Field(128, ge=1)
+
+    @model_validator(mode="after")
+    def _one_pool_per_block(self) -> CNNConfig:
+        if len(self.pools) != len(self.channels):
+            raise ValueError(f"model.pools needs one (freq, time) pool per entry of "
+                             f"model.channels: {len(self.channels)} channels, "
+                             f"{len(self.pools)} pools")
+        return self
+
+
+class ClassifierDataConfig(Section):
+    source: Literal["features", "audio_folder"] = "audio_folder"
+    # features source
+    features_dir: str | None = None
+    hf_repo_id: str | None = None
+    hf_revision: str | None = None
+    # audio_folder source
+    root: str | None = None
+    folds_file: str | None = None
+    group_pattern: str | None = None
+    num_folds: int = Field(5, ge=2)
+    cache_dir: str | None = None
+    sample_rate: int = Field(16000, ge=1000)
+    n_fft: int = Field(512, ge=16)
+    hop_length: int = Field(160, ge=1)
+    n_mels: int = Field(64, ge=1)
+    num_frames: int = Field(101, ge=1)
+    # both
+    fold: int = Field(0, ge=0)
+    batch_size: int = Field(32, ge=1)
+    num_workers: int = Field(0, ge=0)
+
+    @model_validator(mode="after")
+    def _source_has_its_path(self) -> ClassifierDataConfig:
+        if self.source == "features" and not self.features_dir:
+            raise ValueError("dataset.source=features needs dataset.features_dir=PATH")
+        if self.source == "audio_folder" and not self.root:
+            raise ValueError("dataset.source=audio_folder needs dataset.root=PATH")
+        return self
+
+    def mel(self) -> MelSettings:
+        return MelSettings(self.sample_rate, self.n_fft, self.hop_length, self.n_mels,
+                           self.num_frames)
+
+
+class UploadConfig(Section):
+    # Hub model repo that receives each fold's best model (exported) after training.
+    hf_repo_id: str | None = None
+
+
+class ClassifierConfig(SolverConfig):
+    model: CNNConfig = CNNConfig()
+    dataset: ClassifierDataConfig
+    upload: UploadConfig = UploadConfig()
+
+
+def load_arrays(settings: ClassifierConfig) -> FeatureArrays:
+    """Features, labels and folds from the configured source."""
+    data, model = settings.dataset, settings.model
+    if data.source == "features":
+        assert data.features_dir is not None
+        return load_features(data.features_dir, num_classes=model.num_classes,
+                             hf_repo_id=data.hf_repo_id, hf_revision=data.hf_revision)
+    assert data.root is not None
+    return load_audio_folder(data.root, data.mel(), folds_file=data.folds_file,
+                             group_pattern=data.group_pattern, num_folds=data.num_folds,
+                             cache_dir=data.cache_dir)
+
+
+class ClassifierSolver(StandardSolver):
+    config_schema = ClassifierConfig
+    best_metric = "accuracy"
+    best_mode = "max"
+
+    def build_dataloaders(self) -> None:
+        data = self.settings.dataset
+        train, valid = split_by_fold(self.arrays, data.fold)
+        logger.info("Fold %d: %d training and %d held-out samples, %d classes.", data.fold,
+                    len(train), len(valid), self.arrays.num_classes)
+        self.loaders["train"] = self.make_loader(train, data.batch_size, shuffle=True,
+                                                 num_workers=data.num_workers)
+        self.loaders["valid"] = self.make_loader(valid, data.batch_size, shuffle=False,
+                                                 num_workers=data.num_workers)
+
+    def build_model(self) -> None:
+        # The data decides n_mels and num_classes, so it is read before the model is built.
+        self.arrays = load_arrays(self.settings)
+        model = self.settings.model
+        for key, from_data in (("n_mels", self.arrays.n_mels),
+                               ("num_classes", self.arrays.num_classes)):
+            configured = getattr(model, key)
+            if configured is not None and configured != from_data:
+                raise ConfigError(f"model.{key}={configured} but the data has {from_data}; "
+                                  f"set model.{key}=null to take it from the data.")
+        self.model = AudioCNN(**self.model_kwargs()).to(self.device)
+        self.optimizer = self.build_optimizer(self.model.parameters())
+        self.register_stateful("model", "optimizer")
+        self.register_best_state("model")
+        self.register_ema("model")
+
+    def model_kwargs(self) -> dict[str, Any]:
+        kwargs = self.settings.model.model_dump()
+        kwargs.update(n_mels=self.arrays.n_mels, num_classes=self.arrays.num_classes)
+        return kwargs
+
+    def export_info(self) -> dict[str, Any]:
+        data = self.settings.dataset
+        info: dict[str, Any] = {"class_names": self.arrays.class_names,
+                                "model_kwargs": self.model_kwargs()}
+        if data.source == "audio_folder":
+            info["mel"] = data.mel().__dict__
+        return info
+
+    def run_step(self, idx: int, batch: Any, metrics: dict[str, Any]) -> dict[str, Any]:
+        features, labels = (tensor.to(self.device) for tensor in batch)
+        logits = self.model(features).float()
+        loss = F.cross_entropy(logits, labels)
+        if self.is_training:
+            predictions = logits.argmax(dim=1)
+            return {"loss": loss, "accuracy": (predictions == labels).float().mean()}
+        self._matrix += confusion_matrix(labels, logits.argmax(dim=1), self.arrays.num_classes)
+        return {"loss": loss}
+
+    def valid_stage(self) -> dict[str, float]:
+        """Loss averaged per batch by the base; accuracy and macro-F1 exact over the split."""
+        self._matrix = torch.zeros(self.arrays.num_classes, self.arrays.num_classes,
+                                   dtype=torch.int64)
+        metrics = super().valid_stage()
+        matrix = self._gathered_matrix()
+        metrics.update(accuracy=accuracy(matrix), macro_f1=macro_f1(matrix))
+        return metrics
+
+    def _gathered_matrix(self) -> torch.Tensor:
+        matrix = self._matrix.clone()
+        if distributed.world_size() > 1:
+            torch.distributed.all_reduce(matrix)
+        return matrix
+
+    def evaluate(self) -> dict[str, Any]:
+        """Best weights on the held-out fold; the confusion matrix goes to a PNG and loggers."""
+        self._matrix = torch.zeros(self.arrays.num_classes, self.arrays.num_classes,
+                                   dtype=torch.int64)
+        for batch in self.loaders["valid"]:
+            self.run_step(0, batch, {})
+        matrix = self._gathered_matrix()
+        if distributed.is_rank_zero():
+            image = render_confusion_matrix(matrix, self.arrays.class_names)
+            image.save(self.folder / "confusion_matrix.png")
+            pixels = torch.from_numpy(np.array(image)).permute(2, 0, 1)
+            self.log_image("evaluate", "confusion_matrix", pixels)
+        return {"accuracy": accuracy(matrix), "macro_f1": macro_f1(matrix)}
+
+    def run(self) -> None:
+        super().run()
+        repo = self.settings.upload.hf_repo_id
+        if repo and distributed.is_rank_zero():
+            self._upload_best(repo)
+
+    def _upload_best(self, repo: str) -> None:
+        from ..export import export_checkpoint
+        out = self.folder / f"fold{self.settings.dataset.fold}_best.safetensors"
+        if not out.exists():
+            export_checkpoint(str(self.folder), out)
+        hub.upload_model(repo, out, path_in_repo=f"{self.xp.sig}/{out.name}")

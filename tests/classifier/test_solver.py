@@ -1,0 +1,100 @@
+"""The classifier solver end to end: recipes, metrics, export, k-fold."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from audiotools import export
+from audiotools.cli import main as cli
+from audiotools.errors import ConfigError
+from audiotools.metrics.classification import accuracy, confusion_matrix, macro_f1
+from tests.conftest import dora_command
+from tests.solvers.helpers import build, make_xp, train
+
+
+def _features_dir(tmp_path, classes=3, per_class=24, folds=3):
+    """Separable synthetic log-mels: each class lights up its own band of mel bins."""
+    rng = np.random.default_rng(0)
+    labels = np.repeat(np.arange(classes), per_class)
+    features = rng.normal(0, 0.3, (len(labels), 16, 8)).astype(np.float32)
+    for index, label in enumerate(labels):
+        features[index, label * 4:(label + 1) * 4] += 2.0
+    folder = tmp_path / "features"
+    folder.mkdir()
+    np.save(folder / "features.npy", features)
+    np.save(folder / "labels.npy", labels)
+    np.save(folder / "folds.npy", np.arange(len(labels)) % folds)
+    (folder / "class_mapping.json").write_text(json.dumps(["low", "mid", "high"]))
+    return folder
+
+
+FEATURE_RECIPE = ["solver=classifier/features", "model/cnn=tiny", "model.pools=[[2,2],[2,2]]",
+                  "optim.lr=0.01", "model.dropout=0.0",
+                  "dataset.batch_size=8", "evaluate.every=1"]
+
+
+def test_metrics_from_confusion_matrix():
+    targets = torch.tensor([0, 0, 1, 1, 2, 2])
+    predictions = torch.tensor([0, 1, 1, 1, 2, 0])
+    matrix = confusion_matrix(targets, predictions, 3)
+    assert matrix.tolist() == [[1, 1, 0], [0, 2, 0], [1, 0, 1]]
+    assert accuracy(matrix) == pytest.approx(4 / 6)
+    # per-class F1: 2*1/(2+1+1)=0.5, 2*2/(4+1+0)=0.8, 2*1/(2+0+1)=0.667
+    assert macro_f1(matrix) == pytest.approx((0.5 + 0.8 + 2 / 3) / 3)
+
+
+def test_features_recipe_trains_evaluates_and_exports(dora_dir, tmp_path):
+    folder = _features_dir(tmp_path)
+    solver = train(*FEATURE_RECIPE, f"dataset.features_dir={folder}", "optim.epochs=6",
+                   "dataset.fold=1")
+    valid = solver.history[-1]["valid"]
+    assert set(valid) >= {"loss", "accuracy", "macro_f1"}
+    assert max(epoch["valid"]["accuracy"] for epoch in solver.history) >= 0.9
+    assert (solver.folder / "confusion_matrix.png").exists()
+    assert (solver.folder / "outputs" / "evaluate_6" / "confusion_matrix.png").exists()
+
+    out = tmp_path / "model.safetensors"
+    assert cli(["export", str(solver.folder), str(out)]) == 0
+    _, info = export.read(out)
+    assert info["info"]["class_names"] == ["low", "mid", "high"]
+    assert info["info"]["model_kwargs"]["n_mels"] == 16
+
+
+def test_model_size_must_match_the_data(dora_dir, tmp_path):
+    folder = _features_dir(tmp_path)
+    with pytest.raises(ConfigError, match="model.num_classes=5 but .*names 3 classes"):
+        build(make_xp(*FEATURE_RECIPE, f"dataset.features_dir={folder}",
+                      "model.num_classes=5"))
+    with pytest.raises(ConfigError, match="model.n_mels=40 but the data has 16"):
+        build(make_xp(*FEATURE_RECIPE, f"dataset.features_dir={folder}", "model.n_mels=40"))
+
+
+def test_features_recipe_needs_its_path(dora_dir):
+    result = dora_command("run", "solver=classifier/features", check=False)
+    assert result.returncode != 0
+    assert "dataset: dataset.source=features needs dataset.features_dir=PATH." in result.stderr
+
+
+@pytest.mark.slow
+def test_debug_recipe_through_dora_with_resume(dora_dir):
+    first = dora_command("run", "solver=classifier/debug")
+    assert "Valid Summary | Epoch 2" in first.stderr and "macro_f1=" in first.stderr
+    again = dora_command("run", "solver=classifier/debug", "optim.epochs=3")
+    assert "Train Summary | Epoch 1" in again.stderr  # another signature: a new XP
+    resumed = dora_command("run", "solver=classifier/debug")
+    assert "All 2 epochs are done" in resumed.stderr
+
+
+@pytest.mark.slow
+def test_kfold_runs_every_fold_and_summarises(dora_dir, tmp_path, capsys):
+    folder = _features_dir(tmp_path)
+    args = [*FEATURE_RECIPE, f"dataset.features_dir={folder}", "optim.epochs=2"]
+    assert cli(["kfold", *args]) == 0
+    output = capsys.readouterr().out
+    assert "Fold 2: XP" in output
+    assert "best valid accuracy over 3/3 folds:" in output and "±" in output
+    assert cli(["kfold", *args, "--summary"]) == 0
+    assert "Fold 0: XP" not in capsys.readouterr().out
