@@ -65,21 +65,24 @@ class Progress:
                         disable=not show_bar)
 
     def update(self, **metrics: Any) -> None:
-        self.metrics = self.formatter(metrics)
+        """Latest metrics; formatted lazily, only when a bar refresh or log line shows them."""
+        self.metrics = metrics
 
     def __iter__(self) -> Iterator[Any]:
         begin = time.time()
         try:
             for index, item in enumerate(self.iterable):
                 yield item
-                self.bar.update(1)
-                if self.metrics:
-                    self.bar.set_postfix(self.metrics, refresh=False)
                 done = index + 1
+                if not self.bar.disable:
+                    self.bar.update(1)
+                    if self.metrics:
+                        self.bar.set_postfix(self.formatter(self.metrics), refresh=False)
                 if self.every and (done % self.every == 0 or done == self.total):
                     speed = done / max(1e-9, time.time() - begin)
                     fields = [self.name, f"{done}/{self.total}", f"{speed:.2f} it/s"]
-                    fields += [f"{key} {value}" for key, value in self.metrics.items()]
+                    fields += [f"{key} {value}"
+                               for key, value in self.formatter(self.metrics).items()]
                     self.logger.info(" | ".join(fields), extra={_FILE_ONLY: True})
         finally:
             self.bar.close()

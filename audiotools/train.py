@@ -58,6 +58,10 @@ def _explain_composition_error(error: Exception, argv: Sequence[str]) -> str:
     return f"cannot compose the config from {list(argv)}:\n{message}"
 
 
+# Installed before the decorator runs: composing the config at import can already fail.
+sys.excepthook = _print_user_errors
+
+
 def _decorate(fn):
     main = AudiotoolsMain(fn, config_name="config", config_path="../config", version_base="1.3")
     # Dora reads `dir` from the config before any override; the team file / env decide instead.
@@ -84,5 +88,3 @@ def main(cfg: DictConfig) -> None:
         print(f"error: {error}", file=sys.stderr)
         sys.exit(1)
 
-
-sys.excepthook = _print_user_errors

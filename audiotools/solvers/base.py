@@ -218,8 +218,7 @@ class StandardSolver(flashy.BaseSolver):
                     return
             draw += 1
 
-    def _check_finite(self, loss: torch.Tensor, idx: int) -> None:
-        value = float(loss.detach())
+    def _check_finite(self, value: float, idx: int) -> None:
         if not math.isfinite(value):
             kept = self.checkpoint_path if self.checkpoint_path.exists() else "none yet"
             raise NonFiniteLossError(
@@ -227,17 +226,10 @@ class StandardSolver(flashy.BaseSolver):
                 f"step {idx}. Training stopped; the last good checkpoint ({kept}) is untouched. "
                 "Try a lower optim.lr, optim.max_norm > 0, or precision=32.")
 
-    def _modules_with_grads(self) -> list[torch.nn.Parameter]:
-        params: list[torch.nn.Parameter] = []
-        assert self.optimizer is not None
-        for group in self.optimizer.param_groups:
-            params.extend(group["params"])
-        return params
-
     def _update(self) -> None:
         """One optimizer update after `accumulation` backward passes."""
         assert self.optimizer is not None
-        params = self._modules_with_grads()
+        params = [p for group in self.optimizer.param_groups for p in group["params"]]
         distributed.average_gradients(params)
         if self.settings.optim.max_norm > 0:
             self.scaler.unscale_(self.optimizer)
@@ -261,15 +253,16 @@ class StandardSolver(flashy.BaseSolver):
         for idx, batch in enumerate(progress):
             with self.autocast:
                 step_metrics = self.run_step(idx, batch, {})
+            values = {key: float(value.detach()) if isinstance(value, torch.Tensor)
+                      else float(value) for key, value in step_metrics.items()}
+            if "loss" in values:
+                self._check_finite(values["loss"], idx)
             loss = step_metrics.get("loss")
-            if isinstance(loss, torch.Tensor):
-                self._check_finite(loss, idx)
-                if self.is_training:
-                    self.scaler.scale(loss / accumulation).backward()
-                    if (idx + 1) % accumulation == 0:
-                        self._update()
-            metrics = average({key: float(value.detach()) if isinstance(value, torch.Tensor)
-                               else float(value) for key, value in step_metrics.items()})
+            if self.is_training and isinstance(loss, torch.Tensor):
+                self.scaler.scale(loss / accumulation if accumulation > 1 else loss).backward()
+                if (idx + 1) % accumulation == 0:
+                    self._update()
+            metrics = average(values)
             progress.update(**metrics)
         return distributed.average_metrics(metrics, total)
 
@@ -357,10 +350,11 @@ class StandardSolver(flashy.BaseSolver):
             state = current.get(name) or getattr(self, name).state_dict()
             self.best_state[name] = {k: v.detach().cpu().clone() for k, v in state.items()}
 
-    def _should_stop_early(self) -> bool:
-        """Derived from history, so a resumed run stops exactly where the original would."""
+    def _should_stop_early(self, values: list[float] | None = None) -> bool:
+        """Derived from the valid history (committed epochs unless `values` is given), so a
+        resumed run stops exactly where the original would."""
         patience = self.settings.early_stop.patience
-        values = self._valid_values()
+        values = self._valid_values() if values is None else values
         if patience is None or len(values) <= patience:
             return False
         best_index = 0
@@ -369,10 +363,11 @@ class StandardSolver(flashy.BaseSolver):
                 best_index = index
         return len(values) - 1 - best_index >= patience
 
-    def _stage_due(self, every: int) -> bool:
+    def _stage_due(self, every: int, final: bool) -> bool:
+        """Every `every` epochs, and always on the final one (last epoch or early stop)."""
         if every == 0:
             return False
-        return self.epoch % every == 0 or self.epoch == self.settings.optim.epochs
+        return self.epoch % every == 0 or final
 
     # ------------------------------------------------------------------ checkpoints
     def state_dict(self) -> dict[str, Any]:
@@ -462,7 +457,8 @@ class StandardSolver(flashy.BaseSolver):
 
     def run_epoch(self) -> None:
         self.run_stage("train", self.train_stage)
-        if "valid" in self.loaders and self._stage_due(self.settings.valid.every):
+        final = self.epoch == self.settings.optim.epochs
+        if "valid" in self.loaders and self._stage_due(self.settings.valid.every, final):
             metrics = self.run_stage("valid", self.valid_stage)
             value = metrics.get(self.best_metric)
             if value is None:
@@ -470,9 +466,10 @@ class StandardSolver(flashy.BaseSolver):
                                f"(best_metric of {type(self).__name__}).")
             self._update_best_state(float(value))
             self._step_plateau(metrics)
-        if self._stage_due(self.settings.evaluate.every):
+            final = final or self._should_stop_early([*self._valid_values(), float(value)])
+        if self._stage_due(self.settings.evaluate.every, final):
             self.run_stage("evaluate", self.evaluate_stage)
-        if self._stage_due(self.settings.generate.every):
+        if self._stage_due(self.settings.generate.every, final):
             self.run_stage("generate", self.generate_stage)
         self.commit()
 

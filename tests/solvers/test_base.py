@@ -214,3 +214,10 @@ def test_best_metric_direction(dora_dir, monkeypatch):
     xp_first = torch.load(solver.folder / "checkpoint_3.th", weights_only=True)
     assert not torch.equal(xp_first["best_state"]["model"]["0.weight"],
                            solver.model.state_dict()["0.weight"])
+
+
+def test_early_stop_epoch_runs_evaluate_and_generate(dora_dir):
+    solver = train("optim.epochs=10", "early_stop.patience=1", "early_stop.min_delta=1000",
+                   "evaluate.every=5", "generate.every=5")
+    assert len(solver.history) == 2
+    assert set(solver.history[-1]) == {"train", "valid", "evaluate", "generate"}
