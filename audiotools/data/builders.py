@@ -1,0 +1,88 @@
+"""Datasets of every split from a `dataset` config section (config/dset/*.yaml).
+
+Top-level keys are defaults; a split's own keys override them. `source: files` reads a manifest,
+`source: shards` streams WebDataset shards; the items are the same, so solvers do not care which.
+Train draws random segments (per seed and epoch); the other splits use fixed segments.
+"""
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+from torch.utils.data import Dataset
+
+from ..environment import resolve_path
+from ..errors import ConfigError
+from .manifest import read_manifest
+from .segments import SegmentDataset
+from .shards import ShardDataset
+
+SPLITS = ("train", "valid", "evaluate", "generate")
+SOURCES = ("files", "shards")
+PACKAGE_PREFIX = "//package/"
+PACKAGE_DIR = Path(__file__).resolve().parent.parent
+
+
+def resolve_data_path(path: str) -> str:
+    """`//package/x` is a file shipped inside audiotools (datasets/...); anything else goes
+    through `resolve_path` (//reference/, //sig/, ~). URLs and `pipe:` commands pass as given."""
+    if path.startswith(PACKAGE_PREFIX):
+        return str(PACKAGE_DIR / path[len(PACKAGE_PREFIX):])
+    if "://" in path or path.startswith("pipe:"):
+        return path
+    return str(resolve_path(path))
+
+
+def _split_config(cfg: Mapping[str, Any], split: str) -> dict[str, Any] | None:
+    own = cfg.get(split)
+    if own is None:
+        return None
+    merged = {k: v for k, v in cfg.items() if k not in SPLITS}
+    merged.update(own)
+    merged.setdefault("random_segments", split == "train")
+    return merged
+
+
+def _require(cfg: dict[str, Any], key: str, split: str) -> Any:
+    if cfg.get(key) is None:
+        raise ConfigError(f"dataset.{split}.{key} (or dataset.{key}) must be set.")
+    return cfg[key]
+
+
+def build_split(cfg: dict[str, Any], split: str, seed: int) -> Dataset:
+    source = cfg.get("source", "files")
+    common = dict(
+        sample_rate=int(_require(cfg, "sample_rate", split)),
+        channels=int(_require(cfg, "channels", split)),
+        segment_duration=float(_require(cfg, "segment_duration", split)),
+        seed=seed, random_segments=bool(cfg["random_segments"]),
+        num_samples=cfg.get("num_samples"),
+        min_segment_ratio=float(cfg.get("min_segment_ratio", 0.5)),
+        return_info=bool(cfg.get("return_info", True)))
+    if source == "files":
+        entries = read_manifest(resolve_data_path(_require(cfg, "manifest", split)))
+        return SegmentDataset(entries, weighted=bool(cfg.get("weighted", False)),
+                              name=f"dataset.{split}", **common)
+    if source == "shards":
+        spec = _require(cfg, "shards", split)
+        urls = [resolve_data_path(s) for s in ([spec] if isinstance(spec, str) else spec)]
+        return ShardDataset(urls, segments_per_file=int(cfg.get("segments_per_file", 1)),
+                            shuffle_buffer=int(cfg.get("shuffle_buffer", 64)), **common)
+    raise ConfigError(f"dataset.{split}.source={source!r}; use one of {', '.join(SOURCES)}.")
+
+
+def build_audio_datasets(dataset_cfg: DictConfig | Mapping[str, Any], seed: int,
+                         ) -> dict[str, Dataset]:
+    """{split: dataset} for each split the config defines (train, valid, evaluate, generate)."""
+    cfg = (OmegaConf.to_container(dataset_cfg, resolve=True)
+           if isinstance(dataset_cfg, DictConfig) else dict(dataset_cfg))
+    datasets = {}
+    for split in SPLITS:
+        split_cfg = _split_config(cfg, split)
+        if split_cfg is not None:
+            datasets[split] = build_split(split_cfg, split, seed)
+    if not datasets:
+        raise ConfigError(f"dataset defines none of the splits {', '.join(SPLITS)}.")
+    return datasets
