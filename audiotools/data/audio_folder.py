@@ -143,10 +143,24 @@ def _compute(files: list[Path], mel: MelSettings) -> tuple[np.ndarray, np.ndarra
             skipped.append(f"{path}: {exc}")
             logger.warning("Skipped unreadable audio file %s", skipped[-1])
             continue
-        waves.append(torch.nn.functional.pad(wave[:mel.num_samples],
-                                             (0, max(0, mel.num_samples - len(wave)))))
+        waves.append(_fit(wave, mel))
         kept[index] = True
     return _log_mel(waves, mel), kept, skipped
+
+
+def file_features(path: str | Path, mel: MelSettings) -> np.ndarray:
+    """(n_mels, num_frames) log-mel of one file, computed exactly as for training."""
+    try:
+        wave = _read_mono(Path(path), mel.sample_rate)
+    except (soundfile.LibsndfileError, RuntimeError, ValueError, OSError) as exc:
+        raise ConfigError(f"Cannot read audio file {path}: {exc}") from exc
+    return _log_mel([_fit(wave, mel)], mel)[0]
+
+
+def _fit(wave: torch.Tensor, mel: MelSettings) -> torch.Tensor:
+    """Crop from the start, or pad with silence at the end, to `mel.num_samples`."""
+    return torch.nn.functional.pad(wave[:mel.num_samples],
+                                   (0, max(0, mel.num_samples - len(wave))))
 
 
 def _log_mel(waves: list[torch.Tensor], mel: MelSettings, chunk: int = 128) -> np.ndarray:

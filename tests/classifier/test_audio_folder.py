@@ -219,3 +219,13 @@ def test_class_with_no_readable_file(tmp_path):
     (tmp_path / "audio" / "bad" / "a_0.wav").write_bytes(b"")
     with pytest.raises(ConfigError, match=r"Class folder .*bad \(bad\): none of its 1 files"):
         _load(tmp_path / "audio", tmp_path / "cache", num_folds=1)
+
+
+def test_one_file_gives_the_training_features(root, cache):
+    arrays = _load(root, cache)
+    path = root / "beep" / "spk0_1.flac"  # first beep file after spk0_0.wav
+    index = np.flatnonzero(arrays.labels == 0)[1]
+    np.testing.assert_allclose(audio_folder.file_features(path, MEL), arrays.features[index],
+                               rtol=1e-5, atol=1e-5)
+    with pytest.raises(ConfigError, match="Cannot read audio file .*missing.wav"):
+        audio_folder.file_features(root / "missing.wav", MEL)
