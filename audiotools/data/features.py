@@ -125,7 +125,7 @@ def load_features(features_dir: str | Path, *, num_classes: int | None = None,
     labels = _as_integers(np.asarray(_load(files["labels"])), files["labels"])
     folds = _as_integers(np.asarray(_load(files["folds"])), files["folds"])
     mapping = _find(folder, (MAPPING_NAME,), MAPPING_SUFFIXES).get(MAPPING_NAME)
-    class_names = _class_names(mapping, num_classes, labels, files["labels"])
+    class_names = _class_names(mapping, num_classes, labels)
 
     for path, array in ((files["labels"], labels), (files["folds"], folds)):
         if len(array) != len(features):
@@ -217,8 +217,8 @@ def _as_integers(values: np.ndarray, path: Path) -> np.ndarray:
     return integers
 
 
-def _class_names(mapping_path: Path | None, num_classes: int | None, labels: np.ndarray,
-                 labels_path: Path) -> list[str]:
+def _class_names(mapping_path: Path | None, num_classes: int | None,
+                 labels: np.ndarray) -> list[str]:
     """Class names by label index, from the mapping file or numbered 0..num_classes-1."""
     if mapping_path is None:
         if num_classes is None:
