@@ -14,6 +14,7 @@ from .errors import AudiotoolsError
 
 # Modules under audiotools.commands, in the order `audiotools --help` lists them.
 COMMANDS: tuple[str, ...] = (
+    "classify",
     "export",
     "kfold",
     "manifest",

@@ -7,7 +7,6 @@ Train draws random segments (per seed and epoch); the other splits use fixed seg
 from __future__ import annotations
 
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
@@ -21,15 +20,11 @@ from .shards import ShardDataset
 
 SPLITS = ("train", "valid", "evaluate", "generate")
 SOURCES = ("files", "shards")
-PACKAGE_PREFIX = "//package/"
-PACKAGE_DIR = Path(__file__).resolve().parent.parent
 
 
 def resolve_data_path(path: str) -> str:
-    """`//package/x` is a file shipped inside audiotools (datasets/...); anything else goes
-    through `resolve_path` (//reference/, //sig/, ~). URLs and `pipe:` commands pass as given."""
-    if path.startswith(PACKAGE_PREFIX):
-        return str(PACKAGE_DIR / path[len(PACKAGE_PREFIX):])
+    """Local paths go through `resolve_path` (//datasets/, //reference/, //sig/, ~);
+    URLs and `pipe:` commands pass as given."""
     if "://" in path or path.startswith("pipe:"):
         return path
     return str(resolve_path(path))

@@ -62,6 +62,8 @@ class ClassifierDataConfig(Section):
     hf_revision: str | None = None
     # audio_folder source
     root: str | None = None
+    # Class folder names in label order; null = sorted folder names.
+    classes: list[str] | None = None
     folds_file: str | None = None
     group_pattern: str | None = None
     num_folds: int = Field(5, ge=2)
@@ -108,7 +110,8 @@ def load_arrays(settings: ClassifierConfig) -> FeatureArrays:
         return load_features(data.features_dir, num_classes=model.num_classes,
                              hf_repo_id=data.hf_repo_id, hf_revision=data.hf_revision)
     assert data.root is not None
-    return load_audio_folder(data.root, data.mel(), folds_file=data.folds_file,
+    return load_audio_folder(data.root, data.mel(), classes=data.classes,
+                             folds_file=data.folds_file,
                              group_pattern=data.group_pattern, num_folds=data.num_folds,
                              cache_dir=data.cache_dir)
 

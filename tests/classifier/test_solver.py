@@ -32,7 +32,7 @@ def _features_dir(tmp_path, classes=3, per_class=24, folds=3):
 
 
 FEATURE_RECIPE = ["solver=classifier/features", "model/cnn=tiny", "model.pools=[[2,2],[2,2]]",
-                  "optim.lr=0.01", "model.dropout=0.0",
+                  "optim.lr=0.01", "model.dropout=0.0", "optim.ema.use=false",
                   "dataset.batch_size=8", "evaluate.every=1"]
 
 
@@ -98,3 +98,32 @@ def test_kfold_runs_every_fold_and_summarises(dora_dir, tmp_path, capsys):
     assert "best valid accuracy over 3/3 folds:" in output and "±" in output
     assert cli(["kfold", *args, "--summary"]) == 0
     assert "Fold 0: XP" not in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_classify_files_with_an_exported_model(dora_dir, tmp_path, capsys):
+    from audiotools.environment import DATASETS_DIR
+    solver = train("solver=classifier/debug", "optim.epochs=1")
+    out = tmp_path / "digits.safetensors"
+    assert cli(["export", solver.xp.sig, str(out)]) == 0
+    files = [DATASETS_DIR / "digits" / "seven" / "en-us-m1_0.ogg",
+             DATASETS_DIR / "digits" / "zero" / "en-gb-x-rp-f2_1.ogg"]
+    broken = tmp_path / "broken.wav"
+    broken.write_bytes(b"RIFF nonsense")
+    capsys.readouterr()
+    assert cli(["classify", str(out), *map(str, files), str(broken), "--top", "2"]) == 1
+    captured = capsys.readouterr()
+    lines = captured.out.strip().splitlines()
+    assert len(lines) == 2
+    for line in lines:
+        fields = line.split("\t")
+        assert fields[1] in {"zero", "one", "two", "three", "four", "five", "six", "seven",
+                             "eight", "nine"}
+        assert 0.0 <= float(fields[2]) <= 1.0 and float(fields[2]) >= float(fields[4])
+    assert f"{broken}\terror:" in captured.err
+
+
+def test_digits_labels_follow_the_digit_order(dora_dir):
+    solver = build(make_xp("solver=classifier/debug"))
+    assert solver.arrays.class_names[:3] == ["zero", "one", "two"]
+    solver.close()

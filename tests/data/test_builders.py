@@ -63,7 +63,7 @@ def test_shards_source_gives_the_same_items(tmp_path):
 
 
 def test_paths_and_errors(monkeypatch, tmp_path):
-    assert resolve_data_path("//package/datasets/music_small/train.jsonl") == str(
+    assert resolve_data_path("//datasets/music_small/train.jsonl") == str(
         MUSIC / "train.jsonl")
     monkeypatch.setenv("AUDIOTOOLS_REFERENCE_DIR", str(tmp_path))
     assert resolve_data_path("//reference/a/b.jsonl") == str(tmp_path / "a" / "b.jsonl")

@@ -1,0 +1,34 @@
+"""`audiotools classify MODEL FILE...`: the predicted class and its probability for each file,
+with a classifier exported by `audiotools export` (class names and feature settings embedded)."""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+NAME = "classify"
+HELP = "Predict the class of audio files with an exported classifier."
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("model", type=Path, help="exported classifier (.safetensors)")
+    parser.add_argument("files", type=Path, nargs="+", help="audio files (any rate, channels)")
+    parser.add_argument("--top", type=int, default=1, help="print the K most likely classes")
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..errors import AudiotoolsError
+    from ..inference.classifier import ExportedClassifier
+    classifier = ExportedClassifier.load(args.model)
+    failures = 0
+    for path in args.files:
+        try:
+            ranking = classifier.predict_file(path)
+        except AudiotoolsError as error:
+            print(f"{path}\terror: {error}", file=sys.stderr)
+            failures += 1
+            continue
+        shown = "\t".join(f"{name}\t{probability:.4f}"
+                          for name, probability in ranking[:max(1, args.top)])
+        print(f"{path}\t{shown}")
+    return 1 if failures else 0

@@ -1,0 +1,1 @@
+"""Using exported models outside training."""
