@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset, Sampler
+from torch.utils.data import DataLoader, Dataset, IterableDataset, Sampler
 
 from .. import distributed
 from ..errors import ConfigError
@@ -73,20 +73,23 @@ class EpochLoader:
         drop_last = shuffle if drop_last is None else drop_last
         self.dataset = dataset
         self.seed = seed
-        self.sampler = EpochSampler(len(dataset), seed, shuffle, drop_tail=drop_last)
+        # A streaming dataset (WebDataset shards) orders and splits itself per (seed, epoch).
+        self.sampler = None if isinstance(dataset, IterableDataset) else EpochSampler(
+            len(dataset), seed, shuffle, drop_tail=drop_last)
         self.generator = torch.Generator()
         self.loader = DataLoader(
             dataset, batch_size=batch_size // world, sampler=self.sampler,
             num_workers=num_workers, collate_fn=collate_fn, drop_last=drop_last,
             worker_init_fn=_seed_worker, generator=self.generator, pin_memory=pin_memory,
             persistent_workers=False)
-        if len(self.loader) == 0:
+        if self.sampler is not None and len(self.loader) == 0:
             raise ConfigError(
                 f"batch_size={batch_size} is larger than the {len(dataset)} items of this split "
                 "(per process, with drop_last); lower batch_size or add data.")
 
     def set_epoch(self, epoch: int) -> None:
-        self.sampler.set_epoch(epoch)
+        if self.sampler is not None:
+            self.sampler.set_epoch(epoch)
         self.generator.manual_seed(self.seed * 1_000_003 + epoch)
         if hasattr(self.dataset, "set_epoch"):
             self.dataset.set_epoch(epoch)

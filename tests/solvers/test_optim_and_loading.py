@@ -73,3 +73,26 @@ def test_global_batch_must_divide_across_processes(monkeypatch):
     assert _ids(loader, 0) == list(range(1, 40, 2))
     with pytest.raises(ConfigError, match="larger than the 40 items"):
         EpochLoader(data, batch_size=128, shuffle=True, num_workers=0, seed=0)
+
+
+def test_streaming_datasets_get_the_epoch_and_no_sampler():
+    class Stream(torch.utils.data.IterableDataset):
+        def __init__(self):
+            self.epoch = None
+
+        def set_epoch(self, epoch):
+            self.epoch = epoch
+
+        def __len__(self):
+            return 12
+
+        def __iter__(self):
+            generator = torch.Generator().manual_seed(self.epoch)
+            return iter(torch.randperm(12, generator=generator).tolist())
+
+    stream = Stream()
+    loader = EpochLoader(stream, batch_size=4, shuffle=True, num_workers=0, seed=0)
+    loader.set_epoch(3)
+    first = [x.tolist() for x in loader]
+    loader.set_epoch(3)
+    assert [x.tolist() for x in loader] == first and len(loader) == 3
