@@ -5,6 +5,7 @@ validate the composed config -> seed (offset by rank) -> threads -> distributed 
 from __future__ import annotations
 
 import logging
+import re
 import sys
 from collections.abc import Sequence
 from types import TracebackType
@@ -52,9 +53,12 @@ class AudiotoolsMain(HydraMain):
 
 def _explain_composition_error(error: Exception, argv: Sequence[str]) -> str:
     message = str(error).strip()
-    if "solver" in message and ("Could not find" in message or "solver/" in message):
+    missing = re.search(r"Could not find '(solver/[^']+)'", message)
+    if missing:
         from .solvers.builders import available_recipes
-        message += "\nAvailable solvers: " + ", ".join(available_recipes())
+        recipe = missing.group(1).removeprefix("solver/")
+        return (f"solver={recipe}: no such recipe (config/solver/{recipe}.yaml). "
+                f"Available recipes: {', '.join(available_recipes())}.")
     return f"cannot compose the config from {list(argv)}:\n{message}"
 
 

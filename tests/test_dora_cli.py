@@ -101,7 +101,7 @@ def test_second_concurrent_run_is_refused(dora_dir):
 
 
 @pytest.mark.parametrize("override,expected", [
-    ("solver=nope/recipe", "Could not find 'solver/nope/recipe'"),
+    ("solver=nope/recipe", "solver=nope/recipe: no such recipe"),
     ("optim.lrr=0.1", "optim.lrr"),
     ("optim.lr=fast", "optim.lr = 'fast'"),
     ("precision=bf16", "Input should be '32', 'bf16-mixed' or '16-mixed'"),
