@@ -10,7 +10,6 @@ atomic checkpoints, `continue_from`, the XP lock and the loggers.
 from __future__ import annotations
 
 import contextlib
-import copy
 import fcntl
 import logging
 import math
@@ -495,10 +494,3 @@ class StandardSolver(flashy.BaseSolver):
     @property
     def checkpoint_path(self) -> Path:
         return self.folder / checkpoint.LATEST
-
-    def best_weights(self) -> dict[str, dict[str, torch.Tensor]]:
-        """Weights for export: best state, else EMA, else the live weights."""
-        weights = copy.copy(self._best_weights())
-        for name in self._best_names:
-            weights.setdefault(name, getattr(self, name).state_dict())
-        return weights
