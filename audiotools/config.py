@@ -10,7 +10,14 @@ from __future__ import annotations
 from typing import Any, Literal
 
 from omegaconf import DictConfig, OmegaConf
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from .errors import ConfigError
 
@@ -114,6 +121,12 @@ class SolverConfig(Section):
     # Dora's and SLURM's own sections are checked by Dora and submitit.
     dora: dict[str, Any] = {}
     slurm: dict[str, Any] = {}
+
+    @field_validator("precision", mode="before")
+    @classmethod
+    def _precision_as_text(cls, value: Any) -> Any:
+        """`precision=32` on the command line arrives as an int; it means full precision."""
+        return "32" if value == 32 and not isinstance(value, bool) else value
 
     @model_validator(mode="after")
     def _warmup_fits(self) -> SolverConfig:

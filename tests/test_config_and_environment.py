@@ -34,6 +34,11 @@ def test_invalid_values_name_key_value_and_allowed(overrides, expected):
     assert expected in str(error.value)
 
 
+def test_precision_32_from_the_command_line_is_full_precision(dora_dir):
+    assert make_xp("precision=32").cfg.precision == 32
+    assert validate(_base(precision=32), SolverConfig).precision == "32"
+
+
 def test_all_faults_in_one_message():
     with pytest.raises(ConfigError) as error:
         validate(_base(optim={"lr": 0, "epochs": 0}), SolverConfig)
