@@ -7,11 +7,13 @@ Train draws random segments (per seed and epoch); the other splits use fixed seg
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Literal
 
 from omegaconf import DictConfig, OmegaConf
+from pydantic import Field
 from torch.utils.data import Dataset
 
+from ..config import Section
 from ..environment import resolve_path
 from ..errors import ConfigError
 from .manifest import read_manifest
@@ -20,6 +22,38 @@ from .shards import ShardDataset
 
 SPLITS = ("train", "valid", "evaluate", "generate")
 SOURCES = ("files", "shards")
+
+
+class SplitConfig(Section):
+    """Keys a split may set for itself (train/valid/evaluate/generate); unset keys come from
+    the top level of the `dataset` section."""
+
+    source: Literal["files", "shards"] | None = None
+    manifest: str | None = None
+    shards: str | list[str] | None = None
+    sample_rate: int | None = Field(None, ge=1)
+    channels: int | None = Field(None, ge=1)
+    segment_duration: float | None = Field(None, gt=0.0)
+    min_segment_ratio: float | None = Field(None, ge=0.0, le=1.0)
+    num_samples: int | None = Field(None, ge=1)
+    weighted: bool | None = None
+    random_segments: bool | None = None
+    return_info: bool | None = None
+    segments_per_file: int | None = Field(None, ge=1)
+    shuffle_buffer: int | None = Field(None, ge=1)
+
+
+class AudioDataConfig(SplitConfig):
+    """The `dataset` section of audio solvers (config/dset/*.yaml), checked before any file
+    is read so a typo in a key is an error, not a silently ignored setting."""
+
+    source: Literal["files", "shards"] = "files"
+    batch_size: int = Field(16, ge=1)
+    num_workers: int = Field(0, ge=0)
+    train: SplitConfig | None = None
+    valid: SplitConfig | None = None
+    evaluate: SplitConfig | None = None
+    generate: SplitConfig | None = None
 
 
 def resolve_data_path(path: str) -> str:
@@ -68,11 +102,15 @@ def build_split(cfg: dict[str, Any], split: str, seed: int) -> Dataset:
     raise ConfigError(f"dataset.{split}.source={source!r}; use one of {', '.join(SOURCES)}.")
 
 
-def build_audio_datasets(dataset_cfg: DictConfig | Mapping[str, Any], seed: int,
-                         ) -> dict[str, Dataset]:
+def build_audio_datasets(dataset_cfg: DictConfig | Mapping[str, Any] | AudioDataConfig,
+                         seed: int) -> dict[str, Dataset]:
     """{split: dataset} for each split the config defines (train, valid, evaluate, generate)."""
-    cfg = (OmegaConf.to_container(dataset_cfg, resolve=True)
-           if isinstance(dataset_cfg, DictConfig) else dict(dataset_cfg))
+    if isinstance(dataset_cfg, AudioDataConfig):
+        cfg = dataset_cfg.model_dump(exclude_unset=True)
+    elif isinstance(dataset_cfg, DictConfig):
+        cfg = OmegaConf.to_container(dataset_cfg, resolve=True)
+    else:
+        cfg = dict(dataset_cfg)
     datasets = {}
     for split in SPLITS:
         split_cfg = _split_config(cfg, split)

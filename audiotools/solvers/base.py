@@ -63,6 +63,9 @@ class StandardSolver(flashy.BaseSolver):
         self.best_state: dict[str, dict[str, torch.Tensor]] = {}
         self._best_names: list[str] = []
         self._updates_done = 0
+        # Extra optimizers (a discriminator's, say): name -> (scaler, scheduler).
+        self._extra_optimizers: dict[str, tuple[torch.amp.GradScaler, Scheduler | None]] = {}
+        self._batch_index = 0
         self.scaler = torch.amp.GradScaler(self.device.type,
                                            enabled=self.settings.precision == "16-mixed")
         self.register_stateful("best_state", "scaler")
@@ -104,6 +107,26 @@ class StandardSolver(flashy.BaseSolver):
     # ------------------------------------------------------------------ registration helpers
     def build_optimizer(self, params: Any, lr: float | None = None) -> torch.optim.Optimizer:
         return build_optimizer(params, self.settings.optim, lr)
+
+    def register_optimizer(self, name: str) -> None:
+        """Declare the optimizer attribute `name` (besides `self.optimizer`) as one that
+        `self.optimize(name, loss)` updates: same precision, accumulation, clipping, gradient
+        averaging across ranks and LR schedule as the main optimizer. Register the optimizer
+        itself with `register_stateful`; its scaler and scheduler are saved by the base."""
+        scaler = torch.amp.GradScaler(self.device.type,
+                                      enabled=self.settings.precision == "16-mixed")
+        self._extra_optimizers[name] = (scaler, None)
+        self.stateful.register(f"scaler.{name}", scaler)
+
+    def optimize(self, name: str, loss: torch.Tensor) -> None:
+        """Backward `loss` into the extra optimizer `name` from `run_step` (training only) and
+        update it at the end of each accumulation window."""
+        self._check_finite(float(loss.detach()), self._batch_index, what=f"{name} loss")
+        scaler, scheduler = self._extra_optimizers[name]
+        accumulation = self.settings.optim.accumulation
+        scaler.scale(loss / accumulation if accumulation > 1 else loss).backward()
+        if (self._batch_index + 1) % accumulation == 0:
+            self._step_optimizer(getattr(self, name), scaler, scheduler)
 
     def register_best_state(self, *names: str) -> None:
         """Modules whose weights are kept at the best valid metric, used by evaluate/generate,
@@ -186,12 +209,16 @@ class StandardSolver(flashy.BaseSolver):
                 settings.wandb.group)
 
     def _build_scheduler(self) -> None:
-        if self.optimizer is None:
-            return
         total = self.settings.optim.epochs * self.updates_per_epoch
-        self.scheduler = build_scheduler(self.optimizer, self.settings.schedule, total)
-        if self.scheduler is not None:
-            self.register_stateful("scheduler")
+        if self.optimizer is not None:
+            self.scheduler = build_scheduler(self.optimizer, self.settings.schedule, total)
+            if self.scheduler is not None:
+                self.register_stateful("scheduler")
+        for name, (scaler, _) in self._extra_optimizers.items():
+            scheduler = build_scheduler(getattr(self, name), self.settings.schedule, total)
+            self._extra_optimizers[name] = (scaler, scheduler)
+            if scheduler is not None:
+                self.stateful.register(f"scheduler.{name}", scheduler)
 
     def _log_parameter_counts(self) -> None:
         for name in self.stateful.sources:
@@ -228,28 +255,34 @@ class StandardSolver(flashy.BaseSolver):
                     return
             draw += 1
 
-    def _check_finite(self, value: float, idx: int) -> None:
+    def _check_finite(self, value: float, idx: int, what: str = "loss") -> None:
         if not math.isfinite(value):
             kept = self.checkpoint_path if self.checkpoint_path.exists() else "none yet"
             raise NonFiniteLossError(
-                f"Non-finite loss ({value}) in stage '{self.current_stage}', epoch {self.epoch}, "
+                f"Non-finite {what} ({value}) in stage '{self.current_stage}', epoch {self.epoch}, "
                 f"step {idx}. Training stopped; the last good checkpoint ({kept}) is untouched. "
                 "Try a lower optim.lr, optim.max_norm > 0, or precision=32.")
 
-    def _update(self) -> None:
-        """One optimizer update after `accumulation` backward passes."""
-        assert self.optimizer is not None
-        params = [p for group in self.optimizer.param_groups for p in group["params"]]
+    def _step_optimizer(self, optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler,
+                        scheduler: Scheduler | None) -> None:
+        """One update after `accumulation` backward passes: average across ranks, clip, step,
+        schedule."""
+        params = [p for group in optimizer.param_groups for p in group["params"]]
         distributed.average_gradients(params)
         if self.settings.optim.max_norm > 0:
-            self.scaler.unscale_(self.optimizer)
+            scaler.unscale_(optimizer)
             torch.nn.utils.clip_grad_norm_(params, self.settings.optim.max_norm)
-        self.scaler.step(self.optimizer)
-        self.scaler.update()
-        self.optimizer.zero_grad(set_to_none=True)
-        if self.scheduler is not None and not isinstance(
-                self.scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
-            self.scheduler.step()
+        scaler.step(optimizer)
+        scaler.update()
+        optimizer.zero_grad(set_to_none=True)
+        if scheduler is not None and not isinstance(
+                scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
+            scheduler.step()
+
+    def _update(self) -> None:
+        """The main optimizer's update, then the EMA."""
+        assert self.optimizer is not None
+        self._step_optimizer(self.optimizer, self.scaler, self.scheduler)
         self._updates_done += 1
         if self.ema and self._updates_done % self.settings.optim.ema.every == 0:
             for ema in self.ema.values():
@@ -261,6 +294,7 @@ class StandardSolver(flashy.BaseSolver):
         progress = self.log_progress(self.current_stage, batches, total=total)
         accumulation = self.settings.optim.accumulation
         for idx, batch in enumerate(progress):
+            self._batch_index = idx
             with self.autocast:
                 step_metrics = self.run_step(idx, batch, {})
             values = {key: float(value.detach()) if isinstance(value, torch.Tensor)
@@ -279,8 +313,8 @@ class StandardSolver(flashy.BaseSolver):
     def train_stage(self) -> dict[str, float]:
         for module in self._registered_modules():
             module.train()
-        if self.optimizer is not None:
-            self.optimizer.zero_grad(set_to_none=True)
+        for optimizer in self._optimizers():
+            optimizer.zero_grad(set_to_none=True)
         total = self.updates_per_epoch * self.settings.optim.accumulation
         metrics = self._run_batches(self._train_batches(), total)
         for module in self._registered_modules():
@@ -302,6 +336,10 @@ class StandardSolver(flashy.BaseSolver):
     def generate_stage(self) -> dict[str, Any]:
         with self._eval_mode(), self._swap_weights(self._best_weights()):
             return self.generate()
+
+    def _optimizers(self) -> list[torch.optim.Optimizer]:
+        main = [self.optimizer] if self.optimizer is not None else []
+        return main + [getattr(self, name) for name in self._extra_optimizers]
 
     def _registered_modules(self) -> list[torch.nn.Module]:
         return [getattr(self, name) for name in self.stateful.sources
@@ -484,12 +522,17 @@ class StandardSolver(flashy.BaseSolver):
         self.commit()
 
     def _step_plateau(self, metrics: dict[str, Any]) -> None:
-        if isinstance(self.scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
-            key = self.settings.schedule.plateau.metric
-            if key not in metrics:
-                raise KeyError(f"schedule.plateau.metric={key!r} is not a valid metric; "
-                               f"valid metrics are {sorted(metrics)}.")
-            self.scheduler.step(metrics[key])
+        schedulers = [self.scheduler, *(s for _, s in self._extra_optimizers.values())]
+        plateaus = [s for s in schedulers
+                    if isinstance(s, torch.optim.lr_scheduler.ReduceLROnPlateau)]
+        if not plateaus:
+            return
+        key = self.settings.schedule.plateau.metric
+        if key not in metrics:
+            raise KeyError(f"schedule.plateau.metric={key!r} is not a valid metric; "
+                           f"valid metrics are {sorted(metrics)}.")
+        for scheduler in plateaus:
+            scheduler.step(metrics[key])
 
     def log_progress(self, stage_name: str, iterable: Any, total: int | None = None,
                      updates: int | None = None) -> logs.Progress:

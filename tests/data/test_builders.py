@@ -94,3 +94,18 @@ def test_shards_config_composes_and_streams(monkeypatch, tmp_path):
     assert len(train) == 1024
     item = next(iter(train))
     assert item["audio"].shape == (1, 16000) and "description" in item["info"]["meta"]
+
+
+def test_typed_dataset_section_refuses_a_typo_and_builds_like_the_dict():
+    from pydantic import ValidationError
+
+    from audiotools.data.builders import AudioDataConfig
+    raw = OmegaConf.to_container(OmegaConf.load(DSET / "music_small.yaml"))
+    typed = AudioDataConfig.model_validate(raw)
+    datasets = build_audio_datasets(typed, seed=1)
+    assert sorted(datasets) == ["evaluate", "generate", "train", "valid"]
+    assert len(datasets["generate"]) == 4
+    with pytest.raises(ValidationError, match="segment_duraton"):
+        AudioDataConfig.model_validate({**raw, "valid": {"segment_duraton": 2.0}})
+    with pytest.raises(ValidationError, match="source"):
+        AudioDataConfig.model_validate({**raw, "source": "s3"})
