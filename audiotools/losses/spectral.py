@@ -3,12 +3,15 @@
 
 Arguments keep auraloss' names (fft_sizes, hop_sizes, win_lengths, window, w_sc, w_log_mag,
 w_lin_mag, sample_rate, scale, n_bins, perceptual_weighting, eps, mag_distance), so a
-stable-audio-tools `loss_configs.spectral.config` maps onto them key for key.
+stable-audio-tools `loss_configs.spectral.config` maps onto them key for key; its w_phs,
+scale_invariance and scale="chroma" are not supported.
 
-Per resolution and per (item, channel): spectral convergence ||Y - X||_F / ||Y||_F, plus the
-mean |log Y - log X| (or squared, `mag_distance="L2"`), plus the same on linear magnitudes,
-each with its weight; averaged over channels and resolutions. Inputs are (batch, channels,
-time), called as loss(estimate, reference). Everything runs in float32, also under autocast.
+Per resolution and per (item, channel): spectral convergence ||Y - X||_F / ||Y||_F (one ratio
+per item and channel, as stable-audio-tools' copy of auraloss computes it; auraloss 0.4.0
+takes one ratio over the whole batch), plus the mean |log Y - log X| (or squared,
+`mag_distance="L2"`), plus the same on linear magnitudes, each with its weight; averaged over
+channels and resolutions. Inputs are (batch, channels, time), called as loss(estimate,
+reference). Everything runs in float32, also under autocast.
 """
 from __future__ import annotations
 
@@ -33,7 +36,8 @@ from .weighting import a_weighting_fir, apply_fir
 class MultiResolutionSTFTLoss(nn.Module):
     """Spectral convergence + log (+ linear) magnitude distance over several STFT resolutions.
 
-    `scale="mel"` projects magnitudes on `n_bins` mel bands (needs `sample_rate`);
+    `scale="mel"` projects magnitudes on `n_bins` mel bands (needs `sample_rate`): one
+    number for every resolution (auraloss) or one per resolution (stable-audio-tools);
     `perceptual_weighting` A-weights both signals first (needs `sample_rate`).
     """
 
@@ -42,7 +46,7 @@ class MultiResolutionSTFTLoss(nn.Module):
                  win_lengths: Sequence[int] = (600, 1200, 240), window: str = "hann_window",
                  w_sc: float = 1.0, w_log_mag: float = 1.0, w_lin_mag: float = 0.0,
                  sample_rate: int | None = None, scale: Literal["mel"] | None = None,
-                 n_bins: int | None = None, perceptual_weighting: bool = False,
+                 n_bins: int | Sequence[int] | None = None, perceptual_weighting: bool = False,
                  eps: float = 1e-8, mag_distance: Literal["L1", "L2"] = "L1"):
         super().__init__()
         fft_sizes, hop_sizes, win_lengths = list(fft_sizes), list(hop_sizes), list(win_lengths)
@@ -55,9 +59,7 @@ class MultiResolutionSTFTLoss(nn.Module):
         if (scale == "mel" or perceptual_weighting) and not sample_rate:
             raise ConfigError("sample_rate is required with scale='mel' or "
                               "perceptual_weighting=true.")
-        if scale == "mel" and (n_bins is None or not 1 <= n_bins <= min(fft_sizes)):
-            raise ConfigError(f"scale='mel' needs 1 <= n_bins <= the smallest fft_size "
-                              f"({min(fft_sizes)}); got n_bins={n_bins}.")
+        bins = _mel_bins(n_bins, fft_sizes) if scale == "mel" else []
         self.resolutions = list(zip(fft_sizes, hop_sizes, strict=True))
         self.weights = (w_sc, w_log_mag, w_lin_mag)
         self.eps = eps
@@ -65,7 +67,7 @@ class MultiResolutionSTFTLoss(nn.Module):
         for index, (fft_size, win) in enumerate(zip(fft_sizes, win_lengths, strict=True)):
             self.register_buffer(f"window_{index}", make_window(window, win), persistent=False)
             if scale == "mel":
-                self.register_buffer(f"mel_{index}", mel_filterbank(fft_size, n_bins,
+                self.register_buffer(f"mel_{index}", mel_filterbank(fft_size, bins[index],
                                                                     sample_rate),
                                      persistent=False)
         self.scale = scale
@@ -121,6 +123,19 @@ class MultiResolutionSTFTLoss(nn.Module):
     def _distance(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         difference = (x - y).abs() if self.mag_distance == "L1" else (x - y) ** 2
         return difference.mean(dim=(-2, -1))
+
+
+def _mel_bins(n_bins: int | Sequence[int] | None, fft_sizes: list[int]) -> list[int]:
+    """Mel bands per resolution; each between 1 and its FFT size (auraloss' bound)."""
+    if n_bins is None:
+        raise ConfigError("scale='mel' needs n_bins (mel bands, one number or one per "
+                          "resolution).")
+    bins = [n_bins] * len(fft_sizes) if isinstance(n_bins, int) else list(n_bins)
+    if len(bins) != len(fft_sizes) or not all(
+            1 <= count <= size for count, size in zip(bins, fft_sizes, strict=True)):
+        raise ConfigError(f"n_bins={n_bins} does not fit fft_sizes={fft_sizes}: give one "
+                          "number or one per resolution, each between 1 and its fft_size.")
+    return bins
 
 
 class SumAndDifferenceSTFTLoss(nn.Module):
