@@ -162,6 +162,7 @@ class SumAndDifferenceSTFTLoss(nn.Module):
         if estimate.shape[1] != 2:
             raise ValueError(f"SumAndDifferenceSTFTLoss needs stereo (2-channel) audio, got "
                              f"{estimate.shape[1]} channel(s); use MultiResolutionSTFTLoss.")
+        estimate, reference = estimate.float(), reference.float()  # mid/side sums in float32
         mid, side = self.mrstft.per_channel(_sum_and_difference(estimate),
                                             _sum_and_difference(reference)).unbind(dim=1)
         loss = (self.w_sum * mid + self.w_diff * side) / 2
