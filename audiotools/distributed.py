@@ -5,11 +5,13 @@ Dora (or torchrun, or submitit on SLURM) sets RANK/WORLD_SIZE; this module only 
 from __future__ import annotations
 
 import logging
+import os
 import random
 
 import numpy as np
 import torch
 from dora import distrib as dora_distrib
+from dora.distrib import DistribSpec
 
 from .errors import ConfigError
 
@@ -22,6 +24,19 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
+
+
+def set_num_threads(num_threads: int | None, spec: DistribSpec) -> None:
+    """`num_threads` when set. Otherwise, when several ranks share this machine and
+    OMP_NUM_THREADS is unset, split the CPUs given to this machine or SLURM task between them:
+    torch's default of every core per process oversubscribes the CPU (gloo ranks then spin)."""
+    if num_threads is None and spec.world_size > 1 and "OMP_NUM_THREADS" not in os.environ:
+        local = int(os.environ.get("LOCAL_WORLD_SIZE") or max(1, spec.world_size // spec.num_nodes))
+        slurm_cpus = os.environ.get("SLURM_CPUS_PER_TASK")
+        num_threads = (int(slurm_cpus) if slurm_cpus
+                       else max(1, len(os.sched_getaffinity(0)) // local))
+    if num_threads is not None:
+        torch.set_num_threads(num_threads)
 
 
 def resolve_device(device: str) -> torch.device:

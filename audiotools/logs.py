@@ -24,7 +24,9 @@ class _SkipFileOnly(logging.Filter):
 
 
 def setup_logging(folder: Path | None, rank: int, level: str = "INFO") -> None:
-    """Root logging: stderr (rank 0 only above WARNING) and `solver.log.<rank>` in the XP."""
+    """Root logging: stderr (other ranks: WARNING and above) and, on rank 0 alone,
+    `solver.log.0` in the XP. Other ranks' stderr is kept by their launcher (dora -d:
+    worker_<rank>.log, submitit: <job>_<rank>_log.out)."""
     root = logging.getLogger()
     root.setLevel(level)
     for handler in list(root.handlers):
@@ -39,7 +41,7 @@ def setup_logging(folder: Path | None, rank: int, level: str = "INFO") -> None:
     if sys.stderr.isatty():
         console.addFilter(_SkipFileOnly())
     handlers: list[logging.Handler] = [console]
-    if folder is not None:
+    if folder is not None and rank == 0:
         handlers.append(logging.FileHandler(folder / f"solver.log.{rank}"))
         handlers[-1].setFormatter(formatter)
     for handler in handlers:

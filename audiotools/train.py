@@ -5,12 +5,14 @@ validate the composed config -> seed (offset by rank) -> threads -> distributed 
 from __future__ import annotations
 
 import logging
+import os
 import re
 import sys
 from collections.abc import Sequence
 from types import TracebackType
 
 from dora import XP
+from dora.conf import SlurmConfig
 from dora.distrib import get_distrib_spec
 from dora.hydra import HydraMain
 from hydra.errors import HydraException
@@ -50,6 +52,12 @@ class AudiotoolsMain(HydraMain):
         validate_config(xp.cfg)
         return xp
 
+    def get_slurm_config(self) -> SlurmConfig:
+        """config.yaml's `slurm:` with the team file's over it, for `dora grid`/`dora launch`
+        (their flags and the grid's `launcher.slurm_` still apply on top)."""
+        from .slurm import with_team_settings
+        return with_team_settings(super().get_slurm_config())
+
 
 def _explain_composition_error(error: Exception, argv: Sequence[str]) -> str:
     message = str(error).strip()
@@ -70,25 +78,29 @@ def _decorate(fn):
     main = AudiotoolsMain(fn, config_name="config", config_path="../config", version_base="1.3")
     # Dora reads `dir` from the config before any override; the team file / env decide instead.
     main.dora.dir = environment.dora_dir()
+    # Grids come from audiotools.grids unless AUDIOTOOLS_GRID_PACKAGE names your own package.
+    main.dora.grid_package = os.environ.get("AUDIOTOOLS_GRID_PACKAGE") or None
     return main
+
+
+def train(cfg: DictConfig) -> None:
+    """One XP in this process, as `dora run`, each DDP rank, a SLURM task and `audiotools grid`
+    run it: validate, seed (offset by rank), threads, distributed init, the solver."""
+    from . import distributed
+    from .solvers.builders import get_solver, validate_config
+    settings = validate_config(cfg)
+    spec = get_distrib_spec()
+    distributed.seed_everything(settings.seed + spec.rank)
+    distributed.set_num_threads(settings.num_threads, spec)
+    distributed.init(settings.device)
+    get_solver(cfg).run()
 
 
 @_decorate
 def main(cfg: DictConfig) -> None:
-    from . import distributed
-    from .solvers.builders import get_solver, validate_config
     try:
-        settings = validate_config(cfg)
-        spec = get_distrib_spec()
-        distributed.seed_everything(settings.seed + spec.rank)
-        if settings.num_threads is not None:
-            import torch
-            torch.set_num_threads(settings.num_threads)
-        distributed.init(settings.device)
-        solver = get_solver(cfg)
-        solver.run()
+        train(cfg)
     except AudiotoolsError as error:
         logger.error("%s", error)
         print(f"error: {error}", file=sys.stderr)
         sys.exit(1)
-

@@ -193,6 +193,8 @@ class StandardSolver(flashy.BaseSolver):
         return handle
 
     def _init_loggers(self) -> None:
+        if not distributed.is_rank_zero():
+            return  # rank 0 alone writes TensorBoard, W&B and media
         # flashy's ResultLogger keeps its loggers in a private dict; ours replace its faulty ones.
         experiment_loggers = self.result_logger._experiment_loggers
         outputs = self.folder / "outputs"
