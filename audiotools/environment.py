@@ -1,7 +1,8 @@
 """Where things live on this cluster: team settings and the special path prefixes.
 
-A team file `config/teams/<team>.yaml` (team from AUDIOTOOLS_TEAM, default `default`) says where
-XPs go, where reference data lives and the SLURM defaults. `//reference/...` and `//sig/SIG/...`
+A team file `teams/<team>.yaml` (team from AUDIOTOOLS_TEAM, default `default`) in the project's
+config tree or the user's (AUDIOTOOLS_CONFIG_PATH) says where XPs go, where reference data lives
+and the SLURM defaults. `//reference/...` and `//sig/SIG/...`
 resolve through it everywhere a configured path is read.
 """
 from __future__ import annotations
@@ -36,13 +37,23 @@ def team_name() -> str:
     return os.environ.get("AUDIOTOOLS_TEAM", "default")
 
 
+def team_file(team: str | None = None) -> Path:
+    """`teams/<team>.yaml` from the user's config tree (AUDIOTOOLS_CONFIG_PATH) if it has one,
+    else from the project's: a cluster's team file can live outside this repository."""
+    team = team or team_name()
+    candidates = [folder / "teams" / f"{team}.yaml" for folder in reversed(config_dirs())]
+    for path in candidates:
+        if path.exists():
+            return path
+    known = sorted({p.stem for folder in config_dirs() for p in (folder / "teams").glob("*.yaml")})
+    raise ConfigError(
+        f"AUDIOTOOLS_TEAM={team!r}: no team file {' or '.join(map(str, candidates))}. "
+        f"Known teams: {', '.join(known)}.")
+
+
 @cache
 def _team_settings(team: str) -> dict[str, Any]:
-    path = CONFIG_DIR / "teams" / f"{team}.yaml"
-    if not path.exists():
-        known = sorted(p.stem for p in (CONFIG_DIR / "teams").glob("*.yaml"))
-        raise ConfigError(
-            f"AUDIOTOOLS_TEAM={team!r}: no team file {path}. Known teams: {', '.join(known)}.")
+    path = team_file(team)
     settings = OmegaConf.to_container(OmegaConf.load(path), resolve=True)
     if not isinstance(settings, dict):
         raise ConfigError(f"Team file {path} must hold a mapping, got {type(settings)}.")

@@ -3,7 +3,6 @@
 The XPs are the ones `audiotools kfold solver=classifier/digits` runs locally, so
 `audiotools kfold solver=classifier/digits --summary` prints mean ± std for this grid too.
 """
-from ... import environment
 from ...kfold import fold_argvs
 from ._explorers import ClassifierExplorer
 
@@ -12,6 +11,5 @@ RECIPE = ["solver=classifier/digits"]
 
 @ClassifierExplorer
 def explorer(launcher):
-    launcher.slurm_(**environment.slurm_defaults())
     for argv in fold_argvs(RECIPE):
         launcher(argv)
