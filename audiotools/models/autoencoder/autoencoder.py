@@ -1,0 +1,186 @@
+"""`AudioAutoencoder`: encoder -> bottleneck -> decoder, and `build_autoencoder`, the one
+registry training, export and inference build autoencoders with.
+
+Audio is (batch, channels, samples); latents are (batch, latent_dim, frames) with one frame
+per `hop_length` samples; tokens are (batch, num_codebooks, frames). Submodule names
+(`encoder`, `bottleneck`, `decoder`) are stable-audio-tools' so its state dicts map by key.
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from pydantic import BaseModel
+from torch import nn
+
+from ...errors import ConfigError
+from .bottlenecks import (
+    Bottleneck,
+    FSQBottleneck,
+    QuantizedBottleneck,
+    RVQBottleneck,
+    TanhBottleneck,
+    VAEBottleneck,
+)
+from .chunking import run_chunked
+from .config import AutoencoderConfig, validate_autoencoder_config
+from .oobleck import OobleckDecoder, OobleckEncoder
+from .seanet import SEANetDecoder, SEANetEncoder
+
+# Frames shared by neighbouring windows in chunked encode/decode (as stable-audio-tools).
+DEFAULT_OVERLAP_FRAMES = 32
+
+
+@dataclass
+class AutoencoderOutput:
+    audio: torch.Tensor                 # reconstruction, same shape as the input
+    latents: torch.Tensor               # what the decoder read (B, latent_dim, frames)
+    losses: dict[str, torch.Tensor]     # unweighted bottleneck terms ("kl", "commitment")
+    metrics: dict[str, torch.Tensor]    # e.g. "bandwidth_kbps", "codebook_usage"
+
+
+def _settings(section: BaseModel) -> dict[str, Any]:
+    """A network section's constructor arguments (its keys minus type and latent_dim)."""
+    return section.model_dump(exclude={"type", "latent_dim"})
+
+
+def _build_encoder(config: AutoencoderConfig) -> nn.Module:
+    network = {"oobleck": OobleckEncoder, "seanet": SEANetEncoder}[config.encoder.type]
+    return network(config.channels, config.encoder_dim, **_settings(config.encoder))
+
+
+def _build_decoder(config: AutoencoderConfig) -> nn.Module:
+    network = {"oobleck": OobleckDecoder, "seanet": SEANetDecoder}[config.decoder.type]
+    return network(config.channels, config.latent_dim, **_settings(config.decoder))
+
+
+def _build_bottleneck(config: AutoencoderConfig) -> Bottleneck:
+    section = config.bottleneck
+    if section.type == "vae":
+        return VAEBottleneck()
+    if section.type == "tanh":
+        return TanhBottleneck(section)
+    if section.type == "rvq":
+        return RVQBottleneck(section, config.latent_dim)
+    if section.type == "fsq":
+        return FSQBottleneck(section, config.latent_dim)
+    return Bottleneck()
+
+
+class AudioAutoencoder(nn.Module):
+    """Audio autoencoder built from a validated `model:` section (see `build_autoencoder`)."""
+
+    def __init__(self, config: AutoencoderConfig):
+        super().__init__()
+        self.config = config
+        self.sample_rate = config.sample_rate
+        self.channels = config.channels
+        self.latent_dim = config.latent_dim
+        self.hop_length = config.hop_length
+        self.frame_rate = config.sample_rate / config.hop_length
+        self.encoder = _build_encoder(config)
+        self.bottleneck = _build_bottleneck(config)
+        self.decoder = _build_decoder(config)
+        self.is_quantized = isinstance(self.bottleneck, QuantizedBottleneck)
+        self.num_codebooks: int | None = None
+        self.codebook_size: int | None = None
+        self.bitrate: float | None = None  # bits per second with every codebook
+        if isinstance(self.bottleneck, QuantizedBottleneck):
+            self.num_codebooks = self.bottleneck.num_codebooks
+            self.codebook_size = self.bottleneck.codebook_size
+            self.bitrate = self._bits_per_second(self.num_codebooks)
+
+    def _bits_per_second(self, codebooks: int) -> float:
+        assert self.codebook_size is not None
+        return codebooks * math.log2(self.codebook_size) * self.frame_rate
+
+    def _padded(self, audio: torch.Tensor) -> torch.Tensor:
+        """Check (B, channels, T) and right-pad T with zeros to a multiple of hop_length."""
+        if audio.dim() != 3 or audio.shape[1] != self.channels or audio.shape[-1] == 0:
+            raise ValueError(f"Expected audio (batch, channels={self.channels}, samples > 0); "
+                             f"got shape {tuple(audio.shape)}.")
+        return F.pad(audio, (0, -audio.shape[-1] % self.hop_length))
+
+    def forward(self, audio: torch.Tensor) -> AutoencoderOutput:
+        """Reconstruct `audio` (training path: VAE sampling and quantizer dropout in train)."""
+        bottleneck = self.bottleneck(self.encoder(self._padded(audio)))
+        reconstruction = self.decoder(bottleneck.latents)[..., :audio.shape[-1]]
+        metrics = dict(bottleneck.metrics)
+        if bottleneck.active_codebooks is not None:
+            kbps = self._bits_per_second(bottleneck.active_codebooks) / 1000
+            metrics["bandwidth_kbps"] = torch.tensor(kbps)
+        return AutoencoderOutput(reconstruction, bottleneck.latents, bottleneck.losses, metrics)
+
+    def _features(self, audio: torch.Tensor, chunk_frames: int | None,
+                  overlap_frames: int) -> torch.Tensor:
+        """Encoder output before the bottleneck (every bottleneck acts frame by frame, so
+        chunking the encoder alone is enough)."""
+        padded = self._padded(audio)
+        if chunk_frames is None:
+            return self.encoder(padded)
+        return run_chunked(self.encoder, padded, chunk_frames, overlap_frames,
+                           in_per_frame=self.hop_length, out_per_frame=1)
+
+    def encode(self, audio: torch.Tensor, sample: bool = False, chunk_frames: int | None = None,
+               overlap_frames: int = DEFAULT_OVERLAP_FRAMES) -> torch.Tensor:
+        """Latents (B, latent_dim, ceil(T / hop_length)); the VAE mean unless `sample`.
+
+        `chunk_frames` encodes in windows of that many frames sharing `overlap_frames`."""
+        features = self._features(audio, chunk_frames, overlap_frames)
+        return self.bottleneck.encode(features, sample=sample)
+
+    def decode(self, latents: torch.Tensor, chunk_frames: int | None = None,
+               overlap_frames: int = DEFAULT_OVERLAP_FRAMES) -> torch.Tensor:
+        """Audio (B, channels, frames x hop_length) from latents (B, latent_dim, frames)."""
+        if latents.dim() != 3 or latents.shape[1] != self.latent_dim:
+            raise ValueError(f"Expected latents (batch, latent_dim={self.latent_dim}, frames); "
+                             f"got shape {tuple(latents.shape)}.")
+        if chunk_frames is None:
+            return self.decoder(latents)
+        return run_chunked(self.decoder, latents, chunk_frames, overlap_frames,
+                           in_per_frame=1, out_per_frame=self.hop_length)
+
+    def _quantizer(self, method: str) -> QuantizedBottleneck:
+        if not isinstance(self.bottleneck, QuantizedBottleneck):
+            raise ConfigError(
+                f"{method} needs a quantized bottleneck (model.bottleneck.type rvq or fsq); "
+                f"this model's is {self.config.bottleneck.type!r}, whose latents are continuous: "
+                "use encode/decode.")
+        return self.bottleneck
+
+    def encode_to_tokens(self, audio: torch.Tensor, chunk_frames: int | None = None,
+                         overlap_frames: int = DEFAULT_OVERLAP_FRAMES) -> torch.Tensor:
+        """Codes (B, num_codebooks, frames) as int64."""
+        quantizer = self._quantizer("encode_to_tokens")
+        return quantizer.encode_tokens(self._features(audio, chunk_frames, overlap_frames))
+
+    def decode_tokens(self, tokens: torch.Tensor, chunk_frames: int | None = None,
+                      overlap_frames: int = DEFAULT_OVERLAP_FRAMES) -> torch.Tensor:
+        """Audio from codes (B, K, frames); an RVQ model also takes its first K < num_codebooks."""
+        latents = self._quantizer("decode_tokens").decode_tokens(tokens)
+        return self.decode(latents, chunk_frames, overlap_frames)
+
+    def reconstruct(self, audio: torch.Tensor, chunk_seconds: float | None = None) -> torch.Tensor:
+        """Encode (deterministically) and decode audio of any length; same shape out.
+
+        `chunk_seconds` bounds memory on long audio: windows of that duration overlapping by
+        DEFAULT_OVERLAP_FRAMES (at most half a window)."""
+        chunk_frames = None
+        overlap = DEFAULT_OVERLAP_FRAMES
+        if chunk_seconds is not None:
+            chunk_frames = max(2, round(chunk_seconds * self.frame_rate))
+            overlap = min(DEFAULT_OVERLAP_FRAMES, chunk_frames // 2)
+        latents = self.encode(audio, chunk_frames=chunk_frames, overlap_frames=overlap)
+        return self.decode(latents, chunk_frames, overlap)[..., :audio.shape[-1]]
+
+
+def build_autoencoder(config: Mapping[str, Any] | BaseModel) -> AudioAutoencoder:
+    """The autoencoder of a `model:` section (a mapping or a validated AutoencoderConfig).
+
+    Raises ConfigError naming every invalid key (an unknown encoder, decoder or bottleneck
+    type lists the valid ones)."""
+    return AudioAutoencoder(validate_autoencoder_config(config))

@@ -1,0 +1,41 @@
+"""Run a network over long signals in overlapping windows and stitch the outputs.
+
+A window's edges see zero padding where the whole signal would have real neighbours, so each
+window's output is trusted only away from its inner edges: half the overlap is dropped on
+each side. With half the overlap at least the network's receptive field (in frames), the
+stitched output equals the unchunked one up to float rounding; memory stays bounded by the
+window length.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+
+
+def run_chunked(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, chunk_frames: int,
+                overlap_frames: int, in_per_frame: int, out_per_frame: int) -> torch.Tensor:
+    """fn over windows of `chunk_frames` frames of x's last axis, `overlap_frames` shared.
+
+    x holds frames x in_per_frame steps on its last axis; fn maps a window of n frames to
+    n x out_per_frame steps (an encoder: in_per_frame = hop, out_per_frame = 1).
+    """
+    if chunk_frames < 1:
+        raise ValueError(f"chunk_frames={chunk_frames} must be >= 1.")
+    if not 0 <= overlap_frames < chunk_frames:
+        raise ValueError(f"overlap_frames={overlap_frames} must be >= 0 and smaller than "
+                         f"chunk_frames={chunk_frames}.")
+    total = x.shape[-1] // in_per_frame
+    if total <= chunk_frames:
+        return fn(x)
+    step = chunk_frames - overlap_frames
+    starts = [*range(0, total - chunk_frames, step), total - chunk_frames]
+    pieces = []
+    written = 0
+    for index, start in enumerate(starts):
+        window = fn(x[..., start * in_per_frame:(start + chunk_frames) * in_per_frame])
+        last = index == len(starts) - 1
+        end = total if last else start + chunk_frames - overlap_frames // 2
+        pieces.append(window[..., (written - start) * out_per_frame:(end - start) * out_per_frame])
+        written = end
+    return torch.cat(pieces, dim=-1)

@@ -1,0 +1,288 @@
+"""Typed schema of the `model:` section of autoencoder recipes (config/model/autoencoder/*.yaml).
+
+    model:
+      sample_rate: 16000
+      channels: 1              # audio channels in and out (1 mono, 2 stereo, N)
+      latent_dim: 32           # channels of the latents the decoder reads
+      encoder: {type: oobleck | seanet, ...}
+      decoder: {type: oobleck | seanet, ...}
+      bottleneck: {type: vae | tanh | rvq | fsq | none, ...}
+
+Strides and ratios are written in encoder (downsampling) order for the encoder and the
+decoder alike; the decoder upsamples through them in reverse. `encoder.latent_dim` and
+`decoder.latent_dim` may be left null: they follow from `latent_dim` and the bottleneck (a VAE
+encoder outputs 2 x latent_dim: mean and scale). Given, they are checked.
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any, Literal
+
+from omegaconf import DictConfig, OmegaConf
+from pydantic import (
+    BaseModel,
+    Field,
+    NonNegativeInt,
+    PositiveInt,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from torch import nn
+
+from ...config import Section, format_validation_error
+from ...errors import ConfigError
+
+
+class _OobleckConfig(Section):
+    """Stable Audio 2.0's VAE network (stable-audio-tools' OobleckEncoder/Decoder)."""
+
+    channels: PositiveInt = 128
+    c_mults: list[PositiveInt] = Field(default_factory=lambda: [1, 2, 4, 8], min_length=1)
+    strides: list[PositiveInt] = Field(default_factory=lambda: [2, 4, 8, 8], min_length=1)
+    use_snake: bool = False
+    latent_dim: PositiveInt | None = None
+
+    @model_validator(mode="after")
+    def _one_stride_per_block(self) -> _OobleckConfig:
+        if len(self.c_mults) != len(self.strides):
+            raise ValueError(f"oobleck needs one stride per channel multiplier: c_mults "
+                             f"{self.c_mults} has {len(self.c_mults)}, strides {self.strides} "
+                             f"has {len(self.strides)}")
+        return self
+
+    @property
+    def hop_length(self) -> int:
+        return math.prod(self.strides)
+
+
+class OobleckEncoderConfig(_OobleckConfig):
+    type: Literal["oobleck"] = "oobleck"
+
+
+class OobleckDecoderConfig(_OobleckConfig):
+    type: Literal["oobleck"] = "oobleck"
+    # Nearest-neighbour upsampling + conv instead of transposed convolutions.
+    use_nearest_upsample: bool = False
+    final_tanh: bool = True
+
+    @model_validator(mode="after")
+    def _transposed_strides_even(self) -> OobleckDecoderConfig:
+        odd = [stride for stride in self.strides if stride % 2]
+        if odd and not self.use_nearest_upsample:
+            raise ValueError(f"oobleck decoder strides {self.strides}: odd strides {odd} lose "
+                             "one sample per frame in the transposed convolution; use even "
+                             "strides or use_nearest_upsample: true")
+        return self
+
+
+def _check_activation(name: str | None) -> str | None:
+    if name is not None and not (isinstance(getattr(nn, name, None), type)
+                                 and issubclass(getattr(nn, name), nn.Module)):
+        raise ValueError(f"{name!r} is not a torch.nn activation (e.g. ELU, LeakyReLU, Tanh)")
+    return name
+
+
+class _SEANetConfig(Section):
+    """EnCodec's SEANet network; defaults are those of the `encodec` package's SEANet."""
+
+    n_filters: PositiveInt = 32
+    n_residual_layers: NonNegativeInt = 1
+    ratios: list[PositiveInt] = Field(default_factory=lambda: [2, 4, 5, 8], min_length=1)
+    activation: str = "ELU"
+    activation_params: dict[str, float] = Field(default_factory=lambda: {"alpha": 1.0})
+    norm: Literal["weight_norm", "none"] = "weight_norm"
+    kernel_size: PositiveInt = 7
+    last_kernel_size: PositiveInt = 7
+    residual_kernel_size: PositiveInt = 3
+    dilation_base: PositiveInt = 2
+    causal: bool = False
+    pad_mode: Literal["reflect", "constant", "replicate", "circular"] = "reflect"
+    # Identity skip in residual blocks (else a 1x1 conv).
+    true_skip: bool = False
+    # Residual branch width = channels // compress.
+    compress: PositiveInt = 2
+    # LSTM layers at the bottleneck side (0: none).
+    lstm: NonNegativeInt = 2
+    latent_dim: PositiveInt | None = None
+
+    _activation_exists = field_validator("activation")(_check_activation)
+
+    @property
+    def hop_length(self) -> int:
+        return math.prod(self.ratios)
+
+
+class SEANetEncoderConfig(_SEANetConfig):
+    type: Literal["seanet"] = "seanet"
+
+
+class SEANetDecoderConfig(_SEANetConfig):
+    type: Literal["seanet"] = "seanet"
+    # A torch.nn activation applied to the output (e.g. Tanh); null: none.
+    final_activation: str | None = None
+
+    _final_activation_exists = field_validator("final_activation")(_check_activation)
+
+
+class _BottleneckConfig(Section):
+    def input_dim(self, latent_dim: int) -> int:
+        """Channels the encoder must output for `latent_dim` latents."""
+        return latent_dim
+
+
+class NoBottleneckConfig(_BottleneckConfig):
+    type: Literal["none"] = "none"
+
+
+class TanhBottleneckConfig(_BottleneckConfig):
+    type: Literal["tanh"] = "tanh"
+    # latents = scale * tanh(x / scale)
+    scale: float = Field(1.0, gt=0.0)
+
+
+class VAEBottleneckConfig(_BottleneckConfig):
+    type: Literal["vae"] = "vae"
+
+    def input_dim(self, latent_dim: int) -> int:
+        return 2 * latent_dim
+
+
+class RVQBottleneckConfig(_BottleneckConfig):
+    """Residual VQ with EMA codebooks (vector-quantize-pytorch); defaults as stable-audio-tools."""
+
+    type: Literal["rvq"] = "rvq"
+    num_quantizers: PositiveInt = 8
+    codebook_size: int = Field(1024, ge=2)
+    decay: float = Field(0.99, gt=0.0, lt=1.0)
+    kmeans_init: bool = True
+    kmeans_iters: PositiveInt = 50
+    # Codes used less than this (EMA count) are replaced by batch vectors; 0 never.
+    threshold_ema_dead_code: float = Field(2.0, ge=0.0)
+    # In training, keep a random number of quantizers (at least min_quantizers) per batch.
+    quantizer_dropout: bool = False
+    min_quantizers: PositiveInt = 1
+
+    @model_validator(mode="after")
+    def _min_within_range(self) -> RVQBottleneckConfig:
+        if self.min_quantizers > self.num_quantizers:
+            raise ValueError(f"rvq min_quantizers={self.min_quantizers} exceeds "
+                             f"num_quantizers={self.num_quantizers}")
+        return self
+
+
+class FSQBottleneckConfig(_BottleneckConfig):
+    """Finite scalar quantization (vector-quantize-pytorch FSQ); one index per codebook."""
+
+    type: Literal["fsq"] = "fsq"
+    # Quantization levels per dimension; codebook size = their product.
+    levels: list[int] = Field(default_factory=lambda: [8, 5, 5, 5], min_length=1)
+    num_codebooks: PositiveInt = 1
+
+    @field_validator("levels")
+    @classmethod
+    def _levels_at_least_three(cls, levels: list[int]) -> list[int]:
+        if any(level < 3 for level in levels):
+            raise ValueError(f"fsq levels {levels}: every level must be >= 3")
+        return levels
+
+
+ENCODERS: dict[str, type[Section]] = {"oobleck": OobleckEncoderConfig,
+                                      "seanet": SEANetEncoderConfig}
+DECODERS: dict[str, type[Section]] = {"oobleck": OobleckDecoderConfig,
+                                      "seanet": SEANetDecoderConfig}
+BOTTLENECKS: dict[str, type[Section]] = {"vae": VAEBottleneckConfig, "tanh": TanhBottleneckConfig,
+                                         "rvq": RVQBottleneckConfig, "fsq": FSQBottleneckConfig,
+                                         "none": NoBottleneckConfig}
+
+EncoderConfig = OobleckEncoderConfig | SEANetEncoderConfig
+DecoderConfig = OobleckDecoderConfig | SEANetDecoderConfig
+BottleneckConfig = (VAEBottleneckConfig | TanhBottleneckConfig | RVQBottleneckConfig
+                    | FSQBottleneckConfig | NoBottleneckConfig)
+
+
+def _by_type(value: Any, registry: dict[str, type[Section]]) -> Any:
+    """Validate a `{type: ..., ...}` mapping with the schema its type names.
+
+    Done before pydantic's union matching so that errors read `model.encoder.channels`
+    (not a tagged path) and an unknown type lists the valid ones."""
+    if not isinstance(value, Mapping):
+        return value
+    kind = value.get("type")
+    if kind not in registry:
+        found = "no type" if kind is None else f"unknown type {kind!r}"
+        raise ValueError(f"{found}; valid types: {', '.join(registry)}")
+    return registry[kind].model_validate(dict(value))
+
+
+class AutoencoderConfig(Section):
+    sample_rate: int = Field(ge=1000)
+    channels: PositiveInt
+    latent_dim: PositiveInt
+    encoder: EncoderConfig
+    decoder: DecoderConfig
+    bottleneck: BottleneckConfig = NoBottleneckConfig()
+
+    @field_validator("encoder", mode="before")
+    @classmethod
+    def _encoder_type(cls, value: Any) -> Any:
+        return _by_type(value, ENCODERS)
+
+    @field_validator("decoder", mode="before")
+    @classmethod
+    def _decoder_type(cls, value: Any) -> Any:
+        return _by_type(value, DECODERS)
+
+    @field_validator("bottleneck", mode="before")
+    @classmethod
+    def _bottleneck_type(cls, value: Any) -> Any:
+        return _by_type(value, BOTTLENECKS)
+
+    @model_validator(mode="after")
+    def _parts_fit(self) -> AutoencoderConfig:
+        encoder_dim = self.bottleneck.input_dim(self.latent_dim)
+        if self.encoder.latent_dim not in (None, encoder_dim):
+            raise ValueError(
+                f"encoder.latent_dim={self.encoder.latent_dim} does not fit: the "
+                f"{self.bottleneck.type} bottleneck takes {encoder_dim} channels for "
+                f"latent_dim={self.latent_dim}; set encoder.latent_dim to {encoder_dim} or null")
+        if self.decoder.latent_dim not in (None, self.latent_dim):
+            raise ValueError(
+                f"decoder.latent_dim={self.decoder.latent_dim} differs from "
+                f"latent_dim={self.latent_dim}; set it to {self.latent_dim} or null")
+        if self.encoder.hop_length != self.decoder.hop_length:
+            raise ValueError(
+                f"the encoder downsamples by {self.encoder.hop_length} but the decoder "
+                f"upsamples by {self.decoder.hop_length}; their strides/ratios must have the "
+                "same product")
+        return self
+
+    @property
+    def encoder_dim(self) -> int:
+        """Channels of the encoder output (the bottleneck input)."""
+        return self.bottleneck.input_dim(self.latent_dim)
+
+    @property
+    def hop_length(self) -> int:
+        """Input samples per latent frame."""
+        return self.encoder.hop_length
+
+
+class _ModelSection(Section):
+    """Wraps the section so that error messages name keys as in a recipe (`model.…`)."""
+
+    model: AutoencoderConfig
+
+
+def validate_autoencoder_config(config: Mapping[str, Any] | BaseModel) -> AutoencoderConfig:
+    """The validated `model:` section; ConfigError listing every fault otherwise."""
+    if isinstance(config, AutoencoderConfig):
+        return config
+    if isinstance(config, DictConfig):
+        config = OmegaConf.to_container(config, resolve=True)  # type: ignore[assignment]
+    container = {"model": config.model_dump() if isinstance(config, BaseModel) else dict(config)}
+    try:
+        return _ModelSection.model_validate(container).model
+    except ValidationError as error:
+        raise ConfigError(format_validation_error(error, container, _ModelSection)) from None
