@@ -7,6 +7,7 @@ from __future__ import annotations
 import logging
 import os
 import random
+from typing import Any
 
 import numpy as np
 import torch
@@ -82,6 +83,15 @@ def average_gradients(params: list[torch.nn.Parameter]) -> None:
     for grad in grads:
         torch.distributed.all_reduce(grad, op=torch.distributed.ReduceOp.SUM)
         grad.div_(world_size())
+
+
+def all_gather_object(value: Any) -> list[Any]:
+    """`value` from every rank, in rank order (a picklable object, e.g. RNG states)."""
+    if world_size() == 1:
+        return [value]
+    gathered: list[Any] = [None] * world_size()
+    torch.distributed.all_gather_object(gathered, value)
+    return gathered
 
 
 def broadcast_module(module: torch.nn.Module) -> None:

@@ -432,6 +432,10 @@ class StandardSolver(flashy.BaseSolver):
     def load_state_dict(self, state: dict[str, Any]) -> None:
         state = dict(state)
         rng = state.pop("rng", None)
+        by_rank = state.pop("rng_by_rank", None) or [rng]
+        # Each rank its own RNG (DDP ranks draw different dropout); a rank the checkpoint has
+        # no state for keeps its own seed's stream rather than copying rank 0's.
+        rng = by_rank[distributed.rank()] if distributed.rank() < len(by_rank) else None
         state.pop("export_info", None)
         self._updates_done = int(state.pop("updates_done", 0))
         unknown = sorted(set(state) - set(self.stateful.sources))
@@ -447,9 +451,13 @@ class StandardSolver(flashy.BaseSolver):
         """Checkpoint first, then history.json: the history never runs ahead of the weights."""
         self.history.append(self._pending_metrics)
         self._start_epoch()
+        rngs = distributed.all_gather_object(checkpoint.capture_rng()) if save_checkpoint else []
         if distributed.is_rank_zero():
             if save_checkpoint:
-                checkpoint.save(self.state_dict(), self.folder, len(self.history),
+                state = self.state_dict()
+                if len(rngs) > 1:
+                    state["rng_by_rank"] = rngs
+                checkpoint.save(state, self.folder, len(self.history),
                                 self.settings.checkpoint.keep_last)
             self.xp.link.update_history(self.history)
         distributed.barrier()

@@ -67,9 +67,11 @@ class EpochLoader:
                  drop_last: bool | None = None, pin_memory: bool = False):
         world = distributed.world_size()
         if batch_size % world:
+            lower, upper = batch_size // world * world, -(-batch_size // world) * world
             raise ConfigError(
-                f"batch_size={batch_size} is the global batch and must be divisible by the "
-                f"number of processes ({world}); use a multiple of {world}.")
+                f"dataset.batch_size={batch_size} is the global batch, split over {world} "
+                f"processes, so it must be divisible by {world}: use "
+                f"{' or '.join(str(b) for b in (lower, upper) if b > 0)}.")
         drop_last = shuffle if drop_last is None else drop_last
         self.dataset = dataset
         self.seed = seed
