@@ -16,6 +16,7 @@ from .errors import AudiotoolsError
 COMMANDS: tuple[str, ...] = (
     "classify",
     "export",
+    "grid",
     "kfold",
     "manifest",
     "shards",

@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from dora import XP
+from omegaconf import OmegaConf
 
 
 def fold_ids(overrides: Sequence[str]) -> list[int]:
@@ -24,7 +25,6 @@ def fold_ids(overrides: Sequence[str]) -> list[int]:
 
 
 def _plain(cfg) -> dict:
-    from omegaconf import OmegaConf
     return OmegaConf.to_container(cfg, resolve=True)  # type: ignore[return-value]
 
 
@@ -32,6 +32,18 @@ def fold_argvs(overrides: Sequence[str]) -> list[list[str]]:
     """One argv per fold: the user's overrides, then `dataset.fold=K`."""
     kept = [arg for arg in overrides if not arg.startswith("dataset.fold=")]
     return [[*kept, f"dataset.fold={fold}"] for fold in fold_ids(kept)]
+
+
+def fold_groups(xps: Sequence[XP]) -> list[list[XP]]:
+    """The XPs that differ only by `dataset.fold`, grouped in order: each group of two or more
+    is one cross-validation. Empty when an XP has no fold (not a k-fold grid)."""
+    groups: dict[tuple[str, ...], list[XP]] = {}
+    for xp in xps:
+        if OmegaConf.select(xp.cfg, "dataset.fold") is None:
+            return []
+        key = tuple(arg for arg in xp.argv if not arg.startswith("dataset.fold="))
+        groups.setdefault(key, []).append(xp)
+    return [group for group in groups.values() if len(group) > 1]
 
 
 def best_valid(history: list[dict], metric: str = "accuracy") -> float | None:

@@ -17,16 +17,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from .. import kfold
-    from ..distributed import seed_everything
-    from ..solvers.builders import get_solver
+    from ..local_grid import run_xp
     from ..train import main
     xps = [main.get_xp(argv) for argv in kfold.fold_argvs(args.overrides)]
     if not args.summary:
         for xp in xps:
             print(f"Fold {xp.cfg.dataset.fold}: XP {xp.sig}", flush=True)
-            main.init_xp(xp)
-            seed_everything(xp.cfg.seed)
-            with xp.enter():
-                get_solver(xp.cfg).run()
+            run_xp(xp)
     print(kfold.summary(kfold.results(xps)))
     return 0

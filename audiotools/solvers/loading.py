@@ -86,8 +86,8 @@ class EpochLoader:
             persistent_workers=False)
         if self.sampler is not None and len(self.loader) == 0:
             raise ConfigError(
-                f"batch_size={batch_size} is larger than the {len(dataset)} items of this split "
-                "(per process, with drop_last); lower batch_size or add data.")
+                f"dataset.batch_size={batch_size} is larger than the {len(dataset)} items of "
+                "this split (per process, with drop_last); lower it or add data.")
 
     def set_epoch(self, epoch: int) -> None:
         if self.sampler is not None:

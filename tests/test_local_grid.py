@@ -1,0 +1,84 @@
+"""`audiotools grid NAME`: a grid's XPs in turn on this machine, resumable, with the grid's table
+and the k-fold summary; run as a user runs it (a subprocess from the repo root)."""
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from audiotools.cli import main as cli
+from tests.conftest import REPO
+from tests.grid_package import write_grid
+
+pytestmark = pytest.mark.slow
+
+RECIPE = ["solver=classifier/debug", "optim.epochs=1"]
+# Valid config, but the loader refuses it when the solver is built: a runtime failure.
+FAILING = [*RECIPE, "dataset.batch_size=4096"]
+
+
+def audiotools(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess:
+    command = [str(Path(sys.executable).parent / "audiotools"), *args]
+    return subprocess.run(command, cwd=REPO, env={**os.environ, **env}, capture_output=True,
+                          text=True, timeout=300)
+
+
+def _table_state(output: str, sig: str) -> str:
+    """The state column (just before the signature) of the grid table's row for `sig`."""
+    [row] = [line for line in output.splitlines() if f" {sig} " in line and "|" in line]
+    words = row.split("|")[0].split()
+    return words[words.index(sig) - 1]
+
+
+def _best_accuracy(folder: Path) -> float:
+    history = json.loads((folder / "history.json").read_text())
+    return max(epoch["valid"]["accuracy"] for epoch in history)
+
+
+def test_local_grid_runs_in_turn_resumes_and_summarises(dora_dir, tmp_path):
+    from audiotools.kfold import fold_argvs
+    from audiotools.train import main
+    env = write_grid(tmp_path / "grids", "classifier.kfold", RECIPE, folds=2, extra=[FAILING])
+    first = audiotools("grid", "classifier.kfold", env=env)
+    assert first.returncode == 1, first.stdout + first.stderr  # one XP failed
+    out = first.stdout
+    fold_sigs = [main.get_xp(argv).sig for argv in fold_argvs(RECIPE)[:2]]
+    failing_sig = main.get_xp(FAILING).sig
+    assert f"[1/3] XP {fold_sigs[0]}" in out and f"[3/3] XP {failing_sig}" in out
+    assert f"error: XP {failing_sig}: dataset.batch_size=4096 is larger" in out
+
+    # Each fold is the XP `dora run` would make: same folder, history and checkpoint.
+    folders = [dora_dir / "xps" / sig for sig in fold_sigs]
+    for folder in folders:
+        assert len(json.loads((folder / "history.json").read_text())) == 1
+        assert (folder / "checkpoint.th").exists()
+    assert [_table_state(out, sig) for sig in [*fold_sigs, failing_sig]] == ["COM", "COM", "FAI"]
+
+    best = [_best_accuracy(folder) for folder in folders]
+    expected = f"{statistics.mean(best):.2%} ± {statistics.stdev(best):.2%}"
+    assert f"best valid accuracy over 2/2 folds: {expected}" in out
+
+    again = audiotools("grid", "classifier.kfold", env=env)
+    assert again.stderr.count("All 1 epochs are done; nothing to run.") == 2
+    assert "Train Summary" not in again.stderr
+
+    # A new fold in the grid file: --dry-run lists it, trains nothing, creates no folder.
+    write_grid(tmp_path / "grids", "classifier.kfold", RECIPE, folds=3)
+    new_sig = main.get_xp(fold_argvs(RECIPE)[2]).sig
+    dry = audiotools("grid", "classifier.kfold", "--dry-run", env=env)
+    assert dry.returncode == 0, dry.stderr
+    assert new_sig in dry.stdout and "[1/" not in dry.stdout
+    assert not (dora_dir / "xps" / new_sig).exists()
+    assert "over 2/3 folds" in dry.stdout
+
+
+def test_unknown_grid_lists_the_available_ones(dora_dir, capsys):
+    assert cli(["grid", "classifier.nope"]) == 2
+    err = capsys.readouterr().err
+    assert "grid 'classifier.nope': no module audiotools.grids.classifier.nope" in err
+    assert "Available grids: classifier.kfold" in err
