@@ -2,13 +2,14 @@
 discriminator of stable-audio-tools.
 
 Each sub-discriminator takes the complex STFT of the waveform at its own resolution (frames
-not centred, magnitude-normalised by the window), stacks real and imaginary parts of every
-channel as 2*in_channels input planes over (time, frequency), and runs weight-normalised
-Conv2d layers: one (3, 9) conv, one (3, 9) conv per entry of `dilations` (dilated in time,
-strided by `stride`), a (3, 3) conv, each followed by LeakyReLU(0.2) and returned as a feature
-map, then a (3, 3) conv to `out_channels` logits. `spec_scale_pow` (stable-audio-tools)
-multiplies the spectrum by |spectrum|^p before the convolutions. The STFT is computed in
-float32 with autocast off; the convolutions follow the caller's precision.
+not centred, divided by the window's L2 norm as torchaudio's `normalized=True`), stacks real
+and imaginary parts of every channel as 2*in_channels input planes over (time, frequency), and
+runs weight-normalised Conv2d layers: one (3, 9) conv, one (3, 9) conv per entry of
+`dilations` (dilated in time, strided by `stride`), a (3, 3) conv, each followed by
+LeakyReLU(0.2) and returned as a feature map, then a (3, 3) conv to `out_channels` logits.
+`spec_scale_pow` (stable-audio-tools) multiplies the spectrum by |spectrum|^p before the
+convolutions. The STFT is computed in float32 with autocast off; the convolutions follow the
+caller's precision.
 
 Differences from the reference implementations, on purpose:
 - `stride` defaults to EnCodec's (1, 2) (frequency halved per dilated conv);
