@@ -98,7 +98,7 @@ class _SEANetConfig(Section):
     residual_kernel_size: PositiveInt = 3
     dilation_base: PositiveInt = 2
     causal: bool = False
-    pad_mode: Literal["reflect", "constant", "replicate", "circular"] = "reflect"
+    pad_mode: Literal["reflect", "constant", "replicate"] = "reflect"
     # Identity skip in residual blocks (else a 1x1 conv).
     true_skip: bool = False
     # Residual branch width = channels // compress.
