@@ -1,0 +1,15 @@
+"""audiotools: a research framework for training audio models (Flashy solvers, Dora XPs)."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import torch
+
+
+def load(source: str | Path, device: Any = "cpu") -> torch.nn.Module:
+    """A ready model (eval mode) from an exported `.safetensors` or an XP (SIG, //sig/SIG,
+    folder, checkpoint). Imported lazily so the console script starts fast."""
+    from .inference.loading import load as _load
+    return _load(source, device)

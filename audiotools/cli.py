@@ -19,6 +19,7 @@ COMMANDS: tuple[str, ...] = (
     "grid",
     "kfold",
     "manifest",
+    "reconstruct",
     "shards",
 )
 

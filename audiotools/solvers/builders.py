@@ -15,6 +15,7 @@ if TYPE_CHECKING:
 
 # Family name -> "module:Class". A config may also name any importable "module:Class".
 SOLVERS: dict[str, str] = {
+    "autoencoder": "audiotools.solvers.autoencoder:AutoencoderSolver",
     "classifier": "audiotools.solvers.classifier:ClassifierSolver",
 }
 

@@ -1,0 +1,57 @@
+"""`audiotools reconstruct MODEL in.wav out.wav`: encode and decode a file through an
+autoencoder, whatever its length, sample rate and channel count."""
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+import torch
+
+from ..data.audio import audio_read, audio_write, convert_audio
+from ..errors import ConfigError
+
+NAME = "reconstruct"
+HELP = "Encode and decode an audio file through an autoencoder (exported file or XP)."
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("model", help="exported .safetensors, XP signature or //sig/SIG")
+    parser.add_argument("input", type=Path, help="audio file (any rate and channel count)")
+    parser.add_argument("output", type=Path, help="output audio file (.wav .flac .ogg .mp3)")
+    parser.add_argument("--chunk-seconds", type=float, default=10.0,
+                        help="encode/decode in overlapping chunks of this length (default 10; "
+                             "0 = the whole file at once)")
+    parser.add_argument("--model-rate", action="store_true",
+                        help="write at the model's sample rate and channel count instead of "
+                             "the input's")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
+    parser.add_argument("--force", action="store_true", help="overwrite OUTPUT if it exists")
+
+
+def run(args: argparse.Namespace) -> int:
+    import audiotools
+
+    from ..models.autoencoder import AudioAutoencoder
+    if args.output.exists() and not args.force:
+        raise ConfigError(f"{args.output} exists; choose another path or pass --force.")
+    if args.chunk_seconds < 0:
+        raise ConfigError(f"--chunk-seconds={args.chunk_seconds} must be >= 0.")
+    model = audiotools.load(args.model, args.device)
+    if not isinstance(model, AudioAutoencoder):
+        raise ConfigError(f"{args.model} is not an autoencoder ({type(model).__name__}).")
+    wav, rate = audio_read(args.input)
+    audio = convert_audio(wav, rate, model.sample_rate, model.channels)
+    start = time.perf_counter()
+    with torch.no_grad():
+        output = model.reconstruct(audio[None].to(args.device),
+                                   chunk_seconds=args.chunk_seconds or None)[0].cpu()
+    elapsed = time.perf_counter() - start
+    if not args.model_rate:
+        output = convert_audio(output, model.sample_rate, rate, wav.shape[0])
+    out_rate = model.sample_rate if args.model_rate else rate
+    audio_write(args.output, output, out_rate)
+    seconds = audio.shape[-1] / model.sample_rate
+    print(f"Reconstructed {args.input} ({seconds:.2f} s) to {args.output} in {elapsed:.2f} s "
+          f"({seconds / max(elapsed, 1e-9):.1f}x real time).")
+    return 0

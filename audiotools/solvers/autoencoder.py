@@ -1,0 +1,313 @@
+"""Autoencoder solver: the stable-audio-tools autoencoder family (VAE, tanh, RVQ, FSQ
+bottlenecks on Oobleck or SEANet encoders) with spectral, waveform and adversarial losses.
+
+Each training batch first updates the discriminator on (real, detached reconstruction), then
+the generator on reconstruction + bottleneck + adversarial + feature-matching losses, so the
+two updates alternate. Adversarial terms start after `adversarial.warmup_steps` generator
+updates. The best state is the one with the lowest valid mel distance (EMA weights when
+`optim.ema.use`); evaluate and generate use it.
+"""
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Iterator
+from typing import Any, Literal
+
+import torch
+from pydantic import Field, model_validator
+
+from .. import distributed
+from ..config import EveryConfig, Section, SolverConfig
+from ..data.audio import audio_write
+from ..data.builders import AudioDataConfig, build_audio_datasets
+from ..data.segments import collate_segments
+from ..errors import ConfigError
+from ..losses.adversarial import GAN_KINDS, GANLoss, feature_matching_loss
+from ..losses.spectral import spectral_loss
+from ..losses.time import l1_waveform_loss
+from ..metrics.audio import mel_distance, si_snr, stft_distance
+from ..metrics.spectrogram import render_spectrogram
+from ..models.autoencoder import AutoencoderConfig, build_autoencoder
+from ..models.discriminators import MultiScaleSTFTDiscriminator
+from .base import StandardSolver
+
+logger = logging.getLogger(__name__)
+
+
+class SpectralLossConfig(Section):
+    """Multi-resolution STFT loss (auraloss / stable-audio-tools `mrstft`)."""
+
+    fft_sizes: list[int] = Field(default_factory=lambda: [2048, 1024, 512, 256, 128, 64, 32])
+    hop_sizes: list[int] = Field(default_factory=lambda: [512, 256, 128, 64, 32, 16, 8])
+    win_lengths: list[int] = Field(default_factory=lambda: [2048, 1024, 512, 256, 128, 64, 32])
+    # null: linear-frequency STFT bins; mel: `n_bins` mel bands.
+    scale: Literal["mel"] | None = None
+    # Mel bands: one number, or one per resolution.
+    n_bins: int | list[int] = 128
+    perceptual_weighting: bool = False
+
+    @model_validator(mode="after")
+    def _one_resolution_per_entry(self) -> SpectralLossConfig:
+        if not len(self.fft_sizes) == len(self.hop_sizes) == len(self.win_lengths):
+            raise ValueError("losses.spectral.fft_sizes, hop_sizes and win_lengths need one "
+                             f"entry per resolution (got {len(self.fft_sizes)}, "
+                             f"{len(self.hop_sizes)}, {len(self.win_lengths)})")
+        return self
+
+
+class LossWeights(Section):
+    """Weight of each term of the generator loss; 0 turns a term off."""
+
+    spectral: float = Field(1.0, ge=0.0)
+    l1: float = Field(0.0, ge=0.0)
+    kl: float = Field(1e-4, ge=0.0)
+    commitment: float = Field(1.0, ge=0.0)
+    adversarial: float = Field(0.1, ge=0.0)
+    feature_matching: float = Field(5.0, ge=0.0)
+
+
+class LossesConfig(Section):
+    weights: LossWeights = LossWeights()
+    spectral: SpectralLossConfig = SpectralLossConfig()
+
+
+class AdversarialConfig(Section):
+    """EnCodec's multi-scale STFT discriminator with a GAN loss and feature matching."""
+
+    # hinge | least_squares | relativistic (RpGAN)
+    loss: str = "hinge"
+    # Feature-matching L1 of each layer divided by the mean |real feature| (EnCodec); false:
+    # plain L1.
+    relative_feature_matching: bool = True
+    # Generator updates before the adversarial and feature-matching terms (and the
+    # discriminator updates) start.
+    warmup_steps: int = Field(0, ge=0)
+    # Discriminator learning rate; null = optim.lr.
+    lr: float | None = Field(None, gt=0.0)
+    filters: int = Field(32, ge=1)
+    n_ffts: list[int] = Field(default_factory=lambda: [2048, 1024, 512, 256, 128])
+    hop_lengths: list[int] = Field(default_factory=lambda: [512, 256, 128, 64, 32])
+    win_lengths: list[int] = Field(default_factory=lambda: [2048, 1024, 512, 256, 128])
+
+    @model_validator(mode="after")
+    def _one_scale_per_entry(self) -> AdversarialConfig:
+        if not len(self.n_ffts) == len(self.hop_lengths) == len(self.win_lengths):
+            raise ValueError("adversarial.n_ffts, hop_lengths and win_lengths need one entry "
+                             "per scale")
+        if self.loss not in GAN_KINDS:
+            raise ValueError(f"adversarial.loss={self.loss!r}; use one of {list(GAN_KINDS)}")
+        return self
+
+
+class GenerateConfig(EveryConfig):
+    # Audio format of the files written under <xp>/samples/<epoch>/.
+    format: Literal["wav", "flac", "ogg"] = "wav"
+
+
+class AutoencoderSolverConfig(SolverConfig):
+    model: AutoencoderConfig
+    dataset: AudioDataConfig
+    losses: LossesConfig = LossesConfig()
+    adversarial: AdversarialConfig = AdversarialConfig()
+    generate: GenerateConfig = GenerateConfig()
+
+    @model_validator(mode="after")
+    def _data_matches_model(self) -> AutoencoderSolverConfig:
+        """Every split delivers audio at the model's sample rate and channel count."""
+        data = self.dataset
+        for split in ("train", "valid", "evaluate", "generate"):
+            own = getattr(data, split)
+            if own is None:
+                continue
+            for key in ("sample_rate", "channels"):
+                value = getattr(own, key) or getattr(data, key)
+                expected = getattr(self.model, key)
+                if value is not None and value != expected:
+                    raise ValueError(f"dataset.{key}={value} (split {split}) but "
+                                     f"model.{key}={expected}; make them agree")
+        return self
+
+
+class AutoencoderSolver(StandardSolver):
+    config_schema = AutoencoderSolverConfig
+    best_metric = "mel_distance"
+    best_mode = "min"
+
+    # ------------------------------------------------------------------ building
+    def build_model(self) -> None:
+        settings = self.settings
+        self.model = build_autoencoder(settings.model).to(self.device)
+        self.optimizer = self.build_optimizer(self.model.parameters())
+        self.register_stateful("model", "optimizer")
+        self.register_best_state("model")
+        self.register_ema("model")
+        weights = settings.losses.weights
+        self.discriminator: MultiScaleSTFTDiscriminator | None = None
+        if weights.adversarial > 0 or weights.feature_matching > 0:
+            adversarial = settings.adversarial
+            self.discriminator = MultiScaleSTFTDiscriminator(
+                in_channels=self.model.channels, filters=adversarial.filters,
+                n_ffts=adversarial.n_ffts, hop_lengths=adversarial.hop_lengths,
+                win_lengths=adversarial.win_lengths).to(self.device)
+            self.disc_optimizer = self.build_optimizer(self.discriminator.parameters(),
+                                                       lr=adversarial.lr)
+            self.register_stateful("discriminator", "disc_optimizer")
+            self.register_optimizer("disc_optimizer")
+        self.gan_loss = GANLoss(settings.adversarial.loss)
+        spectral = settings.losses.spectral
+        self.spectral_loss = spectral_loss(
+            self.model.channels, fft_sizes=spectral.fft_sizes, hop_sizes=spectral.hop_sizes,
+            win_lengths=spectral.win_lengths, scale=spectral.scale, n_bins=spectral.n_bins,
+            sample_rate=self.model.sample_rate,
+            perceptual_weighting=spectral.perceptual_weighting).to(self.device)
+
+    def build_dataloaders(self) -> None:
+        data = self.settings.dataset
+        datasets = build_audio_datasets(data, self.settings.seed)
+        for split, dataset in datasets.items():
+            self.loaders[split] = self.make_loader(
+                dataset, data.batch_size, shuffle=split == "train",
+                num_workers=data.num_workers, collate_fn=collate_segments,
+                drop_last=split == "train")
+        if "train" not in self.loaders:
+            raise ConfigError("dataset.train is not defined: the autoencoder needs a training "
+                              "split (see config/dset/music_small.yaml).")
+
+    def export_info(self) -> dict[str, Any]:
+        return {"family": "autoencoder",
+                "model": self.settings.model.model_dump(mode="json")}
+
+    # ------------------------------------------------------------------ steps
+    @property
+    def _adversarial_active(self) -> bool:
+        return (self.discriminator is not None
+                and self._updates_done >= self.settings.adversarial.warmup_steps)
+
+    def run_step(self, idx: int, batch: Any, metrics: dict[str, Any]) -> dict[str, Any]:
+        audio = batch["audio"].to(self.device)
+        if audio.shape[0] == 0:
+            raise RuntimeError("A whole batch of unreadable files; see the logged paths.")
+        output = self.model(audio)
+        reconstruction = output.audio
+        if self.is_training and self._adversarial_active:
+            metrics["d_loss"] = self._update_discriminator(audio, reconstruction.detach())
+        terms = self._reconstruction_terms(audio, reconstruction)
+        terms.update(output.losses)
+        if self.is_training and self._adversarial_active:
+            terms.update(self._adversarial_terms(audio, reconstruction))
+        weights = self.settings.losses.weights.model_dump()
+        loss = sum(weights.get(name, 1.0) * value for name, value in terms.items()
+                   if weights.get(name, 1.0) > 0)
+        metrics.update(terms)
+        metrics.update(output.metrics)
+        metrics["loss"] = loss
+        if not self.is_training:
+            metrics["mel_distance"] = mel_distance(reconstruction.float(), audio.float(),
+                                                   self.model.sample_rate).mean()
+        return metrics
+
+    def _reconstruction_terms(self, audio: torch.Tensor, reconstruction: torch.Tensor,
+                              ) -> dict[str, torch.Tensor]:
+        weights = self.settings.losses.weights
+        terms = {}
+        if weights.spectral > 0 or not self.is_training:
+            terms["spectral"] = self.spectral_loss(reconstruction, audio)
+        if weights.l1 > 0 or not self.is_training:
+            terms["l1"] = l1_waveform_loss(reconstruction, audio)
+        return terms
+
+    def _update_discriminator(self, audio: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
+        assert self.discriminator is not None
+        real_logits, _ = self.discriminator(audio)
+        fake_logits, _ = self.discriminator(fake)
+        loss = self.gan_loss.discriminator(real_logits, fake_logits)
+        self.optimize("disc_optimizer", loss)
+        return loss.detach()
+
+    def _adversarial_terms(self, audio: torch.Tensor, reconstruction: torch.Tensor,
+                           ) -> dict[str, torch.Tensor]:
+        """Generator terms; the discriminator takes no gradient from them."""
+        assert self.discriminator is not None
+        with _frozen(self.discriminator):
+            fake_logits, fake_features = self.discriminator(reconstruction)
+            with torch.no_grad():
+                real_logits, real_features = self.discriminator(audio)
+        relative = self.settings.adversarial.relative_feature_matching
+        return {"adversarial": self.gan_loss.generator(real_logits, fake_logits),
+                "feature_matching": feature_matching_loss(real_features, fake_features,
+                                                          relative=relative)}
+
+    # ------------------------------------------------------------------ evaluate, generate
+    def evaluate(self) -> dict[str, Any]:
+        """SI-SNR, mel distance and multi-resolution STFT distance per item, averaged over the
+        evaluate split (valid when there is no evaluate split)."""
+        loader = self.loaders.get("evaluate") or self.loaders["valid"]
+        loader.set_epoch(0)
+        totals = torch.zeros(3, dtype=torch.float64)
+        count = 0
+        for batch in self.log_progress("evaluate", loader):
+            audio = batch["audio"].to(self.device)
+            if audio.shape[0] == 0:
+                continue
+            with self.autocast:
+                reconstruction = self.model(audio).audio.float()
+            sample_rate = self.model.sample_rate
+            values = torch.stack([
+                si_snr(reconstruction, audio).sum(),
+                mel_distance(reconstruction, audio, sample_rate).sum(),
+                stft_distance(reconstruction, audio).sum()]).double().cpu()
+            totals += values
+            count += audio.shape[0]
+        if count == 0:
+            raise RuntimeError("The evaluate split yielded no readable item.")
+        mean = (totals / count).tolist()
+        return distributed.average_metrics(
+            {"si_snr": mean[0], "mel_distance": mean[1], "stft_distance": mean[2]}, count)
+
+    def generate(self) -> dict[str, Any]:
+        """Reconstructions and references under <xp>/samples/<epoch>/, also logged as audio
+        and spectrogram images."""
+        loader = self.loaders.get("generate")
+        if loader is None or not distributed.is_rank_zero():
+            return {}
+        loader.set_epoch(0)
+        out_dir = self.folder / "samples" / str(self.epoch)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        sample_rate = self.model.sample_rate
+        suffix = self.settings.generate.format
+        written = 0
+        for batch in loader:
+            audio = batch["audio"].to(self.device)
+            with self.autocast:
+                reconstruction = self.model(audio).audio.float().clamp(-1, 1)
+            for reference, estimate in zip(audio.cpu(), reconstruction.cpu(), strict=True):
+                name = f"{written:03d}"
+                audio_write(out_dir / f"{name}_reference.{suffix}", reference, sample_rate)
+                audio_write(out_dir / f"{name}_reconstruction.{suffix}", estimate, sample_rate)
+                self.log_audio("generate", f"{name}_reconstruction", estimate, sample_rate)
+                self.log_audio("generate", f"{name}_reference", reference, sample_rate)
+                self._log_spectrograms(name, reference, estimate)
+                written += 1
+        return {"samples": written}
+
+    def _log_spectrograms(self, name: str, reference: torch.Tensor,
+                          estimate: torch.Tensor) -> None:
+        import numpy as np
+        for kind, audio in (("reference", reference), ("reconstruction", estimate)):
+            image = render_spectrogram(audio, self.model.sample_rate)
+            pixels = torch.from_numpy(np.array(image.convert("RGB"))).permute(2, 0, 1)
+            self.log_image("generate", f"{name}_{kind}_spectrogram", pixels)
+
+
+@contextlib.contextmanager
+def _frozen(module: torch.nn.Module) -> Iterator[None]:
+    """No parameter of `module` accumulates gradient inside the block."""
+    flags = [p.requires_grad for p in module.parameters()]
+    for parameter in module.parameters():
+        parameter.requires_grad_(False)
+    try:
+        yield
+    finally:
+        for parameter, flag in zip(module.parameters(), flags, strict=True):
+            parameter.requires_grad_(flag)

@@ -1,0 +1,123 @@
+"""The autoencoder solver end to end: the debug recipe through dora, exact resume with the
+discriminator, export, `audiotools.load`, `audiotools reconstruct`, and its failure modes."""
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+import audiotools
+from audiotools.cli import main as cli
+from audiotools.data.audio import audio_info, audio_write
+from audiotools.errors import ConfigError, NonFiniteLossError
+from tests.conftest import dora_command
+from tests.solvers.helpers import assert_same_state, build, make_xp, train
+
+DEBUG = ["solver=autoencoder/debug"]
+
+
+@pytest.mark.slow
+def test_debug_recipe_through_dora_then_rerun_does_nothing(dora_dir):
+    first = dora_command("run", *DEBUG)
+    assert "Valid Summary | Epoch 2" in first.stderr and "mel_distance=" in first.stderr
+    assert "Evaluate Summary | Epoch 2" in first.stderr and "si_snr=" in first.stderr
+    folders = list((dora_dir / "xps").iterdir())
+    assert len(folders) == 1
+    folder = folders[0]
+    history = json.loads((folder / "history.json").read_text())
+    assert len(history) == 2
+    # The discriminator starts after 2 of the 4 updates of epoch 1.
+    assert "d_loss" in history[0]["train"] and "adversarial" in history[1]["train"]
+    assert {"si_snr", "mel_distance", "stft_distance"} <= history[1]["evaluate"].keys()
+    samples = sorted(p.name for p in (folder / "samples" / "2").iterdir())
+    assert samples == ["000_reconstruction.wav", "000_reference.wav",
+                       "001_reconstruction.wav", "001_reference.wav"]
+    info = audio_info(folder / "samples" / "2" / "000_reconstruction.wav")
+    assert (info.sample_rate, info.channels, info.frames) == (16000, 1, 16000)
+    assert list((folder / "outputs" / "generate_2").glob("*spectrogram*.png"))
+    again = dora_command("run", *DEBUG)
+    assert "All 2 epochs are done" in again.stderr
+
+
+def test_crash_mid_epoch_then_resume_gives_identical_generator_and_discriminator(
+        dora_dir, monkeypatch):
+    args = [*DEBUG, "generate.every=0", "evaluate.every=0"]
+    reference = train(*args)
+    expected = torch.load(reference.folder / "checkpoint.th", weights_only=True)
+    reference.folder.rename(dora_dir / "reference")
+
+    xp = make_xp(*args)
+    solver = build(xp)
+    original = type(solver).run_step
+
+    def crash_in_epoch_two(self, idx, batch, metrics):
+        if self.is_training and self.epoch == 2 and idx == 2:
+            raise KeyboardInterrupt
+        return original(self, idx, batch, metrics)
+
+    monkeypatch.setattr(type(solver), "run_step", crash_in_epoch_two)
+    with xp.enter(), pytest.raises(KeyboardInterrupt):
+        solver.run()
+    monkeypatch.setattr(type(solver), "run_step", original)
+    resumed = train(*args)
+    state = torch.load(resumed.folder / "checkpoint.th", weights_only=True)
+    for name in ("model", "discriminator", "ema.model"):
+        assert_same_state(state[name], expected[name])
+
+
+def test_export_load_and_reconstruct_any_rate_and_channels(dora_dir, tmp_path, capsys):
+    solver = train(*DEBUG, "optim.epochs=1", "generate.every=0", "evaluate.every=0")
+    out = tmp_path / "ae.safetensors"
+    assert cli(["export", str(solver.folder), str(out)]) == 0
+    model = audiotools.load(out)
+    assert isinstance(model, torch.nn.Module) and not model.training
+    assert (model.sample_rate, model.channels) == (16000, 1)
+    from_xp = audiotools.load(solver.folder)
+    for key, value in model.state_dict().items():
+        assert torch.equal(value, from_xp.state_dict()[key])
+
+    # A stereo 44.1 kHz file of 3.3 s comes back at its own rate, channels and length.
+    time = torch.arange(int(3.3 * 44100)) / 44100
+    stereo = torch.stack([torch.sin(2 * torch.pi * 220 * time),
+                          torch.sin(2 * torch.pi * 330 * time)]) * 0.3
+    source = audio_write(tmp_path / "in.flac", stereo, 44100)
+    target = tmp_path / "out.wav"
+    assert cli(["reconstruct", str(out), str(source), str(target),
+                "--chunk-seconds", "1"]) == 0
+    info = audio_info(target)
+    assert (info.sample_rate, info.channels, info.frames) == (44100, 2, stereo.shape[1])
+    assert "real time" in capsys.readouterr().out
+    assert cli(["reconstruct", str(out), str(source), str(target)]) == 2  # no overwrite
+    assert "exists" in capsys.readouterr().err
+
+
+def test_non_finite_loss_stops_with_the_step_and_keeps_the_checkpoint(dora_dir, monkeypatch):
+    xp = make_xp(*DEBUG, "generate.every=0", "evaluate.every=0")
+    solver = build(xp)
+    original = type(solver.model).forward
+
+    def diverge_in_epoch_two(model, audio):
+        output = original(model, audio)
+        if solver.epoch == 2:
+            output.audio = output.audio * float("nan")
+        return output
+
+    monkeypatch.setattr(type(solver.model), "forward", diverge_in_epoch_two)
+    with xp.enter(), pytest.raises(NonFiniteLossError, match="epoch 2, step 0"):
+        solver.run()
+    kept = torch.load(xp.folder / "checkpoint.th", weights_only=True)
+    assert len(kept["history"]) == 1
+    assert len(json.loads((xp.folder / "history.json").read_text())) == 1
+
+
+def test_data_must_match_the_model(dora_dir):
+    from audiotools.train import main
+    with pytest.raises(ConfigError, match=r"dataset.sample_rate=22050 \(split train\) but "
+                                          r"model.sample_rate=16000"):
+        main.get_xp([*DEBUG, "dataset.sample_rate=22050"])
+    with pytest.raises(ConfigError, match="losses.weights.klx: unknown key"):
+        main.get_xp([*DEBUG, "+losses.weights.klx=1"])
+    with pytest.raises(ConfigError, match="adversarial.loss"):
+        main.get_xp([*DEBUG, "adversarial.loss=wasserstein"])
+    assert not (dora_dir / "xps").exists() or not any((dora_dir / "xps").iterdir())
