@@ -28,14 +28,18 @@ def seed_everything(seed: int) -> None:
 
 
 def set_num_threads(num_threads: int | None, spec: DistribSpec) -> None:
-    """`num_threads` when set. Otherwise, when several ranks share this machine and
-    OMP_NUM_THREADS is unset, split the CPUs given to this machine or SLURM task between them:
-    torch's default of every core per process oversubscribes the CPU (gloo ranks then spin)."""
-    if num_threads is None and spec.world_size > 1 and "OMP_NUM_THREADS" not in os.environ:
-        local = int(os.environ.get("LOCAL_WORLD_SIZE") or max(1, spec.world_size // spec.num_nodes))
+    """`num_threads` when set. Otherwise, unless OMP_NUM_THREADS is set, the CPUs SLURM gave
+    this task, or this machine's CPUs split between the ranks sharing it: torch's default of
+    every core per process oversubscribes a shared CPU (gloo ranks then spin; a 1-CPU SLURM
+    job on a 2-core node ran its epoch 27x slower than alone)."""
+    if num_threads is None and "OMP_NUM_THREADS" not in os.environ:
         slurm_cpus = os.environ.get("SLURM_CPUS_PER_TASK")
-        num_threads = (int(slurm_cpus) if slurm_cpus
-                       else max(1, len(os.sched_getaffinity(0)) // local))
+        if slurm_cpus:
+            num_threads = int(slurm_cpus)
+        elif spec.world_size > 1:
+            local = int(os.environ.get("LOCAL_WORLD_SIZE")
+                        or max(1, spec.world_size // spec.num_nodes))
+            num_threads = max(1, len(os.sched_getaffinity(0)) // local)
     if num_threads is not None:
         torch.set_num_threads(num_threads)
 

@@ -191,7 +191,7 @@ AccountingStoragePort=$DBD_PORT
 # The munge socket for talking to slurmdbd (AuthInfo covers only the cluster's own daemons).
 AccountingStoragePass=$STATE/munge/munge.socket
 JobAcctGatherType=jobacct_gather/none
-$node NodeAddr=127.0.0.1 State=UNKNOWN
+$node NodeAddr=127.0.0.1 Features=local State=UNKNOWN
 PartitionName=debug Nodes=ALL Default=YES MaxTime=INFINITE State=UP
 EOF
 
