@@ -251,17 +251,19 @@ start_slurm() {
 }
 
 start() {
-  [ "$(id -u)" -eq 0 ] || die "run as root (the daemons run as root with their own state)"
   if status >/dev/null && scontrol ping >/dev/null 2>&1; then
     log "already running ($STATE)"
     echo "SLURM_CONF=$SLURM_CONF"
     return 0
   fi
+  [ "$(id -u)" -eq 0 ] || die "run as root (the daemons run as root with their own state)"
   [ -d "$STATE" ] && { log "cleaning up a partial cluster in $STATE"; stop; }
   install_missing
   check_ports_free
   mkdir -p "$STATE"/{etc,pids,logs,run,ctld,slurmd,munge,mysql}
-  chmod 700 "$STATE" "$STATE/munge"
+  # Readable by other users (their sbatch needs slurm.conf and the munge socket); the munge
+  # key and the database password stay root's (mode 400/600).
+  chmod 755 "$STATE" "$STATE/munge"
   local begin=$SECONDS
   trap 'log "start failed; logs in $STATE/logs (kept until stop)"' ERR
   write_configs

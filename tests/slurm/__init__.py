@@ -1,0 +1,1 @@
+"""Integration tests against a real single-node SLURM cluster (cluster.sh)."""
