@@ -33,11 +33,13 @@ die() { log "error: $*"; exit 1; }
 # still names our process and not a later one that reused the number.
 start_time() { awk '{print $22}' "/proc/$1/stat" 2>/dev/null; }
 
+# Our process, still running (an exited one waiting to be reaped, state Z, is not).
 alive() {
-  local file=$STATE/pids/$1.pid pid started
+  local file=$STATE/pids/$1.pid pid started stat
   [ -f "$file" ] || return 1
   read -r pid started <"$file"
-  [ -n "$pid" ] && [ "$(start_time "$pid")" = "$started" ]
+  [ -n "$pid" ] && stat=$(cat "/proc/$pid/stat" 2>/dev/null) || return 1
+  [ "$(awk '{print $22}' <<<"$stat")" = "$started" ] && [ "$(awk '{print $3}' <<<"$stat")" != Z ]
 }
 
 # launch NAME COMMAND...: start COMMAND in the background (its own session, output to
