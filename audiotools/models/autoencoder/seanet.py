@@ -138,7 +138,7 @@ class SLSTM(nn.Module):
 
 
 class _SEANetStack:
-    """The arguments both directions share, turned into their layers."""
+    """The settings encoder and decoder share, and factories of their layers (not a module)."""
 
     def __init__(self, n_filters: int, n_residual_layers: int, ratios: Sequence[int],
                  activation: str, activation_params: Mapping[str, float], norm: str,
@@ -169,6 +169,11 @@ class _SEANetStack:
     def sconv(self, in_channels: int, out_channels: int, kernel_size: int,
               stride: int = 1) -> SConv1d:
         return SConv1d(in_channels, out_channels, kernel_size, stride, **self.conv)
+
+    def sconv_transpose(self, in_channels: int, out_channels: int,
+                        stride: int) -> SConvTranspose1d:
+        return SConvTranspose1d(in_channels, out_channels, 2 * stride, stride,
+                                norm=self.conv["norm"], causal=self.conv["causal"])
 
 
 class SEANetEncoder(nn.Module):
@@ -204,9 +209,7 @@ class SEANetDecoder(nn.Module):
         if stack.lstm:
             model.append(SLSTM(width, stack.lstm))
         for ratio in reversed(stack.ratios):
-            model += [stack.activation(),
-                      SConvTranspose1d(width, width // 2, 2 * ratio, ratio,
-                                       norm=stack.conv["norm"], causal=stack.conv["causal"])]
+            model += [stack.activation(), stack.sconv_transpose(width, width // 2, ratio)]
             width //= 2
             model += stack.residual_blocks(width)
         model += [stack.activation(), stack.sconv(width, channels, stack.last_kernel_size)]
