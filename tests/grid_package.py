@@ -21,14 +21,18 @@ def explorer(launcher):
         launcher(argv)
     for argv in {extra!r}:
         launcher(argv)
+    # Jobs that stay RUNNING without using a CPU: they sleep before training would start.
+    for argv in {sleeping!r}:
+        launcher.slurm(setup=["sleep 600"])(argv)
 '''
 
 
 def write_grid(root: Path, name: str, recipe: Sequence[str], folds: int,
-               extra: Sequence[Sequence[str]] = (), slurm: dict[str, Any] | None = None
-               ) -> dict[str, str]:
+               extra: Sequence[Sequence[str]] = (), slurm: dict[str, Any] | None = None,
+               sleeping: Sequence[Sequence[str]] = ()) -> dict[str, str]:
     """Grid `name` (e.g. `classifier.kfold`): the first `folds` folds of `recipe`, then the
-    `extra` XPs, with `slurm` settings; returns the environment that makes it visible."""
+    `extra` XPs, with `slurm` settings, then `sleeping` XPs whose SLURM jobs only sleep;
+    returns the environment that makes it visible."""
     *packages, module = name.split(".")
     folder = root / PACKAGE
     for part in packages:
@@ -38,7 +42,8 @@ def write_grid(root: Path, name: str, recipe: Sequence[str], folds: int,
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "__init__.py").touch()
     (folder / f"{module}.py").write_text(_GRID.format(
-        slurm=slurm or {}, recipe=list(recipe), folds=folds, extra=[list(x) for x in extra]))
+        slurm=slurm or {}, recipe=list(recipe), folds=folds, extra=[list(x) for x in extra],
+        sleeping=[list(x) for x in sleeping]))
     return {"PYTHONPATH": os.pathsep.join(filter(None, [str(root),
                                                         os.environ.get("PYTHONPATH")])),
             "AUDIOTOOLS_GRID_PACKAGE": PACKAGE,

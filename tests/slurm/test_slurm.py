@@ -26,8 +26,8 @@ from tests.solvers.helpers import assert_same_state
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]
 
 RECIPE = ["solver=classifier/debug", "optim.epochs=1"]
-# Trains far longer than any test waits: it is cancelled (or killed) while running.
-LONG = ["solver=classifier/debug", "optim.epochs=400"]
+# XPs whose jobs stay RUNNING (sleeping, no CPU used) until a test cancels them.
+SLEEPING = [["solver=classifier/debug", "seed=1"], ["solver=classifier/debug", "seed=2"]]
 TERMINAL = {"COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "OUT_OF_MEMORY", "NODE_FAIL"}
 BIN = Path(sys.executable).parent
 
@@ -43,9 +43,10 @@ class Grid:
                     "AUDIOTOOLS_TEAM": "slurm_test"}
         self.jobs: list[str] = []
 
-    def write(self, folds: int, extra: Iterable[list[str]] = (), **slurm) -> None:
+    def write(self, folds: int, extra: Iterable[list[str]] = (),
+              sleeping: Iterable[list[str]] = (), **slurm) -> None:
         self.env.update(write_grid(self.root / "grids", "classifier.kfold", RECIPE, folds,
-                                   list(extra), slurm))
+                                   list(extra), slurm, list(sleeping)))
 
     def dora(self, *args: str, stdin: str | None = None) -> str:
         result = subprocess.run([str(BIN / "dora"), *args], cwd=REPO, input=stdin,
@@ -162,26 +163,26 @@ def test_kfold_grid_runs_every_fold_on_slurm(grid):
 def test_changed_grid_cancel_and_clear(grid):
     from audiotools.kfold import fold_argvs
     fold0 = grid.sig(fold_argvs(RECIPE)[0])
-    long, other = grid.sig(LONG), grid.sig([*LONG, "seed=1"])
-    grid.write(folds=1, extra=[LONG, [*LONG, "seed=1"]])
+    running, dropped = (grid.sig(argv) for argv in SLEEPING)
+    grid.write(folds=1, sleeping=SLEEPING)
     jobs = scheduled(grid.grid())
-    assert jobs.keys() == {fold0, long, other}
+    assert jobs.keys() == {fold0, running, dropped}
+    grid.wait([jobs[running], jobs[dropped]], until={"RUNNING"})
     grid.wait([jobs[fold0]], until={"COMPLETED"})
-    grid.wait([jobs[long]], until={"RUNNING"})
     finished = (grid.folder(fold0) / "history.json").stat().st_mtime_ns
 
-    # The grid file changes: one long XP is dropped, its job cancelled; the finished fold and
-    # the other long XP stay as they are.
-    grid.write(folds=1, extra=[LONG])
+    # The grid file changes: one running XP is dropped, its job cancelled; the finished fold
+    # and the other running XP stay as they are.
+    grid.write(folds=1, sleeping=SLEEPING[:1])
     output = grid.grid()
-    assert f"Canceling job {jobs[other]} for no longer required sheep {other}" in output
+    assert f"Canceling job {jobs[dropped]} for no longer required sheep {dropped}" in output
     assert not scheduled(output)
-    assert grid.wait([jobs[other]]) == {jobs[other]: "CANCELLED"}
-    assert grid.sacct([jobs[long]], "State")[jobs[long]] == ["RUNNING"]
+    assert grid.wait([jobs[dropped]]) == {jobs[dropped]: "CANCELLED"}
+    assert grid.sacct([jobs[running]], "State")[jobs[running]] == ["RUNNING"]
 
     # --cancel stops the grid's running jobs.
-    assert f"Canceling job {jobs[long]} for sheep {long}" in grid.grid("--cancel")
-    assert grid.wait([jobs[long]]) == {jobs[long]: "CANCELLED"}
+    assert f"Canceling job {jobs[running]} for sheep {running}" in grid.grid("--cancel")
+    assert grid.wait([jobs[running]]) == {jobs[running]: "CANCELLED"}
     assert (grid.folder(fold0) / "history.json").stat().st_mtime_ns == finished
 
     # --clear deletes the grid's XP folders and starts them again from scratch.
