@@ -39,6 +39,9 @@ class EMAConfig(Section):
     use: bool = False
     decay: float = Field(0.999, gt=0.0, lt=1.0)
     every: int = Field(1, ge=1)
+    # Decay of the t-th EMA update = min(decay, 1 - t^-warmup_power): early updates follow the
+    # weights closely (ema_pytorch's warm-up, 0.75 in stable-audio-tools); null: constant decay.
+    warmup_power: float | None = Field(None, gt=0.0)
 
 
 class OptimConfig(Section):
@@ -64,11 +67,17 @@ class PlateauConfig(Section):
 
 
 class ScheduleConfig(Section):
-    name: Literal["none", "cosine", "linear_warmup", "step", "inverse_sqrt", "plateau"] = "none"
+    name: Literal["none", "cosine", "linear_warmup", "step", "inverse_sqrt", "inverse",
+                  "plateau"] = "none"
     warmup_steps: int = Field(0, ge=0)
     min_lr_ratio: float = Field(0.0, ge=0.0, le=1.0)
     step_size: int = Field(1000, ge=1)
     gamma: float = Field(0.5, gt=0.0, le=1.0)
+    # inverse (stable-audio-tools' InverseLR): lr * (1 - exp_warmup^(t+1))
+    #   * max(min_lr_ratio, (1 + t / inv_gamma)^-power) at update t.
+    inv_gamma: float = Field(1.0, gt=0.0)
+    power: float = Field(1.0, ge=0.0)
+    exp_warmup: float = Field(0.0, ge=0.0, lt=1.0)
     plateau: PlateauConfig = PlateauConfig()
 
 

@@ -287,8 +287,16 @@ class StandardSolver(flashy.BaseSolver):
         self._step_optimizer(self.optimizer, self.scaler, self.scheduler)
         self._updates_done += 1
         if self.ema and self._updates_done % self.settings.optim.ema.every == 0:
+            decay = self._ema_decay()
             for ema in self.ema.values():
-                ema.update()
+                ema.update(decay)
+
+    def _ema_decay(self) -> float:
+        """optim.ema.decay, or its warm-up min(decay, 1 - t^-warmup_power) at update t."""
+        settings = self.settings.optim.ema
+        if settings.warmup_power is None:
+            return settings.decay
+        return min(settings.decay, 1 - self._updates_done ** -settings.warmup_power)
 
     def _run_batches(self, batches: Any, total: int) -> dict[str, float]:
         average = flashy.averager()

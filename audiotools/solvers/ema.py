@@ -18,11 +18,14 @@ class ModelEMA:
                        for name, value in self.module.state_dict().items()}
 
     @torch.no_grad()
-    def update(self) -> None:
+    def update(self, decay: float | None = None) -> None:
+        """Move the average towards the module's weights; `decay` overrides the constant one
+        for this update (a warm-up)."""
+        decay = self.decay if decay is None else decay
         for name, value in self.module.state_dict().items():
             shadow = self.shadow[name]
             if torch.is_floating_point(value):
-                shadow.mul_(self.decay).add_(value.detach().float(), alpha=1 - self.decay)
+                shadow.mul_(decay).add_(value.detach().float(), alpha=1 - decay)
             else:
                 shadow.copy_(value)
 

@@ -35,6 +35,9 @@ class _Multiplier:
         self.min_ratio = cfg.min_lr_ratio
         self.step_size = cfg.step_size
         self.gamma = cfg.gamma
+        self.inv_gamma = cfg.inv_gamma
+        self.power = cfg.power
+        self.exp_warmup = cfg.exp_warmup
         self.total = max(1, total_updates)
 
     def __call__(self, step: int) -> float:
@@ -48,6 +51,9 @@ class _Multiplier:
             return self.gamma ** (after // self.step_size)
         if self.name == "inverse_sqrt":
             return math.sqrt(max(1, self.warmup) / (step + 1))
+        if self.name == "inverse":
+            decay = (1 + after / self.inv_gamma) ** -self.power
+            return (1 - self.exp_warmup ** (step + 1)) * max(self.min_ratio, decay)
         return 1.0
 
 

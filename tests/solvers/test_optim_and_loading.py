@@ -37,6 +37,30 @@ def test_schedules():
                            ScheduleConfig(), 10) is None
 
 
+def test_inverse_schedule_is_stable_audio_tools_inverse_lr():
+    """lr * (1 - w^(t+1)) * max(floor, (1 + t / inv_gamma)^-power), values worked by hand."""
+    values = _lrs(ScheduleConfig(name="inverse", inv_gamma=10, power=0.5, exp_warmup=0.5),
+                  100, 31)
+    assert values[0] == pytest.approx(0.5)
+    assert values[1] == pytest.approx(0.75 * 1.1 ** -0.5)
+    assert values[30] == pytest.approx((1 - 0.5 ** 31) * 4 ** -0.5)
+    floored = _lrs(ScheduleConfig(name="inverse", inv_gamma=1, power=1, min_lr_ratio=0.25),
+                   100, 10)
+    assert floored[1] == pytest.approx(0.5) and floored[3] == floored[9] == 0.25
+
+
+def test_ema_warmup_decay(dora_dir):
+    from tests.solvers.helpers import build, make_xp
+    solver = build(make_xp("optim.ema.use=true", "optim.ema.decay=0.99",
+                           "optim.ema.warmup_power=0.75"))
+    decays = []
+    for update in (1, 2, 16, 10**6):
+        solver._updates_done = update
+        decays.append(solver._ema_decay())
+    solver.close()
+    assert decays == pytest.approx([0.0, 1 - 2 ** -0.75, 0.875, 0.99])
+
+
 def test_ema_tracks_weights():
     module = torch.nn.Linear(2, 1)
     ema = ModelEMA(module, decay=0.5)
@@ -45,6 +69,8 @@ def test_ema_tracks_weights():
         module.weight.add_(2.0)
     ema.update()
     assert torch.allclose(ema.weights()["weight"], start + 1.0)
+    ema.update(decay=0.0)  # a warm-up decay of 0 copies the weights
+    assert torch.allclose(ema.weights()["weight"], start + 2.0)
 
 
 def _ids(loader: EpochLoader, epoch: int) -> list[int]:
