@@ -42,6 +42,9 @@ class EMAConfig(Section):
     # Decay of the t-th EMA update = min(decay, 1 - t^-warmup_power): early updates follow the
     # weights closely (ema_pytorch's warm-up, 0.75 in stable-audio-tools); null: constant decay.
     warmup_power: float | None = Field(None, gt=0.0)
+    # Floating buffers: average them with the weights (BatchNorm statistics) or copy the live
+    # ones (running estimates such as VQ codebooks).
+    buffers: Literal["average", "copy"] = "average"
 
 
 class OptimConfig(Section):

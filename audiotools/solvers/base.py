@@ -138,7 +138,8 @@ class StandardSolver(flashy.BaseSolver):
         if not self.settings.optim.ema.use:
             return
         for name in names:
-            self.ema[name] = ModelEMA(getattr(self, name), self.settings.optim.ema.decay)
+            self.ema[name] = ModelEMA(getattr(self, name), self.settings.optim.ema.decay,
+                                      self.settings.optim.ema.buffers)
             self.stateful.register(f"ema.{name}", self.ema[name])
 
     def make_loader(self, dataset: Any, batch_size: int, shuffle: bool, num_workers: int = 0,

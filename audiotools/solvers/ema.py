@@ -1,15 +1,23 @@
 """Exponential moving average of a model's weights, kept in float32 beside the model."""
 from __future__ import annotations
 
+from typing import Literal
+
 import torch
 
 
 class ModelEMA:
-    """EMA of every floating parameter and buffer of `module`; integer buffers are copied."""
+    """EMA of every floating parameter of `module`. Floating buffers are averaged too
+    (`buffers="average"`: BatchNorm statistics that match the averaged weights) or copied
+    (`"copy"`: state that is itself a running estimate, such as VQ codebooks that start at zero
+    and jump at k-means initialisation); integer buffers are always copied."""
 
-    def __init__(self, module: torch.nn.Module, decay: float):
+    def __init__(self, module: torch.nn.Module, decay: float,
+                 buffers: Literal["average", "copy"] = "average"):
         self.module = module
         self.decay = decay
+        self.copied = ({name for name, _ in module.named_buffers()} if buffers == "copy"
+                       else set())
         self.reset()
 
     def reset(self) -> None:
@@ -24,7 +32,7 @@ class ModelEMA:
         decay = self.decay if decay is None else decay
         for name, value in self.module.state_dict().items():
             shadow = self.shadow[name]
-            if torch.is_floating_point(value):
+            if torch.is_floating_point(value) and name not in self.copied:
                 shadow.mul_(decay).add_(value.detach().float(), alpha=1 - decay)
             else:
                 shadow.copy_(value)

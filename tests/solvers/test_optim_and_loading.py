@@ -73,6 +73,21 @@ def test_ema_tracks_weights():
     assert torch.allclose(ema.weights()["weight"], start + 2.0)
 
 
+@pytest.mark.parametrize(("buffers", "expected_mean"), [("average", 1.0), ("copy", 2.0)])
+def test_ema_averages_or_copies_floating_buffers(buffers, expected_mean):
+    norm = torch.nn.BatchNorm1d(1)
+    ema = ModelEMA(norm, decay=0.5, buffers=buffers)
+    with torch.no_grad():
+        norm.weight.add_(2.0)
+        norm.running_mean.fill_(2.0)
+    norm.num_batches_tracked.fill_(7)
+    ema.update()
+    weights = ema.weights()
+    assert weights["weight"].item() == pytest.approx(2.0)  # parameters are always averaged
+    assert weights["running_mean"].item() == pytest.approx(expected_mean)
+    assert weights["num_batches_tracked"].item() == 7  # integer buffers are always copied
+
+
 def _ids(loader: EpochLoader, epoch: int) -> list[int]:
     loader.set_epoch(epoch)
     return [int(x) for batch in loader for x in batch[0]]
