@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from typing import Any, Literal
 
 import torch
-from pydantic import Field, model_validator
+from pydantic import Field, PositiveInt, field_validator, model_validator
 
 from .. import distributed
 from ..config import EveryConfig, Section, SolverConfig
@@ -25,6 +25,7 @@ from ..data.segments import collate_segments
 from ..errors import ConfigError
 from ..losses.adversarial import GAN_KINDS, GANLoss, feature_matching_loss
 from ..losses.spectral import spectral_loss
+from ..losses.stft import WINDOWS
 from ..losses.time import l1_waveform_loss
 from ..metrics.audio import mel_distance, si_snr, stft_distance
 from ..metrics.spectrogram import render_spectrogram
@@ -46,6 +47,18 @@ class SpectralLossConfig(Section):
     # Mel bands: one number, or one per resolution.
     n_bins: int | list[int] = 128
     perceptual_weighting: bool = False
+    # auraloss' window and term weights: spectral convergence, log and linear magnitudes.
+    window: str = "hann_window"
+    w_sc: float = Field(1.0, ge=0.0)
+    w_log_mag: float = Field(1.0, ge=0.0)
+    w_lin_mag: float = Field(0.0, ge=0.0)
+
+    @field_validator("window")
+    @classmethod
+    def _known_window(cls, window: str) -> str:
+        if window not in WINDOWS:
+            raise ValueError(f"use one of {', '.join(WINDOWS)}")
+        return window
 
     @model_validator(mode="after")
     def _one_resolution_per_entry(self) -> SpectralLossConfig:
@@ -89,6 +102,9 @@ class AdversarialConfig(Section):
     n_ffts: list[int] = Field(default_factory=lambda: [2048, 1024, 512, 256, 128])
     hop_lengths: list[int] = Field(default_factory=lambda: [512, 256, 128, 64, 32])
     win_lengths: list[int] = Field(default_factory=lambda: [2048, 1024, 512, 256, 128])
+    # (time, frequency) stride of the dilated convs: EnCodec's [1, 2] halves the frequency
+    # axis at each; stable-audio-tools' discriminator uses [1, 1] (3.4x the FLOPs).
+    stride: tuple[PositiveInt, PositiveInt] = (1, 2)
 
     @model_validator(mode="after")
     def _one_scale_per_entry(self) -> AdversarialConfig:
@@ -149,7 +165,7 @@ class AutoencoderSolver(StandardSolver):
             self.discriminator = MultiScaleSTFTDiscriminator(
                 in_channels=self.model.channels, filters=adversarial.filters,
                 n_ffts=adversarial.n_ffts, hop_lengths=adversarial.hop_lengths,
-                win_lengths=adversarial.win_lengths).to(self.device)
+                win_lengths=adversarial.win_lengths, stride=adversarial.stride).to(self.device)
             self.disc_optimizer = self.build_optimizer(self.discriminator.parameters(),
                                                        lr=adversarial.lr)
             self.register_stateful("discriminator", "disc_optimizer")
@@ -160,7 +176,9 @@ class AutoencoderSolver(StandardSolver):
             self.model.channels, fft_sizes=spectral.fft_sizes, hop_sizes=spectral.hop_sizes,
             win_lengths=spectral.win_lengths, scale=spectral.scale, n_bins=spectral.n_bins,
             sample_rate=self.model.sample_rate,
-            perceptual_weighting=spectral.perceptual_weighting).to(self.device)
+            perceptual_weighting=spectral.perceptual_weighting, window=spectral.window,
+            w_sc=spectral.w_sc, w_log_mag=spectral.w_log_mag,
+            w_lin_mag=spectral.w_lin_mag).to(self.device)
 
     def build_dataloaders(self) -> None:
         data = self.settings.dataset
