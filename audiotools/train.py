@@ -25,11 +25,19 @@ from .errors import AudiotoolsError, ConfigError
 logger = logging.getLogger(__name__)
 
 
+# What submitit raises when `dora grid` submits on a machine without SLURM.
+_NO_SLURM = 'Could not detect "srun"'
+
+
 def _print_user_errors(exc_type: type[BaseException], exc: BaseException,
                        tb: TracebackType | None) -> None:
     """Errors a user caused are printed as their message alone; anything else keeps its trace."""
     if isinstance(exc, AudiotoolsError):
         print(f"error: {exc}", file=sys.stderr)
+    elif isinstance(exc, RuntimeError) and _NO_SLURM in str(exc):
+        print("error: `dora grid` and `dora launch` submit jobs to SLURM, and this machine has "
+              "no srun. Without a cluster, run the grid's XPs here with `audiotools grid NAME` "
+              "(docs/cluster.md).", file=sys.stderr)
     else:
         sys.__excepthook__(exc_type, exc, tb)
 

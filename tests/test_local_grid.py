@@ -82,3 +82,16 @@ def test_unknown_grid_lists_the_available_ones(dora_dir, capsys):
     err = capsys.readouterr().err
     assert "grid 'classifier.nope': no module audiotools.grids.classifier.nope" in err
     assert "Available grids: classifier.kfold" in err
+
+
+def test_dora_grid_without_slurm_points_to_the_local_grid(dora_dir, tmp_path):
+    env = write_grid(tmp_path / "grids", "classifier.kfold", RECIPE, folds=1)
+    empty = tmp_path / "bin"
+    empty.mkdir()
+    result = subprocess.run([str(Path(sys.executable).parent / "dora"), "grid",
+                             "classifier.kfold", "--no_monitoring"], cwd=REPO,
+                            env={**os.environ, **env, "PATH": str(empty)},  # no srun
+                            capture_output=True, text=True, timeout=240)
+    assert result.returncode != 0
+    assert "this machine has no srun" in result.stderr
+    assert "`audiotools grid NAME`" in result.stderr and "Traceback" not in result.stderr
