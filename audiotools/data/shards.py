@@ -1,9 +1,12 @@
 """WebDataset tar shards: writing them from a manifest, and streaming segments from them.
 
 A shard sample is the original file's bytes (no re-encoding, `<key>.<ext>`) and its manifest
-entry (`<key>.json`). The reader opens shards with webdataset's `gopen`, so a shard is a local
-path, any URL curl reads, or `pipe:COMMAND` (`pipe:aws s3 cp s3://bucket/shard-000000.tar -`);
-patterns like `shard-{000000..000099}.tar` expand. Items are the same dicts as `SegmentDataset`'s.
+entry (`<key>.json`). Shards written by other tools (stable-audio-tools' WebDataset layout: audio
+plus a JSON of free metadata) are read too: what the manifest entry would hold is probed from the
+audio bytes, and their JSON becomes the entry's `meta`. The reader opens shards with
+webdataset's `gopen`, so a shard is a local path, any URL curl reads, or `pipe:COMMAND`
+(`pipe:aws s3 cp s3://bucket/shard-000000.tar -`); patterns like `shard-{000000..000099}.tar`
+expand. Items are the same dicts as `SegmentDataset`'s.
 
 Order is a pure function of (seed, epoch, rank, worker): shards are shuffled per epoch, split
 across DDP ranks then DataLoader workers, and segments pass through a seeded shuffle buffer.
@@ -12,6 +15,7 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,7 +29,11 @@ from webdataset.tariterators import tarfile_samples
 
 from .. import distributed
 from ..errors import AudiotoolsError, ConfigError
+from .audio import AudioFileError, audio_info
+from .manifest import REQUIRED_KEYS
 from .segments import draw_seek, fixed_seeks, load_segment
+
+logger = logging.getLogger(__name__)
 
 INDEX_NAME = "index.json"
 AUDIO_EXTENSIONS = ("flac", "wav", "ogg", "mp3", "aiff", "aif", "au", "w64")
@@ -81,6 +89,22 @@ def _audio_key(sample: dict[str, Any]) -> str:
             return key
     raise ValueError(f"shard sample {sample.get('__key__')} from {sample.get('__url__')} has no "
                      f"audio member (looked for {', '.join(AUDIO_EXTENSIONS)}).")
+
+
+def _sample_entry(sample: dict[str, Any], data: bytes) -> dict[str, Any] | None:
+    """The sample's manifest entry; probed from its audio when its JSON is not one (None, with
+    a warning, when the audio cannot be read)."""
+    meta = json.loads(sample["json"]) if "json" in sample else {}
+    if all(key in meta for key in REQUIRED_KEYS):
+        return meta
+    path = f"{sample.get('__url__')}#{sample.get('__key__')}"
+    try:
+        info = audio_info(io.BytesIO(data))
+    except AudioFileError as error:
+        logger.warning("Skipping shard sample %s: %s", path, error)
+        return None
+    return {"path": path, "duration": info.duration, "sample_rate": info.sample_rate,
+            "channels": info.channels, "meta": meta}
 
 
 class ShardDataset(torch.utils.data.IterableDataset):
@@ -140,8 +164,10 @@ class ShardDataset(torch.utils.data.IterableDataset):
                   ) -> Iterator[dict[str, Any]]:
         samples = tarfile_samples(({"url": url} for url in urls), handler=wds.warn_and_continue)
         for sample in samples:
-            entry = json.loads(sample["json"])
             data = sample[_audio_key(sample)]
+            entry = _sample_entry(sample, data)
+            if entry is None:
+                continue
             if rng is not None:
                 seeks = [draw_seek(rng, entry["duration"], self.segment_duration,
                                    self.min_segment_ratio) for _ in range(self.segments_per_file)]
