@@ -11,7 +11,7 @@ import gzip
 import json
 import math
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Collection, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -106,14 +106,18 @@ def scan_file(path: Path, amplitude: bool = False, min_frames: int = 16,
         return Rejection(str(path), f"cannot read: {err.strerror or err}")
 
 
-def candidate_files(root: Path, exclude: Iterable[Path] = ()) -> list[Path]:
-    """Every non-hidden file under root except JSON sidecars and `exclude`, sorted."""
+def candidate_files(root: Path, exclude: Iterable[Path] = (),
+                    suffixes: Collection[str] | None = None) -> list[Path]:
+    """Every non-hidden file under root except JSON sidecars and `exclude` (only those with
+    one of `suffixes`, lower-cased, when given), sorted."""
     skip = {p.resolve() for p in exclude}
     found = []
     for folder, dirs, files in os.walk(root, followlinks=True):
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
         for name in files:
             path = Path(folder, name).resolve()
+            if suffixes is not None and path.suffix.lower() not in suffixes:
+                continue
             if not name.startswith(".") and path.suffix != ".json" and path not in skip:
                 found.append(path)
     return sorted(found)
@@ -121,13 +125,15 @@ def candidate_files(root: Path, exclude: Iterable[Path] = ()) -> list[Path]:
 
 def scan_tree(root: str | os.PathLike, workers: int = 8, amplitude: bool = False,
               min_frames: int = 16, exclude: Iterable[Path] = (),
+              suffixes: Collection[str] | None = None,
               ) -> tuple[list[dict[str, Any]], list[Rejection]]:
-    """Scan every file under root with a thread pool (soundfile releases the GIL while
-    decoding). Returns (entries, rejections), both in path order."""
+    """Scan every file under root (with one of `suffixes` when given) with a thread pool
+    (soundfile releases the GIL while decoding). Returns (entries, rejections), both in path
+    order."""
     root = Path(root)
     if not root.is_dir():
         raise ConfigError(f"{root}: not a directory; give the root folder of the audio files.")
-    files = candidate_files(root, exclude)
+    files = candidate_files(root, exclude, suffixes)
     with ThreadPoolExecutor(max(1, workers)) as pool:
         results = list(pool.map(lambda p: scan_file(p, amplitude, min_frames), files))
     entries = [r for r in results if not isinstance(r, Rejection)]
