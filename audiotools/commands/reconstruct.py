@@ -16,7 +16,8 @@ HELP = "Encode and decode an audio file through an autoencoder (exported file or
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("model", help="exported .safetensors, XP signature or //sig/SIG")
+    parser.add_argument("model", help="exported .safetensors, XP signature or //sig/SIG, or a "
+                                      "stable-audio-tools checkpoint (.ckpt/.safetensors)")
     parser.add_argument("input", type=Path, help="audio file (any rate and channel count)")
     parser.add_argument("output", type=Path, help="output audio file (.wav .flac .ogg .mp3)")
     parser.add_argument("--chunk-seconds", type=float, default=10.0,
@@ -27,6 +28,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "the input's")
     parser.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
     parser.add_argument("--force", action="store_true", help="overwrite OUTPUT if it exists")
+    parser.add_argument("--sat-model-config", type=Path,
+                        help="the stable-audio-tools model config JSON of a SAT checkpoint "
+                             "(unless the checkpoint embeds it)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -37,7 +41,7 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"{args.output} exists; choose another path or pass --force.")
     if args.chunk_seconds < 0:
         raise ConfigError(f"--chunk-seconds={args.chunk_seconds} must be >= 0.")
-    model = audiotools.load(args.model, args.device)
+    model = audiotools.load(args.model, args.device, sat_model_config=args.sat_model_config)
     if not isinstance(model, AudioAutoencoder):
         raise ConfigError(f"{args.model} is not an autoencoder ({type(model).__name__}).")
     wav, rate = audio_read(args.input)

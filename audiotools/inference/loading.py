@@ -6,7 +6,7 @@ never needs the Hydra tree or the XP folder.
 """
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -56,9 +56,25 @@ def _read(source: str | Path) -> tuple[Weights, dict[str, Any], dict[str, Any], 
     return best, state["xp.cfg"], state.get("export_info") or {}, str(checkpoint_path)
 
 
-def load(source: str | Path, device: str | torch.device = "cpu") -> torch.nn.Module:
+def _is_sat_checkpoint(path: Path) -> bool:
+    """A stable-audio-tools .ckpt, or a .safetensors that is not an audiotools export."""
+    from ..sat.checkpoints import is_audiotools_export
+    return path.is_file() and (path.suffix == ".ckpt" or (
+        path.suffix == ".safetensors" and not is_audiotools_export(path)))
+
+
+def load(source: str | Path, device: str | torch.device = "cpu",
+         sat_model_config: str | Path | Mapping[str, Any] | None = None) -> torch.nn.Module:
     """The model of an exported `.safetensors`, or the best (EMA) weights of an XP given as
-    SIG, //sig/SIG, an XP folder or a checkpoint.th; in eval mode on `device`."""
+    SIG, //sig/SIG, an XP folder or a checkpoint.th; in eval mode on `device`.
+
+    A stable-audio-tools autoencoder checkpoint (.ckpt or .safetensors, unwrapped or a training
+    checkpoint) loads too, built from its SAT model config `sat_model_config` (a JSON path or
+    its content; not needed when the checkpoint embeds it)."""
+    path = resolve_path(str(source))
+    if sat_model_config is not None or _is_sat_checkpoint(path):
+        from ..sat import load_autoencoder
+        return load_autoencoder(path, sat_model_config, device=device)
     weights, config, info, label = _read(source)
     family = info.get("family") or str(config.get("solver", ""))
     if family not in BUILDERS:
