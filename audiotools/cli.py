@@ -19,7 +19,9 @@ COMMANDS: tuple[str, ...] = (
     "grid",
     "kfold",
     "manifest",
+    "migrate",
     "reconstruct",
+    "sat_train",
     "shards",
 )
 

@@ -1,0 +1,48 @@
+"""`audiotools train --model-config M.json --dataset-config D.json [SAT flags]`: stable-audio-tools'
+`train.py` command line, run as the equivalent Dora XP in this process.
+
+The recipe is written as solver/autoencoder/sat_<name>_<hash> (the hash covers everything
+converted), so the same command finds the same XP again and resumes it; a changed flag or
+config gives a new XP. (Named sat_train: audiotools/train.py is the Dora main.)
+"""
+from __future__ import annotations
+
+import argparse
+import os
+
+NAME = "train"
+HELP = ("Train from stable-audio-tools flags and JSON configs (as its train.py), as a "
+        "resumable Dora XP.")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from ..sat import command
+    command.add_arguments(parser)
+
+
+def _make_visible(config_dir) -> None:
+    """Let Hydra find the recipe: the project tree, or AUDIOTOOLS_CONFIG_PATH."""
+    from ..environment import config_dirs
+    from ..errors import ConfigError
+    if config_dir.resolve() in [path.resolve() for path in config_dirs()]:
+        return
+    if os.environ.get("AUDIOTOOLS_CONFIG_PATH"):
+        raise ConfigError(f"--config-dir={config_dir} is neither the project's config tree nor "
+                          f"AUDIOTOOLS_CONFIG_PATH ({os.environ['AUDIOTOOLS_CONFIG_PATH']}).")
+    os.environ["AUDIOTOOLS_CONFIG_PATH"] = f"file://{config_dir.resolve()}"
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..local_grid import run_xp
+    from ..sat import command, recipe
+    from ..train import main
+    _make_visible(args.config_dir)
+    migration, name = command.convert_from_args(args)
+    texts = recipe.render(migration, "STEM", args.manifest_dir)
+    stem = recipe.content_stem(name, texts)
+    written = recipe.write(migration, args.config_dir, stem, args.manifest_dir, reuse=True)
+    command.report(migration, written)
+    xp = main.get_xp([f"solver={recipe.FAMILY}/{stem}"])
+    print(f"XP {xp.sig} in {xp.folder}", flush=True)
+    run_xp(xp)
+    return 0

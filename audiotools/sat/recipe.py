@@ -1,0 +1,120 @@
+"""A Migration written as Hydra files: `solver/autoencoder/<stem>.yaml` (the recipe),
+`model/autoencoder/<stem>.yaml`, `dset/<stem>.yaml`, plus the manifests the dset file reads.
+
+`migrate` never overwrites a config file without `force`. `audiotools train` names its recipe
+after a hash of everything written (`sat_<name>_<hash>`): the same command finds the same
+recipe and so the same XP, which then resumes; a changed option gives a new recipe and XP.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from ..data.manifest import write_manifest
+from ..environment import config_dirs, resolve_path
+from ..errors import ConfigError
+from .migration import FAMILY, Migration
+
+DEFAULT_MANIFEST_DIR = "//reference/sat"
+
+
+@dataclass
+class Written:
+    stem: str
+    files: dict[str, Path]  # solver, model, dset, and manifests by split
+    command: str            # the dora command that runs the recipe
+
+
+def _dump(content: dict) -> str:
+    return yaml.safe_dump(content, sort_keys=False, default_flow_style=None, width=100)
+
+
+def _comment(lines: list[str]) -> str:
+    return "".join(f"# {line}\n" for line in lines)
+
+
+def _manifest_ref(manifest_dir: str, stem: str, split: str) -> str:
+    """How the dset file names a manifest: under a //prefix as given, else absolute."""
+    if manifest_dir.startswith("//"):
+        return f"{manifest_dir.rstrip('/')}/{stem}/{split}.jsonl"
+    return str(resolve_path(manifest_dir) / stem / f"{split}.jsonl")
+
+
+def render(migration: Migration, stem: str, manifest_dir: str) -> dict[str, str]:
+    """The text of each file: solver, model, dset, and `manifest:<split>`."""
+    dataset = json.loads(json.dumps(migration.dataset))
+    for split in ("train", "valid", "evaluate", "generate"):
+        section = dataset[split]
+        if "manifest" in section:
+            section["manifest"] = _manifest_ref(manifest_dir, stem, section["manifest"])
+    origin = ["Converted from stable-audio-tools by audiotools.sat "
+              f"({', '.join(migration.sources)})."]
+    recipe = {"defaults": [f"/solver/{FAMILY}/default", {f"override /model/{FAMILY}": stem},
+                           {"override /dset": stem}, "_self_"],
+              "solver": FAMILY, **migration.solver}
+    texts = {
+        "solver": "# @package _global_\n" + _comment(
+            [*origin, f"Run: dora run solver={FAMILY}/{stem}", "", *migration.notes.lines()])
+        + _dump(recipe),
+        "model": "# @package model\n" + _comment(origin) + _dump(migration.model),
+        "dset": "# @package dataset\n" + _comment(origin) + _dump(dataset)}
+    for split, entries in migration.manifests.items():
+        texts[f"manifest:{split}"] = "".join(json.dumps(e, ensure_ascii=False) + "\n"
+                                             for e in entries)
+    return texts
+
+
+def content_stem(name: str, texts: dict[str, str]) -> str:
+    """`sat_<name>_<8 hex digits of the content>`: one recipe per distinct run."""
+    digest = hashlib.sha256(json.dumps(texts, sort_keys=True).encode()).hexdigest()[:8]
+    return f"sat_{slug(name)}_{digest}"
+
+
+def slug(name: str) -> str:
+    text = re.sub(r"[^A-Za-z0-9_]+", "_", name).strip("_")
+    if not text:
+        raise ConfigError(f"name={name!r}: use letters, digits and underscores.")
+    return text
+
+
+def config_paths(config_dir: Path, stem: str) -> dict[str, Path]:
+    return {"solver": config_dir / "solver" / FAMILY / f"{stem}.yaml",
+            "model": config_dir / "model" / FAMILY / f"{stem}.yaml",
+            "dset": config_dir / "dset" / f"{stem}.yaml"}
+
+
+def dora_command(config_dir: Path, stem: str) -> str:
+    """The command that runs the recipe (with AUDIOTOOLS_CONFIG_PATH when Hydra needs it)."""
+    command = f"dora run solver={FAMILY}/{stem}"
+    if config_dir.resolve() not in [path.resolve() for path in config_dirs()]:
+        command = f"AUDIOTOOLS_CONFIG_PATH=file://{config_dir.resolve()} {command}"
+    return command
+
+
+def write(migration: Migration, config_dir: Path, stem: str,
+          manifest_dir: str = DEFAULT_MANIFEST_DIR, force: bool = False, reuse: bool = False,
+          texts: dict[str, str] | None = None) -> Written:
+    """Write the recipe, model and dset files and the manifests. An existing config file is
+    an error unless `force` (overwrite) or, with `reuse`, it holds exactly this content."""
+    texts = texts or render(migration, stem, manifest_dir)
+    paths = config_paths(config_dir, stem)
+    clashing = [str(path) for kind, path in paths.items() if path.exists()
+                and not (reuse and path.read_text(encoding="utf-8") == texts[kind])]
+    if clashing and not force:
+        raise ConfigError(f"{', '.join(clashing)} already exist(s); pass --force to overwrite, "
+                          "or choose another --name.")
+    files = dict(paths)
+    for split, entries in migration.manifests.items():
+        files[f"manifest:{split}"] = write_manifest(
+            entries, resolve_path(_manifest_ref(manifest_dir, stem, split)))
+    for kind, path in paths.items():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.tmp")
+        tmp.write_text(texts[kind], encoding="utf-8")
+        tmp.replace(path)
+    return Written(stem, files, dora_command(config_dir, stem))

@@ -1,0 +1,165 @@
+"""`audiotools migrate` and `audiotools train`: SAT runs as recipes that dora accepts and
+trains, SAT checkpoints as continue_from, and the command-line errors."""
+from __future__ import annotations
+
+import argparse
+import json
+
+import pytest
+import torch
+import yaml
+
+from audiotools.cli import main as cli
+from audiotools.sat import load_autoencoder
+from tests.conftest import dora_command
+from tests.sat.conftest import CONFIGS, FIXTURES, sat_config, write_json
+
+TINY = str(CONFIGS / "tiny_vae.json")
+
+
+@pytest.fixture
+def sat_run(tmp_path, audio_dir, monkeypatch):
+    """SAT-style arguments for the tiny VAE on six clips; recipes go to tmp/config."""
+    dataset = write_json(tmp_path / "dataset.json", {
+        "dataset_type": "audio_dir", "datasets": [{"id": "music", "path": str(audio_dir)}],
+        "random_crop": True})
+    config_dir = tmp_path / "config"
+    monkeypatch.setenv("AUDIOTOOLS_CONFIG_PATH", f"file://{config_dir}")
+    return ["--model-config", TINY, "--dataset-config", str(dataset), "--config-dir",
+            str(config_dir), "--manifest-dir", str(tmp_path / "manifests"), "--name", "tiny"]
+
+
+def _recipe(config_dir, stem: str, kind: str = "solver") -> dict:
+    folder = {"solver": "solver/autoencoder", "model": "model/autoencoder", "dset": "dset"}
+    return yaml.safe_load((config_dir / folder[kind] / f"{stem}.yaml").read_text())
+
+
+def test_migrate_writes_the_recipe_and_lists_what_is_not_reproduced(sat_run, tmp_path, capsys):
+    ini = tmp_path / "defaults.ini"
+    ini.write_text("[DEFAULTS]\nbatch_size = 2\nlogger = comet\nrecover = true\n")
+    assert cli(["migrate", *sat_run, "--defaults-ini", str(ini), "--num-gpus", "2",
+                "--num-nodes", "2", "--checkpoint-every", "3", "--val-every", "6",
+                "--epochs", "4", "--precision", "bf16", "--gradient-clip-val", "1.0",
+                "--remove-pretransform-weight-norm", "post_load"]) == 0
+    out = capsys.readouterr().out
+    config_dir = tmp_path / "config"
+    solver = _recipe(config_dir, "tiny")
+    assert solver["defaults"] == ["/solver/autoencoder/default",
+                                  {"override /model/autoencoder": "tiny"},
+                                  {"override /dset": "tiny"}, "_self_"]
+    assert solver["optim"]["updates_per_epoch"] == 3 and solver["optim"]["epochs"] == 4
+    assert solver["optim"]["max_norm"] == 1.0 and solver["precision"] == "bf16-mixed"
+    assert solver["valid"] == solver["evaluate"] == {"every": 2}
+    assert solver["generate"] == {"every": 1}  # demo_every 4 ~ 1 epoch of 3 updates
+    assert solver["checkpoint"] == {"keep_last": 4} and solver["slurm"] == {"gpus": 4}
+    assert solver["adversarial"]["stride"] == [1, 1] and solver["adversarial"]["warmup_steps"] == 2
+    dset = _recipe(config_dir, "tiny", "dset")
+    assert dset["batch_size"] == 8  # 2 per GPU x 2 GPUs x 2 nodes
+    assert dset["train"]["manifest"] == str(tmp_path / "manifests" / "tiny" / "train.jsonl")
+    assert dset["valid"]["num_samples"] == 6 and dset["segment_duration"] == 0.512
+    assert _recipe(config_dir, "tiny", "model")["encoder"]["strides"] == [4, 8]
+    manifest = (tmp_path / "manifests" / "tiny" / "train.jsonl").read_text().splitlines()
+    assert len(manifest) == 6
+    for words in ("logger=comet", "recover=true: not needed", "remove_pretransform_weight_norm"
+                  "=post_load: this autoencoder has no pretransform", "accum_batches / "
+                  "gradient_clip_val", "Run it with:\n  dora run solver=autoencoder/tiny\n"):
+        assert words in out, words
+    assert "logger=comet" in (config_dir / "solver/autoencoder/tiny.yaml").read_text()
+    assert cli(["migrate", *sat_run]) == 2
+    assert "already exist(s); pass --force" in capsys.readouterr().err
+    assert cli(["migrate", *sat_run, "--force"]) == 0
+
+
+@pytest.mark.slow
+def test_migrated_recipe_trains_with_dora(sat_run, dora_dir, tmp_path, monkeypatch):
+    monkeypatch.setenv("AUDIOTOOLS_CONFIG_PATH", f"file://{tmp_path / 'config'}")
+    assert cli(["migrate", *sat_run, "--checkpoint-every", "3", "--epochs", "1", "--batch-size",
+                "2", "--precision", "32", "--num-workers", "0", "--logger", ""]) == 0
+    result = dora_command("run", "solver=autoencoder/tiny")
+    # The networks SAT builds from tiny_vae.json: 14,105 (model) and 3,468 (discriminator)
+    # parameters, measured with stable-audio-tools 0.0.19.
+    assert "Model model: 14,105 parameters" in result.stderr
+    assert "Model discriminator: 3,468 parameters" in result.stderr
+    folder = next((dora_dir / "xps").iterdir())
+    history = json.loads((folder / "history.json").read_text())
+    assert len(history) == 1 and "mel_distance" in history[0]["valid"]
+    assert {"si_snr", "mel_distance"} <= history[0]["evaluate"].keys()
+    assert "d_loss" in history[0]["train"]  # discriminator on after ceil(3 / 2) updates
+    state = torch.load(folder / "checkpoint.th", weights_only=True)
+    assert state["xp.cfg"]["schedule"]["name"] == "inverse"
+    assert state["xp.cfg"]["optim"]["ema"]["warmup_power"] == 0.75
+
+
+def test_continue_from_a_sat_checkpoint(sat_run, dora_dir, tmp_path, monkeypatch):
+    from audiotools.solvers.builders import get_solver
+    from audiotools.train import main
+    monkeypatch.setenv("AUDIOTOOLS_CONFIG_PATH", f"file://{tmp_path / 'config'}")
+    weights = FIXTURES / "tiny_vae.safetensors"
+    assert cli(["migrate", *sat_run, "--pretrained-ckpt-path", str(weights), "--num-workers",
+                "0", "--logger", ""]) == 0
+    xp = main.get_xp(["solver=autoencoder/tiny"])
+    main.init_xp(xp)
+    with xp.enter():
+        solver = get_solver(xp.cfg)
+        solver.restore()
+        solver.close()
+    expected = load_autoencoder(weights, TINY).state_dict()
+    for key, value in solver.model.state_dict().items():
+        assert torch.equal(value, expected[key]), key
+
+
+@pytest.mark.slow
+def test_train_runs_the_equivalent_xp_and_the_same_command_resumes(sat_run, dora_dir, tmp_path,
+                                                                   monkeypatch, capsys):
+    assert cli(["train", *sat_run]) == 2  # dora_dir points AUDIOTOOLS_CONFIG_PATH elsewhere
+    assert "is neither the project's config tree nor AUDIOTOOLS_CONFIG_PATH" in \
+        capsys.readouterr().err
+    assert not (tmp_path / "config").exists()
+    monkeypatch.setenv("AUDIOTOOLS_CONFIG_PATH", f"file://{tmp_path / 'config'}")
+    argv = ["train", *sat_run, "--checkpoint-every", "2", "--epochs", "1", "--batch-size", "2",
+            "--precision", "32", "--num-workers", "0", "--logger", ""]
+    assert cli(argv) == 0
+    first = capsys.readouterr().out
+    assert "solver=autoencoder/sat_tiny_" in first
+    folders = list((dora_dir / "xps").iterdir())
+    assert len(folders) == 1
+    checkpoint = folders[0] / "checkpoint.th"
+    written = checkpoint.stat().st_mtime_ns
+    assert cli(argv) == 0
+    assert first.splitlines()[-1] == capsys.readouterr().out.splitlines()[-1]  # same XP
+    assert checkpoint.stat().st_mtime_ns == written  # resumed: all epochs were done
+
+
+def test_train_recipe_names_follow_the_content(sat_run):
+    """`audiotools train` names its recipe after everything converted: the same options give
+    the same recipe (and XP), another option another one."""
+    from audiotools.commands.sat_train import add_arguments
+    from audiotools.sat import command, recipe
+
+    def stem(*extra: str) -> str:
+        parser = argparse.ArgumentParser()
+        add_arguments(parser)
+        migration, name = command.convert_from_args(parser.parse_args([*sat_run, *extra]))
+        return recipe.content_stem(name, recipe.render(migration, "STEM", "//reference/sat"))
+
+    assert stem() == stem() and stem().startswith("sat_tiny_")
+    assert len({stem(), stem("--seed", "7"), stem("--batch-size", "3")}) == 3
+
+
+@pytest.mark.parametrize("extra, words", [
+    (["--strategy", "deepspeed"], "DeepSpeed is not supported"),
+    (["--model-config", ""], "--model-config is required"),
+    (["--epochs", "0"], "--epochs=0: give at least 1"),
+    (["--ckpt-path", "/nonexistent.ckpt"], "--ckpt-path=/nonexistent.ckpt: no such file"),
+])
+def test_command_line_errors(sat_run, extra, words, capsys):
+    assert cli(["migrate", *sat_run, *extra]) == 2
+    assert words in capsys.readouterr().err
+
+
+def test_not_yet_supported_model_types(sat_run, tmp_path, capsys):
+    diffusion = write_json(tmp_path / "diffusion.json",
+                           {**sat_config("tiny_vae"), "model_type": "diffusion_cond"})
+    assert cli(["migrate", *sat_run, "--model-config", str(diffusion)]) == 2
+    assert "model_type='diffusion_cond' is not yet supported" in capsys.readouterr().err
+    assert not (tmp_path / "config").exists()
