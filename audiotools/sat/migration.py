@@ -230,9 +230,8 @@ def convert(options: TrainingOptions, epochs: int = 100, workers: int = 8) -> Mi
     manifests = {"train": train.entries} if train.kind == "files" else {}
     if valid is not None and valid.kind == "files":
         manifests["valid"] = valid.entries
-    sources = [str(model_path), str(options.dataset_config)]
-    if options.val_dataset_config:
-        sources.append(options.val_dataset_config)
+    sources = [str(Path(path).expanduser().resolve()) for path in (
+        model_path, options.dataset_config, options.val_dataset_config) if path]
     rejected = train.rejections + (valid.rejections if valid else [])
     return Migration(solver, model.model_dump(mode="json"), dataset, manifests, notes, sources,
                      rejected)

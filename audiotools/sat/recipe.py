@@ -35,7 +35,7 @@ def _dump(content: dict) -> str:
 
 
 def _comment(lines: list[str]) -> str:
-    return "".join(f"# {line}\n" for line in lines)
+    return "".join(f"# {line}\n" if line else "#\n" for line in lines)
 
 
 def _manifest_ref(manifest_dir: str, stem: str, split: str) -> str:

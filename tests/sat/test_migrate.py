@@ -130,6 +130,31 @@ def test_train_runs_the_equivalent_xp_and_the_same_command_resumes(sat_run, dora
     assert checkpoint.stat().st_mtime_ns == written  # resumed: all epochs were done
 
 
+def test_validation_set_and_shards(sat_run, audio_dir, dora_dir, tmp_path, monkeypatch):
+    """A val_dataset_config gets its own manifest; shard datasets become shard splits that
+    the schema accepts (the recipe composes and validates as `dora run` would)."""
+    from audiotools.train import main
+    monkeypatch.setenv("AUDIOTOOLS_CONFIG_PATH", f"file://{tmp_path / 'config'}")
+    val = write_json(tmp_path / "val.json", {"dataset_type": "audio_dir", "datasets": [
+        {"id": "val", "path": str(audio_dir)}]})
+    assert cli(["migrate", *sat_run, "--val-dataset-config", str(val)]) == 0
+    dset = _recipe(tmp_path / "config", "tiny", "dset")
+    assert dset["valid"]["manifest"].endswith("tiny/valid.jsonl")
+    assert dset["valid"]["num_samples"] == 6 and dset["generate"]["num_samples"] == 4
+    shards = tmp_path / "shards"
+    shards.mkdir()
+    for index in range(2):
+        (shards / f"{index}.tar").write_bytes(b"")
+    wds = write_json(tmp_path / "wds.json", {"dataset_type": "wds", "epoch_steps": 5,
+                                             "datasets": [{"id": "w", "path": str(shards)}]})
+    assert cli(["migrate", *sat_run, "--dataset-config", str(wds), "--name", "wds",
+                "--batch-size", "3"]) == 0
+    cfg = main.get_xp(["solver=autoencoder/wds"]).cfg
+    assert cfg.dataset.train.source == "shards" and cfg.dataset.train.num_samples == 15
+    assert list(cfg.dataset.train.shards) == [str(shards / "0.tar"), str(shards / "1.tar")]
+    assert list(cfg.dataset.valid.shards) == [str(shards / "0.tar")]
+
+
 def test_train_recipe_names_follow_the_content(sat_run):
     """`audiotools train` names its recipe after everything converted: the same options give
     the same recipe (and XP), another option another one."""
