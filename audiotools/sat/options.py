@@ -29,31 +29,35 @@ _OPTIONAL = ("ckpt_path", "pretrained_ckpt_path", "pretransform_ckpt_path", "mod
 class TrainingOptions(Section):
     """Every key of SAT's defaults.ini (plus `num_gpus` of older versions)."""
 
-    name: str = "stable_audio_tools"
-    project: str | None = None
-    batch_size: PositiveInt = 4
-    recover: bool = False
-    save_top_k: int = Field(-1, ge=-1)
-    num_nodes: PositiveInt = 1
-    num_gpus: PositiveInt | None = None
-    strategy: Literal["auto", "ddp", "ddp_find_unused_parameters_true"] = "auto"
-    precision: Literal["32", "16", "bf16", "16-mixed", "bf16-mixed"] = "16-mixed"
-    num_workers: NonNegativeInt = 6
-    seed: NonNegativeInt = 42
-    accum_batches: PositiveInt = 1
-    checkpoint_every: PositiveInt = 10000
-    val_every: int = -1
-    ckpt_path: str | None = None
-    pretrained_ckpt_path: str | None = None
-    pretransform_ckpt_path: str | None = None
+    name: str = Field("stable_audio_tools", description="run name (the recipe name)")
+    project: str | None = Field(None, description="W&B project (default: name)")
+    batch_size: PositiveInt = Field(4, description="batch size per GPU")
+    recover: bool = Field(False, description="resume the latest checkpoint (Dora always does)")
+    save_top_k: int = Field(-1, ge=-1, description="checkpoints kept: -1 all, 0 none, k")
+    num_nodes: PositiveInt = Field(1, description="nodes")
+    num_gpus: PositiveInt | None = Field(None, description="GPUs per node (older SAT)")
+    strategy: Literal["auto", "ddp", "ddp_find_unused_parameters_true"] = Field(
+        "auto", description="auto | ddp (deepspeed is refused)")
+    precision: Literal["32", "16", "bf16", "16-mixed", "bf16-mixed"] = Field(
+        "16-mixed", description="32 | 16 | bf16 | 16-mixed | bf16-mixed")
+    num_workers: NonNegativeInt = Field(6, description="DataLoader workers")
+    seed: NonNegativeInt = Field(42, description="random seed")
+    accum_batches: PositiveInt = Field(1, description="batches per optimizer update")
+    checkpoint_every: PositiveInt = Field(10000, description="steps between checkpoints")
+    val_every: int = Field(-1, description="steps between validations (-1: none; not 0)")
+    ckpt_path: str | None = Field(None, description="training checkpoint to resume")
+    pretrained_ckpt_path: str | None = Field(None, description="model checkpoint to start from")
+    pretransform_ckpt_path: str | None = Field(None, description="pretransform checkpoint")
     # `model_config` is a reserved name in pydantic: the field is renamed, the key is not.
-    model_config_path: str | None = Field(None, alias="model_config")
-    dataset_config: str | None = None
-    val_dataset_config: str | None = None
-    save_dir: str | None = None
-    gradient_clip_val: float = Field(0.0, ge=0.0)
-    remove_pretransform_weight_norm: Literal["pre_load", "post_load"] | None = None
-    logger: Literal["wandb", "comet"] | None = "wandb"
+    model_config_path: str | None = Field(None, alias="model_config",
+                                          description="model config JSON")
+    dataset_config: str | None = Field(None, description="dataset config JSON")
+    val_dataset_config: str | None = Field(None, description="validation dataset config JSON")
+    save_dir: str | None = Field(None, description="checkpoint folder (XPs live in the Dora dir)")
+    gradient_clip_val: float = Field(0.0, ge=0.0, description="gradient norm clipping (0: off)")
+    remove_pretransform_weight_norm: Literal["pre_load", "post_load"] | None = Field(
+        None, description="pre_load | post_load")
+    logger: Literal["wandb", "comet"] | None = Field("wandb", description="wandb | comet | ''")
 
     @field_validator(*_OPTIONAL, mode="before")
     @classmethod
@@ -117,9 +121,11 @@ def add_flags(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("stable-audio-tools options (override --defaults-ini)")
     group.add_argument("--defaults-ini", type=Path,
                        help="a stable-audio-tools defaults.ini ([DEFAULTS] section)")
-    for key in FIELDS:
+    for name, field in TrainingOptions.model_fields.items():
+        key = field.alias or name
         names = [f"--{key.replace('_', '-')}"] + ([f"--{key}"] if "_" in key else [])
-        group.add_argument(*names, dest=key, default=None, metavar="VALUE")
+        group.add_argument(*names, dest=key, default=None, metavar="VALUE",
+                           help=f"{field.description} (default {field.default!r})")
 
 
 def resolve(args: argparse.Namespace) -> TrainingOptions:
