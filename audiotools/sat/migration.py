@@ -211,6 +211,10 @@ def convert(options: TrainingOptions, epochs: int = 100, workers: int = 8) -> Mi
     if channels != model.channels:
         raise ConfigError(f"{model_path}: audio_channels={config.audio_channels} gives "
                           f"{channels}-channel audio but model.io_channels={model.channels}.")
+    for part in ("encoder", "decoder", "bottleneck"):
+        section = getattr(config.model, part)
+        notes.unsupported_if(section is not None and not section.requires_grad,
+                             f"model.{part}.requires_grad=false: audiotools trains every part")
     training = convert_training(config.training, model.bottleneck.type, notes)
     solver = {**training.sections}
     run = _run_keys(options, epochs, training.demo_every, notes)

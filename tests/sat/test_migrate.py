@@ -182,6 +182,15 @@ def test_command_line_errors(sat_run, extra, words, capsys):
     assert words in capsys.readouterr().err
 
 
+def test_frozen_parts_are_listed(sat_run, tmp_path, capsys):
+    config = sat_config("tiny_vae")
+    config["model"]["encoder"]["requires_grad"] = False
+    frozen = write_json(tmp_path / "frozen.json", config)
+    assert cli(["migrate", *sat_run, "--model-config", str(frozen)]) == 0
+    assert "model.encoder.requires_grad=false: audiotools trains every part" in \
+        capsys.readouterr().out
+
+
 def test_not_yet_supported_model_types(sat_run, tmp_path, capsys):
     diffusion = write_json(tmp_path / "diffusion.json",
                            {**sat_config("tiny_vae"), "model_type": "diffusion_cond"})
