@@ -33,6 +33,7 @@ _WDS_DEFAULTS = {"remove_silence": False, "volume_norm": False, "pre_encoded": F
 _KNOWN_KEYS = {"dataset_type", "datasets", "random_crop", "drop_last", "epoch_steps",
                "resampled_shards", "silence_threshold", "max_silence_duration",
                "volume_norm_param", "latent_crop_length", *_WDS_DEFAULTS}
+_ENTRY_KEYS = {"id", "path", "s3_path", "profile", "custom_metadata_module"}
 
 
 @dataclass
@@ -69,7 +70,7 @@ def _check_metadata_module(path: str, where: str, notes: Notes) -> None:
                      "conditioning, which autoencoder training does not read")
 
 
-def _entries(config: Mapping[str, Any], where: str) -> list[dict[str, Any]]:
+def _entries(config: Mapping[str, Any], where: str, notes: Notes) -> list[dict[str, Any]]:
     entries = config.get("datasets")
     if not isinstance(entries, list) or not entries:
         raise ConfigError(f"{where}.datasets must be a non-empty list of "
@@ -78,12 +79,15 @@ def _entries(config: Mapping[str, Any], where: str) -> list[dict[str, Any]]:
         if not isinstance(entry, Mapping) or "id" not in entry:
             raise ConfigError(f"{where}.datasets[{index}] needs an \"id\" (stable-audio-tools "
                               "requires it).")
+        ignored = sorted(set(entry) - _ENTRY_KEYS)
+        notes.unsupported_if(ignored, f"{where}.datasets[{index}] keys {ignored}: ignored (not "
+                             "read by stable-audio-tools either)")
     return entries
 
 
 def _audio_dir(config: Mapping[str, Any], source: DataSource, where: str, workers: int,
                notes: Notes) -> None:
-    for index, entry in enumerate(_entries(config, where)):
+    for index, entry in enumerate(_entries(config, where, notes)):
         label = f"{where}.datasets[{index}] ({entry['id']})"
         if "path" not in entry:
             raise ConfigError(f"{label}: \"path\" is missing (the folder of audio files).")
@@ -128,7 +132,7 @@ def _webdataset(config: Mapping[str, Any], source: DataSource, where: str,
                 raise ConfigError(f"{where}.pre_encoded=true: pre-encoded latents are not "
                                   "supported (audiotools has no latent datasets yet).")
             notes.unsupported.append(f"{where}.{key}={config[key]!r}")
-    for index, entry in enumerate(_entries(config, where)):
+    for index, entry in enumerate(_entries(config, where, notes)):
         label = f"{where}.datasets[{index}] ({entry['id']})"
         if entry.get("custom_metadata_module"):
             _check_metadata_module(entry["custom_metadata_module"], label, notes)

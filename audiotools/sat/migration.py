@@ -14,7 +14,7 @@ from typing import Any
 from ..data.manifest import Rejection
 from ..errors import ConfigError
 from .dataset import DataSource, read_source
-from .model import convert_architecture, parse_model_config, read_json
+from .model import convert_architecture, ignored_keys, parse_model_config, read_json
 from .notes import Notes
 from .options import TrainingOptions
 from .training import convert_training
@@ -202,7 +202,10 @@ def convert(options: TrainingOptions, epochs: int = 100, workers: int = 8) -> Mi
     """Everything SAT's train.py would read, as the sections of one audiotools recipe."""
     notes = Notes()
     model_path = _required(options.model_config_path, "--model-config")
-    config = parse_model_config(read_json(model_path, "--model-config"), str(model_path))
+    raw = read_json(model_path, "--model-config")
+    config = parse_model_config(raw, str(model_path))
+    notes.unsupported_if(ignored_keys(raw), f"model config keys {ignored_keys(raw)}: ignored "
+                         "(stable-audio-tools' autoencoder does not read them either)")
     model = convert_architecture(config)
     if config.sample_size is None:
         raise ConfigError(f"{model_path}: sample_size is missing (stable-audio-tools' train.py "

@@ -97,8 +97,8 @@ class Bottleneck(Section):
     requires_grad: bool = True
 
 
-class AutoencoderSection(Section):
-    """`model` of an SAT autoencoder config."""
+class AutoencoderSection(BaseModel):
+    """`model` of an SAT autoencoder config; other keys are ignored, as SAT does."""
 
     encoder: Network
     decoder: Network
@@ -175,6 +175,13 @@ def check_model_type(config: Mapping[str, Any], source: str) -> None:
 def parse_model_config(config: Mapping[str, Any], source: str) -> ModelConfig:
     check_model_type(config, source)
     return _typed(ModelConfig, dict(config), source)
+
+
+def ignored_keys(config: Mapping[str, Any]) -> list[str]:
+    """Keys of an SAT model config that SAT's autoencoder does not read (nor audiotools)."""
+    top = sorted(set(config) - set(ModelConfig.model_fields))
+    model = sorted(set(config.get("model") or {}) - set(AutoencoderSection.model_fields))
+    return top + [f"model.{key}" for key in model]
 
 
 def _refuse(condition: object, message: str) -> None:

@@ -297,5 +297,9 @@ def convert_training(training: Mapping[str, Any] | None, bottleneck: str,
     if training.get("use_ema", False):
         notes.difference("use_ema: EMA decay 0.9999 with ema_pytorch's warm-up "
                          "(optim.ema.warmup_power=0.75) as stable-audio-tools sets it up")
-    demo_every = int((training.get("demo") or {}).get("demo_every", 2000))
+    demo = training.get("demo") or {}
+    notes.unsupported_if(set(demo) - {"demo_every"}, f"training.demo keys "
+                         f"{sorted(set(demo) - {'demo_every'})}: audiotools' generate stage "
+                         "writes reconstructions of the generate split instead")
+    demo_every = int(demo.get("demo_every", 2000))
     return TrainingConversion(sections, demo_every)

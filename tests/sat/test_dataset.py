@@ -38,10 +38,13 @@ def test_custom_metadata_module_is_checked_not_run(audio_dir, tmp_path):
     module.write_text("raise SystemExit('never run')\n\ndef get_custom_metadata(info, audio):\n"
                       "    return {'prompt': info['relpath']}\n")
     config = {"dataset_type": "audio_dir", "datasets": [
-        {"id": "music", "path": str(audio_dir), "custom_metadata_module": str(module)}]}
+        {"id": "music", "path": str(audio_dir), "custom_metadata_module": str(module),
+         "filelist": "x.txt"}]}
     notes = Notes()
     _read(config, notes)
     assert "custom_metadata_module: checked, not run" in notes.differences[0]
+    assert notes.unsupported[0].startswith("dataset_config.datasets[0] keys ['filelist']: "
+                                           "ignored")
     module.write_text("def something_else(): pass\n")
     with pytest.raises(ConfigError, match="defines no get_custom_metadata"):
         _read(config)

@@ -182,13 +182,18 @@ def test_command_line_errors(sat_run, extra, words, capsys):
     assert words in capsys.readouterr().err
 
 
-def test_frozen_parts_are_listed(sat_run, tmp_path, capsys):
+def test_frozen_parts_and_ignored_keys_are_listed(sat_run, tmp_path, capsys):
     config = sat_config("tiny_vae")
     config["model"]["encoder"]["requires_grad"] = False
+    config["model"]["comment"] = "SAT does not read this"
+    config["conditioning"] = {}
+    config["training"]["demo"]["demo_cfg_scales"] = [3]
     frozen = write_json(tmp_path / "frozen.json", config)
     assert cli(["migrate", *sat_run, "--model-config", str(frozen)]) == 0
-    assert "model.encoder.requires_grad=false: audiotools trains every part" in \
-        capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "model.encoder.requires_grad=false: audiotools trains every part" in out
+    assert "model config keys ['conditioning', 'model.comment']: ignored" in out
+    assert "training.demo keys ['demo_cfg_scales']" in out
 
 
 def test_not_yet_supported_model_types(sat_run, tmp_path, capsys):
