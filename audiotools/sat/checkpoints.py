@@ -113,6 +113,12 @@ def read_checkpoint(path: str | Path, prefer_ema: bool = True) -> SATCheckpoint:
     return unwrap(state, path, prefer_ema)
 
 
+def is_sat_state(state: Mapping[str, Any]) -> bool:
+    """A loaded checkpoint in SAT's layout: `{"state_dict": ...}` or a flat state dict."""
+    return "state_dict" in state or (
+        bool(state) and all(isinstance(value, torch.Tensor) for value in state.values()))
+
+
 def unwrap(state: Any, path: Path, prefer_ema: bool = True) -> SATCheckpoint:
     """The autoencoder state dict inside a loaded SAT checkpoint object."""
     if not isinstance(state, Mapping):

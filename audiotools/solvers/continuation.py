@@ -35,7 +35,7 @@ def _source_weights(path: Path, solver: StandardSolver) -> dict[str, dict[str, t
     if path.suffix == ".safetensors":
         return _sat_weights(sat.read_checkpoint(path, prefer_ema=False), solver)
     state = checkpoint.load(path)
-    if "xp.cfg" not in state:
+    if sat.is_sat_state(state):
         return _sat_weights(sat.unwrap(state, path, prefer_ema=False), solver)
     best = state.get("best_state") or {}
     return {name: best.get(name) or state[name] for name in solver._best_names

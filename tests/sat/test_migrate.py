@@ -8,6 +8,7 @@ import json
 import pytest
 import torch
 import yaml
+from safetensors.torch import load_file
 
 from audiotools.cli import main as cli
 from audiotools.sat import load_autoencoder
@@ -90,11 +91,17 @@ def test_migrated_recipe_trains_with_dora(sat_run, dora_dir, tmp_path, monkeypat
     assert state["xp.cfg"]["optim"]["ema"]["warmup_power"] == 0.75
 
 
-def test_continue_from_a_sat_checkpoint(sat_run, dora_dir, tmp_path, monkeypatch):
+@pytest.mark.parametrize("form", ["safetensors", "lightning"])
+def test_continue_from_a_sat_checkpoint(form, sat_run, dora_dir, tmp_path, monkeypatch):
     from audiotools.solvers.builders import get_solver
     from audiotools.train import main
     monkeypatch.setenv("AUDIOTOOLS_CONFIG_PATH", f"file://{tmp_path / 'config'}")
     weights = FIXTURES / "tiny_vae.safetensors"
+    if form == "lightning":  # a training checkpoint: continue_from takes its live weights
+        live = load_file(str(weights))
+        weights = tmp_path / "last.ckpt"
+        torch.save({"state_dict": {f"autoencoder.{k}": v for k, v in live.items()},
+                    "pytorch-lightning_version": "2.1.0", "global_step": 4}, weights)
     assert cli(["migrate", *sat_run, "--pretrained-ckpt-path", str(weights), "--num-workers",
                 "0", "--logger", ""]) == 0
     xp = main.get_xp(["solver=autoencoder/tiny"])
@@ -103,7 +110,7 @@ def test_continue_from_a_sat_checkpoint(sat_run, dora_dir, tmp_path, monkeypatch
         solver = get_solver(xp.cfg)
         solver.restore()
         solver.close()
-    expected = load_autoencoder(weights, TINY).state_dict()
+    expected = load_autoencoder(FIXTURES / "tiny_vae.safetensors", TINY).state_dict()
     for key, value in solver.model.state_dict().items():
         assert torch.equal(value, expected[key]), key
 
