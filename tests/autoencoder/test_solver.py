@@ -12,7 +12,7 @@ from audiotools.cli import main as cli
 from audiotools.data.audio import audio_info, audio_write
 from audiotools.errors import ConfigError, NonFiniteLossError
 from tests.conftest import dora_command
-from tests.solvers.helpers import assert_same_state, build, make_xp, train
+from tests.solvers.helpers import assert_same_state, build, crash_then_resume, make_xp, train
 
 DEBUG = ["solver=autoencoder/debug"]
 
@@ -47,20 +47,7 @@ def test_crash_mid_epoch_then_resume_gives_identical_generator_and_discriminator
     expected = torch.load(reference.folder / "checkpoint.th", weights_only=True)
     reference.folder.rename(dora_dir / "reference")
 
-    xp = make_xp(*args)
-    solver = build(xp)
-    original = type(solver).run_step
-
-    def crash_in_epoch_two(self, idx, batch, metrics):
-        if self.is_training and self.epoch == 2 and idx == 2:
-            raise KeyboardInterrupt
-        return original(self, idx, batch, metrics)
-
-    monkeypatch.setattr(type(solver), "run_step", crash_in_epoch_two)
-    with xp.enter(), pytest.raises(KeyboardInterrupt):
-        solver.run()
-    monkeypatch.setattr(type(solver), "run_step", original)
-    resumed = train(*args)
+    resumed = crash_then_resume(monkeypatch, *args, epoch=2, step=2)
     state = torch.load(resumed.folder / "checkpoint.th", weights_only=True)
     for name in ("model", "discriminator", "ema.model"):
         assert_same_state(state[name], expected[name])

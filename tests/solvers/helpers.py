@@ -1,6 +1,7 @@
 """Run a recipe in-process, the way `dora run` does, for fast tests of the solver base."""
 from __future__ import annotations
 
+import pytest
 import torch
 
 from audiotools.distributed import seed_everything
@@ -40,3 +41,23 @@ def assert_same_state(left: dict, right: dict) -> None:
     assert left.keys() == right.keys()
     for key in left:
         assert torch.equal(left[key], right[key]), f"{key} differs"
+
+
+def crash_then_resume(monkeypatch, *overrides: str, epoch: int, step: int) -> StandardSolver:
+    """Run the XP until training step `step` of `epoch`, interrupt it there (as Ctrl-C does),
+    check that only the epochs before were committed, then resume it to the end."""
+    xp = make_xp(*overrides)
+    solver = build(xp)
+    original = type(solver).run_step
+
+    def interrupted(self, idx, batch, metrics):
+        if self.is_training and self.epoch == epoch and idx == step:
+            raise KeyboardInterrupt
+        return original(self, idx, batch, metrics)
+
+    monkeypatch.setattr(type(solver), "run_step", interrupted)
+    with xp.enter(), pytest.raises(KeyboardInterrupt):
+        solver.run()
+    assert len(solver.history) == epoch - 1
+    monkeypatch.setattr(type(solver), "run_step", original)
+    return train(*overrides)

@@ -10,7 +10,14 @@ import torch
 
 from audiotools.errors import CheckpointError, NonFiniteLossError, XPLockedError
 from audiotools.solvers import checkpoint
-from tests.solvers.helpers import assert_same_state, build, make_xp, model_state, train
+from tests.solvers.helpers import (
+    assert_same_state,
+    build,
+    crash_then_resume,
+    make_xp,
+    model_state,
+    train,
+)
 
 
 def test_run_writes_history_checkpoint_logs_and_media(dora_dir):
@@ -39,22 +46,8 @@ def test_crash_mid_epoch_then_resume_gives_identical_weights(dora_dir, monkeypat
     reference_state = model_state(reference.xp)
     (reference.folder).rename(dora_dir / "reference")
 
-    xp = make_xp("optim.ema.use=true", "seed=7")
-    solver = build(xp)
-    original = type(solver).run_step
-
-    def crash_in_epoch_two(self, idx, batch, metrics):
-        if self.is_training and self.epoch == 2 and idx == 5:
-            raise KeyboardInterrupt
-        return original(self, idx, batch, metrics)
-
-    monkeypatch.setattr(type(solver), "run_step", crash_in_epoch_two)
-    with xp.enter(), pytest.raises(KeyboardInterrupt):
-        solver.run()
-    assert len(json.loads((xp.folder / "history.json").read_text())) == 1
-    monkeypatch.setattr(type(solver), "run_step", original)
-    train("optim.ema.use=true", "seed=7")
-    assert_same_state(model_state(xp), reference_state)
+    resumed = crash_then_resume(monkeypatch, "optim.ema.use=true", "seed=7", epoch=2, step=5)
+    assert_same_state(model_state(resumed.xp), reference_state)
 
 
 def test_override_gives_a_new_signature(dora_dir):
