@@ -19,7 +19,7 @@ from pydantic import Field, PositiveInt, field_validator, model_validator
 
 from .. import distributed
 from ..config import EveryConfig, Section, SolverConfig
-from ..data.audio import audio_write
+from ..data.audio import AudioFileError, audio_write
 from ..data.builders import AudioDataConfig, build_audio_datasets
 from ..data.segments import collate_segments
 from ..errors import ConfigError
@@ -205,7 +205,8 @@ class AutoencoderSolver(StandardSolver):
     def run_step(self, idx: int, batch: Any, metrics: dict[str, Any]) -> dict[str, Any]:
         audio = batch["audio"].to(self.device)
         if audio.shape[0] == 0:
-            raise RuntimeError("A whole batch of unreadable files; see the logged paths.")
+            raise AudioFileError("Every file of a batch failed to read (their paths are in the "
+                                 "log above); fix or remove them and rebuild the manifest.")
         output = self.model(audio)
         reconstruction = output.audio
         if self.is_training and self._adversarial_active:
@@ -278,7 +279,8 @@ class AutoencoderSolver(StandardSolver):
             totals += values
             count += audio.shape[0]
         if count == 0:
-            raise RuntimeError("The evaluate split yielded no readable item.")
+            raise AudioFileError("No file of the evaluate split could be read (their paths are "
+                                 "in the log above).")
         mean = (totals / count).tolist()
         return distributed.average_metrics(
             {"si_snr": mean[0], "mel_distance": mean[1], "stft_distance": mean[2]}, count)

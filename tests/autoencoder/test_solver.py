@@ -108,3 +108,14 @@ def test_data_must_match_the_model(dora_dir):
     with pytest.raises(ConfigError, match="adversarial.loss"):
         main.get_xp([*DEBUG, "adversarial.loss=wasserstein"])
     assert not (dora_dir / "xps").exists() or not any((dora_dir / "xps").iterdir())
+
+
+def test_a_batch_whose_files_all_failed_is_a_clear_error(dora_dir):
+    from audiotools.data.audio import AudioFileError
+    from audiotools.data.segments import collate_segments
+    solver = build(make_xp(*DEBUG))
+    failed = {"audio": torch.zeros(1, 8000), "padding_mask": torch.zeros(8000, dtype=torch.bool),
+              "error": "gone"}
+    with pytest.raises(AudioFileError, match="Every file of a batch failed to read"):
+        solver.run_step(0, collate_segments([failed, failed]), {})
+    solver.close()
