@@ -189,17 +189,22 @@ def _refuse(condition: object, message: str) -> None:
         raise ConfigError(message)
 
 
+def _oobleck_common(cfg: Any, where: str, io_key: str, io_value: int,
+                    io_channels: int) -> dict[str, Any]:
+    """The keys and checks an Oobleck encoder and decoder share."""
+    _refuse(cfg.antialias_activation, f"{where}.antialias_activation=true is not "
+            "supported (audiotools' Oobleck has no anti-aliased activations).")
+    _refuse(io_value != io_channels, f"{where}.{io_key}={io_value} differs from "
+            f"model.io_channels={io_channels}; audiotools needs them equal.")
+    return {"type": "oobleck", "channels": cfg.channels, "c_mults": cfg.c_mults,
+            "strides": cfg.strides, "use_snake": cfg.use_snake, "latent_dim": cfg.latent_dim}
+
+
 def _encoder(section: Network, io_channels: int) -> dict[str, Any]:
     where = "model.encoder.config"
     if section.type == "oobleck":
         cfg = _typed(OobleckEncoder, section.config, where)
-        _refuse(cfg.antialias_activation, f"{where}.antialias_activation=true is not "
-                "supported (audiotools' Oobleck has no anti-aliased activations).")
-        _refuse(cfg.in_channels != io_channels, f"{where}.in_channels={cfg.in_channels} "
-                f"differs from model.io_channels={io_channels}; audiotools needs them equal.")
-        return {"type": "oobleck", "channels": cfg.channels, "c_mults": cfg.c_mults,
-                "strides": cfg.strides, "use_snake": cfg.use_snake,
-                "latent_dim": cfg.latent_dim}
+        return _oobleck_common(cfg, where, "in_channels", cfg.in_channels, io_channels)
     if section.type == "seanet":
         cfg = _typed(SEANetEncoder, section.config, where)
         _refuse(cfg.channels != io_channels, f"{where}.channels={cfg.channels} differs from "
@@ -216,14 +221,8 @@ def _decoder(section: Network, io_channels: int) -> dict[str, Any]:
             "decoders have no soft clipping).")
     if section.type == "oobleck":
         cfg = _typed(OobleckDecoder, section.config, where)
-        _refuse(cfg.antialias_activation, f"{where}.antialias_activation=true is not "
-                "supported (audiotools' Oobleck has no anti-aliased activations).")
-        _refuse(cfg.out_channels != io_channels, f"{where}.out_channels={cfg.out_channels} "
-                f"differs from model.io_channels={io_channels}; audiotools needs them equal.")
-        return {"type": "oobleck", "channels": cfg.channels, "c_mults": cfg.c_mults,
-                "strides": cfg.strides, "use_snake": cfg.use_snake,
-                "use_nearest_upsample": cfg.use_nearest_upsample, "final_tanh": cfg.final_tanh,
-                "latent_dim": cfg.latent_dim}
+        return {**_oobleck_common(cfg, where, "out_channels", cfg.out_channels, io_channels),
+                "use_nearest_upsample": cfg.use_nearest_upsample, "final_tanh": cfg.final_tanh}
     if section.type == "seanet":
         cfg = _typed(SEANetDecoder, section.config, where)
         _refuse(cfg.channels != io_channels, f"{where}.channels={cfg.channels} differs from "

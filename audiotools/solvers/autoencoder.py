@@ -171,6 +171,8 @@ class AutoencoderSolver(StandardSolver):
             self.register_stateful("discriminator", "disc_optimizer")
             self.register_optimizer("disc_optimizer")
         self.gan_loss = GANLoss(settings.adversarial.loss)
+        # Weight of each named loss term; terms the schema does not list weigh 1.
+        self.loss_weights = settings.losses.weights.model_dump()
         spectral = settings.losses.spectral
         self.spectral_loss = spectral_loss(
             self.model.channels, fft_sizes=spectral.fft_sizes, hop_sizes=spectral.hop_sizes,
@@ -215,7 +217,7 @@ class AutoencoderSolver(StandardSolver):
         terms.update(output.losses)
         if self.is_training and self._adversarial_active:
             terms.update(self._adversarial_terms(audio, reconstruction))
-        weights = self.settings.losses.weights.model_dump()
+        weights = self.loss_weights
         loss = sum(weights.get(name, 1.0) * value for name, value in terms.items()
                    if weights.get(name, 1.0) > 0)
         metrics.update(terms)
