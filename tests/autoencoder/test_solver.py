@@ -119,3 +119,11 @@ def test_a_batch_whose_files_all_failed_is_a_clear_error(dora_dir):
     with pytest.raises(AudioFileError, match="Every file of a batch failed to read"):
         solver.run_step(0, collate_segments([failed, failed]), {})
     solver.close()
+
+
+def test_reconstruct_refuses_a_negative_chunk_length(tmp_path, capsys):
+    out = tmp_path / "out.wav"
+    assert cli(["reconstruct", "model.safetensors", "in.wav", str(out),
+                "--chunk-seconds", "-1"]) == 2
+    assert "--chunk-seconds=-1.0 must be >= 0" in capsys.readouterr().err
+    assert not out.exists()
