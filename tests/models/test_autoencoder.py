@@ -209,6 +209,24 @@ def test_no_dropout_configured_keeps_every_codebook_in_training():
     assert {model(audio).metrics["bandwidth_kbps"].item() for _ in range(5)} == {12.0}
 
 
+
+@pytest.mark.parametrize("channels", [1, 2])
+def test_patch_size_folds_samples_into_channels(channels):
+    model = build_autoencoder({**model_config("oobleck", "vae", channels), "patch_size": 4})
+    assert model.hop_length == 4 * 16 and model.frame_rate == 16000 / 64
+    assert model.encoder.layers[0].in_channels == 4 * channels
+    audio = torch.randn(2, channels, 200)
+    assert model(audio).audio.shape == audio.shape
+    assert model.encode(audio).shape == (2, 6, math.ceil(200 / 64))
+    # With identity networks, folding then unfolding gives the audio back, and the folded
+    # channel c * P + p at frame t holds sample t * P + p of audio channel c.
+    model.encoder = model.decoder = torch.nn.Identity()
+    audio = torch.randn(2, channels, 12)
+    folded = model._encode_features(audio)
+    assert folded.shape == (2, channels * 4, 3)
+    assert folded[1, channels * 4 - 1, 2] == audio[1, channels - 1, 2 * 4 + 3]
+    torch.testing.assert_close(model._decode_features(folded), audio, rtol=0, atol=0)
+
 # --- chunked encode / decode ---------------------------------------------------------------
 
 

@@ -50,12 +50,12 @@ def _settings(section: BaseModel) -> dict[str, Any]:
 
 def _build_encoder(config: AutoencoderConfig) -> nn.Module:
     network = {"oobleck": OobleckEncoder, "seanet": SEANetEncoder}[config.encoder.type]
-    return network(config.channels, config.encoder_dim, **_settings(config.encoder))
+    return network(config.network_channels, config.encoder_dim, **_settings(config.encoder))
 
 
 def _build_decoder(config: AutoencoderConfig) -> nn.Module:
     network = {"oobleck": OobleckDecoder, "seanet": SEANetDecoder}[config.decoder.type]
-    return network(config.channels, config.latent_dim, **_settings(config.decoder))
+    return network(config.network_channels, config.latent_dim, **_settings(config.decoder))
 
 
 def _build_bottleneck(config: AutoencoderConfig) -> Bottleneck:
@@ -81,6 +81,7 @@ class AudioAutoencoder(nn.Module):
         self.channels = config.channels
         self.latent_dim = config.latent_dim
         self.hop_length = config.hop_length
+        self.patch_size = config.patch_size
         self.frame_rate = config.sample_rate / config.hop_length
         self.encoder = _build_encoder(config)
         self.bottleneck = _build_bottleneck(config)
@@ -105,10 +106,27 @@ class AudioAutoencoder(nn.Module):
                              f"got shape {tuple(audio.shape)}.")
         return F.pad(audio, (0, -audio.shape[-1] % self.hop_length))
 
+    def _encode_features(self, audio: torch.Tensor) -> torch.Tensor:
+        """Encoder output of padded audio: (B, C, T) -> (B, C x P, T / P) -> encoder."""
+        if self.patch_size > 1:
+            batch, channels, length = audio.shape
+            audio = (audio.reshape(batch, channels, length // self.patch_size, self.patch_size)
+                     .transpose(2, 3).reshape(batch, channels * self.patch_size, -1))
+        return self.encoder(audio)
+
+    def _decode_features(self, latents: torch.Tensor) -> torch.Tensor:
+        """Decoder output unfolded back to audio: (B, C x P, T / P) -> (B, C, T)."""
+        output = self.decoder(latents)
+        if self.patch_size > 1:
+            batch, _, frames = output.shape
+            output = (output.reshape(batch, self.channels, self.patch_size, frames)
+                      .transpose(2, 3).reshape(batch, self.channels, -1))
+        return output
+
     def forward(self, audio: torch.Tensor) -> AutoencoderOutput:
         """Reconstruct `audio` (training path: VAE sampling and quantizer dropout in train)."""
-        bottleneck = self.bottleneck(self.encoder(self._padded(audio)))
-        reconstruction = self.decoder(bottleneck.latents)[..., :audio.shape[-1]]
+        bottleneck = self.bottleneck(self._encode_features(self._padded(audio)))
+        reconstruction = self._decode_features(bottleneck.latents)[..., :audio.shape[-1]]
         metrics = dict(bottleneck.metrics)
         if bottleneck.active_codebooks is not None:
             kbps = self._bits_per_second(bottleneck.active_codebooks) / 1000
@@ -121,8 +139,8 @@ class AudioAutoencoder(nn.Module):
         chunking the encoder alone is enough)."""
         padded = self._padded(audio)
         if chunk_frames is None:
-            return self.encoder(padded)
-        return run_chunked(self.encoder, padded, chunk_frames, overlap_frames,
+            return self._encode_features(padded)
+        return run_chunked(self._encode_features, padded, chunk_frames, overlap_frames,
                            in_per_frame=self.hop_length, out_per_frame=1)
 
     def encode(self, audio: torch.Tensor, sample: bool = False, chunk_frames: int | None = None,
@@ -140,8 +158,8 @@ class AudioAutoencoder(nn.Module):
             raise ValueError(f"Expected latents (batch, latent_dim={self.latent_dim}, frames); "
                              f"got shape {tuple(latents.shape)}.")
         if chunk_frames is None:
-            return self.decoder(latents)
-        return run_chunked(self.decoder, latents, chunk_frames, overlap_frames,
+            return self._decode_features(latents)
+        return run_chunked(self._decode_features, latents, chunk_frames, overlap_frames,
                            in_per_frame=1, out_per_frame=self.hop_length)
 
     def _quantizer(self, method: str) -> QuantizedBottleneck:

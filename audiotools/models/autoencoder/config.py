@@ -4,6 +4,7 @@
       sample_rate: 16000
       channels: 1              # audio channels in and out (1 mono, 2 stereo, N)
       latent_dim: 32           # channels of the latents the decoder reads
+      patch_size: 1            # samples folded into channels around the networks
       encoder: {type: oobleck | seanet, ...}
       decoder: {type: oobleck | seanet, ...}
       bottleneck: {type: vae | tanh | rvq | fsq | none, ...}
@@ -220,6 +221,11 @@ class AutoencoderConfig(Section):
     sample_rate: int = Field(ge=1000)
     channels: PositiveInt
     latent_dim: PositiveInt
+    # Consecutive samples folded into channels before the encoder and unfolded after the
+    # decoder (stable-audio-tools' "patched" pretransform): the networks run at
+    # sample_rate / patch_size on channels x patch_size channels, which turns the costly
+    # narrow full-rate convolutions into fewer, wider ones.
+    patch_size: PositiveInt = 1
     encoder: EncoderConfig
     decoder: DecoderConfig
     bottleneck: BottleneckConfig = NoBottleneckConfig()
@@ -266,7 +272,12 @@ class AutoencoderConfig(Section):
     @property
     def hop_length(self) -> int:
         """Input samples per latent frame."""
-        return self.encoder.hop_length
+        return self.patch_size * self.encoder.hop_length
+
+    @property
+    def network_channels(self) -> int:
+        """Channels the encoder reads and the decoder writes (audio channels x patch_size)."""
+        return self.channels * self.patch_size
 
 
 class _ModelSection(Section):
