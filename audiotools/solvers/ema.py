@@ -30,12 +30,16 @@ class ModelEMA:
         """Move the average towards the module's weights; `decay` overrides the constant one
         for this update (a warm-up)."""
         decay = self.decay if decay is None else decay
+        averaged: list[tuple[torch.Tensor, torch.Tensor]] = []
         for name, value in self.module.state_dict().items():
             shadow = self.shadow[name]
             if torch.is_floating_point(value) and name not in self.copied:
-                shadow.mul_(decay).add_(value.detach().float(), alpha=1 - decay)
+                averaged.append((shadow, value.float()))
             else:
                 shadow.copy_(value)
+        if averaged:  # one fused pass over every tensor (a per-tensor loop costs more on CPU)
+            shadows, values = zip(*averaged, strict=True)
+            torch._foreach_lerp_(list(shadows), list(values), 1 - decay)
 
     def weights(self) -> dict[str, torch.Tensor]:
         """The averaged weights in the module's own dtypes, ready for load_state_dict."""
