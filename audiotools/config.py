@@ -121,7 +121,9 @@ class SolverConfig(Section):
     seed: int = Field(42, ge=0)
     num_threads: int | None = Field(None, ge=1)
     continue_from: str | None = None
-    precision: Literal["32", "bf16-mixed", "16-mixed"] = "32"
+    # auto: bf16-mixed where the hardware computes in bf16 (a CUDA GPU that supports it, a CPU
+    # with AVX-512 BF16 or AMX), else 32.
+    precision: Literal["32", "bf16-mixed", "16-mixed", "auto"] = "32"
     optim: OptimConfig = OptimConfig()
     schedule: ScheduleConfig = ScheduleConfig()
     early_stop: EarlyStopConfig = EarlyStopConfig()

@@ -104,7 +104,7 @@ def test_second_concurrent_run_is_refused(dora_dir):
     ("solver=nope/recipe", "solver=nope/recipe: no such recipe"),
     ("optim.lrr=0.1", "optim.lrr"),
     ("optim.lr=fast", "optim.lr = 'fast'"),
-    ("precision=bf16", "Input should be '32', 'bf16-mixed' or '16-mixed'"),
+    ("precision=bf16", "Input should be '32', 'bf16-mixed', '16-mixed' or 'auto'"),
 ])
 def test_bad_config_gives_one_clear_error_and_no_xp(dora_dir, override, expected):
     args = ["solver=toy/debug", override] if not override.startswith("solver=") else [override]

@@ -39,6 +39,13 @@ logger = logging.getLogger(__name__)
 _PASSES_PER_EPOCH = 10_000
 
 
+def computes_in_bf16(device: torch.device) -> bool:
+    """Whether `device` has bf16 arithmetic (a CPU: AVX-512 BF16 or AMX)."""
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    return device.type == "cpu" and torch.ops.mkldnn._is_mkldnn_bf16_supported()
+
+
 class StandardSolver(flashy.BaseSolver):
     config_schema: ClassVar[type[SolverConfig]] = SolverConfig
     # Name of the valid metric that decides the best state, and whether lower is better.
@@ -51,7 +58,7 @@ class StandardSolver(flashy.BaseSolver):
         self.settings = validate_config(cfg)
         self.device = distributed.resolve_device(self.settings.device)
         logs.setup_logging(self.folder, distributed.rank(), self.settings.logging.level)
-        self._warn_slow_precision()
+        self.precision = self._resolve_precision()
         self._lock_handle = self._acquire_lock()
         self._init_loggers()
         logger.info("XP %s in %s", self.xp.sig, self.folder)
@@ -67,7 +74,7 @@ class StandardSolver(flashy.BaseSolver):
         self._extra_optimizers: dict[str, tuple[torch.amp.GradScaler, Scheduler | None]] = {}
         self._batch_index = 0
         self.scaler = torch.amp.GradScaler(self.device.type,
-                                           enabled=self.settings.precision == "16-mixed")
+                                           enabled=self.precision == "16-mixed")
         self.register_stateful("best_state", "scaler")
 
         self.build_model()
@@ -114,7 +121,7 @@ class StandardSolver(flashy.BaseSolver):
         averaging across ranks and LR schedule as the main optimizer. Register the optimizer
         itself with `register_stateful`; its scaler and scheduler are saved by the base."""
         scaler = torch.amp.GradScaler(self.device.type,
-                                      enabled=self.settings.precision == "16-mixed")
+                                      enabled=self.precision == "16-mixed")
         self._extra_optimizers[name] = (scaler, None)
         self.stateful.register(f"scaler.{name}", scaler)
 
@@ -154,22 +161,28 @@ class StandardSolver(flashy.BaseSolver):
 
     @property
     def autocast(self) -> contextlib.AbstractContextManager:
-        precision = self.settings.precision
+        precision = self.precision
         if precision == "32":
             return contextlib.nullcontext()
         dtype = torch.bfloat16 if precision == "bf16-mixed" else torch.float16
         return torch.autocast(self.device.type, dtype=dtype)
 
     # ------------------------------------------------------------------ setup
-    def _warn_slow_precision(self) -> None:
-        """bf16 on a CPU without bf16 instructions (AVX-512 BF16 / AMX) runs through slow
-        fallback kernels: 4-7x slower than float32 for convolutions (benchmarks/README.md)."""
-        if self.settings.precision != "bf16-mixed" or self.device.type != "cpu":
-            return
-        if not torch.ops.mkldnn._is_mkldnn_bf16_supported():
+    def _resolve_precision(self) -> str:
+        """The precision this run computes in: `auto` resolved for this device, and a warning
+        for bf16 on a CPU without bf16 instructions (AVX-512 BF16 / AMX), which runs through
+        slow fallback kernels: 4-7x slower than float32 for convolutions
+        (benchmarks/README.md)."""
+        precision = self.settings.precision
+        bf16_hardware = computes_in_bf16(self.device)
+        if precision == "auto":
+            precision = "bf16-mixed" if bf16_hardware else "32"
+            logger.info("precision=auto: %s on this %s.", precision, self.device.type)
+        elif precision == "bf16-mixed" and self.device.type == "cpu" and not bf16_hardware:
             logger.warning("precision=bf16-mixed on a CPU without bf16 instructions (%s): "
                            "expect it to be slower than precision=32.",
                            torch.backends.cpu.get_cpu_capability())
+        return precision
 
     def _acquire_lock(self) -> Any:
         """Refuse a second process on the same XP (rank 0 holds the lock; the OS drops it

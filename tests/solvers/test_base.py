@@ -169,6 +169,24 @@ def test_mixed_precision_on_cpu(dora_dir, monkeypatch, precision, dtype):
     assert torch.isfinite(torch.tensor(solver.history[-1]["valid"]["loss"]))
 
 
+@pytest.mark.parametrize("bf16_hardware,dtype", [(True, torch.bfloat16), (False, torch.float32)])
+def test_auto_precision_follows_the_hardware(dora_dir, monkeypatch, bf16_hardware, dtype):
+    from audiotools.solvers import base
+    from tests.toy.solver import ToySolver
+    dtypes = []
+    original = ToySolver.run_step
+
+    def spy(self, idx, batch, metrics):
+        dtypes.append(self.model(batch[0]).dtype)
+        return original(self, idx, batch, metrics)
+
+    monkeypatch.setattr(ToySolver, "run_step", spy)
+    monkeypatch.setattr(base, "computes_in_bf16", lambda device: bf16_hardware)
+    solver = train("optim.epochs=1", "precision=auto")
+    assert solver.precision == ("bf16-mixed" if bf16_hardware else "32")
+    assert set(dtypes) == {dtype}
+
+
 def test_early_stopping_uses_patience_and_min_delta(dora_dir):
     solver = train("optim.epochs=6", "early_stop.patience=2", "early_stop.min_delta=1000")
     assert len(solver.history) == 3
