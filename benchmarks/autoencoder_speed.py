@@ -4,13 +4,14 @@ how long the step waits on data, and the encode + decode real-time factor.
 
 Method
 - Matmul peak: square matmuls (n = 2048) in float32 and bfloat16 on this machine, same thread
-  count, median of repeats: 2 n^3 / time.
+  count, the best of 10: 2 n^3 / time (a peak is what the machine reaches at best; a median
+  of a few moved by 25% between runs on a shared VM).
 - Step: a real XP of `solver=autoencoder/base` (config composed and validated as `dora run`
   does), one batch drawn from its loader and reused; `run_step` + backward + optimizer updates
   exactly as the solver's training stage does (discriminator update, generator update, EMA),
-  timed after warm-up. FLOPs of one step are counted by `torch.utils.flop_counter` (matmuls and
-  convolutions, forward and backward; element-wise work is not counted, so the fraction is a
-  lower bound).
+  timed after warm-up, in rounds paired with a peak measurement. FLOPs of one step are
+  counted by `torch.utils.flop_counter` (matmuls and convolutions, forward and backward;
+  element-wise work is not counted, so the fraction is a lower bound).
 - Data wait: one real training epoch (DataLoader with the recipe's workers); time spent blocked
   on the next batch vs the epoch's wall time.
 - Real-time factor: encode + decode of 30 s of the shipped music (EMA-free fresh model, fp32,
@@ -36,7 +37,7 @@ from audiotools.environment import resolve_path
 from audiotools.solvers.builders import get_solver
 
 
-def matmul_peak(dtype: torch.dtype, n: int = 2048, repeats: int = 5) -> float:
+def matmul_peak(dtype: torch.dtype, n: int = 2048, repeats: int = 10) -> float:
     a = torch.randn(n, n, dtype=dtype)
     b = torch.randn(n, n, dtype=dtype)
     torch.mm(a, b)
@@ -45,7 +46,7 @@ def matmul_peak(dtype: torch.dtype, n: int = 2048, repeats: int = 5) -> float:
         start = time.perf_counter()
         torch.mm(a, b)
         times.append(time.perf_counter() - start)
-    return 2 * n ** 3 / statistics.median(times)
+    return 2 * n ** 3 / min(times)
 
 
 def build_solver(root: Path, overrides: list[str]) -> Any:
@@ -136,7 +137,8 @@ def real_time_factor(model: torch.nn.Module, seconds: float = 30.0) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=5)
+    parser.add_argument("--steps", type=int, default=3, help="steps timed per round")
+    parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     args = parser.parse_args()
@@ -144,30 +146,38 @@ def main() -> None:
     print(f"torch {torch.__version__}, {args.threads} threads, cpu capability "
           f"{torch.backends.cpu.get_cpu_capability()}, mkldnn bf16 "
           f"{torch.ops.mkldnn._is_mkldnn_bf16_supported()}")
-    peaks = {"32": matmul_peak(torch.float32), "bf16-mixed": matmul_peak(torch.bfloat16)}
-    for name, peak in peaks.items():
-        print(f"matmul peak {name}: {peak / 1e9:.1f} GFLOP/s")
+    dtypes = {"32": torch.float32, "bf16-mixed": torch.bfloat16}
 
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         results = {}
-        for precision in ("32", "bf16-mixed"):
+        for precision, dtype in dtypes.items():
             xp, solver = build_solver(root, [f"precision={precision}",
                                              "adversarial.warmup_steps=0"])
             with xp.enter():
                 loader = solver.loaders["train"]
                 loader.set_epoch(0)
                 batch = next(iter(loader))
-                times = time_steps(solver, batch, args.steps, args.warmup)
+                time_steps(solver, batch, 0, args.warmup)
                 flops = step_flops(solver, batch)
+                # Paired rounds: the peak and the step are measured back to back, so a
+                # neighbour's load on this shared machine moves both sides of each ratio.
+                peaks, steps, fractions = [], [], []
+                for _ in range(args.rounds):
+                    peaks.append(matmul_peak(dtype))
+                    steps.append(statistics.median(time_steps(solver, batch, args.steps, 0)))
+                    fractions.append(flops / steps[-1] / peaks[-1])
                 solver.close()
-            step = statistics.median(times)
+            step = statistics.median(steps)
             results[precision] = step
-            achieved = flops / step
-            print(f"step {precision}: {step * 1e3:.0f} ms median ({min(times) * 1e3:.0f}-"
-                  f"{max(times) * 1e3:.0f}), {flops / 1e9:.2f} GFLOP per step (batch "
-                  f"{tuple(batch['audio'].shape)}), {achieved / 1e9:.1f} GFLOP/s = "
-                  f"{100 * achieved / peaks[precision]:.1f}% of the {precision} matmul peak")
+            print(f"matmul peak {precision}: {max(peaks) / 1e9:.1f} GFLOP/s (rounds: "
+                  f"{', '.join(f'{peak / 1e9:.0f}' for peak in peaks)})")
+            print(f"step {precision}: {step * 1e3:.0f} ms median of rounds ("
+                  f"{min(steps) * 1e3:.0f}-{max(steps) * 1e3:.0f}), {flops / 1e9:.2f} GFLOP per "
+                  f"step (batch {tuple(batch['audio'].shape)}) = "
+                  f"{100 * statistics.median(fractions):.1f}% of the {precision} matmul peak, "
+                  f"median of paired rounds ({100 * min(fractions):.1f}-"
+                  f"{100 * max(fractions):.1f}%)")
         print(f"bf16-mixed / fp32 step time: {results['bf16-mixed'] / results['32']:.2f}x")
 
         xp, solver = build_solver(root, ["precision=32", "adversarial.warmup_steps=0"])

@@ -54,7 +54,7 @@ def _oobleck_parameters(channels: int, c_mults: list[int], strides: list[int], a
 
 @pytest.mark.parametrize(("name", "parameters", "hop", "bitrate"), [
     ("debug", 42_921, 64, None),
-    ("base", 508_369, 256, None),
+    ("base", 3_887_280, 256, None),
     ("seanet_fsq", 393_986, 320, 2 * math.log2(1000) * 50),
     ("encodec_rvq", 56_884_674, 640, 2_200.0),
 ])
