@@ -152,11 +152,10 @@ def test_clipping_applies_max_norm(dora_dir, monkeypatch):
     assert seen == [0.5] * 12
 
 
-@pytest.mark.parametrize("precision,dtype", [("bf16-mixed", torch.bfloat16),
-                                             ("16-mixed", torch.float16)])
-def test_mixed_precision_on_cpu(dora_dir, monkeypatch, precision, dtype):
+def _record_output_dtypes(monkeypatch) -> list[torch.dtype]:
+    """The dtype of the toy model's output at each training and valid step (autocast's)."""
     from tests.toy.solver import ToySolver
-    dtypes = []
+    dtypes: list[torch.dtype] = []
     original = ToySolver.run_step
 
     def spy(self, idx, batch, metrics):
@@ -164,6 +163,13 @@ def test_mixed_precision_on_cpu(dora_dir, monkeypatch, precision, dtype):
         return original(self, idx, batch, metrics)
 
     monkeypatch.setattr(ToySolver, "run_step", spy)
+    return dtypes
+
+
+@pytest.mark.parametrize("precision,dtype", [("bf16-mixed", torch.bfloat16),
+                                             ("16-mixed", torch.float16)])
+def test_mixed_precision_on_cpu(dora_dir, monkeypatch, precision, dtype):
+    dtypes = _record_output_dtypes(monkeypatch)
     solver = train("optim.epochs=1", f"precision={precision}")
     assert set(dtypes) == {dtype}
     assert torch.isfinite(torch.tensor(solver.history[-1]["valid"]["loss"]))
@@ -172,15 +178,7 @@ def test_mixed_precision_on_cpu(dora_dir, monkeypatch, precision, dtype):
 @pytest.mark.parametrize("bf16_hardware,dtype", [(True, torch.bfloat16), (False, torch.float32)])
 def test_auto_precision_follows_the_hardware(dora_dir, monkeypatch, bf16_hardware, dtype):
     from audiotools.solvers import base
-    from tests.toy.solver import ToySolver
-    dtypes = []
-    original = ToySolver.run_step
-
-    def spy(self, idx, batch, metrics):
-        dtypes.append(self.model(batch[0]).dtype)
-        return original(self, idx, batch, metrics)
-
-    monkeypatch.setattr(ToySolver, "run_step", spy)
+    dtypes = _record_output_dtypes(monkeypatch)
     monkeypatch.setattr(base, "computes_in_bf16", lambda device: bf16_hardware)
     solver = train("optim.epochs=1", "precision=auto")
     assert solver.precision == ("bf16-mixed" if bf16_hardware else "32")
