@@ -215,6 +215,7 @@ def test_field_errors_name_their_keys():
     oobleck = model_config("oobleck", "vae")
     oobleck["encoder"]["c_mults"] = [1, 2, 4]
     assert "one stride per channel multiplier" in _error(oobleck)
+    assert "model.patch_size = 0" in _error({**model_config("oobleck", "vae"), "patch_size": 0})
 
 
 def test_validation_does_not_touch_the_input():
