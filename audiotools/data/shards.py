@@ -14,6 +14,7 @@ across DDP ranks then DataLoader workers, and segments pass through a seeded shu
 from __future__ import annotations
 
 import io
+import itertools
 import json
 import logging
 import os
@@ -113,7 +114,9 @@ class ShardDataset(torch.utils.data.IterableDataset):
     random_segments: shards shuffled per epoch, `segments_per_file` random segments drawn from
         each file, mixed in a `shuffle_buffer`; each rank yields `num_samples / world` items per
         epoch, cycling over its shards when they run out.
-    otherwise: one pass, fixed segments of every file, in shard order (valid/evaluate/generate).
+    otherwise: one pass, fixed segments of every file, in shard order (valid/evaluate/generate);
+        with `num_samples`, the first `num_samples` of them (a stream cannot spread them over
+        the files as the files dataset does without reading it twice).
     """
 
     def __init__(self, shards: str | list[str], sample_rate: int, channels: int,
@@ -192,11 +195,11 @@ class ShardDataset(torch.utils.data.IterableDataset):
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
         rank, world, worker, workers = self._placement()
+        per_rank = None if self.num_samples is None else self.num_samples // world
+        quota = None if per_rank is None else per_rank // workers + (worker < per_rank % workers)
         if not self.random_segments:
-            yield from self._segments(self._my_shards(0), None)
+            yield from itertools.islice(self._segments(self._my_shards(0), None), quota)
             return
-        per_rank = self.num_samples // world
-        quota = per_rank // workers + (worker < per_rank % workers)
         rng = np.random.default_rng([self.seed, self.epoch, rank, worker])
         produced, cycle = 0, 0
         while produced < quota:

@@ -49,6 +49,15 @@ def test_fixed_pass_yields_the_same_items_as_the_segment_dataset(entries, tmp_pa
         assert torch.equal(a["padding_mask"], b["padding_mask"])
 
 
+def test_fixed_pass_keeps_num_samples(entries, tmp_path):
+    write_shards(entries, tmp_path / "shards", samples_per_shard=2)
+    every = list(ShardDataset(str(tmp_path / "shards"), 16000, 1, 1.0, random_segments=False))
+    first = ShardDataset(str(tmp_path / "shards"), 16000, 1, 1.0, random_segments=False,
+                         num_samples=3)
+    assert len(every) > 3 and len(first) == 3
+    assert [_key(i) for i in first] == [_key(i) for i in every[:3]]
+
+
 def test_random_stream_is_deterministic_per_epoch_and_split_over_workers(entries, tmp_path):
     write_shards(entries, tmp_path / "shards", samples_per_shard=1)
     dataset = ShardDataset(str(tmp_path / "shards"), 16000, 1, 1.0, num_samples=20,
