@@ -7,7 +7,9 @@ A family solver extends `SolverConfig` with its own sections (`model`, `dataset`
 """
 from __future__ import annotations
 
-from typing import Any, Literal
+import copy
+import re
+from typing import Any, Literal, get_args
 
 from omegaconf import DictConfig, OmegaConf
 from pydantic import (
@@ -27,12 +29,6 @@ class Section(BaseModel):
     silently beyond what YAML means (an int where a float is expected is fine)."""
 
     model_config = ConfigDict(extra="forbid", validate_default=True)
-
-
-class OpenSection(BaseModel):
-    """A section whose keys belong to a component (a model's architecture, say)."""
-
-    model_config = ConfigDict(extra="allow")
 
 
 class EMAConfig(Section):
@@ -136,6 +132,11 @@ class SolverConfig(Section):
     dora: dict[str, Any] = {}
     slurm: dict[str, Any] = {}
 
+    def work_after_training(self) -> bool:
+        """Whether a run whose epochs are all done still has work (an upload, say): if not,
+        rerunning a finished XP stops before the solver is built."""
+        return False
+
     @field_validator("precision", mode="before")
     @classmethod
     def _precision_as_text(cls, value: Any) -> Any:
@@ -146,16 +147,31 @@ class SolverConfig(Section):
     def _warmup_fits(self) -> SolverConfig:
         if self.schedule.name == "linear_warmup" and self.schedule.warmup_steps == 0:
             raise ValueError("schedule.name=linear_warmup needs schedule.warmup_steps >= 1")
+        if self.schedule.name == "plateau" and self.schedule.warmup_steps:
+            # ReduceLROnPlateau steps once per valid stage: a warm-up would be dropped silently.
+            raise ValueError(f"schedule.warmup_steps={self.schedule.warmup_steps} has no effect "
+                             "with schedule.name=plateau (it steps once per valid stage); "
+                             "set schedule.warmup_steps=0")
         return self
 
 
+# A key a rule's message names: `dataset.sample_rate` (a dotted path), or `latent_dim=` (a key of
+# the section the rule belongs to, followed by its value).
+_NAMED_KEY = re.compile(r"(?<![\w.])([A-Za-z_]\w*(?:\.[A-Za-z_]\w*)+|[A-Za-z_]\w*(?==))")
+
+
+def _path(loc: tuple[Any, ...]) -> tuple[Any, ...]:
+    """`loc` without pydantic's validator tags (`function-after[...]`)."""
+    return tuple(part for part in loc if not str(part).startswith("function-"))
+
+
 def _format_location(loc: tuple[Any, ...]) -> str:
-    return ".".join(str(part) for part in loc if not str(part).startswith("function-"))
+    return ".".join(str(part) for part in _path(loc))
 
 
 def _lookup(container: Any, loc: tuple[Any, ...]) -> Any:
     value = container
-    for part in loc:
+    for part in _path(loc):
         try:
             value = value[part]
         except (KeyError, IndexError, TypeError):
@@ -163,41 +179,133 @@ def _lookup(container: Any, loc: tuple[Any, ...]) -> Any:
     return value
 
 
+def _is_rule(item: Any, container: dict[str, Any]) -> bool:
+    """A fault of a whole section (a rule across its keys), not of one value."""
+    return item["type"] == "value_error" and isinstance(_lookup(container, item["loc"]), dict)
+
+
+def _models_in(annotation: Any) -> list[type[BaseModel]]:
+    """The sections an annotation allows: `X`, `X | None`, `X | Y`, `Annotated[X, ...]`."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return [annotation]
+    return [model for arg in get_args(annotation) for model in _models_in(arg)]
+
+
+def _sections_at(schema: type[BaseModel], loc: tuple[Any, ...],
+                 container: Any) -> list[type[BaseModel]]:
+    """The schema(s) of the section at `loc`; for a union (`model.encoder`), the member its
+    `type:` value in the config names, else every member."""
+    models: list[type[BaseModel]] = [schema]
+    value = container
+    for part in _path(loc):
+        value = value.get(part) if isinstance(value, dict) else None
+        models = [found for model in models if str(part) in model.model_fields
+                  for found in _models_in(model.model_fields[str(part)].annotation)]
+        kind = value.get("type") if isinstance(value, dict) else None
+        typed = [model for model in models if "type" in model.model_fields
+                 and model.model_fields["type"].default == kind]
+        models = typed or models
+    return models
+
+
+def _allowed_keys(schema: type[BaseModel], loc: tuple[Any, ...],
+                  container: Any = None) -> list[str]:
+    """The field names of the (sub)section at `loc`, to suggest what a typo meant; a split
+    (`dataset.valid`) or a typed part (`model.encoder`) lists its own."""
+    return sorted({name for model in _sections_at(schema, loc, container)
+                   for name in model.model_fields})
+
+
+def _rule_keys(message: str, loc: tuple[Any, ...], schema: type[BaseModel],
+               container: dict[str, Any]) -> list[str]:
+    """The keys a rule's message names that exist in the schema, as full paths."""
+    section = _path(loc)
+    keys: list[str] = []
+    for name in _NAMED_KEY.findall(message):
+        for candidate in (tuple(name.split(".")), (*section, *name.split("."))):
+            *parent, leaf = candidate
+            if leaf in _allowed_keys(schema, tuple(parent), container):
+                key = ".".join(map(str, candidate))
+                if key not in keys:
+                    keys.append(key)
+                break
+    return keys
+
+
+def _describe(item: Any, container: dict[str, Any], schema: type[BaseModel]) -> str:
+    """One line for one fault: the key (for a rule, the keys it names), what is wrong."""
+    key = _format_location(item["loc"])
+    if item["type"] == "extra_forbidden":
+        section = _format_location(item["loc"][:-1])
+        allowed = _allowed_keys(schema, item["loc"][:-1], container)
+        where = f"section '{section}'" if section else "the root config"
+        hint = f" Valid keys: {', '.join(allowed)}." if allowed else ""
+        return f"  {key}: unknown key in {where}.{hint}"
+    if item["type"] == "missing":
+        return f"  {key}: missing mandatory value."
+    if _is_rule(item, container):
+        message = item["msg"].removeprefix("Value error, ")
+        label = ", ".join(_rule_keys(message, item["loc"], schema, container)) or key or "config"
+        return f"  {label}: {message}."
+    return f"  {key} = {_lookup(container, item['loc'])!r}: {item['msg']}."
+
+
+def _without(container: dict[str, Any], locs: list[tuple[Any, ...]]) -> dict[str, Any]:
+    """A copy of `container` without the keys at `locs` (the deepest mapping key of each, so
+    a bad list element drops its list), which the schema's defaults then fill."""
+    pruned = copy.deepcopy(container)
+    for loc in locs:
+        parent: Any = None
+        node: Any = pruned
+        last: Any = None
+        for part in _path(loc):
+            if not (isinstance(node, dict) and part in node):
+                break
+            parent, last, node = node, part, node[part]
+        if parent is not None:
+            del parent[last]
+    return pruned
+
+
+def _rules_behind(error: ValidationError, container: dict[str, Any],
+                  schema: type[BaseModel]) -> list[Any]:
+    """Rule faults that the single-key faults kept from running.
+
+    pydantic checks a section's rules only once its keys are valid, so a bad value elsewhere
+    would hide a rule until the next run. Validating again with the faulty keys left to their
+    defaults runs those rules; a rule that names a faulty key is dropped (it judged the
+    default, not the user's value)."""
+    faulty = [_path(item["loc"]) for item in error.errors() if not _is_rule(item, container)]
+    if not faulty:
+        return []
+    repaired = _without(container, faulty)
+    try:
+        schema.model_validate(repaired)
+    except ValidationError as second:
+        faulty_keys = [".".join(map(str, loc)) for loc in faulty]
+        found = []
+        for item in second.errors():
+            if not _is_rule(item, repaired):
+                continue
+            message = item["msg"].removeprefix("Value error, ")
+            named = _rule_keys(message, item["loc"], schema, repaired)
+            if not any(key == bad or key.startswith(f"{bad}.") or bad.startswith(f"{key}.")
+                       for key in named for bad in faulty_keys):
+                found.append(item)
+        return found
+    return []
+
+
 def format_validation_error(error: ValidationError, container: dict[str, Any],
                             schema: type[BaseModel]) -> str:
-    """One message listing every invalid key with its value and what is allowed."""
+    """One message listing every invalid key with its value and what is allowed, and every
+    rule across keys that fails, labelled with the keys it names."""
     lines = ["Invalid configuration:"]
-    for item in error.errors():
-        key = _format_location(item["loc"]) or "<root>"
-        if item["type"] == "extra_forbidden":
-            section = _format_location(item["loc"][:-1])
-            model_fields = _allowed_keys(schema, item["loc"][:-1])
-            where = f"section '{section}'" if section else "the root config"
-            hint = f" Valid keys: {', '.join(model_fields)}." if model_fields else ""
-            lines.append(f"  {key}: unknown key in {where}.{hint}")
-        elif item["type"] == "missing":
-            lines.append(f"  {key}: missing mandatory value.")
-        else:
-            value = _lookup(container, item["loc"])
-            if isinstance(value, dict):  # a rule across keys of a section: the rule says it
-                message = item["msg"].removeprefix("Value error, ")
-                lines.append(f"  {key}: {message}.")
-            else:
-                lines.append(f"  {key} = {value!r}: {item['msg']}.")
+    for item in [*error.errors(), *_rules_behind(error, container, schema)]:
+        line = _describe(item, container, schema)
+        if line not in lines:
+            lines.append(line)
     return "\n".join(lines)
-
-
-def _allowed_keys(schema: type[BaseModel], loc: tuple[Any, ...]) -> list[str]:
-    """The field names of the (sub)section at `loc`, to suggest what a typo meant."""
-    model: Any = schema
-    for part in loc:
-        field = model.model_fields.get(str(part)) if isinstance(model, type) else None
-        if field is None:
-            return []
-        model = field.annotation
-    if isinstance(model, type) and issubclass(model, BaseModel):
-        return sorted(model.model_fields)
-    return []
 
 
 def to_container(cfg: DictConfig | dict[str, Any]) -> dict[str, Any]:
@@ -222,3 +330,29 @@ def validate(cfg: DictConfig | dict[str, Any], schema: type[SolverConfig]) -> So
         return schema.model_validate(container)
     except ValidationError as error:
         raise ConfigError(format_validation_error(error, container, schema)) from None
+
+
+def validate_section(section: Any, schema: type[BaseModel], key: str) -> BaseModel:
+    """One section (an export's `model:`, say) checked on its own; faults are named
+    `<key>.<field>` as they would be in a whole config."""
+    from pydantic import create_model
+    if isinstance(section, schema):
+        return section
+    if isinstance(section, DictConfig):
+        section = OmegaConf.to_container(section, resolve=True)
+    wrapper = create_model(f"{schema.__name__}Section", __base__=Section,
+                           **{key: (schema, ...)})
+    container = {key: section.model_dump() if isinstance(section, BaseModel) else section}
+    try:
+        return getattr(wrapper.model_validate(container), key)
+    except ValidationError as error:
+        raise ConfigError(format_validation_error(error, container, wrapper)) from None
+
+
+def missing_value_message(key: str) -> str:
+    """What to do about a mandatory key left unset (`solver` lists the recipes)."""
+    from .environment import available_recipes
+    hint = f"set it on the command line, e.g. {key}=..."
+    if key == "solver":
+        hint = f"choose a recipe with solver=<recipe>, one of: {', '.join(available_recipes())}"
+    return f"Invalid configuration:\n  {key}: missing mandatory value; {hint}."

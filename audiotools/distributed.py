@@ -4,9 +4,15 @@ Dora (or torchrun, or submitit on SLURM) sets RANK/WORLD_SIZE; this module only 
 """
 from __future__ import annotations
 
+import argparse
+import contextlib
+import io
 import logging
 import os
 import random
+import sys
+from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -42,6 +48,44 @@ def set_num_threads(num_threads: int | None, spec: DistribSpec) -> None:
             num_threads = max(1, len(os.sched_getaffinity(0)) // local)
     if num_threads is not None:
         torch.set_num_threads(num_threads)
+
+
+def _dora_run_args(argv: Sequence[str]) -> argparse.Namespace | None:
+    """The arguments of `dora run ...` when `argv` is that command line (the parent of the
+    DDP workers, or a single run), else None (`dora grid`/`info` on a login node, a SLURM
+    task, `audiotools ...`, pytest)."""
+    if not argv or not (Path(argv[0]).name == "dora" or argv[0].endswith("dora/__main__.py")):
+        return None
+    if "run" not in argv[1:]:  # e.g. inside `dora run`, which leaves only the overrides
+        return None
+    from dora.__main__ import get_parser
+    try:
+        with contextlib.redirect_stderr(io.StringIO()):  # argparse would print its usage
+            args, _ = get_parser().parse_known_args(list(argv[1:]))
+    except SystemExit:  # not a command line dora itself would accept
+        return None
+    return args if args.command == "run" else None
+
+
+def check_launch(cfg: Any, argv: Sequence[str] | None = None) -> None:
+    """Refuse, before Dora creates the XP folder, a `dora run` that cannot start here: the
+    error is printed once and nothing is left behind. Only `dora run` is checked: `dora grid`
+    prepares XPs on a login node for GPU jobs elsewhere."""
+    args = _dora_run_args(sys.argv if argv is None else argv)
+    if args is None:
+        return
+    if cfg.device == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("device=cuda but no CUDA device is visible here; use device=cpu, or "
+                          "device=auto (cuda when there is one). docs/installation.md says "
+                          "which NVIDIA driver the installed torch needs.")
+    if args.ddp and not args.ddp_workers and "RANK" not in os.environ \
+            and torch.cuda.device_count() == 0:
+        raise ConfigError("`dora run -d` starts one process per GPU and this machine has none: "
+                          "give the number of CPU processes (gloo), e.g. "
+                          "`dora run -d --ddp_workers 2 ...`.")
+    if cfg.logging.wandb.mode == "online":
+        from .solvers.loggers import check_wandb_login
+        check_wandb_login(cfg.logging.wandb.mode)
 
 
 def resolve_device(device: str) -> torch.device:

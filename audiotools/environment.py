@@ -33,6 +33,19 @@ def config_dirs() -> list[Path]:
     return dirs
 
 
+def available_recipes() -> list[str]:
+    """Recipe names usable as `solver=<name>` (config/solver/<family>/<recipe>.yaml).
+
+    A family's `default.yaml` is the base its recipes start from, not a run of its own (it
+    names no data or leaves mandatory keys unset), so it is not offered."""
+    names = set()
+    for config_dir in config_dirs():
+        root = config_dir / "solver"
+        names.update(str(p.relative_to(root).with_suffix("")) for p in root.glob("*/*.yaml")
+                     if p.stem != "default")
+    return sorted(names)
+
+
 def team_name() -> str:
     return os.environ.get("AUDIOTOOLS_TEAM", "default")
 
@@ -70,15 +83,21 @@ def _absolute(path: str | os.PathLike) -> Path:
 
 
 def dora_dir() -> Path:
-    """Where XPs live: AUDIOTOOLS_DORA_DIR, else the team's `dora_dir`, else ./outputs."""
-    value = os.environ.get("AUDIOTOOLS_DORA_DIR") or team_settings().get("dora_dir") or "outputs"
+    """Where XPs live: AUDIOTOOLS_DORA_DIR, else the team's `dora_dir`, else ./outputs.
+
+    The team file is read even when the variable is set, so that a misspelt AUDIOTOOLS_TEAM
+    is an error here rather than a cluster's SLURM settings silently missing later."""
+    settings = team_settings()
+    value = os.environ.get("AUDIOTOOLS_DORA_DIR") or settings.get("dora_dir") or "outputs"
     return _absolute(value)
 
 
 def reference_dir() -> Path:
-    """Root of shared reference data: AUDIOTOOLS_REFERENCE_DIR, else the team's `reference_dir`."""
+    """Root of shared reference data: AUDIOTOOLS_REFERENCE_DIR, else the team's `reference_dir`
+    (the team file is read either way, as for `dora_dir`)."""
+    settings = team_settings()
     value = (os.environ.get("AUDIOTOOLS_REFERENCE_DIR")
-             or team_settings().get("reference_dir") or "reference")
+             or settings.get("reference_dir") or "reference")
     return _absolute(value)
 
 

@@ -4,14 +4,16 @@ validate the composed config -> seed (offset by rank) -> threads -> distributed 
 """
 from __future__ import annotations
 
+import json
 import logging
 import os
 import re
 import sys
 from collections.abc import Sequence
 from types import TracebackType
+from typing import TYPE_CHECKING
 
-from dora import XP
+from dora import XP, get_xp
 from dora.conf import SlurmConfig
 from dora.distrib import get_distrib_spec
 from dora.hydra import HydraMain
@@ -19,8 +21,12 @@ from hydra.errors import HydraException
 from omegaconf import DictConfig
 from omegaconf.errors import MissingMandatoryValue, OmegaConfBaseException
 
-from . import environment
+from . import environment, logs
 from .errors import AudiotoolsError, ConfigError
+from .io.checkpoint import LATEST
+
+if TYPE_CHECKING:
+    from .config import SolverConfig
 
 logger = logging.getLogger(__name__)
 
@@ -50,7 +56,9 @@ class AudiotoolsMain(HydraMain):
     """
 
     def get_xp(self, argv: Sequence[str]) -> XP:
-        from .solvers.builders import missing_value_message, validate_config
+        from . import distributed
+        from .config import missing_value_message
+        from .families import validate_config
         try:
             xp = super().get_xp(argv)
         except MissingMandatoryValue as error:
@@ -58,6 +66,7 @@ class AudiotoolsMain(HydraMain):
         except (HydraException, OmegaConfBaseException) as error:
             raise ConfigError(_explain_composition_error(error, argv)) from None
         validate_config(xp.cfg)
+        distributed.check_launch(xp.cfg)
         return xp
 
     def get_slurm_config(self) -> SlurmConfig:
@@ -71,7 +80,7 @@ def _explain_composition_error(error: Exception, argv: Sequence[str]) -> str:
     message = str(error).strip()
     missing = re.search(r"Could not find '(solver/[^']+)'", message)
     if missing:
-        from .solvers.builders import available_recipes
+        from .environment import available_recipes
         recipe = missing.group(1).removeprefix("solver/")
         return (f"solver={recipe}: no such recipe (config/solver/{recipe}.yaml). "
                 f"Available recipes: {', '.join(available_recipes())}.")
@@ -95,13 +104,30 @@ def train(cfg: DictConfig) -> None:
     """One XP in this process, as `dora run`, each DDP rank, a SLURM task and `audiotools grid`
     run it: validate, seed (offset by rank), threads, distributed init, the solver."""
     from . import distributed
-    from .solvers.builders import get_solver, validate_config
+    from .families import build_solver, validate_config
     settings = validate_config(cfg)
     spec = get_distrib_spec()
+    if _finished(settings):
+        logs.setup_logging(get_xp().folder, spec.rank, settings.logging.level)
+        logger.info("All %d epochs are done; nothing to run.", settings.optim.epochs)
+        return
+    from .solvers.loggers import check_wandb_login
+    check_wandb_login(settings.logging.wandb.mode)  # before any work, on every launch path
     distributed.seed_everything(settings.seed + spec.rank)
     distributed.set_num_threads(settings.num_threads, spec)
     distributed.init(settings.device)
-    get_solver(cfg).run()
+    build_solver(cfg).run()
+
+
+def _finished(settings: SolverConfig) -> bool:
+    """Whether this XP's epochs are all done, read from its folder before the training stack
+    is imported: rerunning a finished XP then costs little more than Dora's own start-up.
+    (An early-stopped XP is recognised by the solver, which knows its best metric.)"""
+    folder = get_xp().folder
+    history = folder / "history.json"
+    if settings.work_after_training() or not (folder / LATEST).exists() or not history.exists():
+        return False
+    return len(json.loads(history.read_text())) >= settings.optim.epochs
 
 
 @_decorate
@@ -109,6 +135,9 @@ def main(cfg: DictConfig) -> None:
     try:
         train(cfg)
     except AudiotoolsError as error:
-        logger.error("%s", error)
-        print(f"error: {error}", file=sys.stderr)
+        if any(getattr(handler, "stream", None) is sys.stderr
+               for handler in logging.getLogger().handlers):
+            logger.error("%s", error)  # the console and solver.log.0 both get it
+        else:
+            print(f"error: {error}", file=sys.stderr)
         sys.exit(1)

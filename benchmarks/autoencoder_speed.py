@@ -31,10 +31,10 @@ from typing import Any
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
+from audiotools import families
 from audiotools.data.audio import audio_read
 from audiotools.data.manifest import read_manifest
 from audiotools.environment import resolve_path
-from audiotools.solvers.builders import get_solver
 
 
 def matmul_peak(dtype: torch.dtype, n: int = 2048, repeats: int = 10) -> float:
@@ -49,14 +49,14 @@ def matmul_peak(dtype: torch.dtype, n: int = 2048, repeats: int = 10) -> float:
     return 2 * n ** 3 / min(times)
 
 
-def build_solver(root: Path, overrides: list[str]) -> Any:
+def base_solver(root: Path, overrides: list[str]) -> Any:
     from audiotools.train import main
     main.dora.dir = root / "dora"
     xp = main.get_xp(["solver=autoencoder/base", *overrides])
     main.init_xp(xp)
     torch.manual_seed(0)
     with xp.enter():
-        solver = get_solver(xp.cfg)
+        solver = families.build_solver(xp.cfg)
     for handler in logging.getLogger().handlers:
         if type(handler) is logging.StreamHandler:
             handler.setLevel(logging.WARNING)
@@ -152,7 +152,7 @@ def main() -> None:
         root = Path(tmp)
         results = {}
         for precision, dtype in dtypes.items():
-            xp, solver = build_solver(root, [f"precision={precision}",
+            xp, solver = base_solver(root, [f"precision={precision}",
                                              "adversarial.warmup_steps=0"])
             with xp.enter():
                 loader = solver.loaders["train"]
@@ -180,7 +180,7 @@ def main() -> None:
                   f"{100 * max(fractions):.1f}%)")
         print(f"bf16-mixed / fp32 step time: {results['bf16-mixed'] / results['32']:.2f}x")
 
-        xp, solver = build_solver(root, ["precision=32", "adversarial.warmup_steps=0"])
+        xp, solver = base_solver(root, ["precision=32", "adversarial.warmup_steps=0"])
         with xp.enter():
             waited, epoch = data_wait(solver)
             rtf = real_time_factor(solver.model)

@@ -67,8 +67,8 @@ from torch.utils.data import DataLoader
 
 from audiotools import distributed
 from audiotools.data.features import FeatureArrays, split_by_fold
+from audiotools.families import validate_config
 from audiotools.models.cnn import AudioCNN
-from audiotools.solvers.builders import validate_config
 from audiotools.solvers.classifier import ClassifierSolver, load_arrays
 
 RECIPE = "classifier/digits"

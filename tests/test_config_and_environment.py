@@ -6,7 +6,7 @@ import pytest
 from audiotools import environment
 from audiotools.config import SolverConfig, validate
 from audiotools.errors import ConfigError
-from audiotools.solvers.builders import solver_class
+from audiotools.families import solver_class
 from tests.solvers.helpers import make_xp
 
 
@@ -94,3 +94,67 @@ def test_team_file_sets_dirs_and_slurm(monkeypatch, tmp_path):
     with pytest.raises(ConfigError, match="Known teams: lab"):
         environment.dora_dir()
     environment._team_settings.cache_clear()
+
+
+def test_unknown_team_is_an_error_even_with_the_dirs_set_by_the_environment(monkeypatch,
+                                                                             tmp_path):
+    """AUDIOTOOLS_DORA_DIR / AUDIOTOOLS_REFERENCE_DIR override the team file's paths, but a
+    misspelt team must not pass silently: its SLURM settings would be missing."""
+    monkeypatch.setenv("AUDIOTOOLS_DORA_DIR", str(tmp_path / "xps"))
+    monkeypatch.setenv("AUDIOTOOLS_REFERENCE_DIR", str(tmp_path / "refs"))
+    monkeypatch.setenv("AUDIOTOOLS_TEAM", "nope")
+    environment._team_settings.cache_clear()
+    for resolve in (environment.dora_dir, environment.reference_dir):
+        with pytest.raises(ConfigError, match="AUDIOTOOLS_TEAM='nope'.*Known teams: .*default"):
+            resolve()
+    monkeypatch.delenv("AUDIOTOOLS_TEAM")
+    assert environment.dora_dir() == tmp_path / "xps"
+
+
+def test_recipe_list_leaves_out_the_family_bases(dora_dir):
+    recipes = environment.available_recipes()
+    assert "classifier/digits" in recipes and "autoencoder/base" in recipes
+    assert not [name for name in recipes if name.endswith("/default")]
+
+
+def test_rules_across_keys_come_with_the_single_key_faults_and_name_their_keys():
+    """A rule pydantic skips while a value is bad is still reported in the same message,
+    labelled with the keys it concerns (not `<root>`)."""
+    with pytest.raises(ConfigError) as error:
+        validate(_base(optim={"lr": -1}, schedule={"name": "linear_warmup"}), SolverConfig)
+    lines = str(error.value).splitlines()
+    assert lines[1] == "  optim.lr = -1: Input should be greater than 0."
+    assert lines[2].startswith("  schedule.name, schedule.warmup_steps: schedule.name="
+                               "linear_warmup needs")
+    # A rule that names a faulty key judged its default, not the user's value: left out.
+    with pytest.raises(ConfigError) as error:
+        validate(_base(schedule={"name": "linear_warmup", "warmup_steps": -1}), SolverConfig)
+    assert str(error.value).splitlines()[1:] == [
+        "  schedule.warmup_steps = -1: Input should be greater than or equal to 0."]
+
+
+def test_family_rule_and_single_key_fault_in_one_run(dora_dir):
+    from audiotools.train import main
+    with pytest.raises(ConfigError) as error:
+        main.get_xp(["solver=autoencoder/debug", "dataset.sample_rate=44100", "optim.lr=-1"])
+    message = str(error.value)
+    assert "optim.lr = -1" in message
+    assert "  dataset.sample_rate, model.sample_rate: dataset.sample_rate=44100" in message
+    assert "<root>" not in message
+
+
+@pytest.mark.parametrize("override,section,keys", [
+    ("+dataset.valid.foo=1", "dataset.valid", "channels, manifest, min_segment_ratio"),
+    ("+model.encoder.foo=1", "model.encoder", "c_mults, channels, latent_dim, strides"),
+])
+def test_unknown_key_of_a_split_or_typed_part_lists_its_keys(dora_dir, override, section, keys):
+    from audiotools.train import main
+    with pytest.raises(ConfigError) as error:
+        main.get_xp(["solver=autoencoder/debug", override])
+    assert f"unknown key in section '{section}'. Valid keys: {keys}" in str(error.value)
+
+
+def test_plateau_refuses_a_warmup_it_would_ignore():
+    with pytest.raises(ConfigError, match="schedule.warmup_steps=5 has no effect with "
+                                          "schedule.name=plateau"):
+        validate(_base(schedule={"name": "plateau", "warmup_steps": 5}), SolverConfig)

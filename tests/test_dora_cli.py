@@ -27,9 +27,14 @@ def test_run_resume_info_and_clear(dora_dir):
     assert "Valid Summary | Epoch 3" in first.stderr
     [folder] = _xp_folders(dora_dir)
     sig = folder.name
+    checkpoint_written = (folder / "checkpoint.th").stat().st_mtime_ns
     again = dora_command("run", "solver=toy/debug")
     assert "All 3 epochs are done" in again.stderr
-    assert "Train Summary" not in again.stderr
+    # Recognised from the XP folder before the solver (and the training stack) is built.
+    assert "Train Summary" not in again.stderr and "Model model:" not in again.stderr
+    assert (folder / "checkpoint.th").stat().st_mtime_ns == checkpoint_written
+    more = dora_command("run", "solver=toy/debug", "optim.epochs=4")  # another XP
+    assert "Train Summary | Epoch 4" in more.stderr
 
     info = dora_command("info", "-f", sig)
     assert str(folder) in info.stdout + info.stderr
@@ -41,7 +46,7 @@ def test_run_resume_info_and_clear(dora_dir):
     assert "Train Summary | Epoch 1" in cleared.stderr
 
     other = dora_command("run", "solver=toy/debug", "optim.lr=0.02", "optim.epochs=1")
-    assert len(_xp_folders(dora_dir)) == 3
+    assert len(_xp_folders(dora_dir)) == 4
     assert "Train Summary | Epoch 1" in other.stderr
 
 

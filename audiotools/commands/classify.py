@@ -11,19 +11,20 @@ HELP = "Predict the class of audio files with an exported classifier."
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("model", type=Path, help="exported classifier (.safetensors)")
+    parser.add_argument("model", help="exported classifier (.safetensors), XP signature or "
+                                      "//sig/SIG")
     parser.add_argument("files", type=Path, nargs="+", help="audio files (any rate, channels)")
     parser.add_argument("--top", type=int, default=1, help="print the K most likely classes")
 
 
 def run(args: argparse.Namespace) -> int:
     from ..errors import AudiotoolsError
-    from ..inference.classifier import ExportedClassifier
-    classifier = ExportedClassifier.load(args.model)
+    from ..io.loading import load_pipeline
+    classifier = load_pipeline(args.model, family="classifier")
     failures = 0
     for path in args.files:
         try:
-            ranking = classifier.predict_file(path)
+            ranking = classifier.classify_file(path)
         except AudiotoolsError as error:
             print(f"{path}\terror: {error}", file=sys.stderr)
             failures += 1

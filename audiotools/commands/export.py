@@ -4,8 +4,6 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ..export import export_checkpoint
-
 NAME = "export"
 HELP = "Export an XP's best weights as safetensors with its config in the metadata."
 
@@ -16,6 +14,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..io.export import export_checkpoint
     path = export_checkpoint(args.source, args.out)
     print(f"Exported {args.source} to {path}")
     return 0

@@ -3,10 +3,6 @@ from __future__ import annotations
 
 import argparse
 
-from ..data.manifest import rejection_report_path, scan_tree, write_manifest, write_rejections
-from ..environment import resolve_path
-from ..errors import ConfigError
-
 NAME = "manifest"
 HELP = ("Scan ROOT for audio files and write one JSON line per usable file; rejected files are "
         "reported with the reason (also saved beside OUT as .rejected.tsv).")
@@ -26,6 +22,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..data.manifest import rejection_report_path, scan_tree, write_manifest, write_rejections
+    from ..environment import resolve_path
+    from ..errors import ConfigError
     root, out = resolve_path(args.root), resolve_path(args.out)
     report = rejection_report_path(out)
     entries, rejections = scan_tree(root, args.workers, args.amplitude, args.min_frames,

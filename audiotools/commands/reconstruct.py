@@ -6,9 +6,6 @@ import argparse
 import time
 from pathlib import Path
 
-import torch
-
-from ..data.audio import audio_read, audio_write, convert_audio
 from ..errors import ConfigError
 
 NAME = "reconstruct"
@@ -34,28 +31,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import audiotools
-
-    from ..models.autoencoder import AudioAutoencoder
+    from ..data.audio import audio_read, audio_write
+    from ..io.loading import load_pipeline
     if args.output.exists() and not args.force:
         raise ConfigError(f"{args.output} exists; choose another path or pass --force.")
     if args.chunk_seconds < 0:
         raise ConfigError(f"--chunk-seconds={args.chunk_seconds} must be >= 0.")
-    model = audiotools.load(args.model, args.device, sat_model_config=args.sat_model_config)
-    if not isinstance(model, AudioAutoencoder):
-        raise ConfigError(f"{args.model} is not an autoencoder ({type(model).__name__}).")
-    wav, rate = audio_read(args.input)
-    audio = convert_audio(wav, rate, model.sample_rate, model.channels)
+    options = {"sat_model_config": args.sat_model_config} if args.sat_model_config else {}
+    autoencoder = load_pipeline(args.model, args.device, family="autoencoder", **options)
+    audio, rate = audio_read(args.input)
     start = time.perf_counter()
-    with torch.no_grad():
-        output = model.reconstruct(audio[None].to(args.device),
-                                   chunk_seconds=args.chunk_seconds or None)[0].cpu()
+    output, out_rate = autoencoder.reconstruct(audio, rate, args.chunk_seconds or None,
+                                               keep_format=not args.model_rate)
     elapsed = time.perf_counter() - start
-    if not args.model_rate:
-        output = convert_audio(output, model.sample_rate, rate, wav.shape[0])
-    out_rate = model.sample_rate if args.model_rate else rate
     audio_write(args.output, output, out_rate)
-    seconds = audio.shape[-1] / model.sample_rate
+    seconds = audio.shape[-1] / rate
     print(f"Reconstructed {args.input} ({seconds:.2f} s) to {args.output} in {elapsed:.2f} s "
           f"({seconds / max(elapsed, 1e-9):.1f}x real time).")
     return 0

@@ -42,7 +42,7 @@ def run(args: argparse.Namespace) -> int:
     stem = recipe.content_stem(name, texts)
     written = recipe.write(migration, args.config_dir, stem, args.manifest_dir, reuse=True)
     command.report(migration, written)
-    xp = main.get_xp([f"solver={recipe.FAMILY}/{stem}"])
+    xp = main.get_xp([f"solver={migration.family}/{stem}"])
     print(f"XP {xp.sig} in {xp.folder}", flush=True)
     run_xp(xp)
     return 0

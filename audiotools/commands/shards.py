@@ -3,13 +3,9 @@ from __future__ import annotations
 
 import argparse
 
-from ..data.manifest import read_manifest
-from ..data.shards import INDEX_NAME, write_shards
-from ..environment import resolve_path
-
 NAME = "shards"
 HELP = ("Write the files of MANIFEST (original bytes + their manifest entry as JSON) into "
-        f"OUTDIR/shard-NNNNNN.tar, with OUTDIR/{INDEX_NAME} listing them.")
+        "OUTDIR/shard-NNNNNN.tar, with an index (OUTDIR/index.json) listing them.")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -20,6 +16,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..data.manifest import read_manifest
+    from ..data.shards import write_shards
+    from ..environment import resolve_path
     entries = read_manifest(resolve_path(args.manifest))
     shards = write_shards(entries, resolve_path(args.outdir), args.samples_per_shard)
     print(f"{len(entries)} files in {len(shards)} shards → {resolve_path(args.outdir)}")

@@ -157,6 +157,15 @@ def file_features(path: str | Path, mel: MelSettings) -> np.ndarray:
     return _log_mel([_fit(wave, mel)], mel)[0]
 
 
+def audio_features(audio: torch.Tensor, sample_rate: int, mel: MelSettings) -> np.ndarray:
+    """(n_mels, num_frames) log-mel of a clip (channels, samples) at `sample_rate`, mixed to
+    mono and resampled as files are for training."""
+    wave = audio.float().mean(dim=0) if audio.dim() == 2 else audio.float()
+    if sample_rate != mel.sample_rate:
+        wave = _resampler(sample_rate, mel.sample_rate)(wave)
+    return _log_mel([_fit(wave, mel)], mel)[0]
+
+
 def _fit(wave: torch.Tensor, mel: MelSettings) -> torch.Tensor:
     """Crop from the start, or pad with silence at the end, to `mel.num_samples`."""
     return torch.nn.functional.pad(wave[:mel.num_samples],

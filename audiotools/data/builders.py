@@ -13,7 +13,7 @@ from omegaconf import DictConfig, OmegaConf
 from pydantic import Field
 from torch.utils.data import Dataset
 
-from ..config import Section
+from ..config import Section, validate_section
 from ..environment import resolve_path
 from ..errors import ConfigError
 from .manifest import read_manifest
@@ -21,7 +21,6 @@ from .segments import SegmentDataset
 from .shards import ShardDataset
 
 SPLITS = ("train", "valid", "evaluate", "generate")
-SOURCES = ("files", "shards")
 
 
 class SplitConfig(Section):
@@ -45,9 +44,15 @@ class SplitConfig(Section):
 
 class AudioDataConfig(SplitConfig):
     """The `dataset` section of audio solvers (config/dset/*.yaml), checked before any file
-    is read so a typo in a key is an error, not a silently ignored setting."""
+    is read so a typo in a key is an error, not a silently ignored setting. Its defaults are
+    the ones every split inherits unless it sets its own."""
 
     source: Literal["files", "shards"] = "files"
+    min_segment_ratio: float = Field(0.5, ge=0.0, le=1.0)
+    weighted: bool = False
+    return_info: bool = True
+    segments_per_file: int = Field(1, ge=1)
+    shuffle_buffer: int = Field(64, ge=1)
     batch_size: int = Field(16, ge=1)
     num_workers: int = Field(0, ge=0)
     train: SplitConfig | None = None
@@ -70,7 +75,8 @@ def _split_config(cfg: Mapping[str, Any], split: str) -> dict[str, Any] | None:
         return None
     merged = {k: v for k, v in cfg.items() if k not in SPLITS}
     merged.update(own)
-    merged.setdefault("random_segments", split == "train")
+    if merged.get("random_segments") is None:
+        merged["random_segments"] = split == "train"
     return merged
 
 
@@ -81,36 +87,38 @@ def _require(cfg: dict[str, Any], key: str, split: str) -> Any:
 
 
 def build_split(cfg: dict[str, Any], split: str, seed: int) -> Dataset:
-    source = cfg.get("source", "files")
+    """One split's dataset from its merged keys (the section's defaults filled in)."""
+    source = cfg["source"]
     common = dict(
         sample_rate=int(_require(cfg, "sample_rate", split)),
         channels=int(_require(cfg, "channels", split)),
         segment_duration=float(_require(cfg, "segment_duration", split)),
         seed=seed, random_segments=bool(cfg["random_segments"]),
         num_samples=cfg.get("num_samples"),
-        min_segment_ratio=float(cfg.get("min_segment_ratio", 0.5)),
-        return_info=bool(cfg.get("return_info", True)))
+        min_segment_ratio=float(cfg["min_segment_ratio"]),
+        return_info=bool(cfg["return_info"]))
     if source == "files":
         entries = read_manifest(resolve_data_path(_require(cfg, "manifest", split)))
-        return SegmentDataset(entries, weighted=bool(cfg.get("weighted", False)),
+        return SegmentDataset(entries, weighted=bool(cfg["weighted"]),
                               name=f"dataset.{split}", **common)
-    if source == "shards":
-        spec = _require(cfg, "shards", split)
-        urls = [resolve_data_path(s) for s in ([spec] if isinstance(spec, str) else spec)]
-        return ShardDataset(urls, segments_per_file=int(cfg.get("segments_per_file", 1)),
-                            shuffle_buffer=int(cfg.get("shuffle_buffer", 64)), **common)
-    raise ConfigError(f"dataset.{split}.source={source!r}; use one of {', '.join(SOURCES)}.")
+    spec = _require(cfg, "shards", split)  # source: shards (the schema allows no other)
+    urls = [resolve_data_path(s) for s in ([spec] if isinstance(spec, str) else spec)]
+    return ShardDataset(urls, segments_per_file=int(cfg["segments_per_file"]),
+                        shuffle_buffer=int(cfg["shuffle_buffer"]), **common)
 
 
 def build_audio_datasets(dataset_cfg: DictConfig | Mapping[str, Any] | AudioDataConfig,
                          seed: int) -> dict[str, Dataset]:
     """{split: dataset} for each split the config defines (train, valid, evaluate, generate)."""
-    if isinstance(dataset_cfg, AudioDataConfig):
-        cfg = dataset_cfg.model_dump(exclude_unset=True)
-    elif isinstance(dataset_cfg, DictConfig):
-        cfg = OmegaConf.to_container(dataset_cfg, resolve=True)
-    else:
-        cfg = dict(dataset_cfg)
+    if isinstance(dataset_cfg, DictConfig):
+        dataset_cfg = OmegaConf.to_container(dataset_cfg, resolve=True)  # type: ignore
+    settings = validate_section(dataset_cfg, AudioDataConfig, "dataset")
+    # The section with its defaults; a split keeps only what it sets (null included).
+    cfg = settings.model_dump(exclude=set(SPLITS))
+    for split in SPLITS:
+        own = getattr(settings, split)
+        if own is not None:
+            cfg[split] = own.model_dump(exclude_unset=True)
     datasets = {}
     for split in SPLITS:
         split_cfg = _split_config(cfg, split)

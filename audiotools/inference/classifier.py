@@ -1,4 +1,5 @@
-"""An exported AudioCNN with what it needs to classify a file: class names and feature settings."""
+"""The classifier family's pipeline: class probabilities of a clip or a file, computed from
+the same log-mel features the model was trained on (their settings travel in the export)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -6,39 +7,44 @@ from pathlib import Path
 
 import torch
 
-from .. import export
-from ..data.audio_folder import MelSettings, file_features
+from ..data.audio_folder import MelSettings, audio_features, file_features
 from ..errors import CheckpointError
-from ..models.cnn import AudioCNN
+from ..io.export import Export
+
+Ranking = list[tuple[str, float]]
 
 
 @dataclass
-class ExportedClassifier:
-    model: AudioCNN
+class ClassifierPipeline:
+    model: torch.nn.Module
+    export: Export
     class_names: list[str]
     mel: MelSettings
 
     @classmethod
-    def load(cls, path: Path) -> ExportedClassifier:
-        weights, metadata = export.read(path)
-        info = metadata["info"]
-        if "class_names" not in info or "model_kwargs" not in info:
-            raise CheckpointError(f"{path} is not an exported classifier (no class names or "
-                                  "model arguments in its metadata).")
+    def from_model(cls, model: torch.nn.Module, export: Export) -> ClassifierPipeline:
+        info = export.info
+        if "class_names" not in info:
+            raise CheckpointError(f"{export.label} is not an exported classifier (no class "
+                                  "names in its metadata).")
         if "mel" not in info:
             raise CheckpointError(
-                f"{path} was trained on precomputed features: it has no feature settings to "
-                "turn audio files into features. Classify feature arrays with the model "
+                f"{export.label} was trained on precomputed features: it has no feature "
+                "settings to turn audio into features. Classify feature arrays with the model "
                 "instead, or train with dataset.source=audio_folder.")
-        model = AudioCNN(**info["model_kwargs"])
-        model.load_state_dict(weights["model"])
-        model.eval()
-        return cls(model, list(info["class_names"]), MelSettings(**info["mel"]))
+        return cls(model, export, list(info["class_names"]), MelSettings(**info["mel"]))
 
     @torch.no_grad()
-    def predict_file(self, path: Path) -> list[tuple[str, float]]:
-        """(class name, probability) pairs, most likely first."""
-        features = torch.from_numpy(file_features(path, self.mel))
-        probabilities = self.model(features[None]).softmax(dim=1)[0]
+    def _rank(self, features: torch.Tensor) -> Ranking:
+        device = next(self.model.parameters()).device
+        probabilities = self.model(features[None].to(device)).softmax(dim=1)[0].cpu()
         order = probabilities.argsort(descending=True)
         return [(self.class_names[int(i)], float(probabilities[i])) for i in order]
+
+    def classify(self, audio: torch.Tensor, sample_rate: int) -> Ranking:
+        """(class name, probability) pairs, most likely first, for a clip (channels, samples)
+        at `sample_rate`."""
+        return self._rank(torch.from_numpy(audio_features(audio, sample_rate, self.mel)))
+
+    def classify_file(self, path: str | Path) -> Ranking:
+        return self._rank(torch.from_numpy(file_features(path, self.mel)))

@@ -17,10 +17,37 @@ n_mels only: the model accepts any T of at least the product of the time pools.
 """
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import torch
+from pydantic import BaseModel, Field, model_validator
 from torch import nn
+
+from ..config import Section, validate_section
+from ..errors import ConfigError
+
+
+class CNNConfig(Section):
+    """AudioCNN architecture (config/model/cnn/*.yaml); null sizes come from the data."""
+
+    n_mels: int | None = Field(None, ge=1)
+    num_classes: int | None = Field(None, ge=2)
+    channels: list[int] = Field(default_factory=lambda: [32, 64, 128], min_length=1)
+    pools: list[tuple[int, int]] = Field(default_factory=lambda: [(2, 2), (2, 2), (2, 4)])
+    kernel_size: int = Field(3, ge=1)
+    dropout: float = Field(0.3, ge=0.0, lt=1.0)
+    conv1d_channels: int = Field(64, ge=1)
+    conv1d_kernel_size: int = Field(3, ge=1)
+    hidden_size: int = Field(128, ge=1)
+
+    @model_validator(mode="after")
+    def _one_pool_per_block(self) -> CNNConfig:
+        if len(self.pools) != len(self.channels):
+            raise ValueError(f"model.pools needs one (freq, time) pool per entry of "
+                             f"model.channels: {len(self.channels)} channels, "
+                             f"{len(self.pools)} pools")
+        return self
 
 
 def _encoder_block(in_channels: int, out_channels: int, kernel_size: int,
@@ -99,3 +126,13 @@ class AudioCNN(nn.Module):
         hidden = self.encoder(features.unsqueeze(1))  # (B, C, F', T')
         hidden = hidden.mean(dim=3)                   # (B, C, F')
         return self.head(self.freq_conv(hidden))
+
+
+def build_cnn(config: Mapping[str, Any] | BaseModel) -> AudioCNN:
+    """The AudioCNN of a `model:` section whose data sizes (n_mels, num_classes) are set, as
+    an export embeds it."""
+    model = validate_section(config, CNNConfig, "model")
+    if model.n_mels is None or model.num_classes is None:
+        raise ConfigError("model.n_mels and model.num_classes must be set to build the CNN "
+                         "(the classifier solver fills them from the data)")
+    return AudioCNN(**model.model_dump())

@@ -1,6 +1,24 @@
 """stable-audio-tools (SAT) compatibility: its training options, model and dataset configs, and
-checkpoints, converted to audiotools recipes and models (docs/stable_audio_tools.md)."""
-from .checkpoints import load_autoencoder, read_checkpoint, remove_weight_norm
-from .model import load_architecture
+checkpoints, converted to audiotools recipes and models (docs/stable_audio_tools.md).
 
-__all__ = ["load_architecture", "load_autoencoder", "read_checkpoint", "remove_weight_norm"]
+It plugs into audiotools (a foreign checkpoint format for loading, `migrate`/`train`); the
+core never imports it. Its public functions are imported on first use, so the commands that
+only parse SAT flags start fast."""
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_PUBLIC = {
+    "load_architecture": "model",
+    "load_autoencoder": "checkpoints",
+    "read_checkpoint": "checkpoints",
+    "remove_weight_norm": "checkpoints",
+}
+__all__ = sorted(_PUBLIC)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _PUBLIC:
+        return getattr(importlib.import_module(f"{__name__}.{_PUBLIC[name]}"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

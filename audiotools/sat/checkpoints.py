@@ -19,17 +19,19 @@ from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import torch
-from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file
 from torch import nn
 from torch.nn.utils import parametrize
 from torch.nn.utils.parametrizations import _WeightNorm
 
 from ..errors import CheckpointError
-from ..export import FORMAT as EXPORT_FORMAT
+from ..io.export import is_export
+
+if TYPE_CHECKING:
+    from ..models.autoencoder import AutoencoderConfig
 
 logger = logging.getLogger(__name__)
 
@@ -84,22 +86,13 @@ class LoadReport:
         return "; ".join(parts)
 
 
-def is_audiotools_export(path: Path) -> bool:
-    """Whether a .safetensors file is an audiotools export (its metadata says so)."""
-    try:
-        with safe_open(str(path), framework="pt") as handle:
-            return (handle.metadata() or {}).get("format") == EXPORT_FORMAT
-    except (SafetensorError, OSError) as error:
-        raise CheckpointError(f"Cannot read {path}: {error}.") from None
-
-
 def read_checkpoint(path: str | Path, prefer_ema: bool = True) -> SATCheckpoint:
     """The autoencoder weights of an SAT .ckpt / .safetensors (unwrapped or wrapped)."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{path} does not exist.")
     if path.suffix == ".safetensors":
-        if is_audiotools_export(path):
+        if is_export(path):
             raise CheckpointError(f"{path} is an audiotools export, not a stable-audio-tools "
                                   "checkpoint: use it as it is (no SAT model config needed).")
         return unwrap(load_file(str(path)), path, prefer_ema)
@@ -268,6 +261,16 @@ def load_autoencoder(checkpoint: str | Path, model_config: str | Path | Mapping[
                      prefer_ema: bool = True, device: str | torch.device = "cpu") -> nn.Module:
     """The audiotools autoencoder (eval mode) of an SAT checkpoint and its SAT model config
     (a JSON path or its content; optional when the checkpoint embeds it)."""
+    _, model = load_with_architecture(checkpoint, model_config, remove_norm, prefer_ema)
+    return model.to(device).eval()
+
+
+def load_with_architecture(checkpoint: str | Path,
+                           model_config: str | Path | Mapping[str, Any] | None = None,
+                           remove_norm: WeightNormRemoval | None = None,
+                           prefer_ema: bool = True) -> tuple[AutoencoderConfig, nn.Module]:
+    """The audiotools `model:` section an SAT checkpoint converts to, and the model built from
+    it with the checkpoint's weights loaded."""
     from ..models.autoencoder import build_autoencoder
     from .model import load_architecture
     found = read_checkpoint(checkpoint, prefer_ema)
@@ -276,6 +279,7 @@ def load_autoencoder(checkpoint: str | Path, model_config: str | Path | Mapping[
         raise CheckpointError(
             f"{checkpoint} does not embed its model config: give the stable-audio-tools model "
             "config JSON it was trained with (--sat-model-config / sat_model_config=).")
-    model = build_autoencoder(load_architecture(config))
+    architecture = load_architecture(config)
+    model = build_autoencoder(architecture)
     load_into(model, found, remove_norm)
-    return model.to(device).eval()
+    return architecture, model

@@ -1,15 +1,20 @@
 """What `audiotools migrate` and `audiotools train` share: SAT's flags plus audiotools' own,
-the conversion, and its report on the console."""
+the conversion, and its report on the console. Declaring the flags imports nothing heavy, so
+`--help` answers at once; the conversion is imported when it runs."""
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..environment import CONFIG_DIR
 from ..errors import ConfigError
 from . import options as sat_options
-from .migration import Migration, convert
-from .recipe import DEFAULT_MANIFEST_DIR, Written
+from .options import DEFAULT_MANIFEST_DIR
+
+if TYPE_CHECKING:
+    from .migration import Migration
+    from .recipe import Written
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -34,6 +39,7 @@ def convert_from_args(args: argparse.Namespace) -> tuple[Migration, str]:
         raise ConfigError(f"--epochs={args.epochs}: give at least 1.")
     if args.workers < 1:
         raise ConfigError(f"--workers={args.workers}: give at least 1.")
+    from .migration import convert
     options = sat_options.resolve(args)
     migration = convert(options, args.epochs, args.workers)
     return migration, options.name

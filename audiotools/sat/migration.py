@@ -7,19 +7,20 @@ the Notes of what does not carry over; `recipe.write` puts them in the config tr
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ..data.manifest import Rejection
 from ..errors import ConfigError
+from ..families import family_for_sat_model_type
 from .dataset import DataSource, read_source
 from .model import convert_architecture, ignored_keys, parse_model_config, read_json
 from .notes import Notes
 from .options import TrainingOptions
 from .training import convert_training
 
-FAMILY = "autoencoder"
 # Fixed segments of the training data used for valid/evaluate when SAT has no val set.
 VALID_ITEMS_FROM_TRAIN = 64
 GENERATE_ITEMS = 4
@@ -29,6 +30,7 @@ PRECISIONS = {"32": "32", "16": "16-mixed", "bf16": "bf16-mixed", "16-mixed": "1
 
 @dataclass
 class Migration:
+    family: str                 # the audiotools family (solver=<family>/<recipe>)
     solver: dict[str, Any]      # recipe keys (package _global_)
     model: dict[str, Any]       # the `model:` section
     dataset: dict[str, Any]     # the `dataset:` section (manifest paths filled by `recipe`)
@@ -68,7 +70,7 @@ def _run_keys(options: TrainingOptions, epochs: int, demo_every: int,
     """Solver keys from SAT's train.py options."""
     every = options.checkpoint_every
     keys: dict[str, Any] = {
-        "device": "auto", "seed": options.seed, "precision": PRECISIONS[options.precision],
+        "device": "auto", "seed": options.seed, "precision": _precision(options, notes),
         "optim": {"epochs": epochs, "updates_per_epoch": every,
                   "accumulation": options.accum_batches,
                   "max_norm": options.gradient_clip_val},
@@ -86,11 +88,39 @@ def _run_keys(options: TrainingOptions, epochs: int, demo_every: int,
         notes.difference(f"save_top_k={options.save_top_k}: the last {options.save_top_k} "
                          "epoch checkpoints are kept (the best weights are always kept)")
     if options.logger == "wandb":
-        keys["logging"] = {"wandb": {"mode": "online",
+        online = options.chosen("logger")
+        keys["logging"] = {"wandb": {"mode": "online" if online else "offline",
                                      "project": options.project or options.name}}
+        if not online:
+            notes.difference("logger=wandb is SAT's default: logging.wandb.mode=offline (the run "
+                             "is kept under <xp>/wandb, needs no account; `wandb sync` uploads "
+                             "it). --logger wandb logs online, after `wandb login`")
     notes.unsupported_if(options.logger == "comet", "logger=comet: audiotools logs to "
                          "TensorBoard and W&B (logging.wandb)")
     return keys
+
+
+def _precision(options: TrainingOptions, notes: Notes) -> str:
+    """The precision the user chose; SAT's untouched default (16-mixed, a GPU setting that a
+    CPU runs slowly) becomes `auto`: bf16-mixed where the device computes in bf16, else 32."""
+    if options.chosen("precision"):
+        return PRECISIONS[options.precision]
+    notes.difference(f"precision={options.precision} is SAT's default: precision=auto "
+                     "(bf16-mixed where the device computes in bf16, else 32); "
+                     f"--precision {options.precision} keeps it")
+    return "auto"
+
+
+def _loader_workers(options: TrainingOptions, notes: Notes) -> int:
+    """SAT's `num_workers`, capped at this machine's CPUs: more DataLoader workers than cores
+    compete with training (SAT's default is 6, whatever the machine)."""
+    cpus = len(os.sched_getaffinity(0))
+    if options.num_workers <= cpus:
+        return options.num_workers
+    notes.difference(f"num_workers={options.num_workers} is more than this machine's {cpus} "
+                     f"CPU(s): dataset.num_workers={cpus} (out of the XP signature: set "
+                     "dataset.num_workers=N on a machine with more cores)")
+    return cpus
 
 
 def _gpus(options: TrainingOptions) -> int:
@@ -233,12 +263,14 @@ def convert(options: TrainingOptions, epochs: int = 100, workers: int = 8) -> Mi
                             "val_dataset_config", notes, workers)
     dataset = _dataset(train, valid, config.sample_rate, channels,
                        config.sample_size / config.sample_rate,
-                       options.batch_size * _gpus(options), options.num_workers, notes)
+                       options.batch_size * _gpus(options), _loader_workers(options, notes),
+                       notes)
     manifests = {"train": train.entries} if train.kind == "files" else {}
     if valid is not None and valid.kind == "files":
         manifests["valid"] = valid.entries
     sources = [str(Path(path).expanduser().resolve()) for path in (
         model_path, options.dataset_config, options.val_dataset_config) if path]
     rejected = train.rejections + (valid.rejections if valid else [])
-    return Migration(solver, model.model_dump(mode="json"), dataset, manifests, notes, sources,
-                     rejected)
+    family = family_for_sat_model_type(config.model_type).name
+    return Migration(family, solver, model.model_dump(mode="json"), dataset, manifests, notes,
+                     sources, rejected)

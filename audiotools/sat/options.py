@@ -13,10 +13,20 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, NonNegativeInt, PositiveInt, ValidationError, field_validator
+from pydantic import (
+    Field,
+    NonNegativeInt,
+    PositiveInt,
+    PrivateAttr,
+    ValidationError,
+    field_validator,
+)
 
 from ..config import Section
 from ..errors import ConfigError
+
+# Where `migrate`/`train` write the manifests of audio_dir datasets (one folder per recipe).
+DEFAULT_MANIFEST_DIR = "//reference/sat"
 
 SECTION = "DEFAULTS"
 # How SAT writes an unset value, and the keys that may be unset.
@@ -58,6 +68,18 @@ class TrainingOptions(Section):
     remove_pretransform_weight_norm: Literal["pre_load", "post_load"] | None = Field(
         None, description="pre_load | post_load")
     logger: Literal["wandb", "comet"] | None = Field("wandb", description="wandb | comet | ''")
+
+    # Where each given key came from: `--flag` or the defaults.ini path (see `chosen`).
+    _sources: dict[str, str] = PrivateAttr(default_factory=dict)
+
+    def chosen(self, key: str) -> bool:
+        """Whether the user chose `key`: a flag, or a defaults.ini value that differs from
+        SAT's default (SAT's own defaults.ini repeats its defaults, which nobody chose)."""
+        source = self._sources.get(key)
+        if source is None:
+            return False
+        return source.startswith("--") or \
+            getattr(self, key) != type(self).model_fields[key].default
 
     @field_validator(*_OPTIONAL, mode="before")
     @classmethod
@@ -148,7 +170,7 @@ def resolve(args: argparse.Namespace) -> TrainingOptions:
 def validate(values: Mapping[str, Any], sources: Mapping[str, str]) -> TrainingOptions:
     """Typed options; one ConfigError naming each bad key, its value and where it came from."""
     try:
-        return TrainingOptions.model_validate(dict(values))
+        options = TrainingOptions.model_validate(dict(values))
     except ValidationError as error:
         lines = ["Invalid stable-audio-tools options:"]
         for item in error.errors():
@@ -160,3 +182,5 @@ def validate(values: Mapping[str, Any], sources: Mapping[str, str]) -> TrainingO
                 message = item["msg"].removeprefix("Value error, ")
                 lines.append(f"  {key} = {values.get(key)!r} ({where}): {message}.")
         raise ConfigError("\n".join(lines)) from None
+    options._sources = dict(sources)
+    return options

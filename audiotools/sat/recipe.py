@@ -18,9 +18,8 @@ import yaml
 from ..data.manifest import write_manifest
 from ..environment import config_dirs, resolve_path
 from ..errors import ConfigError
-from .migration import FAMILY, Migration
-
-DEFAULT_MANIFEST_DIR = "//reference/sat"
+from .migration import Migration
+from .options import DEFAULT_MANIFEST_DIR
 
 
 @dataclass
@@ -54,12 +53,13 @@ def render(migration: Migration, stem: str, manifest_dir: str) -> dict[str, str]
             section["manifest"] = _manifest_ref(manifest_dir, stem, section["manifest"])
     origin = ["Converted from stable-audio-tools by audiotools.sat "
               f"({', '.join(migration.sources)})."]
-    recipe = {"defaults": [f"/solver/{FAMILY}/default", {f"override /model/{FAMILY}": stem},
+    family = migration.family
+    recipe = {"defaults": [f"/solver/{family}/default", {f"override /model/{family}": stem},
                            {"override /dset": stem}, "_self_"],
-              "solver": FAMILY, **migration.solver}
+              "solver": family, **migration.solver}
     texts = {
         "solver": "# @package _global_\n" + _comment(
-            [*origin, f"Run: dora run solver={FAMILY}/{stem}", "", *migration.notes.lines()])
+            [*origin, f"Run: dora run solver={family}/{stem}", "", *migration.notes.lines()])
         + _dump(recipe),
         "model": "# @package model\n" + _comment(origin) + _dump(migration.model),
         "dset": "# @package dataset\n" + _comment(origin) + _dump(dataset)}
@@ -82,15 +82,15 @@ def slug(name: str) -> str:
     return text
 
 
-def config_paths(config_dir: Path, stem: str) -> dict[str, Path]:
-    return {"solver": config_dir / "solver" / FAMILY / f"{stem}.yaml",
-            "model": config_dir / "model" / FAMILY / f"{stem}.yaml",
+def config_paths(config_dir: Path, family: str, stem: str) -> dict[str, Path]:
+    return {"solver": config_dir / "solver" / family / f"{stem}.yaml",
+            "model": config_dir / "model" / family / f"{stem}.yaml",
             "dset": config_dir / "dset" / f"{stem}.yaml"}
 
 
-def dora_command(config_dir: Path, stem: str) -> str:
+def dora_command(config_dir: Path, family: str, stem: str) -> str:
     """The command that runs the recipe (with AUDIOTOOLS_CONFIG_PATH when Hydra needs it)."""
-    command = f"dora run solver={FAMILY}/{stem}"
+    command = f"dora run solver={family}/{stem}"
     if config_dir.resolve() not in [path.resolve() for path in config_dirs()]:
         command = f"AUDIOTOOLS_CONFIG_PATH=file://{config_dir.resolve()} {command}"
     return command
@@ -102,7 +102,7 @@ def write(migration: Migration, config_dir: Path, stem: str,
     """Write the recipe, model and dset files and the manifests. An existing config file is
     an error unless `force` (overwrite) or, with `reuse`, it holds exactly this content."""
     texts = texts or render(migration, stem, manifest_dir)
-    paths = config_paths(config_dir, stem)
+    paths = config_paths(config_dir, migration.family, stem)
     clashing = [str(path) for kind, path in paths.items() if path.exists()
                 and not (reuse and path.read_text(encoding="utf-8") == texts[kind])]
     if clashing and not force:
@@ -117,4 +117,4 @@ def write(migration: Migration, config_dir: Path, stem: str,
         tmp = path.with_name(f".{path.name}.tmp")
         tmp.write_text(texts[kind], encoding="utf-8")
         tmp.replace(path)
-    return Written(stem, files, dora_command(config_dir, stem))
+    return Written(stem, files, dora_command(config_dir, migration.family, stem))

@@ -12,137 +12,26 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import Iterator
-from typing import Any, Literal
+from typing import Any
 
 import torch
-from pydantic import Field, PositiveInt, field_validator, model_validator
 
 from .. import distributed
-from ..config import EveryConfig, Section, SolverConfig
 from ..data.audio import AudioFileError, audio_write
-from ..data.builders import AudioDataConfig, build_audio_datasets
+from ..data.builders import build_audio_datasets
 from ..data.segments import collate_segments
 from ..errors import ConfigError
-from ..losses.adversarial import GAN_KINDS, GANLoss, feature_matching_loss
+from ..losses.adversarial import GANLoss, feature_matching_loss
 from ..losses.spectral import spectral_loss
-from ..losses.stft import WINDOWS
 from ..losses.time import l1_waveform_loss
 from ..metrics.audio import mel_distance, si_snr, stft_distance
 from ..metrics.spectrogram import render_spectrogram
-from ..models.autoencoder import AutoencoderConfig, build_autoencoder
+from ..models.autoencoder import build_autoencoder
 from ..models.discriminators import MultiScaleSTFTDiscriminator
+from .autoencoder_config import AutoencoderSolverConfig
 from .base import StandardSolver
 
 logger = logging.getLogger(__name__)
-
-
-class SpectralLossConfig(Section):
-    """Multi-resolution STFT loss (auraloss / stable-audio-tools `mrstft`)."""
-
-    fft_sizes: list[int] = Field(default_factory=lambda: [2048, 1024, 512, 256, 128, 64, 32])
-    hop_sizes: list[int] = Field(default_factory=lambda: [512, 256, 128, 64, 32, 16, 8])
-    win_lengths: list[int] = Field(default_factory=lambda: [2048, 1024, 512, 256, 128, 64, 32])
-    # null: linear-frequency STFT bins; mel: `n_bins` mel bands.
-    scale: Literal["mel"] | None = None
-    # Mel bands: one number, or one per resolution.
-    n_bins: int | list[int] = 128
-    perceptual_weighting: bool = False
-    # auraloss' window and term weights: spectral convergence, log and linear magnitudes.
-    window: str = "hann_window"
-    w_sc: float = Field(1.0, ge=0.0)
-    w_log_mag: float = Field(1.0, ge=0.0)
-    w_lin_mag: float = Field(0.0, ge=0.0)
-
-    @field_validator("window")
-    @classmethod
-    def _known_window(cls, window: str) -> str:
-        if window not in WINDOWS:
-            raise ValueError(f"use one of {', '.join(WINDOWS)}")
-        return window
-
-    @model_validator(mode="after")
-    def _one_resolution_per_entry(self) -> SpectralLossConfig:
-        if not len(self.fft_sizes) == len(self.hop_sizes) == len(self.win_lengths):
-            raise ValueError("losses.spectral.fft_sizes, hop_sizes and win_lengths need one "
-                             f"entry per resolution (got {len(self.fft_sizes)}, "
-                             f"{len(self.hop_sizes)}, {len(self.win_lengths)})")
-        return self
-
-
-class LossWeights(Section):
-    """Weight of each term of the generator loss; 0 turns a term off."""
-
-    spectral: float = Field(1.0, ge=0.0)
-    l1: float = Field(0.0, ge=0.0)
-    kl: float = Field(1e-4, ge=0.0)
-    commitment: float = Field(1.0, ge=0.0)
-    adversarial: float = Field(0.1, ge=0.0)
-    feature_matching: float = Field(5.0, ge=0.0)
-
-
-class LossesConfig(Section):
-    weights: LossWeights = LossWeights()
-    spectral: SpectralLossConfig = SpectralLossConfig()
-
-
-class AdversarialConfig(Section):
-    """EnCodec's multi-scale STFT discriminator with a GAN loss and feature matching."""
-
-    # hinge | least_squares | relativistic (RpGAN)
-    loss: str = "hinge"
-    # Feature-matching L1 of each layer divided by the mean |real feature| (EnCodec); false:
-    # plain L1.
-    relative_feature_matching: bool = True
-    # Generator updates before the adversarial and feature-matching terms (and the
-    # discriminator updates) start.
-    warmup_steps: int = Field(0, ge=0)
-    # Discriminator learning rate; null = optim.lr.
-    lr: float | None = Field(None, gt=0.0)
-    filters: int = Field(32, ge=1)
-    n_ffts: list[int] = Field(default_factory=lambda: [2048, 1024, 512, 256, 128])
-    hop_lengths: list[int] = Field(default_factory=lambda: [512, 256, 128, 64, 32])
-    win_lengths: list[int] = Field(default_factory=lambda: [2048, 1024, 512, 256, 128])
-    # (time, frequency) stride of the dilated convs: EnCodec's [1, 2] halves the frequency
-    # axis at each; stable-audio-tools' discriminator uses [1, 1] (3.4x the FLOPs).
-    stride: tuple[PositiveInt, PositiveInt] = (1, 2)
-
-    @model_validator(mode="after")
-    def _one_scale_per_entry(self) -> AdversarialConfig:
-        if not len(self.n_ffts) == len(self.hop_lengths) == len(self.win_lengths):
-            raise ValueError("adversarial.n_ffts, hop_lengths and win_lengths need one entry "
-                             "per scale")
-        if self.loss not in GAN_KINDS:
-            raise ValueError(f"adversarial.loss={self.loss!r}; use one of {list(GAN_KINDS)}")
-        return self
-
-
-class GenerateConfig(EveryConfig):
-    # Audio format of the files written under <xp>/samples/<epoch>/.
-    format: Literal["wav", "flac", "ogg"] = "wav"
-
-
-class AutoencoderSolverConfig(SolverConfig):
-    model: AutoencoderConfig
-    dataset: AudioDataConfig
-    losses: LossesConfig = LossesConfig()
-    adversarial: AdversarialConfig = AdversarialConfig()
-    generate: GenerateConfig = GenerateConfig()
-
-    @model_validator(mode="after")
-    def _data_matches_model(self) -> AutoencoderSolverConfig:
-        """Every split delivers audio at the model's sample rate and channel count."""
-        data = self.dataset
-        for split in ("train", "valid", "evaluate", "generate"):
-            own = getattr(data, split)
-            if own is None:
-                continue
-            for key in ("sample_rate", "channels"):
-                value = getattr(own, key) or getattr(data, key)
-                expected = getattr(self.model, key)
-                if value is not None and value != expected:
-                    raise ValueError(f"dataset.{key}={value} (split {split}) but "
-                                     f"model.{key}={expected}; make them agree")
-        return self
 
 
 class AutoencoderSolver(StandardSolver):
@@ -195,8 +84,7 @@ class AutoencoderSolver(StandardSolver):
                               "split (see config/dset/music_small.yaml).")
 
     def export_info(self) -> dict[str, Any]:
-        return {"family": "autoencoder",
-                "model": self.settings.model.model_dump(mode="json")}
+        return {"model": self.settings.model.model_dump(mode="json")}
 
     # ------------------------------------------------------------------ steps
     @property

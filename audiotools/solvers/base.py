@@ -3,17 +3,16 @@ model, data and step are.
 
 A family implements `build_model`, `build_dataloaders`, `run_step`, and optionally `evaluate`
 and `generate`; it names its best metric (`best_metric`, `best_mode`). The base runs the stages
-(train -> valid -> evaluate/generate, gated by `<stage>.every`), owns the optimizer update
-(precision, accumulation, clipping, schedule, EMA), best state, early stopping, exact resume,
-atomic checkpoints, `continue_from`, the XP lock and the loggers.
+(train -> valid -> evaluate/generate, gated by `<stage>.every`), the EMA, exact resume,
+atomic checkpoints and `continue_from`, and composes the parts with a life of their own: one
+OptimizerUnit per optimizer (schedule, scaler, accumulation, clipping), the BestState (best
+weights, early stopping), the XPLock, the ResultLogger over our loggers, and the precision.
 """
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import logging
 import math
-import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, ClassVar, Literal
@@ -24,26 +23,25 @@ from omegaconf import DictConfig, OmegaConf
 
 from .. import distributed, logs
 from ..config import SolverConfig
-from ..errors import CheckpointError, NonFiniteLossError, XPLockedError
-from . import checkpoint
-from .builders import validate_config
+from ..errors import CheckpointError, NonFiniteLossError
+from ..families import validate_config
+from ..io import checkpoint
+from .best_state import BestState
 from .continuation import continue_from
 from .ema import ModelEMA
 from .loading import EpochLoader
-from .loggers import LocalFSLogger, TensorboardLogger, WandbLogger
-from .optim import Scheduler, build_optimizer, build_scheduler
+from .lock import XPLock
+from .optim import build_optimizer
+from .optimizer_unit import OptimizerUnit
+from .precision import autocast, resolve_precision
+from .results import ResultLogger
 
 logger = logging.getLogger(__name__)
 
 # Draws of the training loader within one epoch when updates_per_epoch outlasts one pass.
 _PASSES_PER_EPOCH = 10_000
-
-
-def computes_in_bf16(device: torch.device) -> bool:
-    """Whether `device` has bf16 arithmetic (a CPU: AVX-512 BF16 or AMX)."""
-    if device.type == "cuda":
-        return torch.cuda.is_bf16_supported()
-    return device.type == "cpu" and torch.ops.mkldnn._is_mkldnn_bf16_supported()
+# The main optimizer's attribute; its scaler and scheduler are saved without a name suffix.
+_MAIN = "optimizer"
 
 
 class StandardSolver(flashy.BaseSolver):
@@ -58,28 +56,27 @@ class StandardSolver(flashy.BaseSolver):
         self.settings = validate_config(cfg)
         self.device = distributed.resolve_device(self.settings.device)
         logs.setup_logging(self.folder, distributed.rank(), self.settings.logging.level)
-        self.precision = self._resolve_precision()
-        self._lock_handle = self._acquire_lock()
-        self._init_loggers()
+        self.precision = resolve_precision(self.settings.precision, self.device)
+        self.lock = XPLock(self.folder, self.xp.sig)
+        self.result_logger = ResultLogger.for_xp(self.logger, self.folder, self.settings.logging)
         logger.info("XP %s in %s", self.xp.sig, self.folder)
 
         self.loaders: dict[str, EpochLoader] = {}
         self.optimizer: torch.optim.Optimizer | None = None
-        self.scheduler: Scheduler | None = None
+        # Every optimizer by attribute name, built once the data sets the schedule's length.
+        self.optimizer_units: dict[str, OptimizerUnit] = {}
+        self._extra_optimizer_names: list[str] = []
         self.ema: dict[str, ModelEMA] = {}
-        self.best_state: dict[str, dict[str, torch.Tensor]] = {}
-        self._best_names: list[str] = []
+        early_stop = self.settings.early_stop
+        self.best = BestState(self.best_metric, self.best_mode, early_stop.patience,
+                              early_stop.min_delta)
+        self.stateful.register("best_state", self.best)
         self._updates_done = 0
-        # Extra optimizers (a discriminator's, say): name -> (scaler, scheduler).
-        self._extra_optimizers: dict[str, tuple[torch.amp.GradScaler, Scheduler | None]] = {}
         self._batch_index = 0
-        self.scaler = torch.amp.GradScaler(self.device.type,
-                                           enabled=self.precision == "16-mixed")
-        self.register_stateful("best_state", "scaler")
 
         self.build_model()
         self.build_dataloaders()
-        self._build_scheduler()
+        self._build_optimizer_units()
         self._log_parameter_counts()
 
     # ------------------------------------------------------------------ to implement
@@ -120,25 +117,23 @@ class StandardSolver(flashy.BaseSolver):
         `self.optimize(name, loss)` updates: same precision, accumulation, clipping, gradient
         averaging across ranks and LR schedule as the main optimizer. Register the optimizer
         itself with `register_stateful`; its scaler and scheduler are saved by the base."""
-        scaler = torch.amp.GradScaler(self.device.type,
-                                      enabled=self.precision == "16-mixed")
-        self._extra_optimizers[name] = (scaler, None)
-        self.stateful.register(f"scaler.{name}", scaler)
+        self._extra_optimizer_names.append(name)
 
     def optimize(self, name: str, loss: torch.Tensor) -> None:
         """Backward `loss` into the extra optimizer `name` from `run_step` (training only) and
         update it at the end of each accumulation window."""
         self._check_finite(float(loss.detach()), self._batch_index, what=f"{name} loss")
-        scaler, scheduler = self._extra_optimizers[name]
-        accumulation = self.settings.optim.accumulation
-        scaler.scale(loss / accumulation if accumulation > 1 else loss).backward()
-        if (self._batch_index + 1) % accumulation == 0:
-            self._step_optimizer(getattr(self, name), scaler, scheduler)
+        self.optimizer_units[name].backward(loss, self._batch_index)
 
     def register_best_state(self, *names: str) -> None:
         """Modules whose weights are kept at the best valid metric, used by evaluate/generate,
         export and `continue_from`."""
-        self._best_names.extend(names)
+        self.best.names.extend(names)
+
+    @property
+    def best_state(self) -> dict[str, dict[str, torch.Tensor]]:
+        """The best weights per module; empty before the first valid stage."""
+        return self.best.weights
 
     def register_ema(self, *names: str) -> None:
         """Keep an EMA of these modules when optim.ema.use; valid/best use the EMA weights."""
@@ -161,80 +156,20 @@ class StandardSolver(flashy.BaseSolver):
 
     @property
     def autocast(self) -> contextlib.AbstractContextManager:
-        precision = self.precision
-        if precision == "32":
-            return contextlib.nullcontext()
-        dtype = torch.bfloat16 if precision == "bf16-mixed" else torch.float16
-        return torch.autocast(self.device.type, dtype=dtype)
+        return autocast(self.precision, self.device)
 
     # ------------------------------------------------------------------ setup
-    def _resolve_precision(self) -> str:
-        """The precision this run computes in: `auto` resolved for this device, and a warning
-        for bf16 on a CPU without bf16 instructions (AVX-512 BF16 / AMX), which runs through
-        slow fallback kernels: 4-7x slower than float32 for convolutions
-        (benchmarks/README.md)."""
-        precision = self.settings.precision
-        bf16_hardware = computes_in_bf16(self.device)
-        if precision == "auto":
-            precision = "bf16-mixed" if bf16_hardware else "32"
-            logger.info("precision=auto: %s on this %s.", precision, self.device.type)
-        elif precision == "bf16-mixed" and self.device.type == "cpu" and not bf16_hardware:
-            logger.warning("precision=bf16-mixed on a CPU without bf16 instructions (%s): "
-                           "expect it to be slower than precision=32.",
-                           torch.backends.cpu.get_cpu_capability())
-        return precision
-
-    def _acquire_lock(self) -> Any:
-        """Refuse a second process on the same XP (rank 0 holds the lock; the OS drops it
-        when the process dies, even by kill -9)."""
-        if not distributed.is_rank_zero():
-            return None
-        path = self.folder / "lock"
-        handle = open(path, "a+")
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            handle.seek(0)
-            holder = handle.read().strip() or "another process"
-            handle.close()
-            raise XPLockedError(
-                f"XP {self.xp.sig} is already running (pid {holder} holds {path}). Wait for it "
-                "to finish or stop it; two runs of one XP would overwrite each other.") from None
-        handle.seek(0)
-        handle.truncate()
-        handle.write(str(os.getpid()))
-        handle.flush()
-        return handle
-
-    def _init_loggers(self) -> None:
-        if not distributed.is_rank_zero():
-            return  # rank 0 alone writes TensorBoard, W&B and media
-        # flashy's ResultLogger keeps its loggers in a private dict; ours replace its faulty ones.
-        experiment_loggers = self.result_logger._experiment_loggers
-        outputs = self.folder / "outputs"
-        outputs.mkdir(exist_ok=True)
-        experiment_loggers["local"] = LocalFSLogger(outputs, with_media_logging=True)
-        settings = self.settings.logging
-        if settings.tensorboard:
-            tensorboard_dir = self.folder / "tensorboard"
-            tensorboard_dir.mkdir(exist_ok=True)
-            experiment_loggers["tensorboard"] = TensorboardLogger(tensorboard_dir, True)
-        if settings.wandb.mode != "disabled":
-            experiment_loggers["wandb"] = WandbLogger.for_xp(
-                settings.wandb.mode, settings.wandb.project, settings.wandb.entity,
-                settings.wandb.group)
-
-    def _build_scheduler(self) -> None:
+    def _build_optimizer_units(self) -> None:
+        """One unit per optimizer. Their scalers and schedules are saved as 'scaler' and
+        'scheduler' for the main optimizer, 'scaler.<name>', 'scheduler.<name>' for others."""
         total = self.settings.optim.epochs * self.updates_per_epoch
-        if self.optimizer is not None:
-            self.scheduler = build_scheduler(self.optimizer, self.settings.schedule, total)
-            if self.scheduler is not None:
-                self.register_stateful("scheduler")
-        for name, (scaler, _) in self._extra_optimizers.items():
-            scheduler = build_scheduler(getattr(self, name), self.settings.schedule, total)
-            self._extra_optimizers[name] = (scaler, scheduler)
-            if scheduler is not None:
-                self.stateful.register(f"scheduler.{name}", scheduler)
+        main = [_MAIN] if self.optimizer is not None else []
+        for name in [*main, *self._extra_optimizer_names]:
+            unit = OptimizerUnit(getattr(self, name), self.settings.optim, self.settings.schedule,
+                                 total, self.device.type, self.precision == "16-mixed")
+            self.optimizer_units[name] = unit
+            for kind, source in unit.states().items():
+                self.stateful.register(kind if name == _MAIN else f"{kind}.{name}", source)
 
     def _log_parameter_counts(self) -> None:
         for name in self.stateful.sources:
@@ -279,26 +214,8 @@ class StandardSolver(flashy.BaseSolver):
                 f"step {idx}. Training stopped; the last good checkpoint ({kept}) is untouched. "
                 "Try a lower optim.lr, optim.max_norm > 0, or precision=32.")
 
-    def _step_optimizer(self, optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler,
-                        scheduler: Scheduler | None) -> None:
-        """One update after `accumulation` backward passes: average across ranks, clip, step,
-        schedule."""
-        params = [p for group in optimizer.param_groups for p in group["params"]]
-        distributed.average_gradients(params)
-        if self.settings.optim.max_norm > 0:
-            scaler.unscale_(optimizer)
-            torch.nn.utils.clip_grad_norm_(params, self.settings.optim.max_norm)
-        scaler.step(optimizer)
-        scaler.update()
-        optimizer.zero_grad(set_to_none=True)
-        if scheduler is not None and not isinstance(
-                scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
-            scheduler.step()
-
-    def _update(self) -> None:
-        """The main optimizer's update, then the EMA."""
-        assert self.optimizer is not None
-        self._step_optimizer(self.optimizer, self.scaler, self.scheduler)
+    def _after_update(self) -> None:
+        """Count the main optimizer's update, then move the EMA."""
         self._updates_done += 1
         if self.ema and self._updates_done % self.settings.optim.ema.every == 0:
             decay = self._ema_decay()
@@ -316,7 +233,6 @@ class StandardSolver(flashy.BaseSolver):
         average = flashy.averager()
         metrics: dict[str, float] = {}
         progress = self.log_progress(self.current_stage, batches, total=total)
-        accumulation = self.settings.optim.accumulation
         for idx, batch in enumerate(progress):
             self._batch_index = idx
             with self.autocast:
@@ -327,9 +243,8 @@ class StandardSolver(flashy.BaseSolver):
                 self._check_finite(values["loss"], idx)
             loss = step_metrics.get("loss")
             if self.is_training and isinstance(loss, torch.Tensor):
-                self.scaler.scale(loss / accumulation if accumulation > 1 else loss).backward()
-                if (idx + 1) % accumulation == 0:
-                    self._update()
+                if self.optimizer_units[_MAIN].backward(loss, idx):
+                    self._after_update()
             metrics = average(values)
             progress.update(**metrics)
         return distributed.average_metrics(metrics, total)
@@ -337,8 +252,8 @@ class StandardSolver(flashy.BaseSolver):
     def train_stage(self) -> dict[str, float]:
         for module in self._registered_modules():
             module.train()
-        for optimizer in self._optimizers():
-            optimizer.zero_grad(set_to_none=True)
+        for unit in self.optimizer_units.values():
+            unit.optimizer.zero_grad(set_to_none=True)
         total = self.updates_per_epoch * self.settings.optim.accumulation
         metrics = self._run_batches(self._train_batches(), total)
         for module in self._registered_modules():
@@ -361,10 +276,6 @@ class StandardSolver(flashy.BaseSolver):
         with self._eval_mode(), self._swap_weights(self._best_weights()):
             return self.generate()
 
-    def _optimizers(self) -> list[torch.optim.Optimizer]:
-        main = [self.optimizer] if self.optimizer is not None else []
-        return main + [getattr(self, name) for name in self._extra_optimizers]
-
     def _registered_modules(self) -> list[torch.nn.Module]:
         return [getattr(self, name) for name in self.stateful.sources
                 if isinstance(getattr(self, name, None), torch.nn.Module)]
@@ -385,7 +296,7 @@ class StandardSolver(flashy.BaseSolver):
         return {name: ema.weights() for name, ema in self.ema.items()}
 
     def _best_weights(self) -> dict[str, dict[str, torch.Tensor]]:
-        return self.best_state or self._ema_weights()
+        return self.best.weights or self._ema_weights()
 
     @contextlib.contextmanager
     def _swap_weights(self, weights: dict[str, dict[str, torch.Tensor]]) -> Iterator[None]:
@@ -402,38 +313,18 @@ class StandardSolver(flashy.BaseSolver):
                 getattr(self, name).load_state_dict(state)
 
     # ------------------------------------------------------------------ best state, stopping
-    def _valid_values(self) -> list[float]:
-        return [float(epoch["valid"][self.best_metric]) for epoch in self.history
-                if "valid" in epoch and self.best_metric in epoch["valid"]]
-
-    def _is_better(self, value: float, reference: float, margin: float = 0.0) -> bool:
-        if self.best_mode == "min":
-            return value < reference - margin
-        return value > reference + margin
-
     def _update_best_state(self, value: float) -> None:
-        previous = self._valid_values()
-        if previous and not self._is_better(value, min(previous) if self.best_mode == "min"
-                                            else max(previous)):
+        if not self.best.improves(value, self.best.values(self.history)):
             return
         logger.info("New best valid %s: %.5g", self.best_metric, value)
         current = self._ema_weights()
-        for name in self._best_names:
-            state = current.get(name) or getattr(self, name).state_dict()
-            self.best_state[name] = {k: v.detach().cpu().clone() for k, v in state.items()}
+        self.best.snapshot({name: current.get(name) or getattr(self, name).state_dict()
+                            for name in self.best.names})
 
-    def _should_stop_early(self, values: list[float] | None = None) -> bool:
-        """Derived from the valid history (committed epochs unless `values` is given), so a
-        resumed run stops exactly where the original would."""
-        patience = self.settings.early_stop.patience
-        values = self._valid_values() if values is None else values
-        if patience is None or len(values) <= patience:
-            return False
-        best_index = 0
-        for index, value in enumerate(values):
-            if self._is_better(value, values[best_index], self.settings.early_stop.min_delta):
-                best_index = index
-        return len(values) - 1 - best_index >= patience
+    def _should_stop_early(self, *pending: float) -> bool:
+        """From the committed valid history (plus this epoch's `pending` value), so a resumed
+        run stops exactly where the original would."""
+        return self.best.should_stop([*self.best.values(self.history), *pending])
 
     def _stage_due(self, every: int, final: bool) -> bool:
         """Every `every` epochs, and always on the final one (last epoch or early stop)."""
@@ -512,14 +403,8 @@ class StandardSolver(flashy.BaseSolver):
 
     def close(self) -> None:
         """Close the experiment loggers and release the XP lock: the solver is done writing."""
-        for experiment_logger in self.result_logger._experiment_loggers.values():
-            writer = getattr(experiment_logger, "writer", None)
-            for method in ("close", "finish"):  # TensorBoard writer, W&B run
-                if callable(getattr(writer, method, None)):
-                    getattr(writer, method)()
-        if self._lock_handle is not None:
-            self._lock_handle.close()
-            self._lock_handle = None
+        self.result_logger.close()
+        self.lock.release()
 
     def _run_epochs(self) -> None:
         self.restore()
@@ -532,8 +417,7 @@ class StandardSolver(flashy.BaseSolver):
             self.run_epoch()
         if self._should_stop_early():
             logger.info("Early stop: valid %s has not improved by %g for %d epochs.",
-                        self.best_metric, self.settings.early_stop.min_delta,
-                        self.settings.early_stop.patience)
+                        self.best_metric, self.best.min_delta, self.best.patience)
 
     def run_epoch(self) -> None:
         self.run_stage("train", self.train_stage)
@@ -545,26 +429,14 @@ class StandardSolver(flashy.BaseSolver):
                 raise KeyError(f"valid stage returned no '{self.best_metric}' metric "
                                f"(best_metric of {type(self).__name__}).")
             self._update_best_state(float(value))
-            self._step_plateau(metrics)
-            final = final or self._should_stop_early([*self._valid_values(), float(value)])
+            for unit in self.optimizer_units.values():
+                unit.step_plateau(metrics)
+            final = final or self._should_stop_early(float(value))
         if self._stage_due(self.settings.evaluate.every, final):
             self.run_stage("evaluate", self.evaluate_stage)
         if self._stage_due(self.settings.generate.every, final):
             self.run_stage("generate", self.generate_stage)
         self.commit()
-
-    def _step_plateau(self, metrics: dict[str, Any]) -> None:
-        schedulers = [self.scheduler, *(s for _, s in self._extra_optimizers.values())]
-        plateaus = [s for s in schedulers
-                    if isinstance(s, torch.optim.lr_scheduler.ReduceLROnPlateau)]
-        if not plateaus:
-            return
-        key = self.settings.schedule.plateau.metric
-        if key not in metrics:
-            raise KeyError(f"schedule.plateau.metric={key!r} is not a valid metric; "
-                           f"valid metrics are {sorted(metrics)}.")
-        for scheduler in plateaus:
-            scheduler.step(metrics[key])
 
     def log_progress(self, stage_name: str, iterable: Any, total: int | None = None,
                      updates: int | None = None) -> logs.Progress:

@@ -7,17 +7,15 @@ from the Hugging Face Hub) or from a folder of audio files with one subfolder pe
 from __future__ import annotations
 
 import logging
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from pydantic import Field, model_validator
 
 from .. import distributed
-from ..config import Section, SolverConfig
 from ..data import hub
-from ..data.audio_folder import MelSettings, load_audio_folder
+from ..data.audio_folder import load_audio_folder
 from ..data.features import FeatureArrays, load_features, split_by_fold
 from ..errors import ConfigError
 from ..metrics.classification import (
@@ -26,80 +24,11 @@ from ..metrics.classification import (
     macro_f1,
     render_confusion_matrix,
 )
-from ..models.cnn import AudioCNN
+from ..models.cnn import build_cnn
 from .base import StandardSolver
+from .classifier_config import ClassifierConfig
 
 logger = logging.getLogger(__name__)
-
-
-class CNNConfig(Section):
-    """AudioCNN architecture (config/model/cnn/*.yaml); null sizes come from the data."""
-
-    n_mels: int | None = Field(None, ge=1)
-    num_classes: int | None = Field(None, ge=2)
-    channels: list[int] = Field(default_factory=lambda: [32, 64, 128], min_length=1)
-    pools: list[tuple[int, int]] = Field(default_factory=lambda: [(2, 2), (2, 2), (2, 4)])
-    kernel_size: int = Field(3, ge=1)
-    dropout: float = Field(0.3, ge=0.0, lt=1.0)
-    conv1d_channels: int = Field(64, ge=1)
-    conv1d_kernel_size: int = Field(3, ge=1)
-    hidden_size: int = Field(128, ge=1)
-
-    @model_validator(mode="after")
-    def _one_pool_per_block(self) -> CNNConfig:
-        if len(self.pools) != len(self.channels):
-            raise ValueError(f"model.pools needs one (freq, time) pool per entry of "
-                             f"model.channels: {len(self.channels)} channels, "
-                             f"{len(self.pools)} pools")
-        return self
-
-
-class ClassifierDataConfig(Section):
-    source: Literal["features", "audio_folder"] = "audio_folder"
-    # features source
-    features_dir: str | None = None
-    hf_repo_id: str | None = None
-    hf_revision: str | None = None
-    # audio_folder source
-    root: str | None = None
-    # Class folder names in label order; null = sorted folder names.
-    classes: list[str] | None = None
-    folds_file: str | None = None
-    group_pattern: str | None = None
-    num_folds: int = Field(5, ge=2)
-    cache_dir: str | None = None
-    sample_rate: int = Field(16000, ge=1000)
-    n_fft: int = Field(512, ge=16)
-    hop_length: int = Field(160, ge=1)
-    n_mels: int = Field(64, ge=1)
-    num_frames: int = Field(101, ge=1)
-    # both
-    fold: int = Field(0, ge=0)
-    batch_size: int = Field(32, ge=1)
-    num_workers: int = Field(0, ge=0)
-
-    @model_validator(mode="after")
-    def _source_has_its_path(self) -> ClassifierDataConfig:
-        if self.source == "features" and not self.features_dir:
-            raise ValueError("dataset.source=features needs dataset.features_dir=PATH")
-        if self.source == "audio_folder" and not self.root:
-            raise ValueError("dataset.source=audio_folder needs dataset.root=PATH")
-        return self
-
-    def mel(self) -> MelSettings:
-        return MelSettings(self.sample_rate, self.n_fft, self.hop_length, self.n_mels,
-                           self.num_frames)
-
-
-class UploadConfig(Section):
-    # Hub model repo that receives each fold's best model (exported) after training.
-    hf_repo_id: str | None = None
-
-
-class ClassifierConfig(SolverConfig):
-    model: CNNConfig = CNNConfig()
-    dataset: ClassifierDataConfig
-    upload: UploadConfig = UploadConfig()
 
 
 def load_arrays(settings: ClassifierConfig) -> FeatureArrays:
@@ -141,21 +70,22 @@ class ClassifierSolver(StandardSolver):
             if configured is not None and configured != from_data:
                 raise ConfigError(f"model.{key}={configured} but the data has {from_data}; "
                                   f"set model.{key}=null to take it from the data.")
-        self.model = AudioCNN(**self.model_kwargs()).to(self.device)
+        self.model = build_cnn(self.model_section()).to(self.device)
         self.optimizer = self.build_optimizer(self.model.parameters())
         self.register_stateful("model", "optimizer")
         self.register_best_state("model")
         self.register_ema("model")
 
-    def model_kwargs(self) -> dict[str, Any]:
-        kwargs = self.settings.model.model_dump()
-        kwargs.update(n_mels=self.arrays.n_mels, num_classes=self.arrays.num_classes)
-        return kwargs
+    def model_section(self) -> dict[str, Any]:
+        """The `model:` section with the sizes the data decides filled in."""
+        section = self.settings.model.model_dump(mode="json")
+        section.update(n_mels=self.arrays.n_mels, num_classes=self.arrays.num_classes)
+        return section
 
     def export_info(self) -> dict[str, Any]:
         data = self.settings.dataset
-        info: dict[str, Any] = {"class_names": self.arrays.class_names,
-                                "model_kwargs": self.model_kwargs()}
+        info: dict[str, Any] = {"model": self.model_section(),
+                                "class_names": self.arrays.class_names}
         if data.source == "audio_folder":
             info["mel"] = data.mel().__dict__
         return info
@@ -206,7 +136,7 @@ class ClassifierSolver(StandardSolver):
             self._upload_best(repo)
 
     def _upload_best(self, repo: str) -> None:
-        from ..export import export_checkpoint
+        from ..io.export import export_checkpoint
         out = self.folder / f"fold{self.settings.dataset.fold}_best.safetensors"
         if not out.exists():
             export_checkpoint(str(self.folder), out)

@@ -2,6 +2,8 @@
 the batches it would have seen, on any number of workers, and DDP ranks see disjoint shards."""
 from __future__ import annotations
 
+import logging
+import os
 import random
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -12,6 +14,8 @@ from torch.utils.data import DataLoader, Dataset, IterableDataset, Sampler
 
 from .. import distributed
 from ..errors import ConfigError
+
+logger = logging.getLogger(__name__)
 
 
 class EpochSampler(Sampler[int]):
@@ -58,6 +62,22 @@ def _seed_worker(worker_id: int) -> None:
     random.seed(seed)
 
 
+# Worker counts already warned about in this process (one warning, not one per split).
+_WARNED_WORKERS: set[int] = set()
+
+
+def _warn_if_oversubscribed(num_workers: int) -> None:
+    """More DataLoader workers than this process's share of the CPUs only adds processes that
+    compete with training for the same cores (stable-audio-tools' default is 6)."""
+    local = int(os.environ.get("LOCAL_WORLD_SIZE") or 1)
+    cpus = max(1, len(os.sched_getaffinity(0)) // local)
+    if num_workers > cpus and num_workers not in _WARNED_WORKERS:
+        _WARNED_WORKERS.add(num_workers)
+        logger.warning("dataset.num_workers=%d DataLoader workers on %d CPU(s) for this process: "
+                       "they compete with training for the cores; set dataset.num_workers=%d or "
+                       "less (it is not part of the XP signature).", num_workers, cpus, cpus)
+
+
 class EpochLoader:
     """A DataLoader re-seeded for each epoch. `set_epoch` must be called before iterating;
     it also reaches the dataset when it has `set_epoch` (segment datasets draw per epoch)."""
@@ -73,6 +93,7 @@ class EpochLoader:
                 f"processes, so it must be divisible by {world}: use "
                 f"{' or '.join(str(b) for b in (lower, upper) if b > 0)}.")
         drop_last = shuffle if drop_last is None else drop_last
+        _warn_if_oversubscribed(num_workers)
         self.dataset = dataset
         self.seed = seed
         # A streaming dataset (WebDataset shards) orders and splits itself per (seed, epoch).

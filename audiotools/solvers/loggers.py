@@ -4,6 +4,8 @@
   (stage, key); the local one also writes with torchaudio.save, which needs torchcodec.
 - flashy's W&B logger calls `wandb.Api()` (an API key even offline) and passes `log_metrics`
   arguments in the wrong order for audio, images and text.
+
+`check_wandb_login` refuses `logging.wandb.mode=online` without W&B credentials before any work.
 """
 from __future__ import annotations
 
@@ -19,6 +21,8 @@ from flashy.loggers.localfs import LocalFSLogger as _FlashyLocalFS
 from flashy.loggers.tensorboard import TensorboardLogger as _FlashyTensorboard
 from flashy.loggers.utils import _add_prefix
 from flashy.loggers.wandb import WandbLogger as _FlashyWandb
+
+from ..errors import ConfigError
 
 
 def _image_to_uint8(image: torch.Tensor) -> np.ndarray:
@@ -95,3 +99,30 @@ class WandbLogger(_FlashyWandb):
                  **kwargs: Any) -> None:
         import wandb
         self._log_media(prefix, {key: wandb.Html(f"<pre>{text}</pre>")}, step)
+
+
+def check_wandb_login(mode: str) -> None:
+    """`logging.wandb.mode=online` needs W&B credentials; without them `wandb.init` stops the
+    run after start-up (a UsageError traceback, or a prompt on a terminal). Found the way wandb
+    finds them (WANDB_API_KEY or WANDB_IDENTITY_TOKEN_FILE, then the netrc entry of its host,
+    then its settings), without a network call."""
+    if mode != "online":
+        return
+    from wandb.errors import AuthenticationError
+    from wandb.sdk import wandb_setup
+    from wandb.sdk.lib import wbauth
+    host = wandb_setup.singleton().settings.base_url
+    ways_out = ("run `wandb login` once (it saves the key in ~/.netrc), or export "
+                "WANDB_API_KEY=<key>; or log without an account: logging.wandb.mode=offline "
+                "(the run is kept under <xp>/wandb; `wandb sync` uploads it later) or "
+                "logging.wandb.mode=disabled")
+    try:
+        found = wbauth.authenticate_session(host=host, source="audiotools", prompt=False,
+                                            update_session=False)
+    except AuthenticationError as error:
+        raise ConfigError(f"logging.wandb.mode=online: the W&B credentials for {host} are "
+                          f"not usable ({error}); {ways_out}.") from None
+    if found is None:
+        raise ConfigError(f"logging.wandb.mode=online but there are no W&B credentials for "
+                          f"{host} (no WANDB_API_KEY, no entry for it in ~/.netrc): "
+                          f"{ways_out}.")

@@ -11,6 +11,7 @@ import audiotools
 from audiotools.cli import main as cli
 from audiotools.data.audio import audio_info, audio_write
 from audiotools.errors import ConfigError, NonFiniteLossError
+from audiotools.inference.autoencoder import AutoencoderPipeline
 from tests.conftest import dora_command
 from tests.solvers.helpers import assert_same_state, build, crash_then_resume, make_xp, train
 
@@ -57,12 +58,13 @@ def test_export_load_and_reconstruct_any_rate_and_channels(dora_dir, tmp_path, c
     solver = train(*DEBUG, "optim.epochs=1", "generate.every=0", "evaluate.every=0")
     out = tmp_path / "ae.safetensors"
     assert cli(["export", str(solver.folder), str(out)]) == 0
-    model = audiotools.load(out)
-    assert isinstance(model, torch.nn.Module) and not model.training
-    assert (model.sample_rate, model.channels) == (16000, 1)
+    pipeline = audiotools.load(out)
+    assert isinstance(pipeline, AutoencoderPipeline) and not pipeline.model.training
+    assert (pipeline.sample_rate, pipeline.channels) == (16000, 1)
+    assert pipeline.export.family == "autoencoder" and pipeline.export.epoch == 1
     from_xp = audiotools.load(solver.folder)
-    for key, value in model.state_dict().items():
-        assert torch.equal(value, from_xp.state_dict()[key])
+    for key, value in pipeline.model.state_dict().items():
+        assert torch.equal(value, from_xp.model.state_dict()[key])
 
     # A stereo 44.1 kHz file of 3.3 s comes back at its own rate, channels and length.
     time = torch.arange(int(3.3 * 44100)) / 44100

@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 import torch
 
-from audiotools import export
 from audiotools.cli import main as cli
 from audiotools.errors import ConfigError
+from audiotools.io import export
 from audiotools.metrics.classification import accuracy, confusion_matrix, macro_f1
 from tests.conftest import dora_command
 from tests.solvers.helpers import build, make_xp, train
@@ -58,9 +58,10 @@ def test_features_recipe_trains_evaluates_and_exports(dora_dir, tmp_path):
 
     out = tmp_path / "model.safetensors"
     assert cli(["export", str(solver.folder), str(out)]) == 0
-    _, info = export.read(out)
-    assert info["info"]["class_names"] == ["low", "mid", "high"]
-    assert info["info"]["model_kwargs"]["n_mels"] == 16
+    exported = export.read(out)
+    assert exported.family == "classifier"
+    assert exported.info["class_names"] == ["low", "mid", "high"]
+    assert exported.model["n_mels"] == 16 and exported.model["num_classes"] == 3
 
 
 def test_model_size_must_match_the_data(dora_dir, tmp_path):
@@ -75,7 +76,8 @@ def test_model_size_must_match_the_data(dora_dir, tmp_path):
 def test_features_recipe_needs_its_path(dora_dir):
     result = dora_command("run", "solver=classifier/features", check=False)
     assert result.returncode != 0
-    assert "dataset: dataset.source=features needs dataset.features_dir=PATH." in result.stderr
+    assert ("dataset.source, dataset.features_dir: dataset.source=features needs "
+            "dataset.features_dir=PATH.") in result.stderr
 
 
 @pytest.mark.slow

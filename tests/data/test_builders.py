@@ -69,7 +69,7 @@ def test_paths_and_errors(monkeypatch, tmp_path):
     assert resolve_data_path("//reference/a/b.jsonl") == str(tmp_path / "a" / "b.jsonl")
     assert resolve_data_path("pipe:aws s3 cp s3://b/x.tar -") == "pipe:aws s3 cp s3://b/x.tar -"
     base = {"sample_rate": 16000, "channels": 1, "segment_duration": 1.0}
-    with pytest.raises(ConfigError, match="dataset.train.source='hdf5'"):
+    with pytest.raises(ConfigError, match="dataset.source = 'hdf5': Input should be 'files'"):
         build_audio_datasets({**base, "source": "hdf5", "train": {"manifest": "x"}}, 0)
     with pytest.raises(ConfigError, match=r"dataset.valid.manifest \(or dataset.manifest\)"):
         build_audio_datasets({**base, "valid": {}}, 0)

@@ -49,7 +49,9 @@ def test_sat_saved_weights_give_sat_outputs(tmp_path):
     _assert_sat_outputs(load_autoencoder(SAT_WEIGHTS, TINY))
     ckpt = tmp_path / "unwrapped.ckpt"  # what SAT's unwrap_model.py writes
     torch.save({"state_dict": state}, ckpt)
-    model = audiotools.load(ckpt, sat_model_config=TINY)
+    pipeline = audiotools.load(ckpt, sat_model_config=TINY)
+    assert pipeline.export.family == "autoencoder"
+    model = pipeline.model
     assert not model.training
     _assert_sat_outputs(model)
 

@@ -93,7 +93,7 @@ def test_migrated_recipe_trains_with_dora(sat_run, dora_dir, tmp_path, monkeypat
 
 @pytest.mark.parametrize("form", ["safetensors", "lightning"])
 def test_continue_from_a_sat_checkpoint(form, sat_run, dora_dir, tmp_path, monkeypatch):
-    from audiotools.solvers.builders import get_solver
+    from audiotools.families import build_solver
     from audiotools.train import main
     monkeypatch.setenv("AUDIOTOOLS_CONFIG_PATH", f"file://{tmp_path / 'config'}")
     weights = FIXTURES / "tiny_vae.safetensors"
@@ -107,7 +107,7 @@ def test_continue_from_a_sat_checkpoint(form, sat_run, dora_dir, tmp_path, monke
     xp = main.get_xp(["solver=autoencoder/tiny"])
     main.init_xp(xp)
     with xp.enter():
-        solver = get_solver(xp.cfg)
+        solver = build_solver(xp.cfg)
         solver.restore()
         solver.close()
     expected = load_autoencoder(FIXTURES / "tiny_vae.safetensors", TINY).state_dict()
@@ -209,3 +209,30 @@ def test_not_yet_supported_model_types(sat_run, tmp_path, capsys):
     assert cli(["migrate", *sat_run, "--model-config", str(diffusion)]) == 2
     assert "model_type='diffusion_cond' is not yet supported" in capsys.readouterr().err
     assert not (tmp_path / "config").exists()
+
+
+def test_sat_defaults_that_do_not_fit_the_run_are_not_carried_over(sat_run, tmp_path, capsys,
+                                                                    monkeypatch):
+    """SAT's defaults are GPU settings nobody chose (16-mixed, logger wandb, 6 workers):
+    precision becomes auto, W&B logs offline (no account needed), workers are capped at the
+    machine's CPUs; each is listed with the flag that keeps SAT's value."""
+    monkeypatch.setattr("os.sched_getaffinity", lambda pid: {0, 1})
+    assert cli(["migrate", *sat_run]) == 0
+    out = capsys.readouterr().out
+    solver = _recipe(tmp_path / "config", "tiny")
+    assert solver["precision"] == "auto"
+    assert solver["logging"]["wandb"] == {"mode": "offline", "project": "tiny"}
+    assert _recipe(tmp_path / "config", "tiny", "dset")["num_workers"] == 2
+    for words in ("precision=16-mixed is SAT's default: precision=auto",
+                  "--precision 16-mixed keeps it",
+                  "logger=wandb is SAT's default: logging.wandb.mode=offline",
+                  "num_workers=6 is more than this machine's 2 CPU(s): dataset.num_workers=2"):
+        assert words in out, words
+    # What the user chose is kept (the worker count is still capped: it is a machine limit).
+    assert cli(["migrate", *sat_run, "--force", "--precision", "16-mixed", "--logger", "wandb",
+                "--num-workers", "1"]) == 0
+    solver = _recipe(tmp_path / "config", "tiny")
+    assert solver["precision"] == "16-mixed"
+    assert solver["logging"]["wandb"]["mode"] == "online"
+    assert _recipe(tmp_path / "config", "tiny", "dset")["num_workers"] == 1
+    assert "SAT's default" not in capsys.readouterr().out

@@ -95,7 +95,14 @@ def test_sat_defaults_ini_reads_as_the_built_in_defaults(tmp_path):
     values = read_defaults_ini(ini)
     assert set(values) == set(FIELDS) - {"num_gpus"}
     assert values["precision"] == "16-mixed" and values["ckpt_path"] == ""
-    assert resolve(_parse("--defaults-ini", str(ini))) == TrainingOptions()
+    options = resolve(_parse("--defaults-ini", str(ini)))
+    assert options.model_dump() == TrainingOptions().model_dump()
+    # SAT's own defaults.ini chooses nothing; a flag, or an edited ini value, does.
+    assert not any(options.chosen(key) for key in ("precision", "logger", "num_workers"))
+    ini.write_text(SAT_DEFAULTS_INI.replace("num_workers = 6", "num_workers = 2"))
+    options = resolve(_parse("--defaults-ini", str(ini), "--precision", "16-mixed"))
+    assert options.chosen("precision") and options.chosen("num_workers")
+    assert not options.chosen("logger")
 
 
 def test_flags_override_the_ini_in_both_spellings(tmp_path):

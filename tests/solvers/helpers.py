@@ -5,8 +5,8 @@ import pytest
 import torch
 
 from audiotools.distributed import seed_everything
+from audiotools.families import build_solver
 from audiotools.solvers.base import StandardSolver
-from audiotools.solvers.builders import get_solver
 
 
 def make_xp(*overrides: str):
@@ -20,7 +20,7 @@ def build(xp) -> StandardSolver:
     """What audiotools.train.main does before `solver.run()`: seed, then build."""
     seed_everything(xp.cfg.seed)
     with xp.enter():
-        return get_solver(xp.cfg)
+        return build_solver(xp.cfg)
 
 
 def train(*overrides: str) -> StandardSolver:

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from audiotools.errors import CheckpointError, NonFiniteLossError, XPLockedError
-from audiotools.solvers import checkpoint
+from audiotools.io import checkpoint
 from tests.solvers.helpers import (
     assert_same_state,
     build,
@@ -177,9 +177,9 @@ def test_mixed_precision_on_cpu(dora_dir, monkeypatch, precision, dtype):
 
 @pytest.mark.parametrize("bf16_hardware,dtype", [(True, torch.bfloat16), (False, torch.float32)])
 def test_auto_precision_follows_the_hardware(dora_dir, monkeypatch, bf16_hardware, dtype):
-    from audiotools.solvers import base
+    from audiotools.solvers import precision
     dtypes = _record_output_dtypes(monkeypatch)
-    monkeypatch.setattr(base, "computes_in_bf16", lambda device: bf16_hardware)
+    monkeypatch.setattr(precision, "computes_in_bf16", lambda device: bf16_hardware)
     solver = train("optim.epochs=1", "precision=auto")
     assert solver.precision == ("bf16-mixed" if bf16_hardware else "32")
     assert set(dtypes) == {dtype}

@@ -6,9 +6,9 @@ import logging
 import pytest
 import torch
 
-from audiotools import export
 from audiotools.cli import main as cli
 from audiotools.errors import CheckpointError
+from audiotools.io import export
 from tests.solvers.helpers import build, make_xp, train
 
 
@@ -55,9 +55,11 @@ def test_export_roundtrip_and_continue_from_export(dora_dir, tmp_path, capsys):
     source = train("optim.epochs=2")
     out = tmp_path / "toy.safetensors"
     assert cli(["export", source.xp.sig, str(out)]) == 0
-    weights, info = export.read(out)
-    assert info["config"]["solver"] == "tests.toy.solver:ToySolver"
-    assert info["sig"] == source.xp.sig and info["epoch"] == "2"
+    exported = export.read(out)
+    assert exported.config["solver"] == exported.family == "tests.toy.solver:ToySolver"
+    assert exported.model == {"hidden": 16, "dropout": 0.1}
+    assert exported.sig == source.xp.sig and exported.epoch == 2
+    weights = exported.weights
     for key, value in source.best_state["model"].items():
         assert torch.equal(weights["model"][key], value)
     assert cli(["export", source.xp.sig, str(out)]) == 2
@@ -74,5 +76,5 @@ def test_export_errors_are_clear(dora_dir, tmp_path, capsys):
     assert "no checkpoint at" in capsys.readouterr().err
     bogus = tmp_path / "bogus.safetensors"
     bogus.write_bytes(b"not safetensors")
-    with pytest.raises(CheckpointError, match="Cannot read exported model"):
+    with pytest.raises(CheckpointError, match="Cannot read"):
         export.read(bogus)

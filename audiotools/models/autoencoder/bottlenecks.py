@@ -14,7 +14,6 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn.functional as F
 from torch import nn
-from vector_quantize_pytorch import FSQ, ResidualVQ
 
 from .config import (
     FSQBottleneckConfig,
@@ -135,6 +134,8 @@ class RVQBottleneck(QuantizedBottleneck):
     """
 
     def __init__(self, config: RVQBottleneckConfig, dim: int):
+        # Imported here: the library pulls in torch's compiler (about a second) at import.
+        from vector_quantize_pytorch import ResidualVQ
         super().__init__()
         self.num_codebooks = config.num_quantizers
         self.codebook_size = config.codebook_size
@@ -187,6 +188,7 @@ class FSQBottleneck(QuantizedBottleneck):
     dimensions is bounded and rounded to its levels; no codebook to learn, no extra loss."""
 
     def __init__(self, config: FSQBottleneckConfig, dim: int):
+        from vector_quantize_pytorch import FSQ
         super().__init__()
         self.num_codebooks = config.num_codebooks
         self.quantizer = FSQ(levels=config.levels, dim=dim, num_codebooks=config.num_codebooks,

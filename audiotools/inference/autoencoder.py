@@ -1,0 +1,69 @@
+"""The autoencoder family's pipeline: reconstruct, encode and decode clips of any sample rate
+and channel count (converted to the model's on the way in, and back on the way out)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from ..data.audio import convert_audio
+from ..errors import ConfigError
+from ..io.export import Export
+from ..models.autoencoder import AudioAutoencoder
+
+
+@dataclass
+class AutoencoderPipeline:
+    model: AudioAutoencoder
+    export: Export
+
+    @classmethod
+    def from_model(cls, model: torch.nn.Module, export: Export) -> AutoencoderPipeline:
+        if not isinstance(model, AudioAutoencoder):
+            raise ConfigError(f"{export.label}: expected an autoencoder, got "
+                              f"{type(model).__name__}.")
+        return cls(model, export)
+
+    @property
+    def sample_rate(self) -> int:
+        return self.model.sample_rate
+
+    @property
+    def channels(self) -> int:
+        return self.model.channels
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    def _to_model(self, audio: torch.Tensor, sample_rate: int) -> torch.Tensor:
+        if audio.dim() != 2:
+            raise ValueError(f"Expected one clip as (channels, samples); got shape "
+                             f"{tuple(audio.shape)}.")
+        converted = convert_audio(audio.float(), sample_rate, self.sample_rate, self.channels)
+        return converted[None].to(self.device)
+
+    @torch.no_grad()
+    def encode(self, audio: torch.Tensor, sample_rate: int) -> torch.Tensor:
+        """Latents (latent_dim, frames) of a clip (channels, samples) at `sample_rate`."""
+        return self.model.encode(self._to_model(audio, sample_rate))[0]
+
+    @torch.no_grad()
+    def decode(self, latents: torch.Tensor) -> torch.Tensor:
+        """Audio (channels, samples) at the model's sample rate from (latent_dim, frames)."""
+        return self.model.decode(latents[None].to(self.device))[0].cpu()
+
+    @torch.no_grad()
+    def reconstruct(self, audio: torch.Tensor, sample_rate: int,
+                    chunk_seconds: float | None = 10.0, keep_format: bool = True,
+                    ) -> tuple[torch.Tensor, int]:
+        """(audio, its sample rate) after encoding and decoding a clip (channels, samples):
+        at the input's rate and channel count (`keep_format`), else the model's. Long clips go
+        through in overlapping windows of `chunk_seconds` (None: at once)."""
+        if chunk_seconds is not None and chunk_seconds <= 0:
+            raise ConfigError(f"chunk_seconds={chunk_seconds} must be > 0 (or None: at once).")
+        output = self.model.reconstruct(self._to_model(audio, sample_rate),
+                                        chunk_seconds=chunk_seconds)[0].cpu()
+        if not keep_format:
+            return output, self.sample_rate
+        return convert_audio(output, self.sample_rate, sample_rate, audio.shape[0]), sample_rate
