@@ -20,6 +20,7 @@ COMMANDS: tuple[str, ...] = (
     "kfold",
     "manifest",
     "migrate",
+    "pre_encode",
     "reconstruct",
     "sat_train",
     "shards",

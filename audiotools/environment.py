@@ -21,6 +21,7 @@ CONFIG_DIR = Path(__file__).resolve().parent.parent / "config"
 DATASETS_DIR = Path(__file__).resolve().parent / "datasets"
 REFERENCE_PREFIX = "//reference/"
 SIG_PREFIX = "//sig/"
+RECIPE_PREFIX = "//recipe/"
 DATASETS_PREFIX = "//datasets/"
 
 
@@ -110,10 +111,25 @@ def xp_folder(sig: str) -> Path:
     return dora_dir() / "xps" / sig
 
 
+def recipe_xp_folder(recipe: str) -> Path:
+    """The folder of the XP that `dora run solver=<recipe>` trains (its signature computed
+    from the recipe as Dora would); an XP not trained yet is an error that says how to train
+    it. Imports Dora and Hydra, so only a `//recipe/` path pays for them."""
+    from .train import main
+    xp = main.get_xp([f"solver={recipe}"])
+    if not (xp.folder / "checkpoint.th").exists():
+        raise ConfigError(
+            f"{RECIPE_PREFIX}{recipe} is XP {xp.sig}, which has not been trained here "
+            f"({xp.folder} has no checkpoint). Train it first: dora run solver={recipe}")
+    return xp.folder
+
+
 def resolve_path(path: str | os.PathLike) -> Path:
-    """Resolve `//reference/x`, `//sig/SIG[/x]`, `//datasets/x`, `~` and relative paths to an
-    absolute path."""
+    """Resolve `//reference/x`, `//sig/SIG[/x]`, `//recipe/<family>/<recipe>` (that recipe's
+    trained XP), `//datasets/x`, `~` and relative paths to an absolute path."""
     text = str(path)
+    if text.startswith(RECIPE_PREFIX):
+        return recipe_xp_folder(text[len(RECIPE_PREFIX):])
     if text.startswith(DATASETS_PREFIX):
         return DATASETS_DIR / text[len(DATASETS_PREFIX):]
     if text.startswith(REFERENCE_PREFIX):

@@ -57,6 +57,9 @@ class Family:
     pipeline: str
     # stable-audio-tools `model_type`s that convert into this family (audiotools.sat).
     sat_model_types: tuple[str, ...] = field(default=())
+    # Whether its models are codecs (audiotools.models.codec): what `load_codec` accepts as a
+    # pretransform or tokenizer.
+    codec: bool = False
 
     def solver_class(self) -> type[StandardSolver]:
         return import_object(self.solver)
@@ -88,6 +91,7 @@ FAMILIES: dict[str, Family] = {family.name: family for family in (
         build_model="audiotools.models.autoencoder:build_autoencoder",
         pipeline="audiotools.inference.autoencoder:AutoencoderPipeline",
         sat_model_types=("autoencoder",),
+        codec=True,
     ),
     Family(
         name="classifier",

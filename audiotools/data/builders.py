@@ -17,6 +17,7 @@ from ..config import Section, validate_section
 from ..environment import resolve_path
 from ..errors import ConfigError
 from .manifest import read_manifest
+from .pre_encoded import PreEncodedDataset
 from .segments import SegmentDataset
 from .shards import ShardDataset
 
@@ -27,9 +28,11 @@ class SplitConfig(Section):
     """Keys a split may set for itself (train/valid/evaluate/generate); unset keys come from
     the top level of the `dataset` section."""
 
-    source: Literal["files", "shards"] | None = None
+    source: Literal["files", "shards", "pre_encoded"] | None = None
     manifest: str | None = None
     shards: str | list[str] | None = None
+    # A folder written by `audiotools pre-encode` (source: pre_encoded): latents or tokens.
+    pre_encoded: str | None = None
     sample_rate: int | None = Field(None, ge=1)
     channels: int | None = Field(None, ge=1)
     segment_duration: float | None = Field(None, gt=0.0)
@@ -47,7 +50,7 @@ class AudioDataConfig(SplitConfig):
     is read so a typo in a key is an error, not a silently ignored setting. Its defaults are
     the ones every split inherits unless it sets its own."""
 
-    source: Literal["files", "shards"] = "files"
+    source: Literal["files", "shards", "pre_encoded"] = "files"
     min_segment_ratio: float = Field(0.5, ge=0.0, le=1.0)
     weighted: bool = False
     return_info: bool = True
@@ -89,6 +92,13 @@ def _require(cfg: dict[str, Any], key: str, split: str) -> Any:
 def build_split(cfg: dict[str, Any], split: str, seed: int) -> Dataset:
     """One split's dataset from its merged keys (the section's defaults filled in)."""
     source = cfg["source"]
+    if source == "pre_encoded":
+        return PreEncodedDataset(
+            resolve_path(_require(cfg, "pre_encoded", split)), split,
+            float(_require(cfg, "segment_duration", split)), seed=seed,
+            random_segments=bool(cfg["random_segments"]), num_samples=cfg.get("num_samples"),
+            weighted=bool(cfg["weighted"]), min_segment_ratio=float(cfg["min_segment_ratio"]),
+            return_info=bool(cfg["return_info"]))
     common = dict(
         sample_rate=int(_require(cfg, "sample_rate", split)),
         channels=int(_require(cfg, "channels", split)),

@@ -75,36 +75,35 @@ def load_segment(source: AudioSource, entry: dict[str, Any], seek: float,
 
 
 def collate_segments(items: list[dict[str, Any]]) -> dict[str, Any]:
-    """Stack audio [B, C, T] and padding_mask [B, T]; keep info as a list of dicts. Failed
-    items are dropped (their path was logged when read), so B may be smaller than asked."""
+    """Stack each tensor (audio [B, C, T], or latents/tokens [B, D, F], and padding_mask);
+    keep info as a list of dicts. Failed items are dropped (their path was logged when read),
+    so B may be smaller than asked."""
     kept = [item for item in items if "error" not in item]
+    tensors = [key for key, value in items[0].items() if isinstance(value, torch.Tensor)]
     if not kept:
-        first = items[0]
-        return {"audio": torch.empty(0, *first["audio"].shape),
-                "padding_mask": torch.empty(0, *first["padding_mask"].shape, dtype=torch.bool),
-                "info": []}
-    batch: dict[str, Any] = {
-        "audio": torch.stack([item["audio"] for item in kept]),
-        "padding_mask": torch.stack([item["padding_mask"] for item in kept])}
+        batch = {key: torch.empty(0, *items[0][key].shape, dtype=items[0][key].dtype)
+                 for key in tensors}
+        return {**batch, "info": []}
+    batch: dict[str, Any] = {key: torch.stack([item[key] for item in kept]) for key in tensors}
     if "info" in kept[0]:
         batch["info"] = [item["info"] for item in kept]
     return batch
 
 
-class SegmentDataset(Dataset):
-    """Segments from manifest entries.
+class SegmentSampler(Dataset):
+    """Which segment of which entry each item is: entries have a `duration` in seconds.
 
-    random_segments: draw a file (uniformly, or weighted by duration) and a start per item;
+    random_segments: draw an entry (uniformly, or weighted by duration) and a start per item;
         `num_samples` items per epoch (default: total duration / segment duration).
-    otherwise: every fixed segment of every file in manifest order (`num_samples` keeps that
-        many, evenly spread), identical at every epoch.
-    Files shorter than `min_segment_ratio * segment_duration` are left out.
+    otherwise: every fixed segment of every entry in order (`num_samples` keeps that many,
+        evenly spread), identical at every epoch.
+    Entries shorter than `min_segment_ratio * segment_duration` are left out. Subclasses read
+    the segment (audio, or pre-encoded latents and tokens).
     """
 
-    def __init__(self, entries: list[dict[str, Any]], sample_rate: int, channels: int,
-                 segment_duration: float, *, seed: int = 0, random_segments: bool = True,
-                 num_samples: int | None = None, weighted: bool = False,
-                 min_segment_ratio: float = 0.5, return_info: bool = True, name: str = "dataset"):
+    def __init__(self, entries: list[dict[str, Any]], segment_duration: float, *, seed: int = 0,
+                 random_segments: bool = True, num_samples: int | None = None,
+                 weighted: bool = False, min_segment_ratio: float = 0.5, name: str = "dataset"):
         if segment_duration <= 0 or not 0 < min_segment_ratio <= 1:
             raise ConfigError(
                 f"{name}: segment_duration={segment_duration}, min_segment_ratio="
@@ -116,14 +115,11 @@ class SegmentDataset(Dataset):
                 f"{name}: none of the {len(entries)} files lasts {shortest:.3f} s "
                 f"(min_segment_ratio * segment_duration); lower segment_duration or "
                 "min_segment_ratio.")
-        self.sample_rate = sample_rate
-        self.channels = channels
         self.segment_duration = segment_duration
         self.seed = seed
         self.epoch = 0
         self.random_segments = random_segments
         self.min_segment_ratio = min_segment_ratio
-        self.return_info = return_info
         durations = np.array([e["duration"] for e in self.entries])
         self.weights = durations / durations.sum() if weighted else None
         if random_segments:
@@ -146,7 +142,9 @@ class SegmentDataset(Dataset):
         return self.length
 
     def locate(self, index: int) -> tuple[int, float]:
-        """(file index, start second) of item `index` at the current epoch."""
+        """(entry index, start second) of item `index` at the current epoch."""
+        if not 0 <= index < self.length:
+            raise IndexError(f"index {index} out of range for {self.length} segments")
         if not self.random_segments:
             return self.fixed[index]
         rng = np.random.default_rng([self.seed, self.epoch, index])
@@ -155,9 +153,23 @@ class SegmentDataset(Dataset):
         return file, draw_seek(rng, entry["duration"], self.segment_duration,
                                self.min_segment_ratio)
 
+
+class SegmentDataset(SegmentSampler):
+    """Audio segments from manifest entries, at `sample_rate` and `channels` (see
+    SegmentSampler for which segments)."""
+
+    def __init__(self, entries: list[dict[str, Any]], sample_rate: int, channels: int,
+                 segment_duration: float, *, seed: int = 0, random_segments: bool = True,
+                 num_samples: int | None = None, weighted: bool = False,
+                 min_segment_ratio: float = 0.5, return_info: bool = True, name: str = "dataset"):
+        super().__init__(entries, segment_duration, seed=seed, random_segments=random_segments,
+                         num_samples=num_samples, weighted=weighted,
+                         min_segment_ratio=min_segment_ratio, name=name)
+        self.sample_rate = sample_rate
+        self.channels = channels
+        self.return_info = return_info
+
     def __getitem__(self, index: int) -> dict[str, Any]:
-        if not 0 <= index < self.length:
-            raise IndexError(f"index {index} out of range for {self.length} segments")
         file, seek = self.locate(index)
         entry = self.entries[file]
         return load_segment(entry["path"], entry, seek, self.segment_duration,

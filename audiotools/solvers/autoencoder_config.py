@@ -115,6 +115,10 @@ class AutoencoderSolverConfig(SolverConfig):
             own = getattr(data, split)
             if own is None:
                 continue
+            if (own.source or data.source) == "pre_encoded":
+                raise ValueError(f"dataset.source=pre_encoded (split {split}): the autoencoder "
+                                 "trains on audio; pre-encoded latents are for latent and token "
+                                 "models")
             for key in ("sample_rate", "channels"):
                 value = getattr(own, key) or getattr(data, key)
                 expected = getattr(self.model, key)

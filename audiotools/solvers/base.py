@@ -26,6 +26,7 @@ from ..config import SolverConfig
 from ..errors import CheckpointError, NonFiniteLossError
 from ..families import validate_config
 from ..io import checkpoint
+from ..models.codec import FrozenCodec
 from .best_state import BestState
 from .continuation import continue_from
 from .ema import ModelEMA
@@ -67,6 +68,8 @@ class StandardSolver(flashy.BaseSolver):
         self.optimizer_units: dict[str, OptimizerUnit] = {}
         self._extra_optimizer_names: list[str] = []
         self.ema: dict[str, ModelEMA] = {}
+        # Frozen modules (codecs) by attribute name: what identifies each in checkpoints.
+        self.frozen: dict[str, dict[str, Any]] = {}
         early_stop = self.settings.early_stop
         self.best = BestState(self.best_metric, self.best_mode, early_stop.patience,
                               early_stop.min_delta)
@@ -134,6 +137,15 @@ class StandardSolver(flashy.BaseSolver):
     def best_state(self) -> dict[str, dict[str, torch.Tensor]]:
         """The best weights per module; empty before the first valid stage."""
         return self.best.weights
+
+    def register_frozen(self, name: str, module: FrozenCodec) -> None:
+        """Use `module` (a codec) as `self.<name>` without ever training it: eval mode in
+        every stage, no gradients, outside the optimizer, EMA and best state, and not copied
+        into checkpoints, which record where it came from and its weights' hash instead; a
+        resume refuses a codec whose weights changed."""
+        setattr(self, name, module.requires_grad_(False).eval().to(self.device))
+        self.frozen[name] = module.describe()
+        logger.info("Frozen %s: %s (sha256 %s...)", name, module.source, module.identity[:12])
 
     def register_ema(self, *names: str) -> None:
         """Keep an EMA of these modules when optim.ema.use; valid/best use the EMA weights."""
@@ -340,6 +352,8 @@ class StandardSolver(flashy.BaseSolver):
         state["rng"] = checkpoint.capture_rng()
         state["updates_done"] = self._updates_done
         state["export_info"] = self.export_info()
+        if self.frozen:
+            state["frozen"] = self.frozen
         return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -350,6 +364,7 @@ class StandardSolver(flashy.BaseSolver):
         # no state for keeps its own seed's stream rather than copying rank 0's.
         rng = by_rank[distributed.rank()] if distributed.rank() < len(by_rank) else None
         state.pop("export_info", None)
+        self._check_frozen(state.pop("frozen", {}))
         self._updates_done = int(state.pop("updates_done", 0))
         unknown = sorted(set(state) - set(self.stateful.sources))
         if unknown:
@@ -359,6 +374,17 @@ class StandardSolver(flashy.BaseSolver):
         super().load_state_dict(state)
         if rng is not None:
             checkpoint.restore_rng(rng)
+
+    def _check_frozen(self, saved: dict[str, dict[str, Any]]) -> None:
+        """The frozen modules are the ones this XP trained with (same weights' hash)."""
+        for name, now in self.frozen.items():
+            before = saved.get(name)
+            if before is not None and before["identity"] != now["identity"]:
+                raise CheckpointError(
+                    f"{self.checkpoint_path} was trained with {name}={before['source']} (sha256 "
+                    f"{before['identity'][:12]}...), but {now['source']} now holds other weights "
+                    f"(sha256 {now['identity'][:12]}...). Put the original back, or train a new "
+                    "XP on this one (another signature, or `dora run --clear ...`).")
 
     def commit(self, save_checkpoint: bool = True) -> None:
         """Checkpoint first, then history.json: the history never runs ahead of the weights."""

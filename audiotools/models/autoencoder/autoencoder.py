@@ -95,6 +95,11 @@ class AudioAutoencoder(nn.Module):
             self.codebook_size = self.bottleneck.codebook_size
             self.bitrate = self._bits_per_second(self.num_codebooks)
 
+    @property
+    def cardinality(self) -> int | None:
+        """Codes per codebook (the codec interface's name for `codebook_size`)."""
+        return self.codebook_size
+
     def _bits_per_second(self, codebooks: int) -> float:
         assert self.codebook_size is not None
         return codebooks * math.log2(self.codebook_size) * self.frame_rate

@@ -1,0 +1,162 @@
+"""Datasets encoded once by a frozen codec (`audiotools pre-encode`), so a latent or token
+model trains without running the codec every step.
+
+A pre-encoded folder holds:
+    codec.json          the codec's identity (source, weights' sha256, frame rate, latent_dim or
+                        codebooks), the kind (latents | tokens) and, for latents, per-channel
+                        statistics of the training split (for normalisation)
+    <split>.jsonl       one line per file: file, frames, duration, source path, metadata
+    <split>/NNNNNN.safetensors   the codec's raw latents (latent_dim, frames) float32 or
+                        tokens (num_codebooks, frames) int64 of one audio file
+
+Encoding is resumable (files already written are kept) and refuses a folder written by
+another codec. Segments are drawn like audio segments (`SegmentSampler`: the same (seed, epoch,
+index) determinism), in frames.
+"""
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
+
+from ..errors import ConfigError
+from ..models.codec import FrozenCodec, LatentStats, is_discrete
+from .audio import audio_read
+from .segments import SegmentSampler
+
+CODEC_FILE = "codec.json"
+# Keys of codec.json that must agree for data to be reused or read by a model.
+IDENTITY_KEYS = ("identity", "kind", "frame_rate", "latent_dim", "num_codebooks", "cardinality",
+                 "sample_rate", "channels")
+
+
+def read_codec_file(root: Path) -> dict[str, Any]:
+    path = root / CODEC_FILE
+    if not path.exists():
+        raise ConfigError(f"{root} is not a pre-encoded dataset (no {CODEC_FILE}); write one "
+                          "with `audiotools pre-encode CODEC DSET OUT`.")
+    return json.loads(path.read_text())
+
+
+def describe(codec: FrozenCodec) -> dict[str, Any]:
+    """codec.json's content for `codec` (statistics are added once measured)."""
+    kind = "tokens" if is_discrete(codec) else "latents"
+    return {**codec.describe(), "kind": kind, "stats": None}
+
+
+def check_same_codec(found: Mapping[str, Any], expected: Mapping[str, Any], where: str) -> None:
+    """Refuse data written by another codec (or another kind of encoding)."""
+    different = [key for key in IDENTITY_KEYS if found.get(key) != expected.get(key)]
+    if different:
+        details = ", ".join(f"{key}: {found.get(key)!r} there, {expected.get(key)!r} here"
+                            for key in different)
+        raise ConfigError(f"{where} was encoded by another codec ({found.get('source')}) than "
+                          f"{expected.get('source')}: {details}.")
+
+
+def _write_atomic(path: Path, tensors: dict[str, torch.Tensor]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp))
+    os.replace(tmp, path)
+
+
+def _encode_file(codec: FrozenCodec, kind: str, path: str, chunk_seconds: float,
+                 device: torch.device) -> torch.Tensor:
+    audio, _ = audio_read(path, sample_rate=codec.sample_rate, channels=codec.channels)
+    batch = audio[None].to(device)
+    if kind == "tokens":
+        return codec.encode_to_tokens(batch, chunk_seconds)[0].cpu()
+    return codec.encode_raw(batch, chunk_seconds)[0].float().cpu()
+
+
+def pre_encode(codec: FrozenCodec, splits: Mapping[str, list[dict[str, Any]]], out: Path,
+               chunk_seconds: float = 30.0, progress: Any = None) -> dict[str, Any]:
+    """Encode every file of every split into `out`; files already there are kept (a rerun
+    resumes). `progress(iterable, split)` wraps each split's files (a progress bar).
+    Returns codec.json's content."""
+    identity = describe(codec)
+    existing = out / CODEC_FILE
+    if existing.exists():
+        check_same_codec(json.loads(existing.read_text()), identity, str(out))
+    out.mkdir(parents=True, exist_ok=True)
+    existing.write_text(json.dumps(identity, indent=1))
+    kind = identity["kind"]
+    device = codec.mean.device
+    for split, entries in splits.items():
+        index = []
+        files: Iterable[tuple[int, dict[str, Any]]] = enumerate(entries)
+        for number, entry in (progress(files, split) if progress else files):
+            target = out / split / f"{number:06d}.safetensors"
+            if not target.exists():
+                values = _encode_file(codec, kind, entry["path"], chunk_seconds, device)
+                _write_atomic(target, {kind: values})
+            with safe_open(str(target), framework="pt") as handle:
+                frames = handle.get_slice(kind).get_shape()[-1]
+            index.append({"file": str(target.relative_to(out)), "frames": frames,
+                          "duration": frames / codec.frame_rate, "source": entry["path"],
+                          "meta": entry.get("meta", {})})
+        (out / f"{split}.jsonl").write_text("".join(json.dumps(line) + "\n" for line in index))
+    if kind == "latents" and "train" in splits:
+        identity["stats"] = LatentStats.measure(
+            [_read(out, line["file"], kind) for line in _index(out, "train")]).__dict__
+        existing.write_text(json.dumps(identity, indent=1))
+    return identity
+
+
+def _index(root: Path, split: str) -> list[dict[str, Any]]:
+    path = root / f"{split}.jsonl"
+    if not path.exists():
+        raise ConfigError(f"{root} has no pre-encoded split {split!r} ({path} is missing).")
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def _read(root: Path, file: str, kind: str, start: int = 0, stop: int | None = None,
+          ) -> torch.Tensor:
+    with safe_open(str(root / file), framework="pt") as handle:
+        values = handle.get_slice(kind)
+        stop = values.get_shape()[-1] if stop is None else stop
+        return values[:, start:stop]
+
+
+class PreEncodedDataset(SegmentSampler):
+    """Segments of pre-encoded latents or tokens: items {kind: (D or K, frames),
+    padding_mask: (frames,), info: {path, seek_time, seconds_start, seconds_total, meta}}
+    (the info of audio segments, so conditioning reads the same metadata)."""
+
+    def __init__(self, root: str | Path, split: str, segment_duration: float, *, seed: int = 0,
+                 random_segments: bool = True, num_samples: int | None = None,
+                 weighted: bool = False, min_segment_ratio: float = 0.5,
+                 return_info: bool = True):
+        self.root = Path(root)
+        self.codec = read_codec_file(self.root)
+        self.kind: str = self.codec["kind"]
+        self.frame_rate: float = self.codec["frame_rate"]
+        super().__init__(_index(self.root, split), segment_duration, seed=seed,
+                         random_segments=random_segments, num_samples=num_samples,
+                         weighted=weighted, min_segment_ratio=min_segment_ratio,
+                         name=f"dataset.{split} ({self.root})")
+        self.frames = round(segment_duration * self.frame_rate)
+        self.return_info = return_info
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        file, seek = self.locate(index)
+        entry = self.entries[file]
+        start = round(seek * self.frame_rate)
+        values = _read(self.root, entry["file"], self.kind, start, start + self.frames)
+        length = values.shape[-1]
+        padded = torch.zeros(values.shape[0], self.frames, dtype=values.dtype)
+        padded[:, :length] = values
+        mask = torch.zeros(self.frames, dtype=torch.bool)
+        mask[:length] = True
+        item: dict[str, Any] = {self.kind: padded, "padding_mask": mask}
+        if self.return_info:
+            item["info"] = {"path": entry["source"], "seek_time": seek, "seconds_start": seek,
+                            "seconds_total": entry["duration"], "meta": entry.get("meta", {})}
+        return item

@@ -1,0 +1,171 @@
+"""Frozen codecs (load_codec, //recipe/, scale and statistics, identity) and pre-encoded data
+(`audiotools pre-encode`, resumable, refusing another codec; segments of latents or tokens)."""
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from omegaconf import OmegaConf
+
+from audiotools.cli import main as cli
+from audiotools.data.audio import audio_write
+from audiotools.data.builders import build_audio_datasets
+from audiotools.data.pre_encoded import PreEncodedDataset, pre_encode
+from audiotools.environment import CONFIG_DIR, resolve_path
+from audiotools.errors import ConfigError
+from audiotools.families import FAMILIES
+from audiotools.io import export
+from audiotools.io.codecs import load_codec
+from audiotools.models.codec import Codec, DiscreteCodec, FrozenCodec, LatentStats, is_discrete
+
+VAE = OmegaConf.to_container(OmegaConf.load(CONFIG_DIR / "model/autoencoder/debug.yaml"))
+RVQ = {**VAE, "bottleneck": {"type": "rvq", "num_quantizers": 2, "codebook_size": 16,
+                             "kmeans_init": False}}
+
+
+def _codec_export(tmp_path, section=VAE, name="codec.safetensors", seed=0):
+    torch.manual_seed(seed)
+    model = FAMILIES["autoencoder"].new_model(section, "test")
+    return export.write(tmp_path / name, export.Export("autoencoder", section,
+                                                       {"model": model.state_dict()}))
+
+
+def _clips(tmp_path, seconds=(1.0, 2.5, 0.6)):
+    entries = []
+    for number, length in enumerate(seconds):
+        time = torch.arange(round(length * 22050)) / 22050
+        wave = 0.3 * torch.sin(2 * torch.pi * (220 + 110 * number) * time)[None]
+        path = audio_write(tmp_path / f"clip{number}.wav", wave, 22050)
+        entries.append({"path": str(path), "duration": length, "sample_rate": 22050,
+                        "channels": 1, "meta": {"label": f"tone{number}"}})
+    return entries
+
+
+def test_a_loaded_codec_is_frozen_scaled_and_identified(tmp_path):
+    path = _codec_export(tmp_path)
+    codec = load_codec(path, scale=2.0)
+    assert isinstance(codec, Codec) and not is_discrete(codec)
+    codec.train()
+    assert not codec.training and not codec.codec.training
+    assert not any(p.requires_grad for p in codec.parameters())
+    audio = torch.randn(2, 1, 4096) * 0.1
+    raw = codec.encode_raw(audio)
+    assert torch.allclose(codec.encode(audio), raw / 2.0)
+    assert torch.allclose(codec.decode(codec.encode(audio)), codec.codec.decode(raw), atol=1e-6)
+    assert raw.shape == (2, codec.latent_dim, round(4096 / 64))
+    assert load_codec(path).identity == codec.identity
+    assert load_codec(_codec_export(tmp_path, name="other.safetensors", seed=1)).identity \
+        != codec.identity
+
+
+def test_statistics_normalise_latents_and_invert(tmp_path):
+    model = FAMILIES["autoencoder"].new_model(VAE, "test")
+    audio = torch.randn(3, 1, 8192) * 0.1
+    raw = model.encode(audio)
+    stats = LatentStats.measure(list(raw))
+    codec = FrozenCodec(model, "test", scale=1.5, stats=stats)
+    normalised = codec.encode(audio)
+    assert normalised.mean(dim=(0, 2)).abs().max() < 1e-4
+    assert torch.allclose(normalised.std(dim=(0, 2)) * 1.5, torch.ones(VAE["latent_dim"]),
+                          atol=2e-2)
+    assert torch.allclose(codec.decode(normalised), model.decode(raw), atol=1e-5)
+    with pytest.raises(ValueError, match="channels"):
+        FrozenCodec(model, "test", stats=LatentStats([0.0], [1.0]))
+
+
+def test_discrete_codecs_and_refusals(tmp_path):
+    tokens_codec = load_codec(_codec_export(tmp_path, RVQ, "rvq.safetensors"), discrete=True)
+    assert isinstance(tokens_codec, DiscreteCodec)
+    assert (tokens_codec.num_codebooks, tokens_codec.cardinality) == (2, 16)
+    tokens = tokens_codec.encode_to_tokens(torch.randn(1, 1, 2048) * 0.1)
+    assert tokens.shape == (1, 2, 32) and tokens.dtype == torch.int64
+    with pytest.raises(ConfigError, match="continuous latents .*bottleneck 'vae'.*rvq or fsq"):
+        load_codec(_codec_export(tmp_path), discrete=True)
+    cnn = {"channels": [4], "pools": [[2, 2]], "n_mels": 16, "num_classes": 2}
+    classifier = export.write(tmp_path / "cnn.safetensors", export.Export(
+        "classifier", cnn, {"model": FAMILIES["classifier"].new_model(cnn, "t").state_dict()}))
+    with pytest.raises(ConfigError, match="a classifier model is not a codec"):
+        load_codec(classifier)
+
+
+def test_recipe_reference_names_the_command_until_trained(dora_dir):
+    with pytest.raises(ConfigError, match=r"//recipe/autoencoder/debug is XP \w+, which has not "
+                                          r"been trained.*dora run solver=autoencoder/debug"):
+        resolve_path("//recipe/autoencoder/debug")
+    from audiotools.train import main
+    folder = main.get_xp(["solver=autoencoder/debug"]).folder
+    folder.mkdir(parents=True)
+    (folder / "checkpoint.th").write_bytes(b"")
+    assert resolve_path("//recipe/autoencoder/debug") == folder
+
+
+def test_pre_encode_writes_resumes_and_refuses_another_codec(tmp_path):
+    codec = load_codec(_codec_export(tmp_path))
+    entries = _clips(tmp_path)
+    out = tmp_path / "latents"
+    written = pre_encode(codec, {"train": entries, "valid": entries[:1]}, out)
+    assert written["kind"] == "latents" and written["identity"] == codec.identity
+    index = [json.loads(line) for line in (out / "train.jsonl").read_text().splitlines()]
+    assert [line["frames"] for line in index] == [250, 625, 150]  # 16 kHz / hop 64, padded up
+    assert index[1]["meta"] == {"label": "tone1"} and index[1]["source"] == entries[1]["path"]
+    assert len(written["stats"]["mean"]) == VAE["latent_dim"]
+    first = (out / "train/000001.safetensors").stat().st_mtime_ns
+    pre_encode(codec, {"train": entries}, out)  # a rerun keeps what is there
+    assert (out / "train/000001.safetensors").stat().st_mtime_ns == first
+    other = load_codec(_codec_export(tmp_path, name="other.safetensors", seed=3))
+    with pytest.raises(ConfigError, match="encoded by another codec.*identity"):
+        pre_encode(other, {"train": entries}, out)
+
+
+def test_pre_encoded_segments_are_deterministic_and_padded(tmp_path):
+    codec = load_codec(_codec_export(tmp_path))
+    out = tmp_path / "latents"
+    pre_encode(codec, {"train": _clips(tmp_path)}, out)
+    fixed = PreEncodedDataset(out, "train", 1.0, random_segments=False)
+    assert len(fixed) == 5  # 1 + 3 (2.5 s: the last half-full) + 1 (0.6 s)
+    item = fixed[3]
+    assert item["latents"].shape == (8, 250) and item["padding_mask"].sum() == 125
+    assert item["info"]["seconds_start"] == 2.0 and item["info"]["meta"]["label"] == "tone1"
+    drawn = PreEncodedDataset(out, "train", 1.0, seed=4, num_samples=6)
+    drawn.set_epoch(2)
+    again = PreEncodedDataset(out, "train", 1.0, seed=4, num_samples=6)
+    again.set_epoch(2)
+    assert all(torch.equal(drawn[i]["latents"], again[i]["latents"]) for i in range(6))
+
+
+def test_tokens_and_a_dset_pointing_at_pre_encoded_data(tmp_path):
+    codec = load_codec(_codec_export(tmp_path, RVQ, "rvq.safetensors"))
+    out = tmp_path / "tokens"
+    assert pre_encode(codec, {"train": _clips(tmp_path)}, out)["kind"] == "tokens"
+    datasets = build_audio_datasets({"source": "pre_encoded", "pre_encoded": str(out),
+                                     "segment_duration": 0.5, "train": {"num_samples": 4}}, 0)
+    item = datasets["train"][0]
+    assert item["tokens"].shape == (2, 125) and item["tokens"].dtype == torch.int64
+    assert int(item["tokens"].max()) < 16
+
+
+def test_pre_encode_command(tmp_path, capsys):
+    path = _codec_export(tmp_path)
+    from audiotools.data.manifest import write_manifest
+    manifest = write_manifest(_clips(tmp_path), tmp_path / "m.jsonl")
+    assert cli(["pre-encode", str(path), str(manifest), str(tmp_path / "out")]) == 0
+    assert "latents of train 3 files at 250 frames/s" in capsys.readouterr().out
+    assert cli(["pre-encode", str(path), "no_such_dset", str(tmp_path / "out")]) == 2
+    assert "known dsets: music_small" in capsys.readouterr().err
+
+
+def test_the_autoencoder_refuses_pre_encoded_data(dora_dir):
+    from audiotools.train import main
+    with pytest.raises(ConfigError, match="dataset.source=pre_encoded .*trains on audio"):
+        main.get_xp(["solver=autoencoder/debug", "dataset.source=pre_encoded"])
+
+
+def test_a_stable_audio_tools_vae_is_a_codec():
+    from pathlib import Path
+    sat = Path(__file__).parent / "sat"
+    codec = load_codec(sat / "fixtures/tiny_vae.safetensors",
+                       sat_model_config=sat / "configs/tiny_vae.json", scale=0.5)
+    assert codec.describe()["source"].endswith("tiny_vae.safetensors")
+    audio = torch.randn(1, codec.channels, 4096) * 0.1
+    assert torch.allclose(codec.encode(audio), codec.codec.encode(audio) / 0.5)
