@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import re
+from collections.abc import Mapping
 from typing import Any, Literal, get_args
 
 from omegaconf import DictConfig, OmegaConf
@@ -29,6 +30,19 @@ class Section(BaseModel):
     silently beyond what YAML means (an int where a float is expected is fine)."""
 
     model_config = ConfigDict(extra="forbid", validate_default=True)
+
+
+def validate_by_type(value: Any, registry: dict[str, type[Section]]) -> Any:
+    """Validate a `{type: ..., ...}` mapping with the section its type names (before
+    pydantic's union matching), so that faults read `model.encoder.channels` rather than a
+    tagged path, and an unknown type lists the valid ones. Anything else passes through."""
+    if not isinstance(value, Mapping):
+        return value
+    kind = value.get("type")
+    if kind not in registry:
+        found = "no type" if kind is None else f"unknown type {kind!r}"
+        raise ValueError(f"{found}; valid types: {', '.join(registry)}")
+    return registry[kind].model_validate(dict(value))
 
 
 class EMAConfig(Section):

@@ -221,35 +221,29 @@ def test_the_docs_show_commands_at_all():
     assert len(usages) > 50
 
 
-def test_every_documented_audiotools_command_and_flag_exists():
-    commands = _audiotools_commands()
+def _unknown_commands_and_flags(program: str, commands: dict[str, Any]) -> list[str]:
+    """Documented `<program> <command> --flag` usages the parsers do not have."""
     wrong = []
     for usage in _usages():
-        if usage.program != "audiotools":
+        if usage.program != program:
             continue
         parser = commands.get(usage.command)
         if parser is None:
-            wrong.append(f"{usage.where()}: no command {usage.command!r}")
+            wrong.append(f"{usage.where()}: {program} has no command {usage.command!r}")
             continue
         known = {option for action in _options(parser) for option in action.option_strings}
-        wrong += [f"{usage.where()}: {usage.command} has no {flag}"
+        wrong += [f"{usage.where()}: {program} {usage.command} has no {flag}"
                   for flag in _flags(usage.args) if flag not in known | {"-h", "--help"}]
+    return wrong
+
+
+def test_every_documented_audiotools_command_and_flag_exists():
+    wrong = _unknown_commands_and_flags("audiotools", _audiotools_commands())
     assert not wrong, "\n".join(wrong)
 
 
 def test_every_documented_dora_command_and_flag_exists():
-    commands = _dora_commands()
-    wrong = []
-    for usage in _usages():
-        if usage.program != "dora":
-            continue
-        parser = commands.get(usage.command)
-        if parser is None:
-            wrong.append(f"{usage.where()}: dora has no command {usage.command!r}")
-            continue
-        known = {option for action in _options(parser) for option in action.option_strings}
-        wrong += [f"{usage.where()}: dora {usage.command} has no {flag}"
-                  for flag in _flags(usage.args) if flag not in known | {"-h", "--help"}]
+    wrong = _unknown_commands_and_flags("dora", _dora_commands())
     assert not wrong, "\n".join(wrong)
 
 

@@ -23,7 +23,7 @@ from pydantic import (
     model_validator,
 )
 
-from ..config import Section, format_validation_error
+from ..config import Section, format_validation_error, validate_by_type
 from ..errors import ConfigError
 
 
@@ -144,15 +144,8 @@ CONDITIONERS: dict[str, type[_ConditionerConfig]] = {
 
 
 def _by_type(value: Any) -> Any:
-    """Validate `{type: ..., ...}` with the section its type names, so that faults read
-    `conditioners.<name>.<key>` and an unknown type lists the valid ones."""
-    if not isinstance(value, Mapping):
-        return value
-    kind = value.get("type")
-    if kind not in CONDITIONERS:
-        found = "no type" if kind is None else f"unknown type {kind!r}"
-        raise ValueError(f"{found}; valid types: {', '.join(CONDITIONERS)}")
-    return CONDITIONERS[kind].model_validate(dict(value))
+    """`{type: ..., ...}` validated with its type's section (`conditioners.<name>.<key>`)."""
+    return validate_by_type(value, CONDITIONERS)
 
 
 ConditionerConfig = Annotated[

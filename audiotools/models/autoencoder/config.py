@@ -32,7 +32,7 @@ from pydantic import (
 )
 from torch import nn
 
-from ...config import Section, format_validation_error
+from ...config import Section, format_validation_error, validate_by_type
 from ...errors import ConfigError
 
 
@@ -203,20 +203,6 @@ BottleneckConfig = (VAEBottleneckConfig | TanhBottleneckConfig | RVQBottleneckCo
                     | FSQBottleneckConfig | NoBottleneckConfig)
 
 
-def _by_type(value: Any, registry: dict[str, type[Section]]) -> Any:
-    """Validate a `{type: ..., ...}` mapping with the schema its type names.
-
-    Done before pydantic's union matching so that errors read `model.encoder.channels`
-    (not a tagged path) and an unknown type lists the valid ones."""
-    if not isinstance(value, Mapping):
-        return value
-    kind = value.get("type")
-    if kind not in registry:
-        found = "no type" if kind is None else f"unknown type {kind!r}"
-        raise ValueError(f"{found}; valid types: {', '.join(registry)}")
-    return registry[kind].model_validate(dict(value))
-
-
 class AutoencoderConfig(Section):
     sample_rate: int = Field(ge=1000)
     channels: PositiveInt
@@ -233,17 +219,17 @@ class AutoencoderConfig(Section):
     @field_validator("encoder", mode="before")
     @classmethod
     def _encoder_type(cls, value: Any) -> Any:
-        return _by_type(value, ENCODERS)
+        return validate_by_type(value, ENCODERS)
 
     @field_validator("decoder", mode="before")
     @classmethod
     def _decoder_type(cls, value: Any) -> Any:
-        return _by_type(value, DECODERS)
+        return validate_by_type(value, DECODERS)
 
     @field_validator("bottleneck", mode="before")
     @classmethod
     def _bottleneck_type(cls, value: Any) -> Any:
-        return _by_type(value, BOTTLENECKS)
+        return validate_by_type(value, BOTTLENECKS)
 
     @model_validator(mode="after")
     def _parts_fit(self) -> AutoencoderConfig:
