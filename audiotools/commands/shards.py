@@ -9,7 +9,9 @@ HELP = ("Write the files of MANIFEST (original bytes + their manifest entry as J
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("manifest", help="a manifest written by `audiotools manifest`")
+    parser.add_argument("manifest", help="a manifest written by `audiotools manifest`, or a "
+                                         "split index of a pre-encoded folder "
+                                         "(OUT/train.jsonl of `audiotools pre-encode`)")
     parser.add_argument("outdir", help="folder for the shards (created if missing)")
     parser.add_argument("--samples-per-shard", type=int, default=1000,
                         help="files per shard (default 1000)")
@@ -17,9 +19,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..data.manifest import read_manifest
+    from ..data.pre_encoded import CODEC_FILE, write_encoded_shards
     from ..data.shards import write_shards
     from ..environment import resolve_path
-    entries = read_manifest(resolve_path(args.manifest))
-    shards = write_shards(entries, resolve_path(args.outdir), args.samples_per_shard)
-    print(f"{len(entries)} files in {len(shards)} shards → {resolve_path(args.outdir)}")
+    manifest, outdir = resolve_path(args.manifest), resolve_path(args.outdir)
+    if (manifest.parent / CODEC_FILE).exists():  # a pre-encoded split: its tensors
+        shards = write_encoded_shards(manifest.parent, manifest.name.removesuffix(".jsonl"),
+                                      outdir, args.samples_per_shard)
+        print(f"pre-encoded {manifest.stem} in {len(shards)} shards (and {CODEC_FILE}) → "
+              f"{outdir}")
+        return 0
+    entries = read_manifest(manifest)
+    shards = write_shards(entries, outdir, args.samples_per_shard)
+    print(f"{len(entries)} files in {len(shards)} shards → {outdir}")
     return 0

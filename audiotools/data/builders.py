@@ -17,7 +17,7 @@ from ..config import Section, validate_section
 from ..environment import resolve_path
 from ..errors import ConfigError
 from .manifest import read_manifest
-from .pre_encoded import PreEncodedDataset
+from .pre_encoded import EncodedShardDataset, PreEncodedDataset, read_codec_file
 from .segments import SegmentDataset
 from .shards import ShardDataset
 
@@ -31,7 +31,8 @@ class SplitConfig(Section):
     source: Literal["files", "shards", "pre_encoded"] | None = None
     manifest: str | None = None
     shards: str | list[str] | None = None
-    # A folder written by `audiotools pre-encode` (source: pre_encoded): latents or tokens.
+    # A folder written by `audiotools pre-encode` (source: pre_encoded): latents or tokens;
+    # with `shards` too, its codec.json, and the data streamed from those shards.
     pre_encoded: str | None = None
     sample_rate: int | None = Field(None, ge=1)
     channels: int | None = Field(None, ge=1)
@@ -93,12 +94,7 @@ def build_split(cfg: dict[str, Any], split: str, seed: int) -> Dataset:
     """One split's dataset from its merged keys (the section's defaults filled in)."""
     source = cfg["source"]
     if source == "pre_encoded":
-        return PreEncodedDataset(
-            resolve_path(_require(cfg, "pre_encoded", split)), split,
-            float(_require(cfg, "segment_duration", split)), seed=seed,
-            random_segments=bool(cfg["random_segments"]), num_samples=cfg.get("num_samples"),
-            weighted=bool(cfg["weighted"]), min_segment_ratio=float(cfg["min_segment_ratio"]),
-            return_info=bool(cfg["return_info"]))
+        return _pre_encoded_split(cfg, split, seed)
     common = dict(
         sample_rate=int(_require(cfg, "sample_rate", split)),
         channels=int(_require(cfg, "channels", split)),
@@ -115,6 +111,25 @@ def build_split(cfg: dict[str, Any], split: str, seed: int) -> Dataset:
     urls = [resolve_data_path(s) for s in ([spec] if isinstance(spec, str) else spec)]
     return ShardDataset(urls, segments_per_file=int(cfg["segments_per_file"]),
                         shuffle_buffer=int(cfg["shuffle_buffer"]), **common)
+
+
+def _pre_encoded_split(cfg: dict[str, Any], split: str, seed: int) -> Dataset:
+    """Pre-encoded latents or tokens: the folder `pre_encoded` names (its codec.json, and
+    its files unless `shards` streams them from tar shards)."""
+    root = resolve_path(_require(cfg, "pre_encoded", split))
+    segment_duration = float(_require(cfg, "segment_duration", split))
+    common = dict(seed=seed, random_segments=bool(cfg["random_segments"]),
+                  num_samples=cfg.get("num_samples"),
+                  min_segment_ratio=float(cfg["min_segment_ratio"]),
+                  return_info=bool(cfg["return_info"]))
+    if cfg.get("shards") is None:
+        return PreEncodedDataset(root, split, segment_duration, weighted=bool(cfg["weighted"]),
+                                 **common)
+    spec = cfg["shards"]
+    urls = [resolve_data_path(s) for s in ([spec] if isinstance(spec, str) else spec)]
+    return EncodedShardDataset(urls, read_codec_file(root), segment_duration,
+                               segments_per_file=int(cfg["segments_per_file"]),
+                               shuffle_buffer=int(cfg["shuffle_buffer"]), **common)
 
 
 def build_audio_datasets(dataset_cfg: DictConfig | Mapping[str, Any] | AudioDataConfig,

@@ -17,18 +17,20 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
 import torch
 from safetensors import safe_open
+from safetensors.torch import load as load_tensors
 from safetensors.torch import save_file
 
 from ..errors import ConfigError
 from ..models.codec import FrozenCodec, LatentStats, is_discrete
 from .audio import audio_read
 from .segments import SegmentSampler
+from .shards import ShardDataset, write_shards
 
 CODEC_FILE = "codec.json"
 # Keys of codec.json that must agree for data to be reused or read by a model.
@@ -125,7 +127,18 @@ def _read(root: Path, file: str, kind: str, start: int = 0, stop: int | None = N
         return values[:, start:stop]
 
 
-class PreEncodedDataset(SegmentSampler):
+class EncodedData:
+    """What datasets of pre-encoded data share: the codec.json of the data (`codec`)."""
+
+    codec: dict[str, Any]
+
+    def check_codec(self, codec: FrozenCodec, where: str) -> None:
+        """Refuse a model whose codec (or kind: latents, tokens) is not the one that wrote
+        this data."""
+        check_same_codec(self.codec, describe(codec), where)
+
+
+class PreEncodedDataset(EncodedData, SegmentSampler):
     """Segments of pre-encoded latents or tokens: items {kind: (D or K, frames),
     padding_mask: (frames,), info: {path, seek_time, seconds_start, seconds_total, meta}}
     (the info of audio segments, so conditioning reads the same metadata)."""
@@ -150,13 +163,55 @@ class PreEncodedDataset(SegmentSampler):
         entry = self.entries[file]
         start = round(seek * self.frame_rate)
         values = _read(self.root, entry["file"], self.kind, start, start + self.frames)
-        length = values.shape[-1]
-        padded = torch.zeros(values.shape[0], self.frames, dtype=values.dtype)
-        padded[:, :length] = values
-        mask = torch.zeros(self.frames, dtype=torch.bool)
-        mask[:length] = True
-        item: dict[str, Any] = {self.kind: padded, "padding_mask": mask}
-        if self.return_info:
-            item["info"] = {"path": entry["source"], "seek_time": seek, "seconds_start": seek,
-                            "seconds_total": entry["duration"], "meta": entry.get("meta", {})}
-        return item
+        return encoded_segment(values, self.kind, self.frames, entry, seek, self.return_info)
+
+
+def encoded_segment(values: torch.Tensor, kind: str, frames: int, entry: Mapping[str, Any],
+                    seek: float, return_info: bool) -> dict[str, Any]:
+    """One item from the frames of a segment (fewer at a file's end: zero-padded, masked)."""
+    length = min(frames, values.shape[-1])
+    padded = torch.zeros(values.shape[0], frames, dtype=values.dtype)
+    padded[:, :length] = values[:, :length]
+    mask = torch.zeros(frames, dtype=torch.bool)
+    mask[:length] = True
+    item: dict[str, Any] = {kind: padded, "padding_mask": mask}
+    if return_info:
+        item["info"] = {"path": entry["source"], "seek_time": seek, "seconds_start": seek,
+                        "seconds_total": entry["duration"], "meta": entry.get("meta", {})}
+    return item
+
+
+def write_encoded_shards(root: Path, split: str, outdir: Path,
+                         samples_per_shard: int) -> list[Path]:
+    """Tar shards of one pre-encoded split (each file's tensor and its index line), with
+    codec.json copied beside them so a dset can name the shards as its data."""
+    entries = [{**line, "path": str(root / line["file"])} for line in _index(root, split)]
+    written = write_shards(entries, outdir, samples_per_shard)
+    (outdir / CODEC_FILE).write_text((root / CODEC_FILE).read_text())
+    return written
+
+
+class EncodedShardDataset(EncodedData, ShardDataset):
+    """Segments of pre-encoded latents or tokens streamed from the shards
+    `write_encoded_shards` wrote (`codec`: the codec.json of that data), ordered and split as
+    audio shards are."""
+
+    def __init__(self, shards: str | list[str], codec: Mapping[str, Any],
+                 segment_duration: float, **options: Any):
+        super().__init__(shards, codec["sample_rate"], codec["channels"], segment_duration,
+                         **options)
+        self.codec = dict(codec)
+        self.kind: str = codec["kind"]
+        self.frame_rate: float = codec["frame_rate"]
+        self.frames = round(segment_duration * self.frame_rate)
+
+    def _sample(self, sample: dict[str, Any],
+                ) -> tuple[dict[str, Any], Callable[[float], dict[str, Any]]] | None:
+        entry = json.loads(sample["json"])
+        values = load_tensors(sample["safetensors"])[self.kind]
+
+        def read(seek: float) -> dict[str, Any]:
+            start = round(seek * self.frame_rate)
+            return encoded_segment(values[:, start:start + self.frames], self.kind, self.frames,
+                                   entry, seek, self.return_info)
+        return entry, read

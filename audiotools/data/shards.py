@@ -18,7 +18,7 @@ import itertools
 import json
 import logging
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -163,14 +163,26 @@ class ShardDataset(torch.utils.data.IterableDataset):
             np.random.default_rng([self.seed, self.epoch, cycle]).shuffle(urls)
         return urls[rank::world][worker::workers]
 
+    def _sample(self, sample: dict[str, Any],
+                ) -> tuple[dict[str, Any], Callable[[float], dict[str, Any]]] | None:
+        """A shard sample's entry (duration, metadata) and the reader of its segment at a
+        start second; None to skip it (logged). Pre-encoded shards read tensors instead."""
+        data = sample[_audio_key(sample)]
+        entry = _sample_entry(sample, data)
+        if entry is None:
+            return None
+        return entry, lambda seek: load_segment(io.BytesIO(data), entry, seek,
+                                                self.segment_duration, self.sample_rate,
+                                                self.channels, self.return_info)
+
     def _segments(self, urls: list[str], rng: np.random.Generator | None,
                   ) -> Iterator[dict[str, Any]]:
         samples = tarfile_samples(({"url": url} for url in urls), handler=wds.warn_and_continue)
         for sample in samples:
-            data = sample[_audio_key(sample)]
-            entry = _sample_entry(sample, data)
-            if entry is None:
+            found = self._sample(sample)
+            if found is None:
                 continue
+            entry, read = found
             if rng is not None:
                 seeks = [draw_seek(rng, entry["duration"], self.segment_duration,
                                    self.min_segment_ratio) for _ in range(self.segments_per_file)]
@@ -180,8 +192,7 @@ class ShardDataset(torch.utils.data.IterableDataset):
             else:
                 continue
             for seek in seeks:
-                yield load_segment(io.BytesIO(data), entry, seek, self.segment_duration,
-                                   self.sample_rate, self.channels, self.return_info)
+                yield read(seek)
 
     def _shuffled(self, items: Iterator[dict[str, Any]], rng: np.random.Generator,
                   ) -> Iterator[dict[str, Any]]:

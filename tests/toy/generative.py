@@ -19,9 +19,8 @@ from audiotools.conditioning import ConditionerSet, Conditions
 from audiotools.config import Section, SolverConfig
 from audiotools.data.audio import audio_read
 from audiotools.data.builders import AudioDataConfig, build_audio_datasets
-from audiotools.data.pre_encoded import PreEncodedDataset, check_same_codec, describe
+from audiotools.data.pre_encoded import EncodedData
 from audiotools.data.segments import collate_segments
-from audiotools.errors import ConfigError
 from audiotools.io.codecs import CodecConfig, codec_from_config
 from audiotools.metrics.embeddings import MelStatsEmbedder
 from audiotools.metrics.generation import generation_report, report_metrics
@@ -93,17 +92,13 @@ class GenerativeToySolver(StandardSolver):
         self.datasets = datasets = build_audio_datasets(settings.dataset, settings.seed)
         stored = next(iter(datasets.values()))
         stats = None
-        if isinstance(stored, PreEncodedDataset) and stored.codec.get("stats"):
+        if isinstance(stored, EncodedData) and stored.codec.get("stats"):
             stats = LatentStats(**stored.codec["stats"])
         discrete = settings.model.kind == "tokens"
         codec = codec_from_config(settings.codec, self.device, stats, discrete=discrete)
         for split, dataset in datasets.items():
-            if isinstance(dataset, PreEncodedDataset):
-                check_same_codec(dataset.codec, describe(codec), f"dataset.{split} "
-                                 f"({dataset.root})")
-                if dataset.kind != settings.model.kind:
-                    raise ConfigError(f"dataset.{split} holds {dataset.kind}; model.kind="
-                                      f"{settings.model.kind}.")
+            if isinstance(dataset, EncodedData):
+                dataset.check_codec(codec, f"dataset.{split}")
         self.register_frozen("codec", codec)
         hidden = settings.model.hidden
         self.conditioners = ConditionerSet(settings.conditioners, hidden,
