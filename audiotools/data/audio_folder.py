@@ -113,9 +113,9 @@ def _scan(root: Path, names: Sequence[str] | None) -> list[tuple[str, list[Path]
                           f"{root}: {found}. List each folder once, or set dataset.classes=null.")
     classes = []
     for folder in (root / name for name in (found if names is None else names)):
-        files = sorted(p for p in folder.rglob("*")
-                       if p.is_file() and not any(part.startswith(".")
-                                                  for part in p.relative_to(root).parts))
+        files = sorted(p for p in folder.rglob("*")  # sidecar metadata is not audio
+                       if p.is_file() and p.suffix != ".json"
+                       and not any(part.startswith(".") for part in p.relative_to(root).parts))
         if not files:
             raise ConfigError(f"Class folder {folder} is empty: add audio files to it or remove "
                               "it (every subfolder of dataset.root is a class).")

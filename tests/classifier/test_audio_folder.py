@@ -75,6 +75,12 @@ def test_features_labels_and_class_order(root, cache):
                                   arrays.features[arrays.labels == 2])
 
 
+def test_sidecar_metadata_is_not_audio(own_root, tmp_path):
+    (own_root / "hum" / "spk0_0.json").write_text('{"ensemble": "hum"}')
+    arrays = _load(own_root, tmp_path / "cache")
+    assert arrays.features.shape[0] == 54 and arrays.skipped == []
+
+
 def test_pad_and_crop_to_a_fixed_number_of_frames(tmp_path):
     (tmp_path / "audio" / "a").mkdir(parents=True)
     for index, seconds in enumerate([0.05, 0.5]):  # shorter and longer than 20 frames of 10 ms
