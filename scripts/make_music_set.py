@@ -20,6 +20,7 @@ import shutil
 import subprocess
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -112,21 +113,47 @@ def _build_midi(corpus_path: str, number: int | None, programs: list[int], bpm: 
                 midi_path: str) -> tuple[str, str, list[str]]:
     """Parse, keep the first bars, set instruments and tempo, write MIDI. Runs in a worker
     process so a score that hangs music21 can be abandoned."""
-    from music21 import bar, corpus, instrument, repeat, spanner, tempo
+    excerpt, title, composer = excerpt_score(corpus_path, number)
+    return title, composer, write_midi(excerpt, programs, bpm, midi_path)
+
+
+def excerpt_score(corpus_path: str, number: int | None, bars: int = BARS,
+                  drop_zero_length: bool = False) -> tuple[Any, str, str]:
+    """(first `bars` bars of a corpus score, title, composer). Slow for long scores: call it in
+    a worker process that can be abandoned.
+
+    `drop_zero_length` removes notes without duration (grace notes, chord symbols): their
+    note-on and note-off share a tick, FluidSynth can take them in the wrong order, and a
+    sustained instrument then never stops (the render runs until its timeout). music_small was
+    made without it, so its default keeps that set reproducible."""
+    from music21 import bar, corpus, repeat, spanner
 
     score = corpus.parse(corpus_path, number=number) if number else corpus.parse(corpus_path)
     if hasattr(score, "scores"):  # an Opus of tunes
         score = score.scores[0]
-    folder, _, work = _stem(corpus_path).partition("/")
+    folder, _, work = stem(corpus_path).partition("/")
     title = ((score.metadata.title if score.metadata else None)
              or work.replace("/", " ").replace("_", " "))
     composer = (score.metadata.composer if score.metadata else None) or (
         "traditional" if corpus_path.endswith(".abc") else folder.replace("_", " ").title())
-    excerpt = score.measures(1, BARS)
+    excerpt = score.measures(1, bars)
     # Repeats cut by the excerpt cannot be expanded: play the bars once, as written.
     for kind in (bar.Repeat, repeat.RepeatExpression, spanner.RepeatBracket):
         for element in list(excerpt.recurse().getElementsByClass(kind)):
             element.activeSite.remove(element)
+    if drop_zero_length:
+        for element in list(excerpt.recurse().notes):
+            if element.duration.quarterLength == 0:
+                element.activeSite.remove(element)
+    return excerpt, " ".join(str(title).split()), " ".join(str(composer).split())
+
+
+def write_midi(excerpt: Any, programs: list[int], bpm: int, midi_path: str) -> list[str]:
+    """Give part i the General MIDI program `programs[i]` (the last one for extra parts), set
+    the tempo, write MIDI; returns the instrument names. Replaces what an earlier call set, so
+    one excerpt can be written for several ensembles."""
+    from music21 import instrument, tempo
+
     names = []
     for index, part in enumerate(excerpt.parts):
         for old in list(part.recurse().getElementsByClass(instrument.Instrument)):
@@ -138,14 +165,18 @@ def _build_midi(corpus_path: str, number: int | None, programs: list[int], bpm: 
         mark.activeSite.remove(mark)
     excerpt.parts[0].insert(0, tempo.MetronomeMark(number=bpm))
     excerpt.write("midi", fp=midi_path)
-    return " ".join(str(title).split()), " ".join(str(composer).split()), names
+    return names
 
 
-def _stem(corpus_path: str) -> str:
+def stem(corpus_path: str) -> str:
+    """The corpus path without its score extension."""
     return re.sub(r"\.(mxl|xml|musicxml|krn|abc)$", "", corpus_path)
 
 
-def _render(midi_path: Path, wav_path: Path) -> np.ndarray:
+def render(midi_path: Path, wav_path: Path, max_seconds: float = MAX_SECONDS,
+           min_seconds: float = MIN_SECONDS) -> np.ndarray:
+    """Mono audio from the first note, at most `max_seconds`, faded out, peak 0.89; a piece
+    shorter than `min_seconds` is an error. FluidSynth runs under a timeout."""
     subprocess.run(
         ["fluidsynth", "-ni", "-q", "-g", "0.5", "-r", str(SAMPLE_RATE), "-F", str(wav_path),
          str(SOUNDFONT), str(midi_path)],
@@ -153,8 +184,8 @@ def _render(midi_path: Path, wav_path: Path) -> np.ndarray:
     wav, _ = audio_read(wav_path, sample_rate=SAMPLE_RATE, channels=1)
     audio = wav[0].numpy() - float(wav.mean())
     start = int(np.argmax(np.abs(audio) > 1e-3))
-    audio = audio[start:start + int(MAX_SECONDS * SAMPLE_RATE)]
-    if len(audio) < MIN_SECONDS * SAMPLE_RATE:
+    audio = audio[start:start + int(max_seconds * SAMPLE_RATE)]
+    if len(audio) < min_seconds * SAMPLE_RATE:
         raise ValueError(f"only {len(audio) / SAMPLE_RATE:.1f} s of music")
     fade = min(len(audio), SAMPLE_RATE // 2)
     audio[-fade:] *= np.linspace(1.0, 0.0, fade, dtype=np.float32)
@@ -186,11 +217,11 @@ def main() -> None:
                 break
             try:
                 title, composer, names = job.get(timeout=TIMEOUT)
-                audio = _render(midi, Path(tmp, f"{index:02d}.wav"))
+                audio = render(midi, Path(tmp, f"{index:02d}.wav"))
             except Exception as err:  # music21 raises many kinds; a bad score is just skipped
                 print(f"skipped {path}: {type(err).__name__}: {err}", flush=True)
                 continue
-            name = f"{index:02d}_{_stem(path).replace('/', '_').replace('.', '-')}"
+            name = f"{index:02d}_{stem(path).replace('/', '_').replace('.', '-')}"
             audio_write(audio_dir / f"{name}.ogg", audio, SAMPLE_RATE, compression_level=0.6)
             meta = {
                 "title": title, "composer": composer, "genre": genre, "ensemble": ensemble,
