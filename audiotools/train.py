@@ -4,7 +4,6 @@ validate the composed config -> seed (offset by rank) -> threads -> distributed 
 """
 from __future__ import annotations
 
-import json
 import logging
 import os
 import re
@@ -123,11 +122,11 @@ def _finished(settings: SolverConfig) -> bool:
     """Whether this XP's epochs are all done, read from its folder before the training stack
     is imported: rerunning a finished XP then costs little more than Dora's own start-up.
     (An early-stopped XP is recognised by the solver, which knows its best metric.)"""
-    folder = get_xp().folder
-    history = folder / "history.json"
-    if settings.work_after_training() or not (folder / LATEST).exists() or not history.exists():
+    xp = get_xp()
+    if settings.work_after_training() or not (xp.folder / LATEST).exists():
         return False
-    return len(json.loads(history.read_text())) >= settings.optim.epochs
+    xp.link.load()  # history.json, read as the solver's restore reads it
+    return len(xp.link.history) >= settings.optim.epochs
 
 
 @_decorate

@@ -113,6 +113,8 @@ def test_pre_encode_writes_resumes_and_refuses_another_codec(tmp_path):
     first = (out / "train/000001.safetensors").stat().st_mtime_ns
     pre_encode(codec, {"train": entries}, out)  # a rerun keeps what is there
     assert (out / "train/000001.safetensors").stat().st_mtime_ns == first
+    assert pre_encode(codec, {"valid": entries[1:]}, out)["stats"] == written["stats"]
+    assert json.loads((out / "codec.json").read_text())["stats"] == written["stats"]
     other = load_codec(_codec_export(tmp_path, name="other.safetensors", seed=3))
     with pytest.raises(ConfigError, match="encoded by another codec.*identity"):
         pre_encode(other, {"train": entries}, out)

@@ -29,7 +29,7 @@ def dset_splits(dset: str) -> dict[str, list[dict[str, Any]]]:
     """{split: manifest entries} of a dset name or a manifest path."""
     from omegaconf import OmegaConf
 
-    from ..data.builders import SPLITS, resolve_data_path
+    from ..data.builders import SPLITS, resolve_data_path, split_config
     from ..data.manifest import read_manifest
     from ..environment import config_dirs
     from ..errors import ConfigError
@@ -45,10 +45,10 @@ def dset_splits(dset: str) -> dict[str, list[dict[str, Any]]]:
     section = OmegaConf.to_container(OmegaConf.load(found[-1]), resolve=True)
     splits = {}
     for split in SPLITS:
-        own = section.get(split)
-        if own is None:
+        merged = split_config(section, split)  # the split's keys over the section's
+        if merged is None:
             continue
-        manifest = own.get("manifest") or section.get("manifest")
+        manifest = merged.get("manifest")
         if manifest is None:
             raise ConfigError(f"{found[-1]}: split {split} has no manifest (pre-encode reads "
                               "manifests; write one with `audiotools manifest`).")

@@ -24,7 +24,6 @@ import re
 import tempfile
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -34,6 +33,7 @@ import torchaudio
 
 from ..environment import resolve_path
 from ..errors import ConfigError
+from .audio import resample
 from .features import FeatureArrays
 
 logger = logging.getLogger(__name__)
@@ -161,8 +161,7 @@ def audio_features(audio: torch.Tensor, sample_rate: int, mel: MelSettings) -> n
     """(n_mels, num_frames) log-mel of a clip (channels, samples) at `sample_rate`, mixed to
     mono and resampled as files are for training."""
     wave = audio.float().mean(dim=0) if audio.dim() == 2 else audio.float()
-    if sample_rate != mel.sample_rate:
-        wave = _resampler(sample_rate, mel.sample_rate)(wave)
+    wave = resample(wave, sample_rate, mel.sample_rate)
     return _log_mel([_fit(wave, mel)], mel)[0]
 
 
@@ -190,13 +189,7 @@ def _read_mono(path: Path, sample_rate: int) -> torch.Tensor:
     if len(data) == 0:
         raise ValueError("no audio frames")
     wave = torch.from_numpy(data).mean(dim=1)
-    return _resampler(rate, sample_rate)(wave) if rate != sample_rate else wave
-
-
-@lru_cache(maxsize=16)
-def _resampler(source_rate: int, target_rate: int) -> torchaudio.transforms.Resample:
-    """Reused per rate pair: building the sinc kernel costs more than applying it."""
-    return torchaudio.transforms.Resample(source_rate, target_rate)
+    return resample(wave, rate, sample_rate)
 
 
 def _save_atomic(path: Path, **arrays: np.ndarray) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, Literal
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 from pydantic import Field
 from torch.utils.data import Dataset
 
@@ -73,7 +73,8 @@ def resolve_data_path(path: str) -> str:
     return str(resolve_path(path))
 
 
-def _split_config(cfg: Mapping[str, Any], split: str) -> dict[str, Any] | None:
+def split_config(cfg: Mapping[str, Any], split: str) -> dict[str, Any] | None:
+    """A split's keys over the section's top-level ones (None: the split is not defined)."""
     own = cfg.get(split)
     if own is None:
         return None
@@ -90,53 +91,52 @@ def _require(cfg: dict[str, Any], key: str, split: str) -> Any:
     return cfg[key]
 
 
+def _sampling(cfg: dict[str, Any], seed: int) -> dict[str, Any]:
+    """Which segments a split draws: the options every kind of split dataset takes."""
+    return dict(seed=seed, random_segments=bool(cfg["random_segments"]),
+                num_samples=cfg.get("num_samples"),
+                min_segment_ratio=float(cfg["min_segment_ratio"]),
+                return_info=bool(cfg["return_info"]))
+
+
+def _shard_urls(cfg: dict[str, Any], split: str) -> list[str]:
+    spec = _require(cfg, "shards", split)
+    return [resolve_data_path(s) for s in ([spec] if isinstance(spec, str) else spec)]
+
+
+def _streaming(cfg: dict[str, Any]) -> dict[str, int]:
+    return dict(segments_per_file=int(cfg["segments_per_file"]),
+                shuffle_buffer=int(cfg["shuffle_buffer"]))
+
+
 def build_split(cfg: dict[str, Any], split: str, seed: int) -> Dataset:
     """One split's dataset from its merged keys (the section's defaults filled in)."""
     source = cfg["source"]
+    sampling = _sampling(cfg, seed)
     if source == "pre_encoded":
-        return _pre_encoded_split(cfg, split, seed)
-    common = dict(
-        sample_rate=int(_require(cfg, "sample_rate", split)),
-        channels=int(_require(cfg, "channels", split)),
-        segment_duration=float(_require(cfg, "segment_duration", split)),
-        seed=seed, random_segments=bool(cfg["random_segments"]),
-        num_samples=cfg.get("num_samples"),
-        min_segment_ratio=float(cfg["min_segment_ratio"]),
-        return_info=bool(cfg["return_info"]))
+        # Pre-encoded latents or tokens: the folder `pre_encoded` names (its codec.json, and
+        # its files unless `shards` streams them from tar shards).
+        root = resolve_path(_require(cfg, "pre_encoded", split))
+        segment_duration = float(_require(cfg, "segment_duration", split))
+        if cfg.get("shards") is None:
+            return PreEncodedDataset(root, split, segment_duration,
+                                     weighted=bool(cfg["weighted"]), **sampling)
+        return EncodedShardDataset(_shard_urls(cfg, split), read_codec_file(root),
+                                   segment_duration, **_streaming(cfg), **sampling)
+    audio = dict(sample_rate=int(_require(cfg, "sample_rate", split)),
+                 channels=int(_require(cfg, "channels", split)),
+                 segment_duration=float(_require(cfg, "segment_duration", split)), **sampling)
     if source == "files":
         entries = read_manifest(resolve_data_path(_require(cfg, "manifest", split)))
         return SegmentDataset(entries, weighted=bool(cfg["weighted"]),
-                              name=f"dataset.{split}", **common)
-    spec = _require(cfg, "shards", split)  # source: shards (the schema allows no other)
-    urls = [resolve_data_path(s) for s in ([spec] if isinstance(spec, str) else spec)]
-    return ShardDataset(urls, segments_per_file=int(cfg["segments_per_file"]),
-                        shuffle_buffer=int(cfg["shuffle_buffer"]), **common)
-
-
-def _pre_encoded_split(cfg: dict[str, Any], split: str, seed: int) -> Dataset:
-    """Pre-encoded latents or tokens: the folder `pre_encoded` names (its codec.json, and
-    its files unless `shards` streams them from tar shards)."""
-    root = resolve_path(_require(cfg, "pre_encoded", split))
-    segment_duration = float(_require(cfg, "segment_duration", split))
-    common = dict(seed=seed, random_segments=bool(cfg["random_segments"]),
-                  num_samples=cfg.get("num_samples"),
-                  min_segment_ratio=float(cfg["min_segment_ratio"]),
-                  return_info=bool(cfg["return_info"]))
-    if cfg.get("shards") is None:
-        return PreEncodedDataset(root, split, segment_duration, weighted=bool(cfg["weighted"]),
-                                 **common)
-    spec = cfg["shards"]
-    urls = [resolve_data_path(s) for s in ([spec] if isinstance(spec, str) else spec)]
-    return EncodedShardDataset(urls, read_codec_file(root), segment_duration,
-                               segments_per_file=int(cfg["segments_per_file"]),
-                               shuffle_buffer=int(cfg["shuffle_buffer"]), **common)
+                              name=f"dataset.{split}", **audio)
+    # source: shards (the schema allows no other)
+    return ShardDataset(_shard_urls(cfg, split), **_streaming(cfg), **audio)
 
 
 def build_audio_datasets(dataset_cfg: DictConfig | Mapping[str, Any] | AudioDataConfig,
                          seed: int) -> dict[str, Dataset]:
     """{split: dataset} for each split the config defines (train, valid, evaluate, generate)."""
-    if isinstance(dataset_cfg, DictConfig):
-        dataset_cfg = OmegaConf.to_container(dataset_cfg, resolve=True)  # type: ignore
     settings = validate_section(dataset_cfg, AudioDataConfig, "dataset")
     # The section with its defaults; a split keeps only what it sets (null included).
     cfg = settings.model_dump(exclude=set(SPLITS))
@@ -146,7 +146,7 @@ def build_audio_datasets(dataset_cfg: DictConfig | Mapping[str, Any] | AudioData
             cfg[split] = own.model_dump(exclude_unset=True)
     datasets = {}
     for split in SPLITS:
-        split_cfg = _split_config(cfg, split)
+        split_cfg = split_config(cfg, split)
         if split_cfg is not None:
             datasets[split] = build_split(split_cfg, split, seed)
     if not datasets:

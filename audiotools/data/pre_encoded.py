@@ -86,7 +86,9 @@ def pre_encode(codec: FrozenCodec, splits: Mapping[str, list[dict[str, Any]]], o
     identity = describe(codec)
     existing = out / CODEC_FILE
     if existing.exists():
-        check_same_codec(json.loads(existing.read_text()), identity, str(out))
+        found = json.loads(existing.read_text())
+        check_same_codec(found, identity, str(out))
+        identity["stats"] = found.get("stats")  # kept unless the train split is encoded
     out.mkdir(parents=True, exist_ok=True)
     existing.write_text(json.dumps(identity, indent=1))
     kind = identity["kind"]
@@ -96,11 +98,13 @@ def pre_encode(codec: FrozenCodec, splits: Mapping[str, list[dict[str, Any]]], o
         files: Iterable[tuple[int, dict[str, Any]]] = enumerate(entries)
         for number, entry in (progress(files, split) if progress else files):
             target = out / split / f"{number:06d}.safetensors"
-            if not target.exists():
+            if target.exists():  # written by an earlier run: only its length is read
+                with safe_open(str(target), framework="pt") as handle:
+                    frames = handle.get_slice(kind).get_shape()[-1]
+            else:
                 values = _encode_file(codec, kind, entry["path"], chunk_seconds, device)
                 _write_atomic(target, {kind: values})
-            with safe_open(str(target), framework="pt") as handle:
-                frames = handle.get_slice(kind).get_shape()[-1]
+                frames = values.shape[-1]
             index.append({"file": str(target.relative_to(out)), "frames": frames,
                           "duration": frames / codec.frame_rate, "source": entry["path"],
                           "meta": entry.get("meta", {})})

@@ -120,9 +120,10 @@ def read(path: Path) -> Export:
                       int(metadata.get("epoch", 0)), str(path))
 
 
-def checkpoint_of(source: str) -> Path:
-    """`SIG`, `//sig/SIG`, an XP folder or a checkpoint file -> the checkpoint path."""
-    candidate = resolve_path(source)
+def checkpoint_of(source: str, resolved: Path | None = None) -> Path:
+    """`SIG`, `//sig/SIG`, an XP folder or a checkpoint file -> the checkpoint path
+    (`resolved`: `resolve_path(source)` when the caller has it already)."""
+    candidate = resolve_path(source) if resolved is None else resolved
     if not candidate.exists() and "/" not in source:
         candidate = xp_folder(source)
     if candidate.is_dir():

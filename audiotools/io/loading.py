@@ -65,17 +65,31 @@ def _is_xp(source: str, path: Path) -> bool:
     return path.is_dir() or path.suffix == ".th" or (not path.exists() and "/" not in source)
 
 
-def read_export(source: str | Path) -> Export:
-    """What an audiotools source holds: an export file, or an XP's best state."""
+def _locate(source: str | Path) -> tuple[str, Path]:
+    """("export", file), ("xp", its checkpoint) or ("foreign", file) for `source`, resolved
+    once (a `//recipe/` path composes a Hydra config to find its XP)."""
     text = str(source)
     path = resolve_path(text)
     if path.suffix == ".safetensors" and not path.exists():
         raise CheckpointError(f"{path} does not exist.")
     if is_export(path):
-        return read(path)
+        return "export", path
     if _is_xp(text, path):
-        return from_checkpoint(checkpoint_of(text))
-    raise CheckpointError(f"{text}: not an audiotools export or XP.")
+        return "xp", checkpoint_of(text, path)
+    return "foreign", path
+
+
+def _read_located(kind: str, path: Path, source: str | Path) -> Export:
+    if kind == "export":
+        return read(path)
+    if kind == "xp":
+        return from_checkpoint(path)
+    raise CheckpointError(f"{source}: not an audiotools export or XP.")
+
+
+def read_export(source: str | Path) -> Export:
+    """What an audiotools source holds: an export file, or an XP's best state."""
+    return _read_located(*_locate(source), source)
 
 
 def build_from_export(export: Export, device: str | torch.device = "cpu") -> LoadedModel:
@@ -105,14 +119,13 @@ def load_model(source: str | Path, device: str | torch.device = "cpu",
     """The model of any source, in eval mode on `device`; `family` refuses any other family
     before building anything. `options` go to a foreign format (e.g. stable-audio-tools'
     `sat_model_config`)."""
-    text = str(source)
-    path = resolve_path(text)
-    if not options and (is_export(path) or _is_xp(text, path)):
-        return build_from_export(_expected(read_export(text), family), device)
-    if options and is_export(path):
-        raise CheckpointError(f"{path} is an audiotools export: it needs no "
+    kind, path = _locate(source)
+    if kind != "foreign" and options:
+        raise CheckpointError(f"{path} is an audiotools {kind}: it needs no "
                               f"{', '.join(sorted(options))}.")
-    export, model = _foreign_format(path, text).load(path, **options)
+    if kind != "foreign":
+        return build_from_export(_expected(_read_located(kind, path, source), family), device)
+    export, model = _foreign_format(path, str(source)).load(path, **options)
     _expected(export, family)
     return LoadedModel(get_family(export.family), model.to(device).eval(), export)
 
@@ -128,12 +141,12 @@ def training_weights(source: str, models: Mapping[str, torch.nn.Module]) -> Weig
     """Per-module weights to start a new XP from (`continue_from`): an export's, an XP's best
     state (its live weights where it has none), or a foreign checkpoint's live weights mapped
     onto `models["model"]`."""
-    path = resolve_path(source)
-    if is_export(path):
+    kind, path = _locate(source)
+    if kind == "export":
         return read(path).weights
-    if _is_xp(source, path):
+    if kind == "xp":
         from . import checkpoint
-        state = checkpoint.load(checkpoint_of(source))
+        state = checkpoint.load(path)
         best = state.get("best_state") or {}
         return {name: best.get(name) or state[name] for name in models
                 if name in best or name in state}
