@@ -1,0 +1,321 @@
+"""Codec evaluation: reconstruction quality, bitrate and speed of any codec on a folder of
+audio, measured the same way for every codec (nothing is trained).
+
+```bash
+python benchmarks/codec_eval.py CODEC FOLDER [--segment-seconds S] [--limit N] \
+    [--device cpu|cuda] [--sat-model-config M.json] [--threads N] [--json OUT.json]
+```
+
+Method
+- CODEC: anything `audiotools.load` reads (an exported .safetensors, SIG or //sig/SIG,
+  `//recipe/autoencoder/NAME`, a stable-audio-tools checkpoint with --sat-model-config),
+  loaded as `audiotools reconstruct` loads it; the description printed is the frozen codec's
+  (`FrozenCodec.describe`: source, weights identity, rates, latents, codebooks).
+- Audio: every file under FOLDER with an audio extension (`audiotools.data.shards.
+  AUDIO_EXTENSIONS`), hidden files and sidecar .json skipped, in path order; the first N with
+  --limit. Each file is read converted to the codec's sample rate and channel count
+  (`audio_read`), and the metrics compare the reconstruction with that converted file: a codec
+  is not charged for resampling.
+- Items: the whole file, or with --segment-seconds S its consecutive S-second segments (a file
+  shorter than S is one segment; a shorter tail is dropped). Every item goes through
+  `AutoencoderPipeline.reconstruct` in `audiotools reconstruct`'s overlapping windows (10 s),
+  so a long file costs bounded memory; a discrete codec's latents are its quantized codes.
+- Metrics (`audiotools.metrics.audio`, as the autoencoder solver's evaluate stage): SI-SNR in
+  dB (higher is better), mel distance and multi-resolution STFT distance (lower is better),
+  per item. A file's row is the mean of its items; the mean row the mean over files (each file
+  weighs the same).
+- Bitrate: a discrete codec's tokens, frame rate x sum over codebooks of log2(cardinality), in
+  kb/s (no entropy coding). A continuous codec has none ("continuous"): its latents are
+  latent_dim x frame rate floats per second, printed with their ratio to the audio's samples
+  per second.
+- Real-time factor (RTF): wall seconds of encode + decode (the reconstruct call, copies to and
+  from the device included) over seconds of audio; < 1 is faster than real time. Timed after one
+  warm-up reconstruction (the first item's first window), the device synchronised before each
+  clock start; the mean row's RTF is total compute over total audio. The thread count, CPU model
+  (and whether it has avx512_bf16) and torch version are printed with it.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import statistics
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from audiotools.commands import reconstruct as reconstruct_command
+from audiotools.data.audio import audio_read
+from audiotools.data.manifest import candidate_files
+from audiotools.data.shards import AUDIO_EXTENSIONS
+from audiotools.errors import AudiotoolsError, ConfigError
+from audiotools.inference.autoencoder import AutoencoderPipeline
+from audiotools.io.loading import load_pipeline
+from audiotools.metrics.audio import mel_distance, si_snr, stft_distance
+from audiotools.models.codec import FrozenCodec, is_discrete
+
+AUDIO_SUFFIXES = frozenset(f".{extension}" for extension in AUDIO_EXTENSIONS)
+METRICS = ("si_snr", "mel_distance", "stft_distance")
+
+
+@dataclass
+class FileResult:
+    """One file's figures: metric means over its items, and the compute its items took."""
+
+    path: str
+    seconds: float          # audio evaluated (its items), at the codec's rate
+    items: int
+    si_snr: float
+    mel_distance: float
+    stft_distance: float
+    compute_seconds: float  # encode + decode wall time of its items
+
+    @property
+    def rtf(self) -> float:
+        return self.compute_seconds / self.seconds
+
+    def row(self) -> dict[str, Any]:
+        return {**asdict(self), "rtf": self.rtf}
+
+
+def reconstruct_chunk_seconds() -> float:
+    """`audiotools reconstruct`'s default window, read from its parser so both stay alike."""
+    parser = argparse.ArgumentParser()
+    reconstruct_command.add_arguments(parser)
+    return float(parser.get_default("chunk_seconds"))
+
+
+def audio_files(folder: Path, limit: int | None) -> list[Path]:
+    """The audio files under `folder` as the data code lists them (sidecars skipped)."""
+    if not folder.is_dir():
+        raise ConfigError(f"{folder}: not a folder; give a folder of audio files.")
+    files = candidate_files(folder, suffixes=AUDIO_SUFFIXES)
+    if not files:
+        raise ConfigError(f"{folder}: no audio files (looked for "
+                          f"{', '.join(sorted(AUDIO_SUFFIXES))}, sidecar .json skipped).")
+    return files[:limit]
+
+
+def items_of(audio: torch.Tensor, sample_rate: int, segment_seconds: float | None,
+             ) -> list[torch.Tensor]:
+    """The whole clip (channels, samples), or its consecutive full segments."""
+    if segment_seconds is None:
+        return [audio]
+    length = max(1, round(segment_seconds * sample_rate))
+    count = max(1, audio.shape[-1] // length)
+    return [audio[:, index * length:(index + 1) * length] for index in range(count)]
+
+
+def measure(estimate: torch.Tensor, reference: torch.Tensor,
+            sample_rate: int) -> dict[str, float]:
+    """The three reconstruction metrics of one item (channels, samples)."""
+    estimate, reference = estimate[None], reference[None]
+    return {"si_snr": float(si_snr(estimate, reference)[0]),
+            "mel_distance": float(mel_distance(estimate, reference, sample_rate)[0]),
+            "stft_distance": float(stft_distance(estimate, reference)[0])}
+
+
+def _synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def timed_reconstruct(pipeline: AutoencoderPipeline, audio: torch.Tensor,
+                      chunk_seconds: float) -> tuple[torch.Tensor, float]:
+    """(reconstruction at the codec's format, wall seconds of encode + decode)."""
+    _synchronize(pipeline.device)
+    start = time.perf_counter()
+    output, _ = pipeline.reconstruct(audio, pipeline.sample_rate, chunk_seconds,
+                                     keep_format=False)
+    return output, time.perf_counter() - start
+
+
+def evaluate_file(pipeline: AutoencoderPipeline, path: Path, name: str,
+                  segment_seconds: float | None, chunk_seconds: float,
+                  warm_up: bool) -> FileResult:
+    """Metrics and compute of one file; `warm_up` first reconstructs its first window."""
+    rate = pipeline.sample_rate
+    try:
+        audio, _ = audio_read(path, sample_rate=rate, channels=pipeline.channels)
+    except ConfigError as error:  # a channel count the codec's cannot be made from
+        raise ConfigError(f"{path}: {error}") from None
+    if audio.shape[-1] == 0:
+        raise ConfigError(f"{path}: holds no samples; remove it from the folder.")
+    items = items_of(audio, rate, segment_seconds)
+    if warm_up:
+        timed_reconstruct(pipeline, items[0][:, :round(chunk_seconds * rate)], chunk_seconds)
+    figures, compute = [], 0.0
+    for item in items:
+        output, seconds = timed_reconstruct(pipeline, item, chunk_seconds)
+        compute += seconds
+        figures.append(measure(output.to(pipeline.device), item.to(pipeline.device), rate))
+    means = {key: statistics.fmean(figure[key] for figure in figures) for key in METRICS}
+    evaluated = sum(item.shape[-1] for item in items) / rate
+    return FileResult(name, evaluated, len(items), compute_seconds=compute, **means)
+
+
+def bitrate(codec: FrozenCodec) -> dict[str, Any]:
+    """Token bitrate of a discrete codec; latent size (no bitrate) of a continuous one."""
+    if is_discrete(codec):
+        bits = codec.num_codebooks * math.log2(codec.cardinality)
+        return {"kind": "discrete", "kbps": codec.frame_rate * bits / 1000,
+                "frame_rate": codec.frame_rate, "num_codebooks": codec.num_codebooks,
+                "cardinality": codec.cardinality, "bits_per_frame": bits}
+    floats = codec.latent_dim * codec.frame_rate
+    samples = codec.sample_rate * codec.channels
+    return {"kind": "continuous", "kbps": "continuous", "latent_dim": codec.latent_dim,
+            "frame_rate": codec.frame_rate, "floats_per_second": floats,
+            "audio_samples_per_second": samples, "ratio_to_audio": floats / samples}
+
+
+def cpu_model() -> tuple[str, bool | None]:
+    """(CPU model name, whether it has avx512_bf16) from /proc/cpuinfo; unknown elsewhere."""
+    try:
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
+    except OSError:
+        return "unknown (no /proc/cpuinfo)", None
+    fields = dict(line.split(":", 1) for line in lines if ":" in line)
+    fields = {key.strip(): value.strip() for key, value in fields.items()}
+    name = fields.get("model name") or fields.get("Model") or "unknown"
+    flags = (fields.get("flags") or fields.get("Features") or "").split()
+    return name, "avx512_bf16" in flags
+
+
+def machine(device: torch.device) -> dict[str, Any]:
+    name, bf16 = cpu_model()
+    gpu = torch.cuda.get_device_name(device) if device.type == "cuda" else None
+    return {"cpu": name, "avx512_bf16": bf16, "torch": torch.__version__,
+            "threads": torch.get_num_threads(), "device": str(device), "gpu": gpu}
+
+
+def describe(pipeline: AutoencoderPipeline, codec: FrozenCodec) -> dict[str, Any]:
+    return {**codec.describe(), "family": pipeline.export.family,
+            "bottleneck": pipeline.export.model.get("bottleneck", {}).get("type", "unknown"),
+            "parameters": sum(p.numel() for p in pipeline.model.parameters())}
+
+
+def mean_row(results: list[FileResult]) -> dict[str, Any]:
+    seconds = sum(result.seconds for result in results)
+    compute = sum(result.compute_seconds for result in results)
+    return {"files": len(results), "seconds": seconds,
+            "items": sum(result.items for result in results),
+            **{key: statistics.fmean(getattr(result, key) for result in results)
+               for key in METRICS},
+            "compute_seconds": compute, "rtf": compute / seconds}
+
+
+def _check(args: argparse.Namespace) -> None:
+    for flag, value in (("--segment-seconds", args.segment_seconds), ("--limit", args.limit),
+                        ("--threads", args.threads)):
+        if value is not None and value <= 0:
+            raise ConfigError(f"{flag}={value} must be > 0.")
+    if args.device.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"--device {args.device}: torch {torch.__version__} sees no CUDA "
+                          "device here; use --device cpu.")
+
+
+def evaluate(args: argparse.Namespace) -> dict[str, Any]:
+    """Everything the script prints, as one JSON-ready dict."""
+    _check(args)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    files = audio_files(args.folder, args.limit)
+    options = {"sat_model_config": args.sat_model_config} if args.sat_model_config else {}
+    pipeline = load_pipeline(args.codec, args.device, family="autoencoder", **options)
+    codec = FrozenCodec(pipeline.model, str(args.codec))
+    chunk_seconds = reconstruct_chunk_seconds()
+    results = [evaluate_file(pipeline, path, os.path.relpath(path, args.folder.resolve()),
+                             args.segment_seconds, chunk_seconds, warm_up=index == 0)
+               for index, path in enumerate(files)]
+    return {"codec": describe(pipeline, codec), "bitrate": bitrate(codec),
+            "machine": machine(pipeline.device),
+            "settings": {"folder": str(args.folder), "segment_seconds": args.segment_seconds,
+                         "chunk_seconds": chunk_seconds, "limit": args.limit},
+            "files": [result.row() for result in results], "mean": mean_row(results)}
+
+
+def _bitrate_line(rate: dict[str, Any]) -> str:
+    if rate["kind"] == "discrete":
+        return (f"{rate['kbps']:.3f} kb/s = {rate['frame_rate']:g} frames/s x "
+                f"{rate['num_codebooks']} codebooks x log2({rate['cardinality']}) "
+                f"({rate['bits_per_frame']:.2f} bits a frame)")
+    return (f"continuous: latents {rate['latent_dim']} x {rate['frame_rate']:g} Hz = "
+            f"{rate['floats_per_second']:g} floats/s, {rate['ratio_to_audio']:.4g} x the audio's "
+            f"{rate['audio_samples_per_second']} samples/s "
+            f"({1 / rate['ratio_to_audio']:.3g}x fewer values)")
+
+
+def report(result: dict[str, Any]) -> str:
+    """The human-readable table of `evaluate`'s result."""
+    codec, run, settings = result["codec"], result["machine"], result["settings"]
+    codebooks = (f", {codec['num_codebooks']} codebooks x {codec['cardinality']}"
+                 if codec["num_codebooks"] else "")
+    bf16 = {True: "yes", False: "no", None: "unknown"}[run["avx512_bf16"]]
+    items = ("whole files" if settings["segment_seconds"] is None
+             else f"segments of {settings['segment_seconds']:g} s")
+    lines = [
+        f"codec     {codec['source']} ({codec['family']}, bottleneck {codec['bottleneck']}, "
+        f"{codec['parameters']:,} parameters, identity {codec['identity'][:12]})",
+        f"          {codec['sample_rate']} Hz, {codec['channels']} channel(s), "
+        f"{codec['frame_rate']:g} frames/s, latent_dim {codec['latent_dim']}{codebooks}",
+        f"bitrate   {_bitrate_line(result['bitrate'])}",
+        f"machine   {run['cpu']} (avx512_bf16: {bf16}), {run['gpu'] or 'no GPU used'}; "
+        f"torch {run['torch']}, device {run['device']}, {run['threads']} thread(s)",
+        f"audio     {result['mean']['files']} file(s) from {settings['folder']}, {items}, "
+        f"reconstructed in windows of {settings['chunk_seconds']:g} s",
+        "",
+    ]
+    mean = {**result["mean"], "path": f"mean ({result['mean']['files']} files)"}
+    rows = [*result["files"], mean]
+    width = max(len("file"), *(len(row["path"]) for row in rows))
+    lines.append(f"{'file':<{width}}  {'seconds':>8}  {'items':>5}  {'SI-SNR dB':>9}  "
+                 f"{'mel':>7}  {'STFT':>7}  {'RTF':>8}")
+    for row in rows:
+        lines.append(f"{row['path']:<{width}}  {row['seconds']:>8.2f}  {row['items']:>5}  "
+                     f"{row['si_snr']:>9.2f}  {row['mel_distance']:>7.4f}  "
+                     f"{row['stft_distance']:>7.4f}  {row['rtf']:>8.4f}")
+    return "\n".join(lines)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("codec", help="exported .safetensors, SIG or //sig/SIG, "
+                                      "//recipe/autoencoder/NAME, or a stable-audio-tools "
+                                      "checkpoint (with --sat-model-config)")
+    parser.add_argument("folder", type=Path, help="folder of audio files (any rate and "
+                                                  "channel count; searched recursively)")
+    parser.add_argument("--segment-seconds", type=float,
+                        help="evaluate consecutive segments of this length (default: whole "
+                             "files, in `audiotools reconstruct`'s windows)")
+    parser.add_argument("--limit", type=int, help="only the first N files (in path order)")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
+    parser.add_argument("--sat-model-config", type=Path,
+                        help="the stable-audio-tools model config JSON of a SAT checkpoint "
+                             "(unless the checkpoint embeds it)")
+    parser.add_argument("--threads", type=int,
+                        help=f"torch CPU threads (default torch's: {torch.get_num_threads()})")
+    parser.add_argument("--json", type=Path, help="also write every figure to this JSON file")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        result = evaluate(args)
+    except AudiotoolsError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    print(report(result))
+    if args.json:
+        args.json.write_text(json.dumps(result, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
