@@ -1,0 +1,269 @@
+"""Typed schema of the `model:` section of diffusion recipes.
+
+    model:
+      objective: v                    # v (cosine schedule) | rectified_flow
+      cross_attention_cond_ids: [prompt, seconds_start, seconds_total]
+      global_cond_ids: [seconds_start, seconds_total]
+      prepend_cond_ids: []
+      input_concat_ids: []
+      time_shift: null                # {base_shift, max_shift, min_length, max_length}
+      network: {type: dit | unet, io_channels: 64, ...}
+
+The `*_ids` name the conditioners (of the solver's ConditionerSet) that feed each input of the
+network, as stable-audio-tools' diffusion section does: cross-attention tokens are
+concatenated along the sequence, global vectors along the features, prepended tokens along
+the sequence, input-concat conditions along the channels. The objective and the time shift are
+part of the model because sampling an exported model needs them.
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any, Literal
+
+from omegaconf import DictConfig, OmegaConf
+from pydantic import (
+    BaseModel,
+    Field,
+    NonNegativeInt,
+    PositiveFloat,
+    PositiveInt,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from ...config import Section, format_validation_error, validate_by_type
+from ...errors import ConfigError
+
+
+class DiTConfig(Section):
+    """Stable Audio's diffusion transformer; defaults are stable-audio-tools' DiT defaults."""
+
+    type: Literal["dit"] = "dit"
+    io_channels: PositiveInt
+    embed_dim: PositiveInt = 768
+    depth: PositiveInt = 12
+    num_heads: PositiveInt = 8
+    # Frames per token; the input length must be a multiple of it.
+    patch_size: PositiveInt = 1
+    # Width of the cross-attention tokens (0: no cross-attention).
+    cond_token_dim: NonNegativeInt = 0
+    # Project the tokens to embed_dim (else keys/values have cond_token_dim / head_dim heads).
+    project_cond_tokens: bool = True
+    global_cond_dim: NonNegativeInt = 0
+    project_global_cond: bool = True
+    # Width of prepended conditioning tokens (0: none).
+    prepend_cond_dim: NonNegativeInt = 0
+    # Extra input channels (0: none).
+    input_concat_dim: NonNegativeInt = 0
+    # Global condition + timestep as a prepended token, or adaptive layer-norm modulation.
+    global_cond_type: Literal["prepend", "adaLN"] = "prepend"
+    timestep_features_dim: PositiveInt = 256
+    ff_mult: PositiveFloat = 4.0
+    # Attend only to real conditioning tokens; false reproduces stable-audio-tools, whose DiT
+    # ignores the mask (and whose weights were trained that way).
+    mask_cross_attention: bool = True
+
+    @field_validator("timestep_features_dim")
+    @classmethod
+    def _even_features(cls, value: int) -> int:
+        if value % 2:
+            raise ValueError(f"timestep_features_dim={value} must be even (cos and sin halves)")
+        return value
+
+    @model_validator(mode="after")
+    def _dimensions_fit(self) -> DiTConfig:
+        if self.embed_dim % self.num_heads:
+            raise ValueError(f"embed_dim={self.embed_dim} is not a multiple of "
+                             f"num_heads={self.num_heads}")
+        head = self.embed_dim // self.num_heads
+        if self.cond_token_dim and not self.project_cond_tokens and (
+                self.cond_token_dim % head or self.num_heads % (self.cond_token_dim // head)):
+            raise ValueError(f"cond_token_dim={self.cond_token_dim} unprojected must be a "
+                             f"multiple of the head size {head} giving a number of key/value "
+                             f"heads that divides num_heads={self.num_heads}; or set "
+                             "project_cond_tokens: true")
+        if self.global_cond_dim and not self.project_global_cond and (
+                self.global_cond_dim != self.embed_dim):
+            raise ValueError(f"global_cond_dim={self.global_cond_dim} unprojected must equal "
+                             f"embed_dim={self.embed_dim}; or set project_global_cond: true")
+        return self
+
+    @property
+    def hop_length(self) -> int:
+        """Input lengths must be multiples of this."""
+        return self.patch_size
+
+
+class UNetConfig(Section):
+    """A 1-D U-Net (audio-diffusion-pytorch style); `multipliers` has one entry per resolution
+    (levels + 1), `factors` and `num_blocks` one per level, `attentions` one per level plus
+    one for the middle (transformer blocks there; 0: none)."""
+
+    type: Literal["unet"] = "unet"
+    io_channels: PositiveInt
+    channels: PositiveInt = 128
+    multipliers: list[PositiveInt] = Field(default_factory=lambda: [1, 2, 4, 4], min_length=2)
+    factors: list[PositiveInt] = Field(default_factory=lambda: [4, 4, 4], min_length=1)
+    num_blocks: list[PositiveInt] = Field(default_factory=lambda: [2, 2, 2], min_length=1)
+    attentions: list[NonNegativeInt] = Field(default_factory=lambda: [0, 1, 1, 1], min_length=2)
+    attention_heads: PositiveInt = 8
+    resnet_groups: PositiveInt = 8
+    # Downsampling conv kernel = factor x this + 1 (even).
+    kernel_multiplier_downsample: PositiveInt = 2
+    use_nearest_upsample: bool = False
+    use_skip_scale: bool = True
+    # Width of the time/global mapping = channels x this.
+    mapping_multiplier: PositiveInt = 4
+    patch_size: PositiveInt = 1
+    cond_token_dim: NonNegativeInt = 0
+    global_cond_dim: NonNegativeInt = 0
+    input_concat_dim: NonNegativeInt = 0
+    timestep_features_dim: PositiveInt = 256
+    ff_mult: PositiveFloat = 2.0
+
+    @model_validator(mode="after")
+    def _levels_fit(self) -> UNetConfig:
+        levels = len(self.multipliers) - 1
+        if len(self.factors) != levels or len(self.num_blocks) != levels:
+            raise ValueError(f"{levels + 1} multipliers make {levels} levels: factors "
+                             f"{self.factors} and num_blocks {self.num_blocks} need {levels} "
+                             "entries each")
+        if len(self.attentions) != levels + 1:
+            raise ValueError(f"attentions {self.attentions} needs {levels + 1} entries: one per "
+                             "level and one for the middle")
+        if self.kernel_multiplier_downsample % 2:
+            raise ValueError(f"kernel_multiplier_downsample={self.kernel_multiplier_downsample} "
+                             "must be even")
+        if self.timestep_features_dim % 2:
+            raise ValueError(f"timestep_features_dim={self.timestep_features_dim} must be even")
+        odd = [factor for factor in self.factors if factor > 1 and factor % 2]
+        if odd and not self.use_nearest_upsample:
+            raise ValueError(f"factors {self.factors}: odd factors {odd} need "
+                             "use_nearest_upsample: true (transposed convolutions take even ones)")
+        for multiplier in self.multipliers:
+            width = self.channels * multiplier
+            if width % self.resnet_groups:
+                raise ValueError(f"channels x multiplier = {width} is not a multiple of "
+                                 f"resnet_groups={self.resnet_groups}")
+            if any(self.attentions) and width % self.attention_heads:
+                raise ValueError(f"channels x multiplier = {width} is not a multiple of "
+                                 f"attention_heads={self.attention_heads}")
+        return self
+
+    @property
+    def hop_length(self) -> int:
+        """Input lengths must be multiples of this."""
+        return self.patch_size * math.prod(self.factors)
+
+
+class TimeShiftConfig(Section):
+    """stable-audio-tools' length-dependent time shift (`distribution_shift_options`): t ->
+    s t / (1 + (s - 1) t) with log s rising linearly from base_shift at min_length frames to
+    max_shift at max_length (extrapolated beyond), for training times and sampling grids."""
+
+    base_shift: float = 0.5
+    max_shift: float = 1.15
+    min_length: PositiveInt = 256
+    max_length: PositiveInt = 4096
+
+    @model_validator(mode="after")
+    def _lengths_ordered(self) -> TimeShiftConfig:
+        if self.max_length <= self.min_length:
+            raise ValueError(f"max_length={self.max_length} must exceed "
+                             f"min_length={self.min_length}")
+        return self
+
+
+class TimestepsConfig(Section):
+    """How training draws t in [0, 1] (stable-audio-tools' `timestep_sampler`)."""
+
+    # uniform: scrambled Sobol points; logit_normal: sigmoid(N(mean, std²));
+    # trunc_logit_normal: SAT's truncated logit-normal, rescaled and flipped.
+    type: Literal["uniform", "logit_normal", "trunc_logit_normal"] = "uniform"
+    mean: float = 0.0
+    std: PositiveFloat = 1.0
+    truncation: float = Field(0.075, gt=0.0, lt=1.0)
+
+
+NETWORKS: dict[str, type[Section]] = {"dit": DiTConfig, "unet": UNetConfig}
+NetworkConfig = DiTConfig | UNetConfig
+
+
+class DiffusionModelConfig(Section):
+    objective: Literal["v", "rectified_flow"] = "v"
+    cross_attention_cond_ids: list[str] = Field(default_factory=list)
+    global_cond_ids: list[str] = Field(default_factory=list)
+    prepend_cond_ids: list[str] = Field(default_factory=list)
+    input_concat_ids: list[str] = Field(default_factory=list)
+    time_shift: TimeShiftConfig | None = None
+    network: NetworkConfig
+
+    @field_validator("network", mode="before")
+    @classmethod
+    def _network_type(cls, value: Any) -> Any:
+        return validate_by_type(value, NETWORKS)
+
+    @model_validator(mode="after")
+    def _inputs_exist(self) -> DiffusionModelConfig:
+        widths = {"cross_attention_cond_ids": "cond_token_dim",
+                  "global_cond_ids": "global_cond_dim", "prepend_cond_ids": "prepend_cond_dim",
+                  "input_concat_ids": "input_concat_dim"}
+        for ids, width in widths.items():
+            if not getattr(self, ids) or getattr(self.network, width, 0):
+                continue
+            if not hasattr(self.network, width):
+                raise ValueError(f"{ids} {getattr(self, ids)}: a {self.network.type} network "
+                                 "takes no prepended tokens (a DiT does)")
+            raise ValueError(f"{ids} {getattr(self, ids)} feed an input the {self.network.type} "
+                             f"network lacks: set network.{width} > 0")
+        return self
+
+    @property
+    def io_channels(self) -> int:
+        return self.network.io_channels
+
+
+# Stable Audio Open 1.0 / Stable Audio 2.0 (stable-audio-tools' stable_audio_2_0.json and SAO's
+# model_config.json): a 1.06 B-parameter DiT on 64-channel VAE latents, T5 (768) tokens with
+# the two timing tokens in cross-attention, the timing pair (2 x 768) as the global condition.
+STABLE_AUDIO: dict[str, Any] = {
+    "objective": "v",
+    "cross_attention_cond_ids": ["prompt", "seconds_start", "seconds_total"],
+    "global_cond_ids": ["seconds_start", "seconds_total"],
+    "network": {
+        "type": "dit", "io_channels": 64, "embed_dim": 1536, "depth": 24, "num_heads": 24,
+        "cond_token_dim": 768, "project_cond_tokens": False, "global_cond_dim": 1536,
+        "global_cond_type": "prepend", "patch_size": 1,
+        # The released weights were trained attending to padding tokens.
+        "mask_cross_attention": False,
+    },
+}
+PRESETS: dict[str, dict[str, Any]] = {"stable_audio": STABLE_AUDIO}
+
+
+class _ModelSection(Section):
+    """Wraps the section so that error messages name keys as in a recipe (`model.…`)."""
+
+    model: DiffusionModelConfig
+
+
+def validate_diffusion_config(config: Mapping[str, Any] | BaseModel) -> DiffusionModelConfig:
+    """The validated `model:` section; ConfigError listing every fault otherwise."""
+    if isinstance(config, DiffusionModelConfig):
+        return config
+    if isinstance(config, DictConfig):
+        config = OmegaConf.to_container(config, resolve=True)  # type: ignore[assignment]
+    container = {"model": config.model_dump() if isinstance(config, BaseModel) else dict(config)}
+    try:
+        return _ModelSection.model_validate(container).model
+    except ValidationError as error:
+        raise ConfigError(format_validation_error(error, container, _ModelSection)) from None
+
+
+def preset(name: str) -> DiffusionModelConfig:
+    """A named model section (PRESETS); an unknown name lists the known ones."""
+    if name not in PRESETS:
+        raise ConfigError(f"no diffusion preset {name!r}; presets: {', '.join(PRESETS)}")
+    return validate_diffusion_config(PRESETS[name])

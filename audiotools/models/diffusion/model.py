@@ -1,0 +1,103 @@
+"""`DiffusionModel`: a network (DiT or U-Net), its objective, and which conditions feed which of
+its inputs; `build_diffusion_model`, the one builder training, export and inference use.
+
+The network is `model` (SAT's checkpoints hold the DiT under `model.model.`; here it is
+`model.`). `forward(x, t, **inputs)` is the network's, so a DiffusionModel is itself the
+`denoise(x, t, **cond)` callable audiotools.sampling takes, with `inputs` from
+`condition_inputs(conditions)`.
+"""
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+from pydantic import BaseModel
+from torch import nn
+
+from ...conditioning import Conditioning
+from ...errors import ConfigError
+from .config import DiffusionModelConfig, validate_diffusion_config
+from .dit import DiffusionTransformer
+from .objectives import get_objective
+from .unet import UNet1d
+
+
+def _pooled(condition: Conditioning) -> torch.Tensor:
+    """(B, dim): the mean of a condition's real positions (its one token for a number; zeros
+    for the null condition)."""
+    weights = condition.mask.unsqueeze(-1).to(condition.embeddings.dtype)
+    return (condition.embeddings * weights).sum(1) / weights.sum(1).clamp_min(1)
+
+
+class DiffusionModel(nn.Module):
+    def __init__(self, config: DiffusionModelConfig):
+        super().__init__()
+        self.config = config
+        self.objective = get_objective(config.objective)
+        self.io_channels = config.io_channels
+        network = config.network
+        self.model: nn.Module = (DiffusionTransformer(network) if network.type == "dit"
+                                 else UNet1d(network))
+
+    @property
+    def length_multiple(self) -> int:
+        """Input lengths must be multiples of this (patching, U-Net downsampling)."""
+        return self.config.network.hop_length
+
+    def _pick(self, conditions: Mapping[str, Conditioning], ids: list[str],
+              role: str) -> list[Conditioning]:
+        missing = [name for name in ids if name not in conditions]
+        if missing:
+            raise ConfigError(f"model.{role} name {', '.join(map(repr, missing))}, which the "
+                              f"conditions lack; they have: {', '.join(conditions) or 'none'}")
+        return [conditions[name] for name in ids]
+
+    def condition_inputs(self, conditions: Mapping[str, Conditioning]) -> dict[str, torch.Tensor]:
+        """The network's keyword inputs from a ConditionerSet's output: cross-attention tokens
+        and mask concatenated along the sequence; global vectors (each condition pooled over
+        its real positions) along the features; prepended tokens along the sequence; input
+        concat conditions (B, T, dim) as channels (B, dim, T)."""
+        config = self.config
+        inputs: dict[str, torch.Tensor] = {}
+        if config.cross_attention_cond_ids:
+            parts = self._pick(conditions, config.cross_attention_cond_ids,
+                               "cross_attention_cond_ids")
+            inputs["cross_attn_cond"] = torch.cat([part.embeddings for part in parts], dim=1)
+            inputs["cross_attn_mask"] = torch.cat([part.mask for part in parts], dim=1)
+        if config.global_cond_ids:
+            parts = self._pick(conditions, config.global_cond_ids, "global_cond_ids")
+            inputs["global_cond"] = torch.cat([_pooled(part) for part in parts], dim=-1)
+        if config.prepend_cond_ids:
+            parts = self._pick(conditions, config.prepend_cond_ids, "prepend_cond_ids")
+            inputs["prepend_cond"] = torch.cat([part.embeddings for part in parts], dim=1)
+            inputs["prepend_cond_mask"] = torch.cat([part.mask for part in parts], dim=1)
+        if config.input_concat_ids:
+            parts = self._pick(conditions, config.input_concat_ids, "input_concat_ids")
+            inputs["input_concat_cond"] = torch.cat(
+                [part.embeddings.transpose(1, 2) for part in parts], dim=1)
+        return inputs
+
+    def check_conditioner_dim(self, dim: int) -> None:
+        """ConfigError unless conditioners of width `dim` fill the network's inputs exactly."""
+        network = self.config.network
+        expected = {"cond_token_dim": dim if self.config.cross_attention_cond_ids else 0,
+                    "global_cond_dim": dim * len(self.config.global_cond_ids),
+                    "prepend_cond_dim": dim if self.config.prepend_cond_ids else 0,
+                    "input_concat_dim": dim * len(self.config.input_concat_ids)}
+        wrong = [f"network.{key}={getattr(network, key, 0)} (expected {width})"
+                 for key, width in expected.items() if getattr(network, key, 0) != width]
+        if wrong:
+            raise ConfigError(f"conditioners of width {dim} do not fit the diffusion network: "
+                              f"{'; '.join(wrong)}")
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor, **inputs: torch.Tensor) -> torch.Tensor:
+        return self.model(x, t, **inputs)
+
+
+def build_diffusion_model(config: Mapping[str, Any] | BaseModel) -> DiffusionModel:
+    """The diffusion model of a `model:` section (a mapping or a validated config).
+
+    Raises ConfigError naming every invalid key (an unknown network type lists the valid
+    ones)."""
+    return DiffusionModel(validate_diffusion_config(config))
