@@ -171,3 +171,12 @@ def average_metrics(metrics: dict[str, float], count: float = 1.0) -> dict[str, 
     torch.distributed.all_reduce(tensor)
     values = (tensor[:-1] / tensor[-1]).cpu().tolist()
     return dict(zip(keys, values, strict=True))
+
+
+def sum_across_ranks(tensor: torch.Tensor) -> torch.Tensor:
+    """The element-wise sum of `tensor` over every rank (itself with one process)."""
+    if world_size() == 1:
+        return tensor
+    total = tensor.clone().cuda() if torch.distributed.get_backend() == "nccl" else tensor.clone()
+    torch.distributed.all_reduce(total)
+    return total.to(tensor.device)

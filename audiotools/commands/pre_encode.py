@@ -29,7 +29,7 @@ def dset_splits(dset: str) -> dict[str, list[dict[str, Any]]]:
     """{split: manifest entries} of a dset name or a manifest path."""
     from omegaconf import OmegaConf
 
-    from ..data.builders import SPLITS, resolve_data_path, split_config
+    from ..data.builders import SPLITS, read_manifests, resolve_data_path, split_config
     from ..data.manifest import read_manifest
     from ..environment import config_dirs
     from ..errors import ConfigError
@@ -52,7 +52,7 @@ def dset_splits(dset: str) -> dict[str, list[dict[str, Any]]]:
         if manifest is None:
             raise ConfigError(f"{found[-1]}: split {split} has no manifest (pre-encode reads "
                               "manifests; write one with `audiotools manifest`).")
-        splits[split] = read_manifest(resolve_data_path(manifest))
+        splits[split] = read_manifests(manifest)
     return splits
 
 

@@ -29,7 +29,8 @@ class SplitConfig(Section):
     the top level of the `dataset` section."""
 
     source: Literal["files", "shards", "pre_encoded"] | None = None
-    manifest: str | None = None
+    # One manifest, or several read as one (e.g. two shipped sets).
+    manifest: str | list[str] | None = None
     shards: str | list[str] | None = None
     # A folder written by `audiotools pre-encode` (source: pre_encoded): latents or tokens;
     # with `shards` too, its codec.json, and the data streamed from those shards.
@@ -63,6 +64,12 @@ class AudioDataConfig(SplitConfig):
     valid: SplitConfig | None = None
     evaluate: SplitConfig | None = None
     generate: SplitConfig | None = None
+
+
+def read_manifests(manifest: str | list[str]) -> list[dict[str, Any]]:
+    """The entries of a `manifest` key: one manifest, or several in order."""
+    paths = [manifest] if isinstance(manifest, str) else list(manifest)
+    return [entry for path in paths for entry in read_manifest(resolve_data_path(path))]
 
 
 def resolve_data_path(path: str) -> str:
@@ -127,7 +134,7 @@ def build_split(cfg: dict[str, Any], split: str, seed: int) -> Dataset:
                  channels=int(_require(cfg, "channels", split)),
                  segment_duration=float(_require(cfg, "segment_duration", split)), **sampling)
     if source == "files":
-        entries = read_manifest(resolve_data_path(_require(cfg, "manifest", split)))
+        entries = read_manifests(_require(cfg, "manifest", split))
         return SegmentDataset(entries, weighted=bool(cfg["weighted"]),
                               name=f"dataset.{split}", **audio)
     # source: shards (the schema allows no other)

@@ -22,9 +22,11 @@ from ..data.builders import build_audio_datasets
 from ..data.segments import collate_segments
 from ..errors import ConfigError
 from ..losses.adversarial import GANLoss, feature_matching_loss
+from ..losses.complex import CompressedSpectrumLoss
 from ..losses.spectral import spectral_loss
 from ..losses.time import l1_waveform_loss
 from ..metrics.audio import mel_distance, si_snr, stft_distance
+from ..metrics.codebooks import code_counts, codebook_statistics
 from ..metrics.spectrogram import render_spectrogram
 from ..models.autoencoder import build_autoencoder
 from ..models.discriminators import MultiScaleSTFTDiscriminator
@@ -70,6 +72,9 @@ class AutoencoderSolver(StandardSolver):
             perceptual_weighting=spectral.perceptual_weighting, window=spectral.window,
             w_sc=spectral.w_sc, w_log_mag=spectral.w_log_mag,
             w_lin_mag=spectral.w_lin_mag).to(self.device)
+        complex_loss = settings.losses.complex
+        self.complex_loss = CompressedSpectrumLoss(
+            complex_loss.fft_sizes, complex_loss.hop_sizes, complex_loss.power).to(self.device)
 
     def build_dataloaders(self) -> None:
         data = self.settings.dataset
@@ -124,6 +129,8 @@ class AutoencoderSolver(StandardSolver):
             terms["spectral"] = self.spectral_loss(reconstruction, audio)
         if weights.l1 > 0 or not self.is_training:
             terms["l1"] = l1_waveform_loss(reconstruction, audio)
+        if weights.complex > 0:
+            terms["complex"] = self.complex_loss(reconstruction, audio)
         return terms
 
     def _update_discriminator(self, audio: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
@@ -150,11 +157,17 @@ class AutoencoderSolver(StandardSolver):
     # ------------------------------------------------------------------ evaluate, generate
     def evaluate(self) -> dict[str, Any]:
         """SI-SNR, mel distance and multi-resolution STFT distance per item, averaged over the
-        evaluate split (valid when there is no evaluate split)."""
+        evaluate split (valid when there is no evaluate split); a quantized model adds each
+        codebook's perplexity and unused codes over the whole split."""
         loader = self.loaders.get("evaluate") or self.loaders["valid"]
         loader.set_epoch(0)
         totals = torch.zeros(3, dtype=torch.float64)
         count = 0
+        counts = None
+        if self.model.is_quantized:
+            assert self.model.num_codebooks and self.model.codebook_size
+            counts = torch.zeros(self.model.num_codebooks, self.model.codebook_size,
+                                 dtype=torch.float64)
         for batch in self.log_progress("evaluate", loader):
             audio = batch["audio"].to(self.device)
             if audio.shape[0] == 0:
@@ -168,12 +181,21 @@ class AutoencoderSolver(StandardSolver):
                 stft_distance(reconstruction, audio).sum()]).double().cpu()
             totals += values
             count += audio.shape[0]
+            if counts is not None:
+                with self.autocast:
+                    tokens = self.model.encode_to_tokens(audio)
+                counts += code_counts(tokens, counts.shape[1])
         if count == 0:
             raise AudioFileError("No file of the evaluate split could be read (their paths are "
                                  "in the log above).")
         mean = (totals / count).tolist()
-        return distributed.average_metrics(
+        metrics = distributed.average_metrics(
             {"si_snr": mean[0], "mel_distance": mean[1], "stft_distance": mean[2]}, count)
+        if counts is not None:
+            metrics.update(codebook_statistics(distributed.sum_across_ranks(counts)))
+            dead = self.model.bottleneck.dead_codes()
+            metrics.update({f"dead_codes_q{k}": float(n) for k, n in enumerate(dead or [])})
+        return metrics
 
     def generate(self) -> dict[str, Any]:
         """Reconstructions and references under <xp>/samples/<epoch>/, also logged as audio

@@ -48,11 +48,28 @@ class SpectralLossConfig(Section):
         return self
 
 
+class ComplexLossConfig(Section):
+    """Compressed complex spectrum loss (audiotools/losses/complex.py)."""
+
+    fft_sizes: list[int] = Field(default_factory=lambda: [512])
+    hop_sizes: list[int] = Field(default_factory=lambda: [128])
+    # Magnitudes are compressed as |X|^power before the distance.
+    power: float = Field(0.3, gt=0.0, le=1.0)
+
+    @model_validator(mode="after")
+    def _one_hop_per_size(self) -> ComplexLossConfig:
+        if len(self.fft_sizes) != len(self.hop_sizes):
+            raise ValueError("losses.complex.fft_sizes and hop_sizes need one entry per "
+                             f"resolution (got {len(self.fft_sizes)}, {len(self.hop_sizes)})")
+        return self
+
+
 class LossWeights(Section):
     """Weight of each term of the generator loss; 0 turns a term off."""
 
     spectral: float = Field(1.0, ge=0.0)
     l1: float = Field(0.0, ge=0.0)
+    complex: float = Field(0.0, ge=0.0)
     kl: float = Field(1e-4, ge=0.0)
     commitment: float = Field(1.0, ge=0.0)
     adversarial: float = Field(0.1, ge=0.0)
@@ -62,6 +79,7 @@ class LossWeights(Section):
 class LossesConfig(Section):
     weights: LossWeights = LossWeights()
     spectral: SpectralLossConfig = SpectralLossConfig()
+    complex: ComplexLossConfig = ComplexLossConfig()
 
 
 class AdversarialConfig(Section):

@@ -54,6 +54,18 @@ def test_crash_mid_epoch_then_resume_gives_identical_generator_and_discriminator
         assert_same_state(state[name], expected[name])
 
 
+def test_evaluate_reports_each_codebooks_perplexity_and_dead_codes(dora_dir):
+    solver = train(*DEBUG, "optim.epochs=1", "generate.every=0", "model.bottleneck.type=rvq",
+                   "+model.bottleneck.num_quantizers=2", "+model.bottleneck.codebook_size=16",
+                   "+model.bottleneck.kmeans_iters=2")
+    evaluate = json.loads((solver.folder / "history.json").read_text())[0]["evaluate"]
+    for k in range(2):
+        assert 1.0 <= evaluate[f"perplexity_q{k}"] <= 16.0
+        assert 0 <= evaluate[f"unused_codes_q{k}"] <= 15
+        assert 0 <= evaluate[f"dead_codes_q{k}"] <= 16
+    assert "perplexity_q2" not in evaluate
+
+
 def test_export_load_and_reconstruct_any_rate_and_channels(dora_dir, tmp_path, capsys):
     solver = train(*DEBUG, "optim.epochs=1", "generate.every=0", "evaluate.every=0")
     out = tmp_path / "ae.safetensors"

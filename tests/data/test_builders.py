@@ -10,6 +10,7 @@ from audiotools.data.builders import build_audio_datasets, resolve_data_path
 from audiotools.data.manifest import read_manifest
 from audiotools.data.segments import SegmentDataset, collate_segments
 from audiotools.data.shards import ShardDataset, write_shards
+from audiotools.environment import resolve_path
 from audiotools.errors import ConfigError
 
 REPO = Path(__file__).resolve().parents[2]
@@ -109,3 +110,14 @@ def test_typed_dataset_section_refuses_a_typo_and_builds_like_the_dict():
         AudioDataConfig.model_validate({**raw, "valid": {"segment_duraton": 2.0}})
     with pytest.raises(ValidationError, match="source"):
         AudioDataConfig.model_validate({**raw, "source": "s3"})
+
+
+def test_a_list_of_manifests_reads_their_files_in_order():
+    small, ensembles = ("//datasets/music_small/train.jsonl",
+                        "//datasets/music_ensembles/train.jsonl")
+    config = {"sample_rate": 16000, "channels": 1, "segment_duration": 1.0,
+              "train": {"manifest": [small, ensembles], "num_samples": 4}}
+    both = build_audio_datasets(config, seed=0)["train"]
+    expected = [entry["path"] for manifest in (small, ensembles)
+                for entry in read_manifest(resolve_path(manifest))]
+    assert [entry["path"] for entry in both.entries] == expected

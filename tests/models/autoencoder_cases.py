@@ -7,13 +7,17 @@ from typing import Any
 import pytest
 import torch
 
-ENCODER_TYPES = ["oobleck", "seanet"]
+ENCODER_TYPES = ["oobleck", "seanet", "stft"]
 BOTTLENECK_TYPES = ["vae", "tanh", "rvq", "fsq", "none"]
 
 
-def network(kind: str, **overrides: Any) -> dict[str, Any]:
-    """A tiny encoder/decoder section of `kind` with hop 16."""
-    if kind == "oobleck":
+def network(kind: str, decoder: bool = False, **overrides: Any) -> dict[str, Any]:
+    """A tiny encoder (or decoder) section of `kind` with hop 16; kind `stft` is the STFT
+    encoder and, as a decoder, the iSTFT one."""
+    if kind == "stft":
+        section = {"type": "istft" if decoder else "stft", "n_fft": 64, "hop_length": 16,
+                   "channels": 8, "depth": 2}
+    elif kind == "oobleck":
         section = {"type": "oobleck", "channels": 4, "c_mults": [1, 2], "strides": [4, 4],
                    "use_snake": True}
     else:
@@ -32,7 +36,7 @@ def bottleneck(kind: str) -> dict[str, Any]:
 def model_config(encoder: str = "oobleck", bottleneck_type: str = "vae", channels: int = 1,
                  decoder: str | None = None, **bottleneck_overrides: Any) -> dict[str, Any]:
     return {"sample_rate": 16000, "channels": channels, "latent_dim": 6,
-            "encoder": network(encoder), "decoder": network(decoder or encoder),
+            "encoder": network(encoder), "decoder": network(decoder or encoder, decoder=True),
             "bottleneck": {**bottleneck(bottleneck_type), **bottleneck_overrides}}
 
 

@@ -30,6 +30,7 @@ from .chunking import run_chunked
 from .config import AutoencoderConfig, validate_autoencoder_config
 from .oobleck import OobleckDecoder, OobleckEncoder
 from .seanet import SEANetDecoder, SEANetEncoder
+from .spectral import ISTFTDecoder, STFTEncoder
 
 # Frames shared by neighbouring windows in chunked encode/decode (as stable-audio-tools).
 DEFAULT_OVERLAP_FRAMES = 32
@@ -49,12 +50,14 @@ def _settings(section: BaseModel) -> dict[str, Any]:
 
 
 def _build_encoder(config: AutoencoderConfig) -> nn.Module:
-    network = {"oobleck": OobleckEncoder, "seanet": SEANetEncoder}[config.encoder.type]
+    network = {"oobleck": OobleckEncoder, "seanet": SEANetEncoder,
+               "stft": STFTEncoder}[config.encoder.type]
     return network(config.network_channels, config.encoder_dim, **_settings(config.encoder))
 
 
 def _build_decoder(config: AutoencoderConfig) -> nn.Module:
-    network = {"oobleck": OobleckDecoder, "seanet": SEANetDecoder}[config.decoder.type]
+    network = {"oobleck": OobleckDecoder, "seanet": SEANetDecoder,
+               "istft": ISTFTDecoder}[config.decoder.type]
     return network(config.network_channels, config.latent_dim, **_settings(config.decoder))
 
 

@@ -105,6 +105,10 @@ class QuantizedBottleneck(Bottleneck):
     def encode_tokens(self, x: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
+    def dead_codes(self) -> list[int] | None:
+        """Per codebook, the codes training counts as dead (None: no such notion)."""
+        return None
+
     def decode_tokens(self, tokens: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
@@ -139,6 +143,7 @@ class RVQBottleneck(QuantizedBottleneck):
         super().__init__()
         self.num_codebooks = config.num_quantizers
         self.codebook_size = config.codebook_size
+        self.threshold = config.threshold_ema_dead_code
         self.quantizer = ResidualVQ(
             dim=dim, num_quantizers=config.num_quantizers, codebook_size=config.codebook_size,
             decay=config.decay, kmeans_init=config.kmeans_init, kmeans_iters=config.kmeans_iters,
@@ -160,6 +165,12 @@ class RVQBottleneck(QuantizedBottleneck):
             quantized.transpose(1, 2), losses={"commitment": commitment},
             metrics={"codebook_usage": codebook_usage(tokens, self.codebook_size)},
             active_codebooks=active)
+
+    def dead_codes(self) -> list[int]:
+        """Codes whose EMA usage count is below `threshold_ema_dead_code`: the library replaces
+        them with batch vectors in training, so at the end of a healthy run there are none."""
+        return [int((layer._codebook.cluster_size < self.threshold).sum())
+                for layer in self.quantizer.layers]
 
     def _codes(self, tokens: torch.Tensor) -> torch.Tensor:
         """(K, B, frames, dim) code vectors of tokens (B, K, frames)."""

@@ -5,8 +5,8 @@
       channels: 1              # audio channels in and out (1 mono, 2 stereo, N)
       latent_dim: 32           # channels of the latents the decoder reads
       patch_size: 1            # samples folded into channels around the networks
-      encoder: {type: oobleck | seanet, ...}
-      decoder: {type: oobleck | seanet, ...}
+      encoder: {type: oobleck | seanet | stft, ...}
+      decoder: {type: oobleck | seanet | istft, ...}
       bottleneck: {type: vae | tanh | rvq | fsq | none, ...}
 
 Strides and ratios are written in encoder (downsampling) order for the encoder and the
@@ -127,6 +127,43 @@ class SEANetDecoderConfig(_SEANetConfig):
     _final_activation_exists = field_validator("final_activation")(_check_activation)
 
 
+class _SpectralConfig(Section):
+    """A frame-rate network around an STFT (audiotools/models/autoencoder/spectral.py): one
+    STFT frame per latent frame, `depth` ConvNeXt blocks `channels` wide in between."""
+
+    n_fft: PositiveInt = 1024
+    # Samples per frame: the latent frame rate is sample_rate / hop_length.
+    hop_length: PositiveInt = 256
+    channels: PositiveInt = 256
+    depth: PositiveInt = 6
+    # Hidden width of each block's MLP, as a multiple of `channels`.
+    mlp_ratio: float = Field(3.0, gt=0.0)
+    kernel_size: PositiveInt = 7
+    latent_dim: PositiveInt | None = None
+
+    @model_validator(mode="after")
+    def _framing_fits(self) -> _SpectralConfig:
+        if self.n_fft <= self.hop_length or (self.n_fft - self.hop_length) % 2:
+            raise ValueError(f"n_fft={self.n_fft}, hop_length={self.hop_length}: n_fft must "
+                             "exceed hop_length (Hann frames must overlap to be inverted) and "
+                             "differ from it by an even number (e.g. n_fft = 4 x hop_length)")
+        if self.kernel_size % 2 == 0:
+            raise ValueError(f"kernel_size={self.kernel_size} must be odd (same-length "
+                             "convolutions)")
+        return self
+
+
+class STFTEncoderConfig(_SpectralConfig):
+    type: Literal["stft"] = "stft"
+
+
+class ISTFTDecoderConfig(_SpectralConfig):
+    type: Literal["istft"] = "istft"
+    # complex: real and imaginary parts (the waveform loss reaches the phase directly);
+    # polar: log-magnitude and phase angle (Vocos' head).
+    head: Literal["complex", "polar"] = "complex"
+
+
 class _BottleneckConfig(Section):
     def input_dim(self, latent_dim: int) -> int:
         """Channels the encoder must output for `latent_dim` latents."""
@@ -190,15 +227,17 @@ class FSQBottleneckConfig(_BottleneckConfig):
 
 
 ENCODERS: dict[str, type[Section]] = {"oobleck": OobleckEncoderConfig,
-                                      "seanet": SEANetEncoderConfig}
+                                      "seanet": SEANetEncoderConfig,
+                                      "stft": STFTEncoderConfig}
 DECODERS: dict[str, type[Section]] = {"oobleck": OobleckDecoderConfig,
-                                      "seanet": SEANetDecoderConfig}
+                                      "seanet": SEANetDecoderConfig,
+                                      "istft": ISTFTDecoderConfig}
 BOTTLENECKS: dict[str, type[Section]] = {"vae": VAEBottleneckConfig, "tanh": TanhBottleneckConfig,
                                          "rvq": RVQBottleneckConfig, "fsq": FSQBottleneckConfig,
                                          "none": NoBottleneckConfig}
 
-EncoderConfig = OobleckEncoderConfig | SEANetEncoderConfig
-DecoderConfig = OobleckDecoderConfig | SEANetDecoderConfig
+EncoderConfig = OobleckEncoderConfig | SEANetEncoderConfig | STFTEncoderConfig
+DecoderConfig = OobleckDecoderConfig | SEANetDecoderConfig | ISTFTDecoderConfig
 BottleneckConfig = (VAEBottleneckConfig | TanhBottleneckConfig | RVQBottleneckConfig
                     | FSQBottleneckConfig | NoBottleneckConfig)
 
@@ -248,6 +287,11 @@ class AutoencoderConfig(Section):
                 f"the encoder downsamples by {self.encoder.hop_length} but the decoder "
                 f"upsamples by {self.decoder.hop_length}; their strides/ratios must have the "
                 "same product")
+        spectral = [part.type for part in (self.encoder, self.decoder)
+                    if part.type in ("stft", "istft")]
+        if spectral and self.patch_size != 1:
+            raise ValueError(f"patch_size={self.patch_size} with a {spectral[0]} network: the "
+                             "STFT networks frame the audio themselves; use patch_size: 1")
         return self
 
     @property

@@ -1,0 +1,151 @@
+"""Spectral encoder and iSTFT decoder: networks that run at the latent frame rate only.
+
+The Oobleck and SEANet networks spend most of their work in convolutions at (or near) the
+sample rate, which a CPU runs far from its matmul peak. Here the encoder reads STFT frames
+(one per latent frame) and the decoder predicts STFT frames that an inverse STFT turns back
+into audio (as Vocos does), so every layer in between is a stack of ConvNeXt blocks over
+`sample_rate / hop_length` frames: wide matmuls that converge in a few thousand CPU updates.
+
+Both sides use "same" framing: audio of T = frames x hop_length samples gives exactly `frames`
+STFT frames (zero padding of (n_fft - hop_length) / 2 on each side), and the decoder's
+overlap-add is trimmed by the same amount, so encode/decode lengths match the other networks'.
+"""
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+# Magnitudes are compressed as |X|^0.3 before the encoder reads them (and the polar head
+# predicts log-magnitudes): music spans 60 dB or more, and a linear-scale input would let the
+# loudest bins drown the rest.
+MAGNITUDE_POWER = 0.3
+
+
+class ConvNeXtBlock(nn.Module):
+    """Depthwise conv -> LayerNorm -> pointwise MLP (GELU) -> layer scale, with a residual."""
+
+    def __init__(self, channels: int, hidden: int, kernel_size: int, layer_scale: float):
+        super().__init__()
+        self.dwconv = nn.Conv1d(channels, channels, kernel_size, padding=kernel_size // 2,
+                                groups=channels)
+        self.norm = nn.LayerNorm(channels, eps=1e-6)
+        self.pwconv1 = nn.Linear(channels, hidden)
+        self.pwconv2 = nn.Linear(hidden, channels)
+        self.gamma = nn.Parameter(torch.full((channels,), layer_scale))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.dwconv(x).transpose(1, 2)
+        y = self.pwconv2(F.gelu(self.pwconv1(self.norm(y))))
+        return x + (self.gamma * y).transpose(1, 2)
+
+
+class _FrameNetwork(nn.Module):
+    """in -> 1x1 conv -> `depth` ConvNeXt blocks -> LayerNorm -> 1x1 conv -> out, over frames."""
+
+    def __init__(self, in_channels: int, out_channels: int, channels: int, depth: int,
+                 mlp_ratio: float, kernel_size: int):
+        super().__init__()
+        self.project_in = nn.Conv1d(in_channels, channels, 1)
+        self.blocks = nn.Sequential(*[
+            ConvNeXtBlock(channels, round(mlp_ratio * channels), kernel_size, 1.0 / depth)
+            for _ in range(depth)])
+        self.norm = nn.LayerNorm(channels, eps=1e-6)
+        self.project_out = nn.Conv1d(channels, out_channels, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.blocks(self.project_in(x))
+        return self.project_out(self.norm(x.transpose(1, 2)).transpose(1, 2))
+
+
+def _same_padding(n_fft: int, hop_length: int) -> int:
+    return (n_fft - hop_length) // 2
+
+
+class STFTEncoder(nn.Module):
+    """Audio (B, C, T) -> (B, out_channels, T / hop_length) through compressed STFT frames."""
+
+    def __init__(self, in_channels: int, out_channels: int, n_fft: int = 1024,
+                 hop_length: int = 256, channels: int = 256, depth: int = 6,
+                 mlp_ratio: float = 3.0, kernel_size: int = 7):
+        super().__init__()
+        self.n_fft = n_fft
+        self.hop_length = hop_length
+        self.register_buffer("window", torch.hann_window(n_fft), persistent=False)
+        bins = n_fft // 2 + 1
+        self.network = _FrameNetwork(2 * bins * in_channels, out_channels, channels, depth,
+                                     mlp_ratio, kernel_size)
+
+    def forward(self, audio: torch.Tensor) -> torch.Tensor:
+        batch, channels, length = audio.shape
+        pad = _same_padding(self.n_fft, self.hop_length)
+        signal = F.pad(audio.reshape(batch * channels, length).float(), (pad, pad))
+        spectrum = torch.stft(signal, self.n_fft, self.hop_length, window=self.window,
+                              center=False, return_complex=True)
+        magnitude = spectrum.abs()
+        compressed = spectrum * (magnitude + 1e-7).pow(MAGNITUDE_POWER - 1)
+        features = torch.cat([compressed.real, compressed.imag], dim=1)
+        features = features.reshape(batch, -1, features.shape[-1]).to(audio.dtype)
+        return self.network(features)
+
+
+class ISTFTDecoder(nn.Module):
+    """Latents (B, in_channels, frames) -> audio (B, C, frames x hop_length) by predicting
+    STFT frames and overlap-adding them.
+
+    `head: complex` predicts real and imaginary parts with the encoder's magnitude
+    compression (|X|^0.3, undone here): the waveform loss then reaches the phase directly,
+    which is what SI-SNR measures. `head: polar` predicts a
+    log-magnitude and a phase angle (Vocos' head): magnitudes are right at every level from
+    the start, the phase is learnt slower.
+    """
+
+    def __init__(self, out_channels: int, in_channels: int, n_fft: int = 1024,
+                 hop_length: int = 256, channels: int = 256, depth: int = 6,
+                 mlp_ratio: float = 3.0, kernel_size: int = 7,
+                 head: Literal["complex", "polar"] = "complex"):
+        super().__init__()
+        if (n_fft - hop_length) % 2:
+            raise ValueError(f"n_fft - hop_length must be even for same-length framing "
+                             f"(n_fft={n_fft}, hop_length={hop_length})")
+        self.n_fft = n_fft
+        self.hop_length = hop_length
+        self.out_channels = out_channels
+        self.head = head
+        self.bins = n_fft // 2 + 1
+        window = torch.hann_window(n_fft)
+        self.register_buffer("window", window, persistent=False)
+        self.network = _FrameNetwork(in_channels, 2 * self.bins * out_channels, channels,
+                                     depth, mlp_ratio, kernel_size)
+
+    def _spectrum(self, prediction: torch.Tensor) -> torch.Tensor:
+        first, second = prediction.float().chunk(2, dim=1)
+        if self.head == "complex":
+            compressed = torch.complex(first, second)
+            return compressed * (compressed.abs() + 1e-7).pow(1 / MAGNITUDE_POWER - 1)
+        magnitude = torch.exp(first.clamp(max=10.0))
+        return torch.polar(magnitude, second)
+
+    def forward(self, latents: torch.Tensor) -> torch.Tensor:
+        batch, _, frames = latents.shape
+        prediction = self.network(latents)
+        prediction = prediction.reshape(batch * self.out_channels, 2 * self.bins, frames)
+        return self._overlap_add(self._spectrum(prediction), batch).to(latents.dtype)
+
+    def _overlap_add(self, spectrum: torch.Tensor, batch: int) -> torch.Tensor:
+        """Windowed inverse FFT of every frame, overlap-added and divided by the summed
+        squared window, trimmed to frames x hop_length samples."""
+        frames = spectrum.shape[-1]
+        with torch.autocast(spectrum.device.type, enabled=False):
+            pieces = torch.fft.irfft(spectrum, n=self.n_fft, dim=1) * self.window[:, None]
+            length = (frames - 1) * self.hop_length + self.n_fft
+            fold = dict(output_size=(1, length), kernel_size=(1, self.n_fft),
+                        stride=(1, self.hop_length))
+            audio = F.fold(pieces, **fold).reshape(-1, length)
+            envelope = F.fold(self.window.square()[None, :, None].expand(1, -1, frames),
+                              **fold).reshape(length)
+            pad = _same_padding(self.n_fft, self.hop_length)
+            audio = audio[:, pad:length - pad] / envelope[pad:length - pad].clamp(min=1e-8)
+        return audio.reshape(batch, self.out_channels, -1)
