@@ -115,8 +115,19 @@ def recipe_xp_folder(recipe: str) -> Path:
     """The folder of the XP that `dora run solver=<recipe>` trains (its signature computed
     from the recipe as Dora would); an XP not trained yet is an error that says how to train
     it. Imports Dora and Hydra, so only a `//recipe/` path pays for them."""
+    from hydra.core.global_hydra import GlobalHydra
+
     from .train import main
-    xp = main.get_xp([f"solver={recipe}"])
+    # Inside a running XP (`dora run`) Hydra is initialised and refuses to compose another
+    # config: compose this one beside it, then put the running one back.
+    running = GlobalHydra.instance().hydra if GlobalHydra.instance().is_initialized() else None
+    GlobalHydra.instance().clear()
+    try:
+        xp = main.get_xp([f"solver={recipe}"])
+    finally:
+        GlobalHydra.instance().clear()
+        if running is not None:
+            GlobalHydra.instance().initialize(running)
     if not (xp.folder / "checkpoint.th").exists():
         raise ConfigError(
             f"{RECIPE_PREFIX}{recipe} is XP {xp.sig}, which has not been trained here "

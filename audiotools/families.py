@@ -101,6 +101,14 @@ FAMILIES: dict[str, Family] = {family.name: family for family in (
         build_model="audiotools.models.cnn:build_cnn",
         pipeline="audiotools.inference.classifier:ClassifierPipeline",
     ),
+    Family(
+        name="diffusion",
+        solver="audiotools.solvers.diffusion:DiffusionSolver",
+        config_schema="audiotools.solvers.diffusion_config:DiffusionSolverConfig",
+        model_schema="audiotools.models.diffusion.config:DiffusionModelConfig",
+        build_model="audiotools.models.diffusion:build_diffusion_model",
+        pipeline="audiotools.inference.diffusion:DiffusionPipeline",
+    ),
 )}
 
 # Readers of other tools' checkpoints, tried in turn for a file that is neither an audiotools

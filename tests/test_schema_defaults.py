@@ -3,8 +3,9 @@ the schema owns equals the schema's, key by key (a drift fails here, not in an X
 
 - config.yaml + solver/default.yaml state every shared key: they equal `SolverConfig`.
 - solver/<family>/default.yaml: its keys of the sections the family adds (model, dataset,
-  losses, ...) equal the family schema's defaults; shared keys it sets are the family's
-  recipe choices (the autoencoder's learning rate, say).
+  losses, ...) and adds to (valid, evaluate, generate) equal the family schema's defaults;
+  shared keys it sets are the family's recipe choices (the autoencoder's learning rate, say).
+  The generative families' default.yaml states every key of their own.
 - model/<kind>/default.yaml equals the family's model schema.
 """
 from __future__ import annotations
@@ -78,12 +79,52 @@ def test_shared_yaml_defaults_equal_the_schema_both_ways():
     assert sorted(set(SolverConfig.model_fields) - set(shared)) == []
 
 
+# Shared keys whose sections a family schema extends with keys of its own (`every` stays the
+# family's recipe choice).
+EXTENDED = ("valid", "evaluate", "generate")
+
+
+def _family_keys(name: str) -> dict[str, Any]:
+    return {key: value for key, value in _yaml(CONFIG_DIR / "solver" / name / "default.yaml")
+            .items() if key not in SolverConfig.model_fields or key in EXTENDED}
+
+
 @pytest.mark.parametrize("name", sorted(FAMILIES))
 def test_family_default_recipe_equals_the_family_schema(name):
     schema = FAMILIES[name].config_class()
-    own = {key: value for key, value in _yaml(CONFIG_DIR / "solver" / name / "default.yaml")
-           .items() if key not in SolverConfig.model_fields or key == "generate"}
-    assert disagreements(schema, own, skip=frozenset({"solver", "generate.every"})) == []
+    skip = frozenset({"solver", *(f"{key}.every" for key in EXTENDED)})
+    assert disagreements(schema, _family_keys(name), skip=skip) == []
+
+
+def _unstated(schema: type[BaseModel], values: dict[str, Any], prefix: str = "") -> list[str]:
+    """Keys with a default in `schema` (sections key by key) that `values` does not state."""
+    found = []
+    for name, field in schema.model_fields.items():
+        if field.default is PydanticUndefined and field.default_factory is None:
+            continue
+        if name not in values:
+            found.append(f"{prefix}{name}")
+            continue
+        section = _section_class(field.annotation)
+        if section is not None and isinstance(values[name], dict):
+            found += _unstated(section, values[name], f"{prefix}{name}.")
+    return found
+
+
+# Families whose default.yaml states every key of their own (the generative ones, whose
+# recipes are read as "the defaults plus what differs").
+COMPLETE_DEFAULTS = ("diffusion",)
+
+
+@pytest.mark.parametrize("name", COMPLETE_DEFAULTS)
+def test_family_default_recipe_states_every_key_of_its_own(name):
+    schema = FAMILIES[name].config_class()
+    own = {key: field for key, field in schema.model_fields.items()
+           if key not in SolverConfig.model_fields or key in EXTENDED}
+    values = _family_keys(name)
+    missing = [key for key in _unstated(schema, values)
+               if key.split(".")[0] in own and key not in {f"{k}.every" for k in EXTENDED}]
+    assert missing == []
 
 
 # config/model/<folder>/default.yaml of each family that has one.

@@ -3,6 +3,7 @@
 or another tool's checkpoint (a stable-audio-tools autoencoder with `sat_model_config`)."""
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -10,7 +11,7 @@ import torch
 from pydantic import Field, field_validator
 
 from ..config import Section
-from ..errors import ConfigError
+from ..errors import CheckpointError, ConfigError
 from ..families import FAMILIES
 from ..models.codec import FrozenCodec, LatentStats, is_discrete
 from .loading import load_model
@@ -69,3 +70,25 @@ def codec_from_config(config: CodecConfig, device: str | torch.device = "cpu",
     options = {"sat_model_config": config.sat_model_config} if config.sat_model_config else {}
     return load_codec(config.source, device, scale=config.scale,
                       stats=stats if config.normalize else None, discrete=discrete, **options)
+
+
+def trained_codec(described: Mapping[str, Any] | None, device: torch.device | str,
+                  label: str) -> FrozenCodec | None:
+    """The codec a generative model was trained on, from what its export records (the
+    solver's `export_info()["codec"]`: the codec's `describe()`, where the XP found it, a
+    stable-audio-tools model config), with the same scale and statistics; other weights at
+    that place are refused. None when the model was trained without a codec."""
+    if described is None:
+        return None
+    options = ({"sat_model_config": described["sat_model_config"]}
+               if described.get("sat_model_config") else {})
+    stats = LatentStats(**described["stats"]) if described.get("stats") else None
+    source = described.get("path") or described["source"]
+    codec = load_codec(source, device, scale=described["scale"], stats=stats, **options)
+    if codec.identity != described["identity"]:
+        raise CheckpointError(
+            f"{label} was trained on the codec {described['source']} (sha256 "
+            f"{described['identity'][:12]}...), but {source} now holds other weights (sha256 "
+            f"{codec.identity[:12]}...). Put the original back, or pass it: "
+            "the pipeline's from_model(model, export, codec=load_codec(PATH, ...)).")
+    return codec

@@ -1,9 +1,15 @@
 """Diffusion models (the stable-audio-tools family): a DiT or 1-D U-Net trained with the v or
 rectified-flow objective on audio or codec latents, conditioned by cross-attention tokens,
-global vectors, prepended tokens and input-concat channels."""
+global vectors, prepended tokens and input-concat channels (inpainting masks, a diffusion
+autoencoder's latents)."""
 from .config import (
+    ENCODER_LATENTS,
+    INPAINT_MASK,
+    INPAINT_MASKED_INPUT,
+    OWN_CONDITIONS,
     PRESETS,
     STABLE_AUDIO,
+    DiffusionEncoderConfig,
     DiffusionModelConfig,
     DiTConfig,
     TimeShiftConfig,
@@ -13,6 +19,7 @@ from .config import (
     validate_diffusion_config,
 )
 from .dit import DiffusionTransformer
+from .inpainting import InpaintMaskConfig, inpaint_conditions, keep_mask, random_keep_masks
 from .model import DiffusionModel, build_diffusion_model
 from .objectives import (
     Objective,
@@ -24,8 +31,10 @@ from .objectives import (
 )
 from .unet import UNet1d
 
-__all__ = ["PRESETS", "STABLE_AUDIO", "DiTConfig", "DiffusionModel", "DiffusionModelConfig",
-           "DiffusionTransformer", "Objective", "RectifiedFlowObjective", "TimeShiftConfig",
-           "TimestepsConfig", "UNet1d", "UNetConfig", "VObjective", "build_diffusion_model",
-           "get_objective", "preset", "sample_timesteps", "time_shift",
-           "validate_diffusion_config"]
+__all__ = ["ENCODER_LATENTS", "INPAINT_MASK", "INPAINT_MASKED_INPUT", "OWN_CONDITIONS",
+           "PRESETS", "STABLE_AUDIO", "DiTConfig", "DiffusionEncoderConfig", "DiffusionModel",
+           "DiffusionModelConfig", "DiffusionTransformer", "InpaintMaskConfig", "Objective",
+           "RectifiedFlowObjective", "TimeShiftConfig", "TimestepsConfig", "UNet1d",
+           "UNetConfig", "VObjective", "build_diffusion_model", "get_objective",
+           "inpaint_conditions", "keep_mask", "preset", "random_keep_masks", "sample_timesteps",
+           "time_shift", "validate_diffusion_config"]

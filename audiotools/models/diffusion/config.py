@@ -8,12 +8,18 @@
       input_concat_ids: []
       time_shift: null                # {base_shift, max_shift, min_length, max_length}
       network: {type: dit | unet, io_channels: 64, ...}
+      encoder: null                   # diffusion autoencoder: {latent_dim, encoder, bottleneck}
 
 The `*_ids` name the conditioners (of the solver's ConditionerSet) that feed each input of the
 network, as stable-audio-tools' diffusion section does: cross-attention tokens are
 concatenated along the sequence, global vectors along the features, prepended tokens along
 the sequence, input-concat conditions along the channels. The objective and the time shift are
 part of the model because sampling an exported model needs them.
+
+Besides conditioners, `input_concat_ids` may name the conditions a model makes itself
+(OWN_CONDITIONS, stable-audio-tools' names): `inpaint_mask` (1 channel, 1 where the data is
+given) and `inpaint_masked_input` (the data times that mask) for inpainting, and
+`encoder_latents` (the `encoder`'s latents) for a diffusion autoencoder.
 """
 from __future__ import annotations
 
@@ -35,6 +41,19 @@ from pydantic import (
 
 from ...config import Section, format_validation_error, validate_by_type
 from ...errors import ConfigError
+from ..autoencoder.config import (
+    ENCODERS,
+    EncoderConfig,
+    NoBottleneckConfig,
+    TanhBottleneckConfig,
+    VAEBottleneckConfig,
+)
+
+# Conditions a diffusion model makes itself, by the name its `input_concat_ids` give them.
+INPAINT_MASK = "inpaint_mask"
+INPAINT_MASKED_INPUT = "inpaint_masked_input"
+ENCODER_LATENTS = "encoder_latents"
+OWN_CONDITIONS = (INPAINT_MASK, INPAINT_MASKED_INPUT, ENCODER_LATENTS)
 
 
 class DiTConfig(Section):
@@ -189,6 +208,45 @@ class TimestepsConfig(Section):
 
 NETWORKS: dict[str, type[Section]] = {"dit": DiTConfig, "unet": UNetConfig}
 NetworkConfig = DiTConfig | UNetConfig
+# Continuous bottlenecks only: the latents condition a network, they are not tokens.
+ENCODER_BOTTLENECKS: dict[str, type[Section]] = {
+    "vae": VAEBottleneckConfig, "tanh": TanhBottleneckConfig, "none": NoBottleneckConfig}
+
+
+class DiffusionEncoderConfig(Section):
+    """The encoder of a diffusion autoencoder (stable-audio-tools' `diffusion_autoencoder`): an
+    autoencoder encoder (the autoencoder family's networks) and a continuous bottleneck, trained
+    with the diffusion loss; its latents reach the network as the `encoder_latents`
+    input-concat condition, stretched to the data's length."""
+
+    latent_dim: PositiveInt
+    encoder: EncoderConfig
+    bottleneck: VAEBottleneckConfig | TanhBottleneckConfig | NoBottleneckConfig = (
+        NoBottleneckConfig())
+
+    @field_validator("encoder", mode="before")
+    @classmethod
+    def _encoder_type(cls, value: Any) -> Any:
+        return validate_by_type(value, ENCODERS)
+
+    @field_validator("bottleneck", mode="before")
+    @classmethod
+    def _bottleneck_type(cls, value: Any) -> Any:
+        return validate_by_type(value, ENCODER_BOTTLENECKS)
+
+    @model_validator(mode="after")
+    def _latent_dim_fits(self) -> DiffusionEncoderConfig:
+        wanted = self.bottleneck.input_dim(self.latent_dim)
+        if self.encoder.latent_dim not in (None, wanted):
+            raise ValueError(f"encoder.latent_dim={self.encoder.latent_dim}: the "
+                             f"{self.bottleneck.type} bottleneck takes {wanted} channels for "
+                             f"latent_dim={self.latent_dim}; set it to {wanted} or null")
+        return self
+
+    @property
+    def hop_length(self) -> int:
+        """Data frames per latent frame."""
+        return self.encoder.hop_length
 
 
 class DiffusionModelConfig(Section):
@@ -199,11 +257,28 @@ class DiffusionModelConfig(Section):
     input_concat_ids: list[str] = Field(default_factory=list)
     time_shift: TimeShiftConfig | None = None
     network: NetworkConfig
+    encoder: DiffusionEncoderConfig | None = None
 
     @field_validator("network", mode="before")
     @classmethod
     def _network_type(cls, value: Any) -> Any:
         return validate_by_type(value, NETWORKS)
+
+    @model_validator(mode="after")
+    def _own_conditions_fit(self) -> DiffusionModelConfig:
+        elsewhere = [name for ids in (self.cross_attention_cond_ids, self.global_cond_ids,
+                                      self.prepend_cond_ids)
+                     for name in ids if name in OWN_CONDITIONS]
+        if elsewhere:
+            raise ValueError(f"{', '.join(elsewhere)} can only be input_concat_ids")
+        concat = set(self.input_concat_ids)
+        if len(concat & {INPAINT_MASK, INPAINT_MASKED_INPUT}) == 1:
+            raise ValueError(f"input_concat_ids {self.input_concat_ids}: an inpainting model "
+                             f"takes both {INPAINT_MASK} and {INPAINT_MASKED_INPUT}")
+        if (ENCODER_LATENTS in concat) != (self.encoder is not None):
+            raise ValueError(f"a diffusion autoencoder has an `encoder` and {ENCODER_LATENTS} in "
+                             f"input_concat_ids; this section has only one of them")
+        return self
 
     @model_validator(mode="after")
     def _inputs_exist(self) -> DiffusionModelConfig:
@@ -223,6 +298,29 @@ class DiffusionModelConfig(Section):
     @property
     def io_channels(self) -> int:
         return self.network.io_channels
+
+    @property
+    def inpainting(self) -> bool:
+        """Whether the network reads an inpainting mask and the masked data."""
+        return INPAINT_MASK in self.input_concat_ids
+
+    def own_widths(self) -> dict[str, int]:
+        """Channels of each condition the model makes itself (OWN_CONDITIONS)."""
+        widths = {INPAINT_MASK: 1, INPAINT_MASKED_INPUT: self.io_channels}
+        if self.encoder is not None:
+            widths[ENCODER_LATENTS] = self.encoder.latent_dim
+        return widths
+
+    def width_faults(self, dim: int) -> list[str]:
+        """How the network's input widths differ from what conditioners of width `dim` (and the
+        model's own conditions) give: `network.<key>=N (expected M)` each; empty when they fit."""
+        own = self.own_widths()
+        expected = {"cond_token_dim": dim if self.cross_attention_cond_ids else 0,
+                    "global_cond_dim": dim * len(self.global_cond_ids),
+                    "prepend_cond_dim": dim if self.prepend_cond_ids else 0,
+                    "input_concat_dim": sum(own.get(name, dim) for name in self.input_concat_ids)}
+        return [f"network.{key}={getattr(self.network, key, 0)} (expected {width})"
+                for key, width in expected.items() if getattr(self.network, key, 0) != width]
 
 
 # Stable Audio Open 1.0 / Stable Audio 2.0 (stable-audio-tools' stable_audio_2_0.json and SAO's

@@ -4,7 +4,8 @@ its inputs; `build_diffusion_model`, the one builder training, export and infere
 The network is `model` (SAT's checkpoints hold the DiT under `model.model.`; here it is
 `model.`). `forward(x, t, **inputs)` is the network's, so a DiffusionModel is itself the
 `denoise(x, t, **cond)` callable audiotools.sampling takes, with `inputs` from
-`condition_inputs(conditions)`.
+`condition_inputs(conditions)`. A diffusion autoencoder also holds its `encoder` and
+`bottleneck` (the autoencoder family's modules), so one state dict rebuilds it.
 """
 from __future__ import annotations
 
@@ -12,12 +13,17 @@ from collections.abc import Mapping
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from pydantic import BaseModel
 from torch import nn
 
 from ...conditioning import Conditioning
 from ...errors import ConfigError
-from .config import DiffusionModelConfig, validate_diffusion_config
+from ..autoencoder.bottlenecks import Bottleneck, BottleneckOutput, TanhBottleneck, VAEBottleneck
+from ..autoencoder.oobleck import OobleckEncoder
+from ..autoencoder.seanet import SEANetEncoder
+from ..autoencoder.spectral import STFTEncoder
+from .config import DiffusionEncoderConfig, DiffusionModelConfig, validate_diffusion_config
 from .dit import DiffusionTransformer
 from .objectives import get_objective
 from .unet import UNet1d
@@ -30,6 +36,25 @@ def _pooled(condition: Conditioning) -> torch.Tensor:
     return (condition.embeddings * weights).sum(1) / weights.sum(1).clamp_min(1)
 
 
+_ENCODERS: dict[str, type[nn.Module]] = {"oobleck": OobleckEncoder, "seanet": SEANetEncoder,
+                                         "stft": STFTEncoder}
+
+
+def _encoder_parts(config: DiffusionEncoderConfig,
+                   in_channels: int) -> tuple[nn.Module, Bottleneck]:
+    """The autoencoder family's encoder network (called as its own builder calls it) and
+    bottleneck, for data of `in_channels` channels."""
+    section = config.encoder
+    network = _ENCODERS[section.type](in_channels, config.bottleneck.input_dim(config.latent_dim),
+                                      **section.model_dump(exclude={"type", "latent_dim"}))
+    bottleneck = config.bottleneck
+    if bottleneck.type == "vae":
+        return network, VAEBottleneck()
+    if bottleneck.type == "tanh":
+        return network, TanhBottleneck(bottleneck)
+    return network, Bottleneck()
+
+
 class DiffusionModel(nn.Module):
     def __init__(self, config: DiffusionModelConfig):
         super().__init__()
@@ -39,6 +64,18 @@ class DiffusionModel(nn.Module):
         network = config.network
         self.model: nn.Module = (DiffusionTransformer(network) if network.type == "dit"
                                  else UNet1d(network))
+        if config.encoder is not None:
+            self.encoder, self.bottleneck = _encoder_parts(config.encoder, self.io_channels)
+
+    def encode(self, x: torch.Tensor) -> BottleneckOutput:
+        """A diffusion autoencoder's latents (B, latent_dim, ceil(T / hop)) of data x
+        (B, io_channels, T), right-padded to a whole number of latent frames; in training the
+        bottleneck samples and gives its losses (the VAE's `kl`)."""
+        if self.config.encoder is None:
+            raise ConfigError("this diffusion model has no encoder (model.encoder is null): "
+                              "only a diffusion autoencoder encodes")
+        hop = self.config.encoder.hop_length
+        return self.bottleneck(self.encoder(F.pad(x, (0, -x.shape[-1] % hop))))
 
     @property
     def length_multiple(self) -> int:
@@ -79,14 +116,9 @@ class DiffusionModel(nn.Module):
         return inputs
 
     def check_conditioner_dim(self, dim: int) -> None:
-        """ConfigError unless conditioners of width `dim` fill the network's inputs exactly."""
-        network = self.config.network
-        expected = {"cond_token_dim": dim if self.config.cross_attention_cond_ids else 0,
-                    "global_cond_dim": dim * len(self.config.global_cond_ids),
-                    "prepend_cond_dim": dim if self.config.prepend_cond_ids else 0,
-                    "input_concat_dim": dim * len(self.config.input_concat_ids)}
-        wrong = [f"network.{key}={getattr(network, key, 0)} (expected {width})"
-                 for key, width in expected.items() if getattr(network, key, 0) != width]
+        """ConfigError unless conditioners of width `dim` (and the model's own conditions)
+        fill the network's inputs exactly."""
+        wrong = self.config.width_faults(dim)
         if wrong:
             raise ConfigError(f"conditioners of width {dim} do not fit the diffusion network: "
                               f"{'; '.join(wrong)}")

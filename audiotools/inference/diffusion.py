@@ -1,0 +1,239 @@
+"""The diffusion family's pipeline: generate audio from conditions, inpaint a region of a clip,
+continue a clip, and (a diffusion autoencoder) reconstruct one, with a trained model, its
+conditioners and the codec it was trained on.
+
+Everything goes through one sampler call (audiotools.sampling.diffusion.sample), from a seed:
+the same arguments give the same audio on any device. The solver's generate and evaluate
+stages use this pipeline around their live modules, so an XP's samples are what inference of
+its export gives. Inpainting keeps the given frames exactly in what the model makes (audio
+for a raw-audio model; latents, so the codec's reconstruction of the audio, for a latent one).
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from ..conditioning import ConditionerSet, Conditioning, Conditions
+from ..data.audio import convert_audio
+from ..errors import CheckpointError, ConfigError
+from ..io.codecs import trained_codec
+from ..io.export import Export
+from ..models.codec import FrozenCodec
+from ..models.diffusion import (
+    ENCODER_LATENTS,
+    DiffusionModel,
+    inpaint_conditions,
+    keep_mask,
+)
+from ..sampling.diffusion import sample
+
+Values = Mapping[str, Any]
+# Sampling settings a pipeline takes from its XP's `generate:` section when a call omits them.
+SAMPLING_KEYS = ("steps", "sampler", "cfg_scale", "cfg_rescale", "cfg_interval", "duration")
+_FALLBACK = {"steps": 50, "sampler": "dpmpp_2m", "cfg_scale": 1.0, "cfg_rescale": 0.0,
+             "cfg_interval": (0.0, 1.0)}
+
+
+@dataclass
+class DiffusionPipeline:
+    model: DiffusionModel
+    conditioners: ConditionerSet
+    # None: the model works on audio itself.
+    codec: FrozenCodec | None
+    sample_rate: int
+    channels: int
+    # Defaults of the sampling settings (SAMPLING_KEYS), from the XP's `generate:` section.
+    defaults: dict[str, Any] = field(default_factory=dict)
+    export: Export | None = None
+
+    @classmethod
+    def from_model(cls, model: torch.nn.Module, export: Export,
+                   codec: FrozenCodec | None = None) -> DiffusionPipeline:
+        """The pipeline of an exported model; `codec` replaces the one it was trained on."""
+        info = export.info
+        if not isinstance(model, DiffusionModel) or "conditioners" not in info:
+            raise CheckpointError(f"{export.label} is not an exported diffusion model (no "
+                                  "conditioners in its metadata).")
+        device = next(model.parameters()).device
+        codec = codec or trained_codec(info.get("codec"), device, export.label)
+        conditioners = ConditionerSet(info["conditioners"], info["conditioning_dim"],
+                                      codec=codec).to(device)
+        conditioners.load_state_dict(export.weights.get("conditioners", {}))
+        generate = dict(export.config.get("generate") or {})
+        if generate.get("duration") is None:
+            generate["duration"] = (export.config.get("dataset") or {}).get("segment_duration")
+        if isinstance(generate.get("cfg_scale"), list):
+            generate["cfg_scale"] = generate["cfg_scale"][-1]
+        defaults = {key: generate[key] for key in SAMPLING_KEYS if generate.get(key) is not None}
+        return cls(model.eval(), conditioners.eval(), codec, int(info["sample_rate"]),
+                   int(info["channels"]), defaults, export)
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    @property
+    def frame_rate(self) -> float:
+        return self.codec.frame_rate if self.codec is not None else float(self.sample_rate)
+
+    def frames(self, duration: float) -> int:
+        """Model frames for `duration` seconds, rounded up to what the model takes."""
+        if not duration or duration <= 0:
+            raise ConfigError(f"duration={duration}: give a length in seconds > 0.")
+        multiple = self.model.length_multiple
+        return math.ceil(math.ceil(duration * self.frame_rate - 1e-6) / multiple) * multiple
+
+    def _setting(self, key: str, given: Any) -> Any:
+        return given if given is not None else self.defaults.get(key, _FALLBACK.get(key))
+
+    def _value_sets(self, conditions: Values | Sequence[Values] | None,
+                    ) -> tuple[list[Values], bool]:
+        """(one value set per item, whether a single clip was asked for); None: the null
+        condition of every conditioner."""
+        if conditions is None:
+            return [{name: None for name in self.conditioners.names()}], True
+        if isinstance(conditions, Mapping):
+            return [conditions], True
+        return list(conditions), False
+
+    def _to_model(self, audio: torch.Tensor, sample_rate: int) -> torch.Tensor:
+        """(channels, samples) at any rate -> (1, channels, samples) in the model's format."""
+        if audio.dim() != 2:
+            raise ValueError(f"Expected one clip as (channels, samples); got shape "
+                             f"{tuple(audio.shape)}.")
+        return convert_audio(audio.float(), sample_rate, self.sample_rate,
+                             self.channels)[None].to(self.device)
+
+    def _encode(self, audio: torch.Tensor) -> torch.Tensor:
+        return self.codec.encode(audio) if self.codec is not None else audio
+
+    def _decode(self, data: torch.Tensor, samples: int) -> torch.Tensor:
+        audio = self.codec.decode(data) if self.codec is not None else data
+        return audio[..., :samples].float().cpu()
+
+    def _sample(self, values: Sequence[Values], frames: int, seed: int, *,
+                known: torch.Tensor | None = None, keep: torch.Tensor | None = None,
+                latents: torch.Tensor | None = None, steps: int | None = None,
+                sampler: str | None = None, cfg_scale: float | None = None,
+                cfg_rescale: float | None = None, cfg_interval: tuple[float, float] | None = None,
+                negative: Values | None = None,
+                callback: Callable[[int, int], None] | None = None) -> torch.Tensor:
+        """Data (B, io_channels, frames) for B value sets. `known` and `keep` (B, 1, frames)
+        inpaint (keep 1: given); `latents`: a diffusion autoencoder's encoder latents."""
+        model, batch = self.model, len(values)
+        own: Conditions = {}
+        if model.config.inpainting:
+            given = known if known is not None else torch.zeros(
+                batch, model.io_channels, frames, device=self.device)
+            mask = keep if keep is not None else keep_mask(frames, 0, frames, batch, self.device)
+            own.update(inpaint_conditions(given, mask))
+        if model.config.encoder is not None:
+            if latents is None:
+                raise ConfigError("a diffusion autoencoder decodes latents: use "
+                                  "reconstruct(audio, sample_rate)")
+            real = torch.ones(latents.shape[0], latents.shape[-1], dtype=torch.bool,
+                              device=latents.device)
+            own[ENCODER_LATENTS] = Conditioning(latents.transpose(1, 2), real)
+        scale = float(self._setting("cfg_scale", cfg_scale))
+        if scale != 1.0 and not self.conditioners.names():
+            raise ConfigError(f"cfg_scale={scale}: this model has no conditioners to guide by; "
+                              "use cfg_scale=1.")
+        cond = model.condition_inputs({**self.conditioners.encode(list(values)), **own})
+        uncond = None
+        if scale != 1.0:
+            uncond = model.condition_inputs(
+                {**self.conditioners.unconditional(batch, negative), **own})
+        return sample(model, (batch, model.io_channels, frames), objective=model.objective,
+                      steps=int(self._setting("steps", steps)),
+                      sampler=str(self._setting("sampler", sampler)), seed=seed, cond=cond,
+                      uncond=uncond, cfg_scale=scale,
+                      cfg_rescale=float(self._setting("cfg_rescale", cfg_rescale)),
+                      cfg_interval=tuple(self._setting("cfg_interval", cfg_interval)),
+                      known=known, known_mask=None if keep is None else keep.bool(),
+                      shift=model.config.time_shift, device=self.device, callback=callback)
+
+    @torch.no_grad()
+    def generate(self, conditions: Values | Sequence[Values] | None = None,
+                 duration: float | None = None, *, steps: int | None = None,
+                 sampler: str | None = None, cfg_scale: float | None = None, seed: int = 0,
+                 cfg_rescale: float | None = None,
+                 cfg_interval: tuple[float, float] | None = None,
+                 negative: Values | None = None,
+                 callback: Callable[[int, int], None] | None = None,
+                 ) -> tuple[torch.Tensor, int]:
+        """(audio, sample_rate): one clip (channels, samples) for a mapping of conditions
+        ({conditioner: value}; a missing one takes its default, None its null condition; no
+        conditions: all null), or a batch (B, channels, samples) for a list of them, exactly
+        `duration` seconds long (default: the XP's). `negative`: values of the unconditional
+        branch of guidance (a negative prompt). Settings left None take the XP's."""
+        values, single = self._value_sets(conditions)
+        duration = float(self._setting("duration", duration) or 0)
+        frames = self.frames(duration)
+        data = self._sample(values, frames, seed, steps=steps, sampler=sampler,
+                            cfg_scale=cfg_scale, cfg_rescale=cfg_rescale,
+                            cfg_interval=cfg_interval, negative=negative, callback=callback)
+        audio = self._decode(data, round(duration * self.sample_rate))
+        return (audio[0] if single else audio), self.sample_rate
+
+    @torch.no_grad()
+    def inpaint(self, audio: torch.Tensor, sample_rate: int, mask_start: float,
+                mask_end: float, conditions: Values | None = None, *, seed: int = 0,
+                **sampling: Any) -> tuple[torch.Tensor, int]:
+        """(audio, sample_rate): the clip (channels, samples) at any rate with the seconds
+        [mask_start, mask_end) generated anew and the rest kept, in the model's format.
+        `sampling`: the keyword settings of `generate`."""
+        clip = self._to_model(audio, sample_rate)
+        total = clip.shape[-1] / self.sample_rate
+        if not 0 <= mask_start < mask_end <= total + 1e-6:
+            raise ValueError(f"mask_start={mask_start}, mask_end={mask_end}: need 0 <= "
+                             f"mask_start < mask_end <= {total:g} s (the clip's length).")
+        data = self._encode(clip)
+        length = data.shape[-1]
+        frames = self.frames(length / self.frame_rate)
+        known = torch.nn.functional.pad(data, (0, frames - length))
+        keep = keep_mask(frames, math.floor(mask_start * self.frame_rate),
+                         math.ceil(mask_end * self.frame_rate - 1e-6), 1, self.device)
+        keep[..., length:] = 0.0  # padding up to the model's multiple is generated, then cut
+        values, _ = self._value_sets(conditions)
+        result = self._sample(values, frames, seed, known=known, keep=keep, **sampling)
+        return self._decode(result, clip.shape[-1])[0], self.sample_rate
+
+    @torch.no_grad()
+    def continue_(self, audio: torch.Tensor, sample_rate: int, duration: float,
+                  conditions: Values | None = None, *, seed: int = 0,
+                  **sampling: Any) -> tuple[torch.Tensor, int]:
+        """(audio, sample_rate): the clip followed by `duration` new seconds, in the model's
+        format. `sampling`: the keyword settings of `generate`."""
+        clip = self._to_model(audio, sample_rate)[0].cpu()
+        if duration <= 0:
+            raise ConfigError(f"duration={duration}: give the seconds to add, > 0.")
+        prompt = clip.shape[-1] / self.sample_rate
+        tail = torch.zeros(clip.shape[0], round(duration * self.sample_rate))
+        return self.inpaint(torch.cat([clip, tail], dim=-1), self.sample_rate, prompt,
+                            prompt + duration, conditions, seed=seed, **sampling)
+
+    @torch.no_grad()
+    def reconstruct(self, audio: torch.Tensor, sample_rate: int,
+                    conditions: Values | Sequence[Values] | None = None, *, seed: int = 0,
+                    **sampling: Any) -> tuple[torch.Tensor, int]:
+        """(audio, sample_rate) of a diffusion autoencoder: a clip (channels, samples) or a
+        batch (B, channels, samples) at any rate, encoded and decoded by sampling, in the
+        model's format. `sampling`: the keyword settings of `generate`."""
+        clips = audio if audio.dim() == 3 else audio[None]
+        batch = torch.cat([self._to_model(clip, sample_rate) for clip in clips])
+        data = self._encode(batch)
+        frames = self.frames(data.shape[-1] / self.frame_rate)
+        data = torch.nn.functional.pad(data, (0, frames - data.shape[-1]))
+        latents = self.model.encode(data).latents
+        if conditions is None or isinstance(conditions, Mapping):
+            values = [conditions or {name: None for name in self.conditioners.names()}] * len(
+                clips)
+        else:
+            values = list(conditions)
+        result = self._decode(self._sample(values, frames, seed, latents=latents, **sampling),
+                              batch.shape[-1])
+        return (result if audio.dim() == 3 else result[0]), self.sample_rate

@@ -1,0 +1,411 @@
+"""GenerativeSolver: what the generative families (diffusion, the LM) share, so a family says
+only what its model is, what its loss is, and how it samples.
+
+The base builds the data (audio, encoded on the fly by the frozen codec, or pre-encoded data
+checked against it), the frozen codec (`codec:`, registered with `register_frozen`; its
+latents' statistics measured on the training audio when `codec.normalize` asks and the data
+does not record them), the conditioners (`conditioners:`, CFG dropout in training), the model
+through `build_generative_model`, the optimizer over the model and the conditioners, and it
+refuses bad input before any training: data in another format than the codec's, metadata a
+conditioner needs and an item lacks, segment lengths the model cannot take.
+
+Stages: `generate` writes one sample per condition set and CFG scale under
+<xp>/samples/<epoch>/ (audio, spectrogram PNG, conditions.json) and logs them to TensorBoard /
+W&B; `evaluate` generates for the evaluate split's items and reports the Fréchet distance to
+that split's real audio beside the valid split's real audio and white / pink noise
+(metrics.generation), and conditional accuracy when `evaluate.judge` names a classifier.
+
+A family implements `build_generative_model`, `run_step`, `generate_audio` and optionally
+`sampling_record` and `length_multiple`.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+from torch.utils.data import IterableDataset
+
+from .. import distributed
+from ..conditioning import ConditionerSet, Conditions
+from ..data.audio import AudioFileError, audio_read, audio_write
+from ..data.builders import build_audio_datasets
+from ..data.pre_encoded import EncodedData
+from ..data.segments import collate_segments
+from ..environment import resolve_path
+from ..errors import ConfigError
+from ..io.codecs import codec_from_config
+from ..metrics.conditional import as_classifier
+from ..metrics.generation import format_report, generation_report, report_metrics
+from ..metrics.spectrogram import render_spectrogram
+from ..models.codec import FrozenCodec, LatentStats
+from .base import StandardSolver
+from .generative_config import GenerativeSolverConfig
+
+logger = logging.getLogger(__name__)
+
+Item = Mapping[str, Any]
+
+
+class GenerativeSolver(StandardSolver):
+    config_schema = GenerativeSolverConfig
+    # Whether the model reads tokens of a discrete codec (an LM) instead of continuous data.
+    discrete: ClassVar[bool] = False
+    settings: GenerativeSolverConfig
+    codec: FrozenCodec | None
+
+    # ------------------------------------------------------------------ to implement
+    def build_generative_model(self) -> torch.nn.Module:
+        """The family's model, for data of `data_channels` channels at `frame_rate` (the
+        codec, the conditioners and the datasets are built)."""
+        raise NotImplementedError
+
+    def generate_audio(self, values: Sequence[Mapping[str, Any]], items: Sequence[Item] | None,
+                       duration: float, seed: int, cfg_scale: float) -> torch.Tensor:
+        """Audio (B, channels, samples) at `sample_rate`, one clip per condition set of
+        `values` ({conditioner: value}), `duration` seconds long, from `seed`. `items`: the
+        dataset items the values come from (their info), when they come from data."""
+        raise NotImplementedError
+
+    def sampling_record(self) -> dict[str, Any]:
+        """How samples are drawn (sampler, steps...), recorded in conditions.json."""
+        return {}
+
+    def length_multiple(self) -> tuple[int, str]:
+        """(N, why): training frames must be a multiple of N; `why` names the keys."""
+        return 1, ""
+
+    # ------------------------------------------------------------------ building
+    def build_model(self) -> None:
+        settings = self.settings
+        self.datasets = build_audio_datasets(settings.dataset, settings.seed)
+        self.codec = None
+        # Where the codec is (//recipe/ and //sig/ resolved once), for exports.
+        self.codec_location: dict[str, Any] = {}
+        if settings.codec is not None:
+            self.register_frozen("codec", self._frozen_codec())
+            self.codec_location = {"path": str(resolve_path(settings.codec.source or "")),
+                                   "sat_model_config": settings.codec.sat_model_config}
+        self.conditioners = ConditionerSet(
+            settings.conditioners, settings.conditioning.dim, codec=self.codec,
+            joint_dropout=settings.conditioning.joint_dropout).to(self.device)
+        self._check_metadata()
+        self.model = self.build_generative_model().to(self.device)
+        self._check_lengths()
+        self.judge = self._judge()
+        self.optimizer = self.build_optimizer([*self.model.parameters(),
+                                               *self.conditioners.trainable_parameters()])
+        self.register_stateful("model", "conditioners", "optimizer")
+        self.register_best_state("model", "conditioners")
+        self.register_ema("model")
+
+    def build_dataloaders(self) -> None:
+        data = self.settings.dataset
+        for split, dataset in self.datasets.items():
+            self.loaders[split] = self.make_loader(
+                dataset, data.batch_size, shuffle=split == "train", num_workers=data.num_workers,
+                collate_fn=collate_segments, drop_last=split == "train")
+        if "train" not in self.loaders:
+            raise ConfigError("dataset.train is not defined: a generative model needs a "
+                              "training split (see config/dset/music_ensembles.yaml).")
+
+    def _stored_stats(self) -> LatentStats | None:
+        for dataset in self.datasets.values():
+            if isinstance(dataset, EncodedData) and dataset.codec.get("stats"):
+                return LatentStats(**dataset.codec["stats"])
+        return None
+
+    def _frozen_codec(self) -> FrozenCodec:
+        """The codec of `codec:`, normalised with the statistics pre-encoded data records or,
+        on audio, measured on the first `stats_clips` training clips (a fixed draw: a resumed
+        run measures the same)."""
+        config = self.settings.codec
+        assert config is not None
+        stats = self._stored_stats()
+        if not config.normalize or stats is not None:
+            codec = codec_from_config(config, self.device, stats, discrete=self.discrete)
+            self._check_data_format(codec)
+        else:
+            raw = codec_from_config(config.model_copy(update={"normalize": False}), self.device,
+                                    discrete=self.discrete)
+            self._check_data_format(raw)
+            stats = self._measure_stats(raw)
+            codec = FrozenCodec(raw.codec, raw.source, raw.scale, stats).to(self.device)
+        for split, dataset in self.datasets.items():
+            if isinstance(dataset, EncodedData):
+                dataset.check_codec(codec, f"dataset.{split}")
+        return codec
+
+    def _measure_stats(self, codec: FrozenCodec) -> LatentStats:
+        train = self.datasets["train"]
+        if isinstance(train, EncodedData):
+            raise ConfigError("codec.normalize=true: this pre-encoded data records no "
+                              "statistics (its train split was not encoded); re-run "
+                              "`audiotools pre-encode` with the train split.")
+        train.set_epoch(0)
+        count = min(self.settings.stats_clips, len(train))
+        latents = []
+        step = self.settings.dataset.batch_size
+        for start in range(0, count, step):
+            batch = collate_segments([train[i] for i in range(start, min(count, start + step))])
+            if batch["audio"].shape[0]:
+                raw = codec.encode_raw(batch["audio"].to(self.device)).float().cpu()
+                latents.extend(raw.unbind(0))
+        if not latents:
+            raise AudioFileError("No training clip could be read to measure the codec's latent "
+                                 "statistics (their paths are in the log above).")
+        logger.info("Latent statistics of %s measured on %d training clips.", codec.source,
+                    len(latents))
+        return LatentStats.measure(latents)
+
+    # ------------------------------------------------------------------ what the data is
+    @property
+    def sample_rate(self) -> int:
+        if self.codec is not None:
+            return self.codec.sample_rate
+        return int(self._split_value("train", "sample_rate"))
+
+    @property
+    def channels(self) -> int:
+        if self.codec is not None:
+            return self.codec.channels
+        return int(self._split_value("train", "channels"))
+
+    @property
+    def frame_rate(self) -> float:
+        """Frames per second of what the model reads (codec frames, or audio samples)."""
+        return self.codec.frame_rate if self.codec is not None else float(self.sample_rate)
+
+    @property
+    def data_channels(self) -> int:
+        """Channels of what the model reads (codec latents, or audio channels)."""
+        return self.codec.latent_dim if self.codec is not None else self.channels
+
+    def _split_value(self, split: str, key: str) -> Any:
+        """A split's own value of a dataset key, else the dataset's (as the builder merges)."""
+        data = self.settings.dataset
+        own = getattr(data, split)
+        if own is not None and key in own.model_fields_set:
+            return getattr(own, key)
+        return getattr(data, key)
+
+    def split_duration(self, split: str) -> float:
+        """Segment seconds of a split (its own, else the dataset's)."""
+        return float(self._split_value(split, "segment_duration"))
+
+    def frames(self, duration: float) -> int:
+        """Frames the model reads for `duration` seconds of audio."""
+        return math.ceil(duration * self.frame_rate - 1e-6)
+
+    # ------------------------------------------------------------------ checks before training
+    def _check_data_format(self, codec: FrozenCodec) -> None:
+        """Audio splits deliver the codec's sample rate and channel count."""
+        for split in self.datasets:
+            if self._split_value(split, "source") == "pre_encoded":
+                continue
+            for key in ("sample_rate", "channels"):
+                value, expected = self._split_value(split, key), getattr(codec, key)
+                if value is not None and value != expected:
+                    raise ConfigError(
+                        f"dataset.{key}={value} (split {split}) but the codec "
+                        f"(codec.source={codec.source}) has {key} {expected}: set "
+                        f"dataset.{key}={expected} (files are converted as they are read).")
+
+    def _check_metadata(self) -> None:
+        """Every item of every split with a manifest has what each conditioner reads (its
+        key, its template's fields) or the conditioner has a default: the error names the
+        item and the key now, not at some batch of some epoch."""
+        if not self.conditioners.names():
+            return
+        for split, dataset in self.datasets.items():
+            for entry in getattr(dataset, "entries", []):
+                info = {"path": entry.get("source", entry.get("path")), "seek_time": 0.0,
+                        "seconds_start": 0.0, "seconds_total": entry.get("duration"),
+                        "sample_rate": entry.get("sample_rate"),
+                        "channels": entry.get("channels"), "meta": entry.get("meta", {})}
+                for name in self.conditioners.names():
+                    try:
+                        self.conditioners[name].item_value(info)
+                    except ConfigError as error:
+                        raise ConfigError(f"dataset.{split}: {error}") from None
+
+    def _check_lengths(self) -> None:
+        """Training and valid segments are whole multiples of what the model takes."""
+        multiple, why = self.length_multiple()
+        for split in ("train", "valid"):
+            if split not in self.datasets:
+                continue
+            duration = self.split_duration(split)
+            frames = self.frames(duration)
+            if frames % multiple:
+                step = multiple / self.frame_rate
+                raise ConfigError(
+                    f"dataset.segment_duration={duration:g} (split {split}) is {frames} frames "
+                    f"at {self.frame_rate:g} frames/s, not a multiple of {multiple} ({why}): "
+                    f"use a multiple of {step:g} s.")
+
+    def _judge(self) -> Any:
+        """The classifier of evaluate.judge, loaded now so that a missing one stops the run
+        before training; the evaluate items' labels must be among its classes."""
+        evaluate = self.settings.evaluate
+        if evaluate.judge is None or not evaluate.every:
+            return None
+        judge = as_classifier(evaluate.judge, self.device)
+        entries = getattr(self.datasets.get("evaluate"), "entries", [])
+        labels = {str((entry.get("meta") or {}).get(evaluate.label)) for entry in entries}
+        unknown = sorted(labels - set(judge.class_names))
+        if unknown:
+            raise ConfigError(f"evaluate.label={evaluate.label}: the evaluate items hold "
+                              f"{unknown}, which the judge ({evaluate.judge}) does not know; "
+                              f"its classes: {list(judge.class_names)}.")
+        return judge
+
+    # ------------------------------------------------------------------ data and conditions
+    def data_batch(self, batch: Mapping[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
+        """(data, frame mask): what the model reads for a batch (normalised latents, tokens
+        or audio; (B, D, frames)) and which frames are real ((B, frames) bool)."""
+        mask = batch["padding_mask"].to(self.device)
+        if "latents" in batch:
+            assert self.codec is not None
+            return self.codec.normalise(batch["latents"].to(self.device).float()), mask
+        if "tokens" in batch:
+            return batch["tokens"].to(self.device), mask
+        audio = batch["audio"].to(self.device)
+        if audio.shape[0] == 0:
+            raise AudioFileError("Every file of a batch failed to read (their paths are in the "
+                                 "log above); fix or remove them and rebuild the manifest.")
+        if self.codec is None:
+            return audio, mask
+        data = (self.codec.encode_to_tokens(audio) if self.discrete
+                else self.codec.encode(audio))
+        frames = data.shape[-1]
+        first_samples = torch.arange(frames, device=mask.device) * mask.shape[-1] // frames
+        return data, mask[:, first_samples]
+
+    def conditions(self, info: Sequence[Item]) -> Conditions:
+        """The conditions of a batch's items (CFG dropout in training)."""
+        return self.conditioners(info)
+
+    def condition_values(self, item: Item) -> dict[str, Any]:
+        """{conditioner: value} an item gives (what inference would be asked for)."""
+        return {name: self.conditioners[name].item_value(item)
+                for name in self.conditioners.names()}
+
+    def decode(self, data: torch.Tensor) -> torch.Tensor:
+        """Audio (B, channels, samples) from what the model makes."""
+        if self.codec is None:
+            return data
+        return self.codec.decode_tokens(data) if self.discrete else self.codec.decode(data)
+
+    def real_audio(self, items: Sequence[Item], duration: float) -> list[torch.Tensor]:
+        """The real audio (channels, samples) of items' segments, read from their files."""
+        return [audio_read(item["path"], item["seconds_start"], duration, self.sample_rate,
+                           self.channels)[0] for item in items]
+
+    def _items(self, split: str, limit: int | None = None) -> list[Item]:
+        """The info of a split's items in order (the whole split, whatever this process's
+        share of it; streamed shards: this process's stream), up to `limit`."""
+        dataset = self.datasets[split]
+        if isinstance(dataset, IterableDataset):
+            batches: Iterable[Mapping[str, Any]] = self.loaders[split]
+            self.loaders[split].set_epoch(0)
+        else:
+            dataset.set_epoch(0)
+            count = len(dataset) if limit is None else min(limit, len(dataset))
+            batches = (collate_segments([dataset[index]]) for index in range(count))
+        items: list[Item] = []
+        for batch in batches:
+            items.extend(batch["info"])
+            if limit is not None and len(items) >= limit:
+                break
+        return items[:limit]
+
+    # ------------------------------------------------------------------ generate
+    def _condition_sets(self) -> tuple[list[dict[str, Any]], list[Item] | None]:
+        generate = self.settings.generate
+        if generate.conditions:
+            return [dict(values) for values in generate.conditions], None
+        if "generate" in self.loaders:
+            items = self._items("generate", generate.num_samples)
+            return [self.condition_values(item) for item in items], items
+        null = {name: None for name in self.conditioners.names()}
+        return [dict(null) for _ in range(generate.num_samples)], None
+
+    def generate(self) -> dict[str, Any]:
+        """Per CFG scale, one sample per condition set (one batch, from generate.seed):
+        `NNN_cfgS.<format>` and its spectrogram `NNN_cfgS.png` under <xp>/samples/<epoch>/, and
+        conditions.json saying what each was generated from; logged as audio and images."""
+        if not distributed.is_rank_zero():
+            return {}
+        generate = self.settings.generate
+        values, items = self._condition_sets()
+        duration = generate.duration or self.split_duration(
+            "generate" if "generate" in self.datasets else "train")
+        out_dir = self.folder / "samples" / str(self.epoch)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        records = []
+        for scale in generate.cfg_scale:
+            audio = self.generate_audio(values, items, duration, generate.seed, scale)
+            for index, clip in enumerate(audio.float().clamp(-1, 1).cpu()):
+                name = f"{index:03d}_cfg{scale:g}"
+                audio_write(out_dir / f"{name}.{generate.format}", clip, self.sample_rate)
+                image = render_spectrogram(clip, self.sample_rate)
+                image.save(out_dir / f"{name}.png")
+                self.log_audio("generate", name, clip, self.sample_rate)
+                pixels = torch.from_numpy(np.array(image.convert("RGB"))).permute(2, 0, 1)
+                self.log_image("generate", f"{name}_spectrogram", pixels)
+                record = {"audio": f"{name}.{generate.format}", "spectrogram": f"{name}.png",
+                          "conditions": values[index], "batch_index": index,
+                          "cfg_scale": scale, "seed": generate.seed, "duration": duration,
+                          **self.sampling_record()}
+                if items is not None:
+                    record["source"] = {"path": str(items[index]["path"]),
+                                        "seconds_start": items[index]["seconds_start"]}
+                records.append(record)
+        (out_dir / "conditions.json").write_text(json.dumps(records, indent=1, default=str))
+        return {"samples": float(len(records)), "seconds": duration}
+
+    # ------------------------------------------------------------------ evaluate
+    def evaluate(self) -> dict[str, Any]:
+        """The generation report for the evaluate split's items (see the module docstring);
+        its table goes to the log, its figures to history.json."""
+        if not distributed.is_rank_zero():
+            return {}
+        evaluate = self.settings.evaluate
+        duration = self.split_duration("evaluate")
+        items = self._items("evaluate")
+        heldout_items = self._items("valid")
+        batch_size = self.settings.dataset.batch_size
+        generated: list[torch.Tensor] = []
+        for start in range(0, len(items), batch_size):
+            chunk = items[start:start + batch_size]
+            audio = self.generate_audio([self.condition_values(item) for item in chunk], chunk,
+                                        duration, evaluate.seed + start, evaluate.cfg_scale)
+            generated.extend(audio.float().clamp(-1, 1).cpu().unbind(0))
+        labels = heldout_labels = None
+        if self.judge is not None:
+            labels = [str(item["meta"].get(evaluate.label)) for item in items]
+            heldout_labels = [str(item["meta"].get(evaluate.label)) for item in heldout_items]
+        report = generation_report(generated, self.real_audio(items, duration),
+                                   self.real_audio(heldout_items, duration), evaluate.embedder,
+                                   self.sample_rate, classifier=self.judge, labels=labels,
+                                   heldout_labels=heldout_labels, seed=evaluate.seed)
+        logger.info("Generation report, epoch %d:\n%s", self.epoch, format_report(report))
+        return report_metrics(report)
+
+    # ------------------------------------------------------------------ export
+    def export_info(self) -> dict[str, Any]:
+        """What inference needs besides the model section: the conditioners, the codec it was
+        trained on (source, identity, statistics), the audio format."""
+        settings = self.settings
+        return {"model": settings.model.model_dump(mode="json"),
+                "conditioners": {name: conditioner.config.model_dump(mode="json")
+                                 for name, conditioner in self.conditioners.conditioners.items()},
+                "conditioning_dim": settings.conditioning.dim,
+                "codec": ({**self.codec.describe(), **self.codec_location}
+                          if self.codec is not None else None),
+                "sample_rate": self.sample_rate, "channels": self.channels}
