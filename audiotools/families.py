@@ -115,6 +115,7 @@ FAMILIES: dict[str, Family] = {family.name: family for family in (
 # export nor an XP checkpoint (see audiotools.io.loading.ForeignFormat).
 FOREIGN_FORMATS: tuple[str, ...] = (
     "audiotools.sat.loading:SAT_FORMAT",
+    "audiotools.audiocraft.loading:AUDIOCRAFT_FORMAT",
 )
 
 

@@ -17,6 +17,7 @@ import torch
 from ..environment import resolve_path
 from ..errors import CheckpointError
 from ..families import FOREIGN_FORMATS, Family, get_family, import_object
+from . import checkpoint
 from .export import Export, Weights, checkpoint_of, from_checkpoint, is_export, read
 
 
@@ -61,8 +62,12 @@ def _foreign_format(path: Path, source: str) -> ForeignFormat:
 
 
 def _is_xp(source: str, path: Path) -> bool:
-    """An XP folder, a checkpoint.th, or a bare signature (no such file here)."""
-    return path.is_dir() or path.suffix == ".th" or (not path.exists() and "/" not in source)
+    """An XP folder (a folder no foreign format accepts, or one with a checkpoint.th), a
+    checkpoint.th, or a bare signature (no such file here)."""
+    if path.is_dir():
+        return (path / checkpoint.LATEST).exists() or not any(
+            candidate.accepts(path) for candidate in foreign_formats())
+    return path.suffix == ".th" or (not path.exists() and "/" not in source)
 
 
 def _locate(source: str | Path) -> tuple[str, Path]:
@@ -145,7 +150,6 @@ def training_weights(source: str, models: Mapping[str, torch.nn.Module]) -> Weig
     if kind == "export":
         return read(path).weights
     if kind == "xp":
-        from . import checkpoint
         state = checkpoint.load(path)
         best = state.get("best_state") or {}
         return {name: best.get(name) or state[name] for name in models

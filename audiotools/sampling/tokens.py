@@ -161,20 +161,21 @@ def generate(lm: LMModel, pattern: Pattern | None, prompt: torch.Tensor | None,
     was_training = lm.training
     lm.eval()
     try:
-        state = lm.start_decoding(batch * (2 if guided else 1), steps - 1, conditions)
-        inputs = sequence[..., :start]
-        for step in range(start, steps):
-            logits = lm.decode(torch.cat([inputs, inputs]) if guided else inputs, state)
-            logits = logits[:, :, -1]
-            if guided:
-                logits = guide(logits, cfg_scale)
-            tokens = sample_tokens(logits, temperature=temperature, top_k=top_k, top_p=top_p,
-                            generator=generator)
-            current = sequence[:, :, step]
-            current.copy_(torch.where(current == _UNKNOWN, tokens, current))
-            inputs = sequence[:, :, step:step + 1]
-            if callback is not None:
-                callback(step - start + 1, steps - start)
+        with lm.decoding_layout():
+            state = lm.start_decoding(batch * (2 if guided else 1), steps - 1, conditions)
+            inputs = sequence[..., :start]
+            for step in range(start, steps):
+                logits = lm.decode(torch.cat([inputs, inputs]) if guided else inputs, state)
+                logits = logits[:, :, -1]
+                if guided:
+                    logits = guide(logits, cfg_scale)
+                tokens = sample_tokens(logits, temperature=temperature, top_k=top_k,
+                                       top_p=top_p, generator=generator)
+                current = sequence[:, :, step]
+                current.copy_(torch.where(current == _UNKNOWN, tokens, current))
+                inputs = sequence[:, :, step:step + 1]
+                if callback is not None:
+                    callback(step - start + 1, steps - start)
     finally:
         lm.train(was_training)
     return pattern.revert(sequence)

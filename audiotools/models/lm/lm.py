@@ -20,7 +20,8 @@ and leaves the last frames of delayed codebooks unpredicted).
 """
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
@@ -28,7 +29,14 @@ from torch import nn
 
 from ...conditioning.base import Conditioning
 from .patterns import Pattern
-from .transformer import Context, KVCache, Transformer, init_weights, truncated_normal
+from .transformer import (
+    Context,
+    KVCache,
+    MultiheadAttention,
+    Transformer,
+    init_weights,
+    truncated_normal,
+)
 
 Conditions = Mapping[str, Conditioning]
 FUSE_METHODS = ("cross", "prepend", "sum")
@@ -51,13 +59,12 @@ class Fused:
 
 @dataclass
 class DecodingState:
-    """One generation's cache and fixed inputs: positions advance in `offset`, a device
-    counter, so that a step's work depends on no Python value that changes between steps."""
+    """One generation's cache and fixed inputs; `written` positions of the cache hold keys
+    and values."""
 
     cache: KVCache
     index: torch.Tensor                 # arange(cache length)
-    offset: torch.Tensor                # 0-d int64: positions written so far
-    written: int                        # the same, on the host, for bounds checks
+    written: int
     key_valid: torch.Tensor | None      # (B, length) bool, False on padded prefix tokens
     tables: Context                     # positional tables of every cache position
     fused: Fused
@@ -102,6 +109,9 @@ class LMModel(nn.Module):
         self.out_norm = nn.LayerNorm(dim, eps=1e-5)
         self.linears = nn.ModuleList(nn.Linear(dim, cardinality, bias=bias_proj)
                                      for _ in range(num_codebooks))
+        # While `decoding_layout` holds: every head's weight (dim, K x cardinality) as one
+        # matrix, and their biases.
+        self._fused_heads: tuple[torch.Tensor, torch.Tensor | None] | None = None
         self._init_weights()
 
     def _init_weights(self) -> None:
@@ -131,8 +141,46 @@ class LMModel(nn.Module):
         return out
 
     def _heads(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.out_norm(x)
-        return torch.stack([linear(x) for linear in self.linears], dim=1)
+        """Logits (B, K, S, cardinality) of normalised outputs x (B, S, dim)."""
+        if self._fused_heads is None or torch.is_grad_enabled():  # the fused copy has no grad
+            return torch.stack([linear(x) for linear in self.linears], dim=1)
+        weight, bias = self._fused_heads
+        logits = x @ weight.to(x.dtype) if bias is None else torch.addmm(
+            bias.to(x.dtype), x.flatten(0, -2), weight.to(x.dtype)).view(*x.shape[:-1], -1)
+        return logits.unflatten(-1, (self.num_codebooks, self.cardinality)).transpose(1, 2)
+
+    @contextmanager
+    def decoding_layout(self) -> Iterator[None]:
+        """Weights laid out for decoding on a CPU while it holds, as they were afterwards.
+
+        A decoding step multiplies each weight by a few vectors: it streams every weight from
+        memory, which on a CPU is the bulk of a batch-1 step. Stored transposed (same shape
+        and values, column-major strides) a weight streams about 1.4x faster through the
+        matrix-vector kernels, and the K heads become views of one matrix multiplied at
+        once (without gradients; with them each head runs alone). Nothing changes on other
+        devices."""
+        if self.out_norm.weight.device.type != "cpu" or self._fused_heads is not None:
+            yield
+            return
+        matrices = [module.weight if isinstance(module, nn.Linear) else module.in_proj_weight
+                    for module in self.transformer.modules()
+                    if isinstance(module, nn.Linear | MultiheadAttention)]
+        with torch.no_grad():
+            for weight in matrices:
+                weight.data = weight.data.t().contiguous().t()
+            heads = torch.cat([linear.weight.data for linear in self.linears]).t().contiguous()
+            for linear, view in zip(self.linears, heads.split(self.cardinality, dim=1),
+                                    strict=True):
+                linear.weight.data = view.t()
+            bias = (None if self.linears[0].bias is None
+                    else torch.cat([linear.bias.data for linear in self.linears]))
+        self._fused_heads = (heads, bias)
+        try:
+            yield
+        finally:
+            self._fused_heads = None
+            for weight in [*matrices, *(linear.weight for linear in self.linears)]:
+                weight.data = weight.data.contiguous()
 
     def fuse_conditions(self, conditions: Conditions | None, batch: int) -> Fused:
         """The fused inputs of `conditions`; it must hold exactly the conditions `fuse`
@@ -177,9 +225,8 @@ class LMModel(nn.Module):
             x = torch.cat([fused.prefix.to(x.dtype), x], dim=1)
         return x
 
-    def forward(self, sequence: torch.Tensor, conditions: Conditions | None = None,
-                ) -> torch.Tensor:
-        """Logits (B, K, S, cardinality): position s predicts step s + 1 of the sequence."""
+    def _outputs(self, sequence: torch.Tensor, conditions: Conditions | None) -> torch.Tensor:
+        """The normalised transformer outputs (B, S, dim) of every step of the sequence."""
         fused = self.fuse_conditions(conditions, sequence.shape[0])
         x = self._inputs(sequence, fused, with_prefix=True)
         length = x.shape[1]
@@ -191,15 +238,27 @@ class LMModel(nn.Module):
         context.cross_source = fused.cross
         context.cross_mask = fused.cross_mask
         out = self.transformer(x, context)
-        return self._heads(out[:, fused.prefix_length:])
+        return self.out_norm(out[:, fused.prefix_length:])
+
+    def forward(self, sequence: torch.Tensor, conditions: Conditions | None = None,
+                ) -> torch.Tensor:
+        """Logits (B, K, S, cardinality): position s predicts step s + 1 of the sequence."""
+        return self._heads(self._outputs(sequence, conditions))
 
     def predict(self, codes: torch.Tensor, conditions: Conditions | None = None,
                 ) -> torch.Tensor:
         """Logits (B, K, T, cardinality) of every code (B, K, T) from the codes before it in
-        the pattern: what the cross-entropy of training compares with `codes`."""
+        the pattern: what the cross-entropy of training compares with `codes`.
+
+        The output at step s predicts step s + 1, so code (q, t) is predicted at step
+        positions[q, t] - 1: each head runs on its own codebook's steps only, which spares
+        computing and then discarding the logits of every other step (as `revert_logits`
+        would after `forward`)."""
         sequence, _ = self.pattern.build(codes, self.special_token)
-        logits = self(sequence[..., :-1], conditions)
-        return self.pattern.revert_logits(logits, codes.shape[-1])
+        outputs = self._outputs(sequence[..., :-1], conditions)
+        source = self.pattern.positions(codes.shape[-1], codes.device) - 1
+        return torch.stack([linear(outputs[:, steps])
+                            for linear, steps in zip(self.linears, source, strict=True)], dim=1)
 
     def start_decoding(self, batch_size: int, max_steps: int,
                        conditions: Conditions | None = None) -> DecodingState:
@@ -218,9 +277,8 @@ class LMModel(nn.Module):
         key_valid = (None if fused.prefix_mask is None
                      else _key_valid(fused.prefix_mask, length))
         cross_kv = None if fused.cross is None else transformer.cross_key_values(fused.cross)
-        return DecodingState(cache, index, torch.zeros((), dtype=torch.long, device=device), 0,
-                             key_valid, transformer.positional(index), fused, cross_kv,
-                             prefix_pending=fused.prefix is not None)
+        return DecodingState(cache, index, 0, key_valid, transformer.positional(index), fused,
+                             cross_kv, prefix_pending=fused.prefix is not None)
 
     def decode(self, tokens: torch.Tensor, state: DecodingState) -> torch.Tensor:
         """Logits (B, K, n, cardinality) of the next n steps (B, K, n) given the cached ones;
@@ -232,21 +290,25 @@ class LMModel(nn.Module):
             raise ValueError(f"decoding {count} more positions overflows the cache of "
                              f"{state.cache.length} ({state.written} written); start_decoding "
                              "with a larger max_steps")
-        positions = state.offset + state.index[:count]
+        start, end = state.written, state.written + count
         tables = state.tables
         context = Context(
             position_embedding=(None if tables.position_embedding is None
-                                else tables.position_embedding[positions]),
+                                else tables.position_embedding[start:end]),
             rotary=(None if tables.rotary is None
-                    else (tables.rotary[0][positions], tables.rotary[1][positions])),
-            self_mask=_self_mask(positions, state.index, state.key_valid),
-            cache=state.cache, positions=positions, cross_kv=state.cross_kv,
+                    else (tables.rotary[0][start:end], tables.rotary[1][start:end])),
+            cache=state.cache, start=start, cross_kv=state.cross_kv,
             cross_mask=state.fused.cross_mask)
+        if state.key_valid is not None or (count > 1 and start > 0):
+            context.self_mask = _self_mask(state.index[start:end], state.index[:end],
+                                           None if state.key_valid is None
+                                           else state.key_valid[:, :end])
+        else:  # one step sees every key before it; the first call's steps, causally
+            context.causal = count > 1
         out = self.transformer(x, context)
-        state.offset += count
-        state.written += count
+        state.written = end
         state.prefix_pending = False
-        return self._heads(out[:, prefix:])
+        return self._heads(self.out_norm(out[:, prefix:]))
 
 
 def _masked_mean(condition: Conditioning) -> torch.Tensor:

@@ -10,9 +10,9 @@ the first third, keys and values from the rest), `.norm_cross`, `.linear1`, `.li
 (interleaved pairs of each head's channels) or both.
 
 Decoding writes keys and values into buffers allocated once for the whole generation
-(`KVCache`) and attends over their full length with a mask, so a decoding step allocates no
-cache and has the same shapes at every position (what CUDA graphs and torch.compile need);
-AudioCraft instead concatenates its cache at every step.
+(`KVCache`) and attends over a view of the positions written so far, so a step allocates no
+cache (AudioCraft concatenates its cache at every step) and reads no more of it than it
+needs: a batch-1 step streams every key and value it attends from memory.
 """
 from __future__ import annotations
 
@@ -115,14 +115,16 @@ class MultiheadAttention(nn.Module):
 @dataclass
 class Context:
     """What every layer of one forward shares: the positional tables of its positions, the
-    self-attention mask (None: plain causal), the cache and the positions this call writes
-    there, the cross-attention source or its precomputed keys and values, and their mask."""
+    self-attention mask (None: causal, or with `causal` False every key), the cache and the
+    position this call writes there from (it attends the cache up to its last position), the
+    cross-attention source or its precomputed keys and values, and their mask."""
 
     position_embedding: torch.Tensor | None = None
     rotary: tuple[torch.Tensor, torch.Tensor] | None = None
     self_mask: torch.Tensor | None = None
+    causal: bool = True
     cache: KVCache | None = None
-    positions: torch.Tensor | None = None
+    start: int = 0
     cross_source: torch.Tensor | None = None
     cross_kv: list[tuple[torch.Tensor, torch.Tensor]] | None = None
     cross_mask: torch.Tensor | None = None
@@ -149,11 +151,14 @@ class TransformerLayer(nn.Module):
         if context.rotary is not None:
             q, k = (apply_rotary(t, *context.rotary) for t in (q, k))
         if context.cache is not None:
-            keys, values = context.cache.keys[index], context.cache.values[index]
-            keys.index_copy_(2, context.positions, k)
-            values.index_copy_(2, context.positions, v)
+            end = context.start + k.shape[2]
+            keys = context.cache.keys[index, :, :, :end]
+            values = context.cache.values[index, :, :, :end]
+            keys[:, :, context.start:].copy_(k)
+            values[:, :, context.start:].copy_(v)
             k, v = keys, values
-        x = x + self.dropout(self.self_attn.attend(q, k, v, context.self_mask, causal=True))
+        x = x + self.dropout(self.self_attn.attend(q, k, v, context.self_mask,
+                                                   causal=context.causal))
         if self.cross_attention is not None:
             if context.cross_kv is not None:
                 ck, cv = context.cross_kv[index]

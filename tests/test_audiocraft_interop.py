@@ -1,0 +1,338 @@
+"""AudioCraft packages without AudioCraft: `state_dict.bin` / `compression_state_dict.bin`
+written here in AudioCraft's layout from audiotools' own modules. The renaming below is the
+contract audiotools.audiocraft implements (scripts/check_audiocraft_parity.py checks it against
+AudioCraft itself); bad packages give one error naming the key or file."""
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import pytest
+import torch
+from omegaconf import OmegaConf
+from torch import nn
+
+import audiotools
+from audiotools.audiocraft import load_compression_model, load_lm
+from audiotools.audiocraft.loading import AUDIOCRAFT_FORMAT, LM_FAMILY
+from audiotools.conditioning import ConditionerSet, Conditioning
+from audiotools.errors import CheckpointError
+from audiotools.families import FAMILIES
+from audiotools.io.codecs import load_codec
+from audiotools.models.autoencoder import build_autoencoder
+from audiotools.models.lm import LMConfig, LMModel, build_lm
+
+T5_DIM = 768
+
+
+def lm_xp_config() -> dict:
+    """What AudioCraft's Hydra tree composes for a tiny MusicGen (the keys its builder reads)."""
+    return {
+        "lm_model": "transformer_lm", "sample_rate": 32000, "channels": 1,
+        "dataset": {"segment_duration": 30},
+        "transformer_lm": {
+            "dim": 32, "num_heads": 2, "num_layers": 2, "hidden_scale": 4, "n_q": 4,
+            "card": 16, "dropout": 0.0, "activation": "gelu", "norm_first": True,
+            "bias_ff": False, "bias_attn": False, "bias_proj": False, "past_context": None,
+            "causal": True, "custom": False, "memory_efficient": True, "layer_scale": None,
+            "positional_embedding": "sin", "xpos": False, "norm": "layer_norm",
+            "cross_attention": False, "qk_layer_norm": False, "qk_layer_norm_cross": False,
+            "attention_dropout": None, "kv_repeat": 1},
+        "codebooks_pattern": {"modeling": "delay", "delay": {
+            "delays": [0, 1, 2, 3], "flatten_first": 0, "empty_initial": 0}},
+        "classifier_free_guidance": {"training_dropout": 0.3, "inference_coef": 3.0},
+        "attribute_dropout": {"args": {"active_on_eval": False}, "text": {"description": 0.1}},
+        "fuser": {"cross_attention_pos_emb": False, "cross_attention_pos_emb_scale": 1,
+                  "sum": [], "prepend": [], "cross": ["description"], "input_interpolate": []},
+        "conditioners": {"description": {"model": "t5", "t5": {
+            "name": "t5-base", "finetune": False, "word_dropout": 0.0,
+            "normalize_text": False}}}}
+
+
+def our_lm(**changes) -> LMModel:
+    section = {"num_codebooks": 4, "cardinality": 16, "dim": 32, "num_heads": 2,
+               "num_layers": 2, "ffn_dim": 128, "pattern": {"type": "delay"},
+               "fuser": {"cross": ["description"]}, **changes}
+    torch.manual_seed(0)
+    return build_lm(section).eval()
+
+
+def audiocraft_lm_state(model: LMModel) -> dict[str, torch.Tensor]:
+    """The contract: LMModel keys as they are, the text conditioner's projection as
+    AudioCraft's condition provider names it."""
+    state = dict(model.state_dict())
+    state["condition_provider.conditioners.description.output_proj.weight"] = torch.randn(
+        model.dim, T5_DIM)
+    state["condition_provider.conditioners.description.output_proj.bias"] = torch.randn(
+        model.dim)
+    return state
+
+
+def save_package(path: Path, config: dict, state: dict[str, torch.Tensor]) -> Path:
+    """As AudioCraft's utils/export.py writes it: the config as YAML text."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save({"best_state": state, "xp.cfg": OmegaConf.to_yaml(OmegaConf.create(config)),
+                "version": "1.3.0", "exported": True}, path)
+    return path
+
+
+def _conditions(model: LMModel, batch: int = 2) -> dict[str, Conditioning]:
+    mask = torch.ones(batch, 3, dtype=torch.bool)
+    return {"description": Conditioning(torch.randn(batch, 3, model.dim), mask)}
+
+
+def test_an_lm_package_converts_config_and_weights_key_for_key(tmp_path):
+    model = our_lm()
+    state = audiocraft_lm_state(model)
+    path = save_package(tmp_path / "state_dict.bin", lm_xp_config(), state)
+    converted = load_lm(tmp_path)  # the folder: its state_dict.bin
+    assert converted.config == LMConfig(
+        num_codebooks=4, cardinality=16, dim=32, num_heads=2, num_layers=2, ffn_dim=128,
+        pattern={"type": "delay", "delays": [0, 1, 2, 3]},
+        fuser={"cross": ["description"], "cross_mask": True})
+    assert converted.config.fuser.cross_mask  # see audiotools/audiocraft/lm.py
+    assert converted.conditioners == {"description": {"type": "text", "model": "t5-base",
+                                                      "dropout": 0.1}}
+    assert converted.joint_dropout == 0.3 and converted.cfg_scale == 3.0
+    assert converted.info == {"sample_rate": 32000, "channels": 1, "segment_duration": 30}
+    assert torch.equal(converted.conditioner_weights["conditioners.description.proj.weight"],
+                       state["condition_provider.conditioners.description.output_proj.weight"])
+    sequence = torch.randint(0, 17, (2, 4, 9))
+    conditions = _conditions(model)
+    with torch.no_grad():
+        assert torch.equal(converted.model(sequence, conditions), model(sequence, conditions))
+    assert load_lm(path).config == converted.config
+
+
+def test_half_precision_weights_torch_mha_keys_and_rotary_buffers_load(tmp_path):
+    model = our_lm(positional_embedding="rope", bias_attn=True)
+    state = {}
+    for key, value in audiocraft_lm_state(model).items():
+        # PyTorch's own attention (custom: false) nests its weights one level deeper.
+        key = key.replace("self_attn.in_proj", "self_attn.mha.in_proj")
+        state[key] = value.half() if value.is_floating_point() else value
+    state["transformer.rope.frequencies"] = torch.ones(8)
+    state["transformer.layers.0.self_attn.rope.frequencies"] = torch.ones(8)
+    config = lm_xp_config()
+    config["transformer_lm"].update(positional_embedding="rope", bias_attn=True,
+                                    custom=True)
+    converted = load_lm(save_package(tmp_path / "state_dict.bin", config, state))
+    assert converted.config.positional_embedding == "rope"
+    for key, value in converted.model.state_dict().items():
+        assert value.dtype == torch.float32
+        assert torch.equal(value, model.state_dict()[key].half().float())
+
+
+@pytest.mark.parametrize(("section", "key", "value"), [
+    ("transformer_lm", "activation", "relu"),
+    ("transformer_lm", "norm_first", False),
+    ("transformer_lm", "causal", False),
+    ("transformer_lm", "layer_scale", 0.1),
+    ("transformer_lm", "kv_repeat", 2),
+    ("transformer_lm", "norm", "rms_norm"),
+    ("codebooks_pattern", "modeling", "musiclm"),
+    ("fuser", "cross_attention_pos_emb", True),
+    ("fuser", "input_interpolate", ["description"]),
+    (None, "lm_model", "transformer_lm_magnet"),
+])
+def test_unsupported_lm_options_are_named(tmp_path, section, key, value):
+    config = lm_xp_config()
+    (config[section] if section else config)[key] = value
+    path = save_package(tmp_path / "state_dict.bin", config, audiocraft_lm_state(our_lm()))
+    name = f"{section}.{key}" if section else key
+    with pytest.raises(CheckpointError, match=f"xp.cfg {name}="):
+        load_lm(path)
+
+
+@pytest.mark.parametrize(("change", "name"), [
+    (lambda c: c["codebooks_pattern"]["delay"].update(flatten_first=2),
+     "codebooks_pattern.delay.flatten_first"),
+    (lambda c: c["conditioners"]["description"].update(model="lut"),
+     "conditioners.description.model"),
+    (lambda c: c["conditioners"]["description"]["t5"].update(finetune=True),
+     "conditioners.description.t5.finetune"),
+    (lambda c: c["transformer_lm"].update(positional_embedding="rope", positional_scale=0.5),
+     "transformer_lm.positional_scale"),
+])
+def test_unsupported_nested_lm_options_are_named(tmp_path, change, name):
+    config = lm_xp_config()
+    change(config)
+    path = save_package(tmp_path / "state_dict.bin", config, audiocraft_lm_state(our_lm()))
+    with pytest.raises(CheckpointError, match=f"xp.cfg {name}="):
+        load_lm(path)
+
+
+def test_lm_weights_that_do_not_fit_are_named(tmp_path):
+    state = audiocraft_lm_state(our_lm())
+    extra = dict(state, **{"transformer.layers.0.layer_scale_1.scale": torch.ones(32)})
+    with pytest.raises(CheckpointError, match="unexpected.*layer_scale_1"):
+        load_lm(save_package(tmp_path / "a" / "state_dict.bin", lm_xp_config(), extra))
+    missing = {k: v for k, v in state.items() if k != "out_norm.weight"}
+    with pytest.raises(CheckpointError, match="missing.*out_norm.weight"):
+        load_lm(save_package(tmp_path / "b" / "state_dict.bin", lm_xp_config(), missing))
+    wider = lm_xp_config()
+    wider["transformer_lm"]["card"] = 32
+    with pytest.raises(CheckpointError, match="wrong shape.*linears.0.weight"):
+        load_lm(save_package(tmp_path / "c" / "state_dict.bin", wider, state))
+    finetuned = dict(state, **{
+        "condition_provider.conditioners.description.t5.shared.weight": torch.ones(2)})
+    with pytest.raises(CheckpointError, match="t5.shared.weight"):
+        load_lm(save_package(tmp_path / "d" / "state_dict.bin", lm_xp_config(), finetuned))
+
+
+def test_files_that_are_not_audiocraft_packages_are_named(tmp_path):
+    not_dict = tmp_path / "list.bin"
+    torch.save([1, 2], not_dict)
+    with pytest.raises(CheckpointError, match="holds a list"):
+        load_lm(not_dict)
+    bare = tmp_path / "bare.bin"
+    torch.save({"best_state": {"x": torch.ones(1)}}, bare)
+    with pytest.raises(CheckpointError, match="no 'xp.cfg'"):
+        load_lm(bare)
+    pretrained = tmp_path / "pretrained.bin"
+    torch.save({"pretrained": "facebook/encodec_32khz", "exported": True}, pretrained)
+    with pytest.raises(CheckpointError, match="facebook/encodec_32khz"):
+        load_compression_model(pretrained)
+    pickled = tmp_path / "checkpoint.bin"
+    torch.save({"xp.cfg": OmegaConf.create(lm_xp_config()), "best_state": {}}, pickled)
+    with pytest.raises(CheckpointError, match="export_lm or export_encodec"):
+        load_lm(pickled)
+    lm = save_package(tmp_path / "lm" / "state_dict.bin", lm_xp_config(),
+                      audiocraft_lm_state(our_lm()))
+    with pytest.raises(CheckpointError, match="holds an AudioCraft lm model"):
+        load_compression_model(lm)
+    with pytest.raises(CheckpointError, match="does not exist"):
+        load_lm(tmp_path / "nothing")
+
+
+def test_an_lm_package_through_audiotools_loading(tmp_path, monkeypatch):
+    model = our_lm()
+    save_package(tmp_path / "state_dict.bin", lm_xp_config(), audiocraft_lm_state(model))
+    assert AUDIOCRAFT_FORMAT.accepts(tmp_path)
+    monkeypatch.delitem(FAMILIES, LM_FAMILY, raising=False)
+    with pytest.raises(CheckpointError, match="audiotools.audiocraft.load_lm"):
+        audiotools.load(tmp_path)
+
+    class Wrapper(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.lm = our_lm()
+            self.conditioners = ConditionerSet({}, 32)
+
+    weights = AUDIOCRAFT_FORMAT.weights_for(tmp_path / "state_dict.bin", Wrapper())
+    assert torch.equal(weights["lm.out_norm.weight"], model.out_norm.weight)
+    assert "conditioners.conditioners.description.proj.bias" in weights
+    assert set(AUDIOCRAFT_FORMAT.weights_for(tmp_path, our_lm())) == set(model.state_dict())
+    with pytest.raises(CheckpointError, match="holds none"):
+        AUDIOCRAFT_FORMAT.weights_for(tmp_path, nn.Linear(2, 2))
+
+
+# ------------------------------------------------------------------ EnCodec
+def encodec_xp_config() -> dict:
+    return {
+        "compression_model": "encodec", "sample_rate": 16000, "channels": 1,
+        "encodec": {"autoencoder": "seanet", "quantizer": "rvq", "sample_rate": "${sample_rate}",
+                    "channels": "${channels}", "causal": False, "renormalize": False},
+        "seanet": {"dimension": 8, "channels": "${channels}", "causal": "${encodec.causal}",
+                   "n_filters": 4, "n_residual_layers": 1, "ratios": [4, 2],
+                   "activation": "ELU", "activation_params": {"alpha": 1.0},
+                   "norm": "weight_norm", "norm_params": {}, "kernel_size": 7,
+                   "residual_kernel_size": 3, "last_kernel_size": 7, "dilation_base": 2,
+                   "pad_mode": "constant", "true_skip": True, "compress": 2, "lstm": 1,
+                   "disable_norm_outer_blocks": 0,
+                   "decoder": {"trim_right_ratio": 1.0, "final_activation": None,
+                               "final_activation_params": None},
+                   "encoder": {}},
+        "rvq": {"n_q": 3, "q_dropout": False, "bins": 16, "decay": 0.99, "kmeans_init": True,
+                "kmeans_iters": 5, "threshold_ema_dead_code": 2, "orthogonal_reg_weight": 0.0}}
+
+
+# What the conversion of encodec_xp_config() must build (SEANet ratios in encoder order).
+_NETWORK = {"type": "seanet", "n_filters": 4, "n_residual_layers": 1, "ratios": [2, 4],
+            "activation": "ELU", "activation_params": {"alpha": 1.0}, "norm": "weight_norm",
+            "kernel_size": 7, "last_kernel_size": 7, "residual_kernel_size": 3,
+            "dilation_base": 2, "causal": False, "pad_mode": "constant", "true_skip": True,
+            "compress": 2, "lstm": 1, "latent_dim": 8}
+OUR_ENCODEC = {"sample_rate": 16000, "channels": 1, "latent_dim": 8, "encoder": _NETWORK,
+               "decoder": {**_NETWORK, "final_activation": None},
+               "bottleneck": {"type": "rvq", "num_quantizers": 3, "codebook_size": 16,
+                              "decay": 0.99, "kmeans_init": True, "kmeans_iters": 5,
+                              "threshold_ema_dead_code": 2.0}}
+_CODEBOOK = {"initted": "inited", "cluster_size": "cluster_size", "embed": "embed",
+             "embed_avg": "embed_avg"}
+
+
+def our_encodec():
+    torch.manual_seed(0)
+    model = build_autoencoder(OUR_ENCODEC)
+    model.train()
+    model(0.3 * torch.randn(2, 1, 8 * 64))  # k-means init of the codebooks
+    return model.eval()
+
+
+def audiocraft_encodec_state(model) -> dict[str, torch.Tensor]:
+    """The contract: old-style weight norm (weight_g, weight_v), AudioCraft's quantizer names
+    and shapes (no codebook-head axis, `inited` a float flag)."""
+    state = {}
+    for key, value in model.state_dict().items():
+        key = key.replace("parametrizations.weight.original0", "weight_g").replace(
+            "parametrizations.weight.original1", "weight_v")
+        if key.startswith("bottleneck.quantizer.layers."):
+            layer, _, name = key[len("bottleneck.quantizer.layers."):].partition("._codebook.")
+            key = f"quantizer.vq.layers.{layer}._codebook.{_CODEBOOK[name]}"
+            value = value.float().reshape(1) if name == "initted" else value[0]
+        state[key] = value
+    return state
+
+
+def test_an_encodec_package_gives_the_same_tokens_and_audio(tmp_path):
+    model = our_encodec()
+    path = save_package(tmp_path / "compression_state_dict.bin", encodec_xp_config(),
+                        audiocraft_encodec_state(model))
+    converted = load_compression_model(path)
+    assert converted.config == build_autoencoder(OUR_ENCODEC).config
+    audio = 0.3 * torch.randn(2, 1, 8 * 16)
+    with torch.no_grad():
+        tokens = model.encode_to_tokens(audio)
+        assert torch.equal(converted.encode_to_tokens(audio), tokens)
+        assert torch.equal(converted.decode_tokens(tokens), model.decode_tokens(tokens))
+        codec = load_codec(tmp_path, discrete=True)  # a folder with the codec alone
+        assert torch.equal(codec.encode_to_tokens(audio), tokens)
+        pipeline = audiotools.load(path)
+        assert torch.equal(pipeline.model.encode_to_tokens(audio), tokens)
+    weights = AUDIOCRAFT_FORMAT.weights_for(path, build_autoencoder(OUR_ENCODEC))
+    assert set(weights) == set(model.state_dict())
+
+
+@pytest.mark.parametrize(("change", "name"), [
+    (lambda c: c["encodec"].update(renormalize=True), "encodec.renormalize"),
+    (lambda c: c.update(compression_model="dac"), "compression_model"),
+    (lambda c: c["seanet"].update(disable_norm_outer_blocks=1),
+     "seanet.disable_norm_outer_blocks"),
+    (lambda c: c["seanet"].update(norm="time_group_norm"), "seanet.norm"),
+    (lambda c: c["seanet"].update(pad_mode="circular"), "seanet.pad_mode"),
+    (lambda c: c["seanet"]["decoder"].update(final_activation="ELU",
+                                             final_activation_params={"alpha": 2.0}),
+     "seanet.decoder.final_activation_params"),
+    (lambda c: c["seanet"]["decoder"].update(trim_right_ratio=0.5),
+     "seanet.decoder.trim_right_ratio"),
+])
+def test_unsupported_encodec_options_are_named(tmp_path, change, name):
+    config = copy.deepcopy(encodec_xp_config())
+    change(config)
+    path = save_package(tmp_path / "compression_state_dict.bin", config,
+                        audiocraft_encodec_state(our_encodec()))
+    with pytest.raises(CheckpointError, match=f"xp.cfg {name}="):
+        load_compression_model(path)
+
+
+def test_encodec_weights_that_do_not_fit_are_named(tmp_path):
+    state = audiocraft_encodec_state(our_encodec())
+    state["quantizer.vq.layers.0.project_in.weight"] = torch.ones(8, 8)
+    path = save_package(tmp_path / "compression_state_dict.bin", encodec_xp_config(), state)
+    with pytest.raises(CheckpointError, match="project_in"):
+        load_compression_model(path)
+    config = encodec_xp_config()
+    config["seanet"]["encoder"] = {"channels": 2}
+    with pytest.raises(CheckpointError, match="encoder channels=2"):
+        load_compression_model(save_package(tmp_path / "b.bin", config, state))
