@@ -108,6 +108,15 @@ FAMILIES: dict[str, Family] = {family.name: family for family in (
         model_schema="audiotools.models.diffusion.config:DiffusionModelConfig",
         build_model="audiotools.models.diffusion:build_diffusion_model",
         pipeline="audiotools.inference.diffusion:DiffusionPipeline",
+        sat_model_types=("diffusion_uncond", "diffusion_cond", "diffusion_cond_inpaint"),
+    ),
+    Family(
+        name="musicgen",
+        solver="audiotools.solvers.musicgen:MusicGenSolver",
+        config_schema="audiotools.solvers.musicgen_config:MusicGenSolverConfig",
+        model_schema="audiotools.models.lm.config:LMConfig",
+        build_model="audiotools.models.lm:build_lm",
+        pipeline="audiotools.inference.musicgen:MusicGenPipeline",
     ),
 )}
 

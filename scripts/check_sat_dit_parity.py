@@ -30,6 +30,7 @@ sys.path.insert(0, str(REPO))
 from stable_audio_tools.models.dit import DiffusionTransformer as SATDiT  # noqa: E402
 
 from audiotools.models.diffusion import STABLE_AUDIO, build_diffusion_model  # noqa: E402
+from audiotools.sat.diffusion_checkpoints import dit_key  # noqa: E402
 
 # Relative to the output's scale: both rotate queries and keys in float32.
 TOLERANCE = 1e-6
@@ -45,14 +46,6 @@ CASES = {
     "patch_concat_prepend": {**SMALL, "patch_size": 2, "input_concat_dim": 3,
                              "prepend_cond_dim": 12, "global_cond_dim": 8},
 }
-
-
-def ours_from_sat(name: str) -> str | None:
-    """Our key for a SAT DiffusionTransformer key (None: SAT-only buffer)."""
-    if name.endswith("rotary_pos_emb.inv_freq") or name.endswith("_norm.beta"):
-        return None
-    return (name.replace("_norm.gamma", "_norm.weight").replace(".ff.ff.0.proj.", ".ff.proj_in.")
-            .replace(".ff.ff.2.", ".ff.proj_out."))
 
 
 def inputs(config: dict, generator: torch.Generator) -> dict[str, torch.Tensor]:
@@ -79,7 +72,7 @@ def check_case(name: str, config: dict) -> bool:
     with torch.no_grad():
         for parameter in sat.parameters():
             parameter.normal_(0, 0.3)
-    state = {ours_from_sat(key): value for key, value in sat.state_dict().items()}
+    state = {dit_key(key): value for key, value in sat.state_dict().items()}
     state.pop(None, None)
     ours = build_diffusion_model({"network": {"type": "dit", "mask_cross_attention": False,
                                               **config}}).double().eval()

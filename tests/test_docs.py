@@ -29,7 +29,7 @@ from tests.conftest import REPO, TOY_CONFIG
 
 DOCS = [REPO / "README.md", *sorted((REPO / "docs").rglob("*.md"))]
 # Recipes the docs show users writing themselves (they exist in no config tree).
-EXAMPLE_RECIPES = {"mine/base", "autoencoder/my_vae"}
+EXAMPLE_RECIPES = {"mine/base", "autoencoder/my_vae", "diffusion/sa2"}
 # Global options of dora that come before its command, and those that take a value.
 DORA_GLOBAL_WITH_VALUE = {"-P", "--package", "--main_module"}
 SEPARATORS = re.compile(r"&&|\|\||[;|]")

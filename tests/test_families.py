@@ -46,7 +46,7 @@ def test_each_family_declares_parts_that_exist_and_agree(name):
 
 def test_unknown_family_and_bad_target_are_clear():
     with pytest.raises(ConfigError, match="no such model family; known families: "
-                                          "autoencoder, classifier, diffusion"):
+                                          "autoencoder, classifier, diffusion, musicgen"):
         get_family("vocoder")
     with pytest.raises(ImportError, match="has no attribute 'Nope'"):
         import_object("audiotools.families:Nope")

@@ -113,7 +113,7 @@ def _unstated(schema: type[BaseModel], values: dict[str, Any], prefix: str = "")
 
 # Families whose default.yaml states every key of their own (the generative ones, whose
 # recipes are read as "the defaults plus what differs").
-COMPLETE_DEFAULTS = ("diffusion",)
+COMPLETE_DEFAULTS = ("diffusion", "musicgen")
 
 
 @pytest.mark.parametrize("name", COMPLETE_DEFAULTS)

@@ -1,5 +1,5 @@
 """`audiotools migrate --model-config M.json --dataset-config D.json [SAT flags] --name NAME`:
-a stable-audio-tools run as an audiotools recipe (solver/autoencoder/NAME.yaml with its model
+a stable-audio-tools run as an audiotools recipe (solver/<family>/NAME.yaml with its model
 and dset files), printing what does not carry over and the `dora run` command. NAME is SAT's
 run name (`--name`, or `name` in --defaults-ini)."""
 from __future__ import annotations

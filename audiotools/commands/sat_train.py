@@ -1,7 +1,7 @@
 """`audiotools train --model-config M.json --dataset-config D.json [SAT flags]`: stable-audio-tools'
 `train.py` command line, run as the equivalent Dora XP in this process.
 
-The recipe is written as solver/autoencoder/sat_<name>_<hash> (the hash covers everything
+The recipe is written as solver/<family>/sat_<name>_<hash> (the hash covers everything
 converted), so the same command finds the same XP again and resumes it; a changed flag or
 config gives a new XP. (Named sat_train: audiotools/train.py is the Dora main.)
 """

@@ -12,6 +12,8 @@ from typing import Any
 _PUBLIC = {
     "load_architecture": "model",
     "load_autoencoder": "checkpoints",
+    "load_diffusion": "diffusion_checkpoints",
+    "read_diffusion_checkpoint": "diffusion_checkpoints",
     "read_checkpoint": "checkpoints",
     "remove_weight_norm": "checkpoints",
 }

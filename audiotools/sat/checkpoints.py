@@ -37,6 +37,8 @@ logger = logging.getLogger(__name__)
 
 LIVE_PREFIX = "autoencoder."
 EMA_PREFIX = "autoencoder_ema.ema_model."
+# A diffusion checkpoint's autoencoder pretransform: wrapped, then unwrapped.
+PRETRANSFORM_PREFIXES = ("diffusion.pretransform.model.", "pretransform.model.")
 ORIGINAL = ("parametrizations.weight.original0", "parametrizations.weight.original1")
 OLD = ("weight_g", "weight_v")
 WeightNormRemoval = Literal["pre_load", "post_load"]
@@ -95,7 +97,13 @@ def read_checkpoint(path: str | Path, prefer_ema: bool = True) -> SATCheckpoint:
         if is_export(path):
             raise CheckpointError(f"{path} is an audiotools export, not a stable-audio-tools "
                                   "checkpoint: use it as it is (no SAT model config needed).")
-        return unwrap(load_file(str(path)), path, prefer_ema)
+    return unwrap(load_state(path), path, prefer_ema)
+
+
+def load_state(path: Path) -> Any:
+    """The object a SAT `.ckpt` holds (tensors only), or the tensors of a `.safetensors`."""
+    if path.suffix == ".safetensors":
+        return load_file(str(path))
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # torch raises many types for foreign or unsafe files
@@ -103,7 +111,7 @@ def read_checkpoint(path: str | Path, prefer_ema: bool = True) -> SATCheckpoint:
             f"Cannot read {path} as a checkpoint of tensors ({type(error).__name__}: {error}). "
             "If it holds Python objects, unwrap it with stable-audio-tools' unwrap_model.py "
             "first (it writes a plain state dict).") from None
-    return unwrap(state, path, prefer_ema)
+    return state
 
 
 def is_sat_state(state: Mapping[str, Any]) -> bool:
@@ -126,6 +134,14 @@ def unwrap(state: Any, path: Path, prefer_ema: bool = True) -> SATCheckpoint:
     if not tensors:
         raise CheckpointError(f"{path} holds no tensors (keys: {sorted(weights)[:8]}).")
     wrapped = any(key.startswith((LIVE_PREFIX, EMA_PREFIX)) for key in tensors)
+    pretransform = next((prefix for prefix in PRETRANSFORM_PREFIXES
+                         if any(key.startswith(prefix) for key in tensors)), None)
+    if not wrapped and pretransform is not None:
+        chosen = {k[len(pretransform):]: v for k, v in tensors.items()
+                  if k.startswith(pretransform)}
+        left_out = Counter(k.split(".", 1)[0] for k in tensors if not k.startswith(pretransform))
+        return SATCheckpoint(path, chosen, f"the pretransform {pretransform}* of a diffusion "
+                             "checkpoint", dict(left_out), model_config)
     if not wrapped:
         return SATCheckpoint(path, tensors, "state dict", model_config=model_config)
     has_ema = any(key.startswith(EMA_PREFIX) for key in tensors)

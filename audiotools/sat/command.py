@@ -50,6 +50,10 @@ def report(migration: Migration, written: Written) -> None:
         print(f"rejected {rejection.path}: {rejection.reason}")
     for line in migration.notes.lines():
         print(line)
+    if migration.parameters:
+        print("Parameters of the converted model:")
+        for part, count in migration.parameters.items():
+            print(f"  {part}: {count:,}")
     for kind, path in written.files.items():
         print(f"wrote {kind}: {path}")
     print(f"Run it with:\n  {written.command}")

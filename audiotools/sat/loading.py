@@ -11,14 +11,18 @@ import torch
 
 from ..families import family_for_sat_model_type
 from ..io.export import Export, is_export
+from ..models.diffusion import DiffusionModel
 from .checkpoints import load_with_architecture, match_weights, read_checkpoint
+from .diffusion_checkpoints import read_diffusion_checkpoint
 
 logger = logging.getLogger(__name__)
 
 
 class SATFormat:
     """A SAT autoencoder checkpoint: a `.ckpt` (unwrapped or a Lightning training
-    checkpoint) or a `.safetensors` state dict that is not an audiotools export."""
+    checkpoint) or a `.safetensors` state dict that is not an audiotools export. A diffusion
+    checkpoint with its diffusion config loads as its pretransform (what a latent diffusion
+    recipe's codec needs), and continues a diffusion XP with its network's weights."""
 
     name = "stable-audio-tools (.ckpt, or .safetensors with --sat-model-config)"
 
@@ -37,7 +41,12 @@ class SATFormat:
 
     def weights_for(self, path: Path, model: torch.nn.Module) -> dict[str, torch.Tensor]:
         """The live weights (a training checkpoint's non-EMA ones), renamed and converted to
-        `model`'s weight-norm form."""
+        `model`'s weight-norm form; for a diffusion model, its network's."""
+        if isinstance(model, DiffusionModel):
+            diffusion = read_diffusion_checkpoint(path, prefer_ema=False)
+            logger.info("continue_from %s (conditioners are not loaded: start them from "
+                        "audiotools.sat.load_diffusion)", diffusion.describe())
+            return {f"model.{key}": value for key, value in diffusion.network.items()}
         found = read_checkpoint(path, prefer_ema=False)
         logger.info("continue_from %s", found.describe())
         weights, _ = match_weights(found.weights, model)

@@ -16,7 +16,13 @@ from ..data.manifest import Rejection
 from ..errors import ConfigError
 from ..families import family_for_sat_model_type
 from .dataset import DataSource, read_source
-from .model import convert_architecture, ignored_keys, parse_model_config, read_json
+from .model import (
+    check_model_type,
+    convert_architecture,
+    ignored_keys,
+    parse_model_config,
+    read_json,
+)
 from .notes import Notes
 from .options import TrainingOptions
 from .training import convert_training
@@ -38,6 +44,8 @@ class Migration:
     notes: Notes = field(default_factory=Notes)
     sources: list[str] = field(default_factory=list)  # the SAT files it was made from
     rejected: list[Rejection] = field(default_factory=list)  # unreadable audio files
+    # Parameters of what the model config builds, per part and "total" (diffusion only).
+    parameters: dict[str, int] = field(default_factory=dict)
 
 
 def _required(value: str | None, flag: str) -> Path:
@@ -143,7 +151,8 @@ def _cluster_keys(options: TrainingOptions, keys: dict[str, Any], notes: Notes) 
                          "`dora run -d` or SLURM (`dora grid`)")
 
 
-def _weights_keys(options: TrainingOptions, keys: dict[str, Any], notes: Notes) -> None:
+def _weights_keys(options: TrainingOptions, keys: dict[str, Any], notes: Notes,
+                  family: str) -> None:
     ckpt = _existing(options.ckpt_path, "ckpt_path")
     pretrained = _existing(options.pretrained_ckpt_path, "pretrained_ckpt_path")
     if ckpt:
@@ -154,14 +163,18 @@ def _weights_keys(options: TrainingOptions, keys: dict[str, Any], notes: Notes) 
                              "Lightning's resume overrides it in stable-audio-tools")
     elif pretrained:
         keys["continue_from"] = pretrained
-    notes.unsupported_if(options.pretransform_ckpt_path, "pretransform_ckpt_path: an "
-                         "autoencoder has no pretransform (pretransforms come with the "
-                         "diffusion solver, not yet in audiotools)")
-    notes.unsupported_if(options.remove_pretransform_weight_norm,
-                         f"remove_pretransform_weight_norm={options.remove_pretransform_weight_norm}"
-                         ": this autoencoder has no pretransform (stable-audio-tools fails "
-                         "here); audiotools.sat.load_autoencoder(remove_norm=...) folds weight "
-                         "norm when loading a checkpoint")
+    if family != "autoencoder":
+        notes.unsupported_if(options.remove_pretransform_weight_norm, "remove_pretransform_"
+                             f"weight_norm={options.remove_pretransform_weight_norm}: not "
+                             "needed, the frozen codec gives the same outputs either way")
+    else:
+        notes.unsupported_if(options.pretransform_ckpt_path, "pretransform_ckpt_path: an "
+                             "autoencoder has no pretransform")
+        notes.unsupported_if(options.remove_pretransform_weight_norm, "remove_pretransform_"
+                             f"weight_norm={options.remove_pretransform_weight_norm}: this "
+                             "autoencoder has no pretransform (stable-audio-tools fails here); "
+                             "audiotools.sat.load_autoencoder(remove_norm=...) folds weight "
+                             "norm when loading a checkpoint")
     notes.unsupported_if(options.recover, "recover=true: not needed, re-running the dora "
                          "command always resumes its XP")
     notes.unsupported_if(options.save_dir, f"save_dir={options.save_dir}: XPs live in "
@@ -228,19 +241,34 @@ def _min_ratio(train: DataSource, valid: DataSource | None, segment: float,
     return ratio
 
 
-def convert(options: TrainingOptions, epochs: int = 100, workers: int = 8) -> Migration:
-    """Everything SAT's train.py would read, as the sections of one audiotools recipe."""
-    notes = Notes()
-    model_path = _required(options.model_config_path, "--model-config")
-    raw = read_json(model_path, "--model-config")
+@dataclass
+class _ModelPart:
+    """What the model config gives a recipe, whatever the family."""
+
+    model: dict[str, Any]
+    solver: dict[str, Any]
+    sample_rate: int
+    sample_size: int
+    channels: int
+    demo_every: int
+    parameters: dict[str, int] = field(default_factory=dict)
+
+
+def _audio_shape(raw: dict[str, Any], model_path: Path) -> tuple[int, int]:
+    """(sample_size, channels) as SAT's train.py reads them."""
+    if raw.get("sample_size") is None:
+        raise ConfigError(f"{model_path}: sample_size is missing (stable-audio-tools' train.py "
+                          "reads the segment length from it).")
+    # SAT feeds mono, or stereo otherwise.
+    return int(raw["sample_size"]), 1 if raw.get("audio_channels", 2) == 1 else 2
+
+
+def _autoencoder_part(raw: dict[str, Any], model_path: Path, notes: Notes) -> _ModelPart:
     config = parse_model_config(raw, str(model_path))
     notes.unsupported_if(ignored_keys(raw), f"model config keys {ignored_keys(raw)}: ignored "
                          "(stable-audio-tools' autoencoder does not read them either)")
     model = convert_architecture(config)
-    if config.sample_size is None:
-        raise ConfigError(f"{model_path}: sample_size is missing (stable-audio-tools' train.py "
-                          "reads the segment length from it).")
-    channels = 1 if config.audio_channels == 1 else 2  # SAT feeds mono, or stereo otherwise
+    sample_size, channels = _audio_shape(raw, model_path)
     if channels != model.channels:
         raise ConfigError(f"{model_path}: audio_channels={config.audio_channels} gives "
                           f"{channels}-channel audio but model.io_channels={model.channels}.")
@@ -249,20 +277,75 @@ def convert(options: TrainingOptions, epochs: int = 100, workers: int = 8) -> Mi
         notes.unsupported_if(section is not None and not section.requires_grad,
                              f"model.{part}.requires_grad=false: audiotools trains every part")
     training = convert_training(config.training, model.bottleneck.type, notes)
-    solver = {**training.sections}
-    run = _run_keys(options, epochs, training.demo_every, notes)
+    return _ModelPart(model.model_dump(mode="json"), training.sections, config.sample_rate,
+                      sample_size, channels, training.demo_every)
+
+
+def _codec_source(options: TrainingOptions, notes: Notes) -> str | None:
+    """Where the pretransform's weights are: SAT's pretransform_ckpt_path, else the diffusion
+    checkpoint the run starts from (it holds them under `pretransform.`)."""
+    for key in ("pretransform_ckpt_path", "ckpt_path", "pretrained_ckpt_path"):
+        path = _existing(getattr(options, key), key)
+        if path:
+            return path
+    notes.unsupported.append("the pretransform has no weights here: set codec.source=<the "
+                             "SAT autoencoder checkpoint> (or pass --pretransform-ckpt-path); "
+                             "the recipe refuses to train without it")
+    return None
+
+
+def _diffusion_part(raw: dict[str, Any], model_path: Path, options: TrainingOptions,
+                    notes: Notes) -> _ModelPart:
+    from .diffusion import convert_diffusion_model, parameter_counts
+    from .diffusion_training import convert_diffusion_training
+    converted = convert_diffusion_model(raw, notes)
+    sample_size, channels = _audio_shape(raw, model_path)
+    network = converted.model["network"]
+    solver: dict[str, Any] = {}
+    if converted.pretransform is not None:
+        latent_dim = converted.pretransform["model"].get("latent_dim")
+        if latent_dim != network["io_channels"]:
+            raise ConfigError(f"{model_path}: the DiT's io_channels={network['io_channels']} "
+                              f"but the pretransform's latent_dim={latent_dim}.")
+        solver["codec"] = {"source": _codec_source(options, notes), **converted.codec,
+                           "normalize": False, "sat_model_config": str(model_path.resolve())}
+    elif network["io_channels"] != channels:
+        raise ConfigError(f"{model_path}: the DiT reads {network['io_channels']} channels but "
+                          f"audio_channels={raw.get('audio_channels', 2)} gives {channels}.")
+    training = convert_diffusion_training(raw.get("training"), raw["model_type"],
+                                          converted.model["objective"], converted.conditioners,
+                                          notes)
+    solver.update(training.sections)
+    solver["conditioners"] = converted.conditioners
+    solver["conditioning"] = {**solver.get("conditioning", {}), **converted.conditioning}
+    parameters = parameter_counts(converted)
+    return _ModelPart(converted.model, solver, int(raw["sample_rate"]), sample_size, channels,
+                      training.demo_every, parameters)
+
+
+def convert(options: TrainingOptions, epochs: int = 100, workers: int = 8) -> Migration:
+    """Everything SAT's train.py would read, as the sections of one audiotools recipe."""
+    notes = Notes()
+    model_path = _required(options.model_config_path, "--model-config")
+    raw = read_json(model_path, "--model-config")
+    check_model_type(raw, str(model_path))
+    family = family_for_sat_model_type(raw["model_type"]).name
+    part = (_autoencoder_part(raw, model_path, notes) if family == "autoencoder"
+            else _diffusion_part(raw, model_path, options, notes))
+    solver = {**part.solver}
+    run = _run_keys(options, epochs, part.demo_every, notes)
     for key, value in run.items():
         solver[key] = {**solver.get(key, {}), **value} if isinstance(value, dict) else value
     _cluster_keys(options, solver, notes)
-    _weights_keys(options, solver, notes)
+    _weights_keys(options, solver, notes, family)
     train = read_source(read_json(_required(options.dataset_config, "--dataset-config"),
                                   "--dataset-config"), "dataset_config", notes, workers)
     valid = None
     if options.val_dataset_config:
         valid = read_source(read_json(options.val_dataset_config, "--val-dataset-config"),
                             "val_dataset_config", notes, workers)
-    dataset = _dataset(train, valid, config.sample_rate, channels,
-                       config.sample_size / config.sample_rate,
+    dataset = _dataset(train, valid, part.sample_rate, part.channels,
+                       part.sample_size / part.sample_rate,
                        options.batch_size * _gpus(options), _loader_workers(options, notes),
                        notes)
     manifests = {"train": train.entries} if train.kind == "files" else {}
@@ -271,6 +354,5 @@ def convert(options: TrainingOptions, epochs: int = 100, workers: int = 8) -> Mi
     sources = [str(Path(path).expanduser().resolve()) for path in (
         model_path, options.dataset_config, options.val_dataset_config) if path]
     rejected = train.rejections + (valid.rejections if valid else [])
-    family = family_for_sat_model_type(config.model_type).name
-    return Migration(family, solver, model.model_dump(mode="json"), dataset, manifests, notes,
-                     sources, rejected)
+    return Migration(family, solver, part.model, dataset, manifests, notes, sources, rejected,
+                     part.parameters)

@@ -19,12 +19,14 @@ from ..config import Section
 from ..errors import ConfigError
 from ..models.autoencoder import AutoencoderConfig, validate_autoencoder_config
 
-SUPPORTED_MODEL_TYPES = ("autoencoder",)
-# SAT model types that need a solver audiotools does not have yet.
+SUPPORTED_MODEL_TYPES = ("autoencoder", "diffusion_uncond", "diffusion_cond",
+                         "diffusion_cond_inpaint")
+# SAT model types that need what audiotools does not have yet.
 LATER_MODEL_TYPES = {
-    "diffusion_uncond": "diffusion", "diffusion_cond": "diffusion",
-    "diffusion_cond_inpaint": "diffusion", "diffusion_autoencoder": "diffusion",
-    "lm": "language-model (MusicGen-style)", "musicgen": "language-model (MusicGen-style)",
+    "diffusion_autoencoder": "conversion of SAT's diffusion autoencoder (train one with "
+                             "solver=diffusion/debug_autoencoder)",
+    "lm": "language-model (MusicGen-style) conversion",
+    "musicgen": "language-model (MusicGen-style) conversion",
 }
 SUPPORTED_BOTTLENECKS = ("vae", "tanh", "rvq", "fsq")
 
@@ -165,15 +167,29 @@ def check_model_type(config: Mapping[str, Any], source: str) -> None:
     if kind in LATER_MODEL_TYPES:
         raise ConfigError(
             f"{source}: model_type={kind!r} is not yet supported: audiotools has no "
-            f"{LATER_MODEL_TYPES[kind]} solver yet (a later release adds it). Model types that "
-            f"convert today: {', '.join(SUPPORTED_MODEL_TYPES)}.")
+            f"{LATER_MODEL_TYPES[kind]}. Model types that convert today: "
+            f"{', '.join(SUPPORTED_MODEL_TYPES)}.")
     raise ConfigError(f"{source}: model_type={kind!r} is not a stable-audio-tools model type; "
                       f"supported: {', '.join(SUPPORTED_MODEL_TYPES)} (not yet: "
                       f"{', '.join(LATER_MODEL_TYPES)}).")
 
 
+def pretransform_config(config: Mapping[str, Any]) -> Mapping[str, Any]:
+    """The autoencoder config of a SAT model config: itself, or the autoencoder pretransform
+    of a diffusion config (what a latent diffusion model's codec is built from)."""
+    if config.get("model_type") == "autoencoder":
+        return config
+    section = (config.get("model") or {}).get("pretransform")
+    if not section or section.get("type") != "autoencoder":
+        raise ConfigError(f"model_type={config.get('model_type')!r}: this config has no "
+                          "autoencoder pretransform to build a codec from.")
+    return {"model_type": "autoencoder", "sample_rate": config.get("sample_rate"),
+            "model": section.get("config") or {}}
+
+
 def parse_model_config(config: Mapping[str, Any], source: str) -> ModelConfig:
     check_model_type(config, source)
+    config = pretransform_config(config)
     return _typed(ModelConfig, dict(config), source)
 
 
@@ -321,7 +337,8 @@ def convert_architecture(config: ModelConfig) -> AutoencoderConfig:
 
 
 def load_architecture(model_config: str | Path | Mapping[str, Any]) -> AutoencoderConfig:
-    """The audiotools model section of an SAT model config (a JSON path or its content)."""
+    """The audiotools model section of an SAT autoencoder config (a JSON path or its content),
+    or of the autoencoder pretransform of a SAT diffusion config."""
     if isinstance(model_config, Mapping):
         return convert_architecture(parse_model_config(model_config, "model config"))
     return convert_architecture(parse_model_config(read_json(model_config, "model config"),

@@ -16,7 +16,7 @@ from pathlib import Path
 import yaml
 
 from ..data.manifest import write_manifest
-from ..environment import config_dirs, resolve_path
+from ..environment import CONFIG_DIR, config_dirs, resolve_path
 from ..errors import ConfigError
 from .migration import Migration
 from .options import DEFAULT_MANIFEST_DIR
@@ -54,7 +54,7 @@ def render(migration: Migration, stem: str, manifest_dir: str) -> dict[str, str]
     origin = ["Converted from stable-audio-tools by audiotools.sat "
               f"({', '.join(migration.sources)})."]
     family = migration.family
-    recipe = {"defaults": [f"/solver/{family}/default", {f"override /model/{family}": stem},
+    recipe = {"defaults": [f"/solver/{family}/default", {_model_default(family): stem},
                            {"override /dset": stem}, "_self_"],
               "solver": family, **migration.solver}
     texts = {
@@ -67,6 +67,15 @@ def render(migration: Migration, stem: str, manifest_dir: str) -> dict[str, str]
         texts[f"manifest:{split}"] = "".join(json.dumps(e, ensure_ascii=False) + "\n"
                                              for e in entries)
     return texts
+
+
+def _model_default(family: str) -> str:
+    """The defaults entry of the model file: an override where the family's default recipe
+    already picks a model file (the autoencoder's), else a plain entry (diffusion recipes
+    write their model inline or pick a network file)."""
+    default = (CONFIG_DIR / "solver" / family / "default.yaml").read_text(encoding="utf-8")
+    group = f"/model/{family}"
+    return f"override {group}" if f"- {group}:" in default else group
 
 
 def content_stem(name: str, texts: dict[str, str]) -> str:

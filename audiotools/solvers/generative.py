@@ -16,7 +16,7 @@ that split's real audio beside the valid split's real audio and white / pink noi
 (metrics.generation), and conditional accuracy when `evaluate.judge` names a classifier.
 
 A family implements `build_generative_model`, `run_step`, `generate_audio` and optionally
-`sampling_record` and `length_multiple`.
+`continue_audio`, `sampling_record` and `length_multiple`.
 """
 from __future__ import annotations
 
@@ -24,6 +24,7 @@ import json
 import logging
 import math
 from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
@@ -70,6 +71,14 @@ class GenerativeSolver(StandardSolver):
         `values` ({conditioner: value}), `duration` seconds long, from `seed`. `items`: the
         dataset items the values come from (their info), when they come from data."""
         raise NotImplementedError
+
+    def continue_audio(self, values: Sequence[Mapping[str, Any]], items: Sequence[Item],
+                       duration: float, seed: int, cfg_scale: float,
+                       ) -> tuple[torch.Tensor, float] | None:
+        """(audio, prompt seconds): continuations of the start of each item's real segment,
+        `duration` seconds long in all, which generate writes beside the samples from nothing;
+        None (the default): the family writes none."""
+        return None
 
     def sampling_record(self) -> dict[str, Any]:
         """How samples are drawn (sampler, steps...), recorded in conditions.json."""
@@ -338,7 +347,9 @@ class GenerativeSolver(StandardSolver):
     def generate(self) -> dict[str, Any]:
         """Per CFG scale, one sample per condition set (one batch, from generate.seed):
         `NNN_cfgS.<format>` and its spectrogram `NNN_cfgS.png` under <xp>/samples/<epoch>/, and
-        conditions.json saying what each was generated from; logged as audio and images."""
+        conditions.json saying what each was generated from; logged as audio and images. A
+        family that continues prompts (`continue_audio`) adds `NNN_cfgS_continued` files for
+        sets taken from data."""
         if not distributed.is_rank_zero():
             return {}
         generate = self.settings.generate
@@ -349,43 +360,70 @@ class GenerativeSolver(StandardSolver):
         out_dir.mkdir(parents=True, exist_ok=True)
         records = []
         for scale in generate.cfg_scale:
+            common = {"cfg_scale": scale, "seed": generate.seed, "duration": duration,
+                      **self.sampling_record()}
             audio = self.generate_audio(values, items, duration, generate.seed, scale)
-            for index, clip in enumerate(audio.float().clamp(-1, 1).cpu()):
-                name = f"{index:03d}_cfg{scale:g}"
-                audio_write(out_dir / f"{name}.{generate.format}", clip, self.sample_rate)
-                image = render_spectrogram(clip, self.sample_rate)
-                image.save(out_dir / f"{name}.png")
-                self.log_audio("generate", name, clip, self.sample_rate)
-                pixels = torch.from_numpy(np.array(image.convert("RGB"))).permute(2, 0, 1)
-                self.log_image("generate", f"{name}_spectrogram", pixels)
-                record = {"audio": f"{name}.{generate.format}", "spectrogram": f"{name}.png",
-                          "conditions": values[index], "batch_index": index,
-                          "cfg_scale": scale, "seed": generate.seed, "duration": duration,
-                          **self.sampling_record()}
-                if items is not None:
-                    record["source"] = {"path": str(items[index]["path"]),
-                                        "seconds_start": items[index]["seconds_start"]}
-                records.append(record)
+            records += self._write_samples(out_dir, audio, f"_cfg{scale:g}", values, items,
+                                           common)
+            continued = None if items is None else self.continue_audio(
+                values, items, duration, generate.seed, scale)
+            if continued is not None:
+                audio, prompt = continued
+                records += self._write_samples(out_dir, audio, f"_cfg{scale:g}_continued",
+                                               values, items, {**common, "prompt_seconds": prompt})
         (out_dir / "conditions.json").write_text(json.dumps(records, indent=1, default=str))
         return {"samples": float(len(records)), "seconds": duration}
+
+    def _write_samples(self, out_dir: Path, audio: torch.Tensor, suffix: str,
+                       values: Sequence[Mapping[str, Any]], items: Sequence[Item] | None,
+                       common: Mapping[str, Any]) -> list[dict[str, Any]]:
+        """Each clip of a batch as `NNN<suffix>.<format>` and its spectrogram, logged; their
+        conditions.json records."""
+        generate = self.settings.generate
+        records = []
+        for index, clip in enumerate(audio.float().clamp(-1, 1).cpu()):
+            name = f"{index:03d}{suffix}"
+            audio_write(out_dir / f"{name}.{generate.format}", clip, self.sample_rate)
+            image = render_spectrogram(clip, self.sample_rate)
+            image.save(out_dir / f"{name}.png")
+            self.log_audio("generate", name, clip, self.sample_rate)
+            pixels = torch.from_numpy(np.array(image.convert("RGB"))).permute(2, 0, 1)
+            self.log_image("generate", f"{name}_spectrogram", pixels)
+            record = {"audio": f"{name}.{generate.format}", "spectrogram": f"{name}.png",
+                      "conditions": values[index], "batch_index": index, **common}
+            if items is not None:
+                record["source"] = {"path": str(items[index]["path"]),
+                                    "seconds_start": items[index]["seconds_start"]}
+            records.append(record)
+        return records
 
     # ------------------------------------------------------------------ evaluate
     def evaluate(self) -> dict[str, Any]:
         """The generation report for the evaluate split's items (see the module docstring);
-        its table goes to the log, its figures to history.json."""
-        if not distributed.is_rank_zero():
-            return {}
+        its table goes to the log, its figures to history.json. Under DDP each rank generates
+        its share of the batches (each from its own seed, so the clips are those one process
+        makes) and rank 0 gathers them and reports; streamed shards: rank 0 alone."""
         evaluate = self.settings.evaluate
+        streamed = isinstance(self.datasets["evaluate"], IterableDataset)
+        if streamed and not distributed.is_rank_zero():
+            return {}
         duration = self.split_duration("evaluate")
         items = self._items("evaluate")
-        heldout_items = self._items("valid")
         batch_size = self.settings.dataset.batch_size
-        generated: list[torch.Tensor] = []
-        for start in range(0, len(items), batch_size):
+        starts = list(range(0, len(items), batch_size))
+        share = starts if streamed else starts[distributed.rank()::distributed.world_size()]
+        mine: dict[int, list[torch.Tensor]] = {}
+        for start in share:
             chunk = items[start:start + batch_size]
             audio = self.generate_audio([self.condition_values(item) for item in chunk], chunk,
                                         duration, evaluate.seed + start, evaluate.cfg_scale)
-            generated.extend(audio.float().clamp(-1, 1).cpu().unbind(0))
+            mine[start] = list(audio.float().clamp(-1, 1).cpu().unbind(0))
+        shares = [mine] if streamed else distributed.all_gather_object(mine)
+        if not distributed.is_rank_zero():
+            return {}
+        clips = {start: batch for gathered in shares for start, batch in gathered.items()}
+        generated = [clip for start in starts for clip in clips[start]]
+        heldout_items = self._items("valid")
         labels = heldout_labels = None
         if self.judge is not None:
             labels = [str(item["meta"].get(evaluate.label)) for item in items]

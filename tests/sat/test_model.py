@@ -55,10 +55,11 @@ def test_conversion_keeps_every_setting():
 
 
 @pytest.mark.parametrize("kind, words", [
-    ("diffusion_cond", "not yet supported: audiotools has no diffusion solver yet"),
-    ("diffusion_autoencoder", "no diffusion solver yet"),
-    ("lm", r"no language-model \(MusicGen-style\) solver yet"),
-    ("musicgen", r"no language-model \(MusicGen-style\) solver yet"),
+    ("diffusion_cond", "has no autoencoder pretransform to build a codec from"),
+    ("diffusion_autoencoder", "not yet supported: audiotools has no conversion of SAT's "
+                              "diffusion autoencoder"),
+    ("lm", r"no language-model \(MusicGen-style\) conversion"),
+    ("musicgen", r"no language-model \(MusicGen-style\) conversion"),
     ("vocoder", "not a stable-audio-tools model type; supported: autoencoder"),
 ])
 def test_other_model_types_are_named(kind, words):

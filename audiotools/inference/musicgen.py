@@ -1,0 +1,212 @@
+"""The MusicGen family's pipeline: audio from conditions, or the continuation of an audio
+prompt, by a token LM over the tokens of the frozen discrete codec it was trained on.
+
+Everything goes through one token sampler call (audiotools.sampling.tokens.generate) from a
+seed: the same arguments give the same tokens. The solver's generate and evaluate stages use
+this pipeline around their live modules, so an XP's samples are what inference of its export
+gives.
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from ..conditioning import ConditionerSet
+from ..data.audio import convert_audio
+from ..errors import CheckpointError, ConfigError
+from ..io.codecs import trained_codec
+from ..io.export import Export
+from ..models.codec import FrozenCodec, is_discrete
+from ..models.lm import LMModel
+from ..sampling.tokens import generate as generate_tokens
+
+Values = Mapping[str, Any]
+# Sampling settings a pipeline takes from its XP's `generate:` section when a call omits them.
+SAMPLING_KEYS = ("temperature", "top_k", "top_p", "cfg_scale", "duration", "max_duration")
+_FALLBACK = {"temperature": 1.0, "top_k": 250, "top_p": 1.0, "cfg_scale": 1.0,
+             "max_duration": 30.0}
+
+
+def check_codec_fits(model: LMModel, codec: FrozenCodec | None, where: str) -> FrozenCodec:
+    """The codec, if its tokens are what the LM models (discrete, same codebooks and
+    cardinality); else one error naming the key and the codec."""
+    if codec is None or not is_discrete(codec):
+        source = "none" if codec is None else codec.source
+        raise ConfigError(f"{where}: a token LM needs a discrete codec (bottleneck rvq or fsq); "
+                          f"got {source}.")
+    for key in ("num_codebooks", "cardinality"):
+        value, expected = getattr(model, key), getattr(codec, key)
+        if value != expected:
+            raise ConfigError(f"model.{key}={value} but the codec ({codec.source}) has "
+                              f"{key} {expected}: set model.{key}={expected}.")
+    return codec
+
+
+@dataclass
+class MusicGenPipeline:
+    model: LMModel
+    conditioners: ConditionerSet
+    codec: FrozenCodec
+    # Defaults of the sampling settings (SAMPLING_KEYS), from the XP's `generate:` section.
+    defaults: dict[str, Any] = field(default_factory=dict)
+    export: Export | None = None
+
+    @classmethod
+    def from_model(cls, model: torch.nn.Module, export: Export,
+                   codec: FrozenCodec | None = None) -> MusicGenPipeline:
+        """The pipeline of an exported LM; `codec` replaces the one it was trained on."""
+        info = export.info
+        if not isinstance(model, LMModel) or "conditioners" not in info:
+            raise CheckpointError(f"{export.label} is not an exported token LM (no "
+                                  "conditioners in its metadata).")
+        device = next(model.parameters()).device
+        codec = codec or trained_codec(info.get("codec"), device, export.label)
+        if codec is None:
+            raise CheckpointError(f"{export.label} records no codec; pass its tokenizer: "
+                                  "MusicGenPipeline.from_model(model, export, "
+                                  "codec=load_codec(PATH, discrete=True)).")
+        check_codec_fits(model, codec, export.label)
+        conditioners = ConditionerSet(info["conditioners"],
+                                      info.get("conditioning_dim", model.dim),
+                                      codec=codec).to(device)
+        conditioners.load_state_dict(export.weights.get("conditioners", {}))
+        generate = dict(export.config.get("generate") or {})
+        if generate.get("duration") is None:
+            generate["duration"] = ((export.config.get("dataset") or {}).get("segment_duration")
+                                    or info.get("segment_duration"))
+        if isinstance(generate.get("cfg_scale"), list):
+            generate["cfg_scale"] = generate["cfg_scale"][-1]
+        generate.setdefault("cfg_scale", info.get("cfg_scale"))
+        defaults = {key: generate[key] for key in SAMPLING_KEYS if generate.get(key) is not None}
+        return cls(model.eval(), conditioners.eval(), codec, defaults, export)
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    @property
+    def sample_rate(self) -> int:
+        return self.codec.sample_rate
+
+    @property
+    def channels(self) -> int:
+        return self.codec.channels
+
+    def frames(self, duration: float) -> int:
+        """Codec frames that cover `duration` seconds."""
+        if not duration or duration <= 0:
+            raise ConfigError(f"duration={duration}: give a length in seconds > 0.")
+        return math.ceil(duration * self.codec.frame_rate - 1e-6)
+
+    def _setting(self, key: str, given: Any) -> Any:
+        return given if given is not None else self.defaults.get(key, _FALLBACK.get(key))
+
+    def _value_sets(self, conditions: Values | Sequence[Values] | None,
+                    ) -> tuple[list[Values], bool]:
+        """(one value set per item, whether a single clip was asked for); None: the null
+        condition of every conditioner."""
+        if conditions is None:
+            return [{name: None for name in self.conditioners.names()}], True
+        if isinstance(conditions, Mapping):
+            return [conditions], True
+        return list(conditions), False
+
+    def _check_length(self, seconds: float, what: str) -> None:
+        limit = float(self._setting("max_duration", None))
+        if seconds > limit + 1e-6:
+            raise ConfigError(f"{what} is {seconds:g} s, longer than max_duration={limit:g} s "
+                              "(generate.max_duration).")
+
+    @torch.no_grad()
+    def generate_tokens(self, conditions: Values | Sequence[Values] | None, frames: int, *,
+                        prompt: torch.Tensor | None = None, temperature: float | None = None,
+                        top_k: int | None = None, top_p: float | None = None,
+                        cfg_scale: float | None = None, seed: int = 0,
+                        negative: Values | None = None,
+                        callback: Callable[[int, int], None] | None = None) -> torch.Tensor:
+        """Tokens (B, K, frames): `prompt`'s (B, K, P) as given, then sampled ones, one item
+        per value set (a single mapping with a batch prompt applies to every item)."""
+        values, _ = self._value_sets(conditions)
+        if prompt is not None and len(values) == 1 < prompt.shape[0]:
+            values = values * prompt.shape[0]
+        scale = float(self._setting("cfg_scale", cfg_scale))
+        if scale < 0:
+            raise ConfigError(f"cfg_scale={scale} must be >= 0 (1: no guidance).")
+        if scale != 1.0 and not self.conditioners.names():
+            raise ConfigError(f"cfg_scale={scale}: this model has no conditioners to guide by; "
+                              "use cfg_scale=1.")
+        cond = self.conditioners.encode(values) if self.conditioners.names() else None
+        uncond = (self.conditioners.unconditional(len(values), negative)
+                  if scale != 1.0 else None)
+        generator = torch.Generator(self.device).manual_seed(seed)
+        try:
+            return generate_tokens(
+                self.model, None, None if prompt is None else prompt.to(self.device), frames,
+                cond, unconditional=uncond, cfg_scale=scale,
+                temperature=float(self._setting("temperature", temperature)),
+                top_k=int(self._setting("top_k", top_k)),
+                top_p=float(self._setting("top_p", top_p)), generator=generator,
+                batch_size=len(values), callback=callback)
+        except ValueError as error:
+            raise ConfigError(str(error)) from None
+
+    def decode(self, tokens: torch.Tensor, samples: int) -> torch.Tensor:
+        """Audio (B, channels, samples) of tokens, cut or padded to exactly `samples`."""
+        audio = self.codec.decode_tokens(tokens)[..., :samples].float().cpu()
+        return torch.nn.functional.pad(audio, (0, samples - audio.shape[-1]))
+
+    @torch.no_grad()
+    def generate(self, conditions: Values | Sequence[Values] | None = None,
+                 duration: float | None = None, *, temperature: float | None = None,
+                 top_k: int | None = None, top_p: float | None = None,
+                 cfg_scale: float | None = None, seed: int = 0, negative: Values | None = None,
+                 callback: Callable[[int, int], None] | None = None,
+                 ) -> tuple[torch.Tensor, int]:
+        """(audio, sample_rate): one clip (channels, samples) for a mapping of conditions
+        ({conditioner: value}; a missing one takes its default, None its null condition; no
+        conditions: all null), or a batch (B, channels, samples) for a list of them, exactly
+        `duration` seconds long (default: the XP's). `negative`: values of the unconditional
+        branch of guidance. Settings left None take the XP's; callback(step, steps)."""
+        values, single = self._value_sets(conditions)
+        duration = float(self._setting("duration", duration) or 0)
+        self._check_length(duration, "duration")
+        tokens = self.generate_tokens(values, self.frames(duration), temperature=temperature,
+                                      top_k=top_k, top_p=top_p, cfg_scale=cfg_scale, seed=seed,
+                                      negative=negative, callback=callback)
+        audio = self.decode(tokens, round(duration * self.sample_rate))
+        return (audio[0] if single else audio), self.sample_rate
+
+    def encode(self, audio: torch.Tensor, sample_rate: int) -> torch.Tensor:
+        """Tokens (B, K, frames) of a clip (channels, samples) or a batch (B, channels,
+        samples) at any rate and channel count."""
+        clips = audio if audio.dim() == 3 else audio[None]
+        if clips.dim() != 3:
+            raise ValueError(f"Expected a clip (channels, samples) or a batch (B, channels, "
+                             f"samples); got shape {tuple(audio.shape)}.")
+        batch = torch.stack([convert_audio(clip.float(), sample_rate, self.sample_rate,
+                                           self.channels) for clip in clips])
+        return self.codec.encode_to_tokens(batch.to(self.device))
+
+    @torch.no_grad()
+    def continue_(self, audio: torch.Tensor, sample_rate: int, duration: float,
+                  conditions: Values | None = None, *, seed: int = 0,
+                  **sampling: Any) -> tuple[torch.Tensor, int]:
+        """(audio, sample_rate): the prompt clip (channels, samples, any rate), as the codec
+        reconstructs its tokens, followed by `duration` new seconds, in the model's format.
+        The prompt's tokens are kept as given; `sampling`: the keyword settings of
+        `generate`."""
+        if duration <= 0:
+            raise ConfigError(f"duration={duration}: give the seconds to add, > 0.")
+        prompt_seconds = audio.shape[-1] / sample_rate
+        self._check_length(prompt_seconds, "the prompt")
+        self._check_length(prompt_seconds + duration, "the prompt plus duration")
+        prompt = self.encode(audio, sample_rate)
+        frames = self.frames(prompt_seconds + duration)
+        tokens = self.generate_tokens(conditions, max(frames, prompt.shape[-1] + 1),
+                                      prompt=prompt, seed=seed, **sampling)
+        samples = round(prompt_seconds * self.sample_rate) + round(duration * self.sample_rate)
+        return self.decode(tokens, samples)[0], self.sample_rate
