@@ -17,10 +17,10 @@ from dora.conf import SlurmConfig
 from dora.distrib import get_distrib_spec
 from dora.hydra import HydraMain
 from hydra.errors import HydraException
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import MissingMandatoryValue, OmegaConfBaseException
 
-from . import environment, logs
+from . import environment, logs, xp_config
 from .errors import AudiotoolsError, ConfigError
 from .io.checkpoint import LATEST
 
@@ -106,6 +106,11 @@ def train(cfg: DictConfig) -> None:
     from .families import build_solver, validate_config
     settings = validate_config(cfg)
     spec = get_distrib_spec()
+    xp = get_xp()
+    resolved = OmegaConf.to_container(cfg, resolve=True)
+    xp_config.check_unchanged(xp.folder, resolved, cfg.dora.exclude, "dora run")
+    if spec.rank == 0:
+        xp_config.record(xp.folder, resolved)
     if _finished(settings):
         logs.setup_logging(get_xp().folder, spec.rank, settings.logging.level)
         logger.info("All %d epochs are done; nothing to run.", settings.optim.epochs)

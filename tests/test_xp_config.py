@@ -1,0 +1,53 @@
+"""A rerun under the same signature refuses a run made with another configuration."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from audiotools.errors import CheckpointError
+from audiotools.xp_config import CONFIG_FILE, check_unchanged, config_changes, record
+
+
+def run(*overrides: str):
+    """One XP through audiotools.train.train, as `dora run` runs it."""
+    from audiotools.train import main
+    from audiotools.train import train as train_xp
+    xp = main.get_xp(list(overrides))
+    main.init_xp(xp)
+    with xp.enter():
+        train_xp(xp.cfg)
+    return xp
+
+
+def test_changes_list_differing_keys_both_have_except_excluded_and_epochs():
+    before = {"model": {"latent_dim": 64, "old": 1}, "device": "cpu", "optim": {"epochs": 3}}
+    now = {"model": {"latent_dim": 128, "new": 2}, "device": "cuda", "optim": {"epochs": 9}}
+    assert config_changes(before, now, ["device"]) == ["model.latent_dim: 64 -> 128"]
+
+
+def test_record_once_and_check(tmp_path):
+    record(tmp_path, {"lr": 1.0})
+    record(tmp_path, {"lr": 2.0})  # the first record stays
+    assert json.loads((tmp_path / CONFIG_FILE).read_text()) == {"lr": 1.0}
+    check_unchanged(tmp_path, {"lr": 1.0}, [], "dora run")
+    with pytest.raises(CheckpointError, match=r"(?s)lr: 1.0 -> 2.0.*left untouched"):
+        check_unchanged(tmp_path, {"lr": 2.0}, [], "dora run")
+
+
+def test_nothing_recorded_yet_is_no_change(tmp_path):
+    check_unchanged(tmp_path, {"lr": 2.0}, [], "dora run")
+
+
+def test_a_changed_recipe_is_refused_and_the_xp_kept(dora_dir):
+    args = ["solver=toy/debug", "optim.epochs=1"]
+    xp = run(*args)
+    recorded = xp.folder / CONFIG_FILE
+    config = json.loads(recorded.read_text())
+    config["optim"]["lr"] = config["optim"]["lr"] * 10  # as if the recipe had said so
+    recorded.write_text(json.dumps(config))
+    checkpoint = (xp.folder / "checkpoint.th").read_bytes()
+    with pytest.raises(CheckpointError, match="optim.lr"):
+        run(*args)
+    assert (xp.folder / "checkpoint.th").read_bytes() == checkpoint
+    assert (run(args[0], "optim.epochs=2").folder / "checkpoint.th").exists()
