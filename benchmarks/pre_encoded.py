@@ -1,11 +1,11 @@
 """An epoch of a latent model on pre-encoded latents vs encoding the audio on the fly.
 
-The codec is autoencoder/base's architecture (config/model/autoencoder/base.yaml; its weights
-do not change the cost, so it is freshly initialised); the latent model a small 1-D conv net
-over its latents (74 k parameters: a debug-sized stand-in for a diffusion or token model's
-step, the same on both sides; a bigger model shrinks the ratio, since only the data path
-differs). Both sides train on the same segments of the shipped music (the train manifest, 4 s
-segments, batch 8, the same number of items) with the same optimizer. The on-the-fly side
+The codec is the earlier autoencoder/base architecture (config/model/autoencoder/base.yaml; its
+weights do not change the cost, so it is freshly initialised); the latent model a small 1-D
+conv net over its latents (74 k parameters: a debug-sized stand-in for a diffusion or token
+model's step, the same on both sides; a bigger model shrinks the ratio, since only the data
+path differs). Both sides train on the same segments of the shipped music (the train manifest,
+4 s segments, batch 8, the same number of items) with the same optimizer. The on-the-fly side
 reads audio and runs the codec's encoder every batch; the other reads what `pre_encode` wrote
 once (its one-off cost is reported beside). Goal: the pre-encoded epoch takes >= 10x fewer
 seconds.
