@@ -32,12 +32,13 @@ def _flat(tree: Any, prefix: str = "") -> dict[str, Any]:
 
 def trained_config(folder: Path) -> dict[str, Any] | None:
     """The resolved config of the run in `folder`: its config.json, else (XPs older than
-    that file) the one its checkpoint records; None before the first checkpoint."""
+    that file) the one its checkpoint records; None before the first checkpoint (a run that
+    stopped before training anything commits to nothing)."""
+    if not (folder / LATEST).exists():
+        return None
     recorded = folder / CONFIG_FILE
     if recorded.exists():
         return json.loads(recorded.read_text())
-    if not (folder / LATEST).exists():
-        return None
     from .io import checkpoint
     return checkpoint.load(folder / LATEST).get("xp.cfg")
 
@@ -70,8 +71,9 @@ def check_unchanged(folder: Path, config: Mapping[str, Any], excluded: Iterable[
 
 
 def record(folder: Path, config: Mapping[str, Any]) -> None:
-    """Write config.json once, when the XP starts."""
+    """Write config.json when the XP starts; once it has a checkpoint, the file is what it was
+    trained with and stays."""
     path = folder / CONFIG_FILE
-    if not path.exists():
+    if not (folder / LATEST).exists() or not path.exists():
         folder.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(config, indent=1, default=str))

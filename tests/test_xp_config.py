@@ -26,9 +26,12 @@ def test_changes_list_differing_keys_both_have_except_excluded_and_epochs():
     assert config_changes(before, now, ["device"]) == ["model.latent_dim: 64 -> 128"]
 
 
-def test_record_once_and_check(tmp_path):
-    record(tmp_path, {"lr": 1.0})
-    record(tmp_path, {"lr": 2.0})  # the first record stays
+def test_record_until_the_first_checkpoint_then_check(tmp_path):
+    record(tmp_path, {"lr": 0.5})
+    record(tmp_path, {"lr": 1.0})  # nothing trained yet: the newer config replaces it
+    check_unchanged(tmp_path, {"lr": 3.0}, [], "dora run")  # no checkpoint: nothing to keep
+    (tmp_path / "checkpoint.th").write_bytes(b"")
+    record(tmp_path, {"lr": 2.0})  # trained: the record stays
     assert json.loads((tmp_path / CONFIG_FILE).read_text()) == {"lr": 1.0}
     check_unchanged(tmp_path, {"lr": 1.0}, [], "dora run")
     with pytest.raises(CheckpointError, match=r"(?s)lr: 1.0 -> 2.0.*left untouched"):
