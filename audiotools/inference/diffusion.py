@@ -30,6 +30,7 @@ from ..models.diffusion import (
     keep_mask,
 )
 from ..sampling.diffusion import sample
+from .generative import exported_conditioners, sampling_defaults
 
 Values = Mapping[str, Any]
 # Sampling settings a pipeline takes from its XP's `generate:` section when a call omits them.
@@ -60,16 +61,9 @@ class DiffusionPipeline:
                                   "conditioners in its metadata).")
         device = next(model.parameters()).device
         codec = codec or trained_codec(info.get("codec"), device, export.label)
-        conditioners = ConditionerSet(info["conditioners"], info["conditioning_dim"],
-                                      codec=codec).to(device)
-        conditioners.load_state_dict(export.weights.get("conditioners", {}))
-        generate = dict(export.config.get("generate") or {})
-        if generate.get("duration") is None:
-            generate["duration"] = (export.config.get("dataset") or {}).get("segment_duration")
-        if isinstance(generate.get("cfg_scale"), list):
-            generate["cfg_scale"] = generate["cfg_scale"][-1]
-        defaults = {key: generate[key] for key in SAMPLING_KEYS if generate.get(key) is not None}
-        return cls(model.eval(), conditioners.eval(), codec, int(info["sample_rate"]),
+        conditioners = exported_conditioners(export, codec, info["conditioning_dim"], device)
+        defaults = sampling_defaults(export, SAMPLING_KEYS)
+        return cls(model.eval(), conditioners, codec, int(info["sample_rate"]),
                    int(info["channels"]), defaults, export)
 
     @property

@@ -23,6 +23,7 @@ from ..io.export import Export
 from ..models.codec import FrozenCodec, is_discrete
 from ..models.lm import LMModel
 from ..sampling.tokens import generate as generate_tokens
+from .generative import exported_conditioners, sampling_defaults
 
 Values = Mapping[str, Any]
 # Sampling settings a pipeline takes from its XP's `generate:` section when a call omits them.
@@ -70,19 +71,9 @@ class MusicGenPipeline:
                                   "MusicGenPipeline.from_model(model, export, "
                                   "codec=load_codec(PATH, discrete=True)).")
         check_codec_fits(model, codec, export.label)
-        conditioners = ConditionerSet(info["conditioners"],
-                                      info.get("conditioning_dim", model.dim),
-                                      codec=codec).to(device)
-        conditioners.load_state_dict(export.weights.get("conditioners", {}))
-        generate = dict(export.config.get("generate") or {})
-        if generate.get("duration") is None:
-            generate["duration"] = ((export.config.get("dataset") or {}).get("segment_duration")
-                                    or info.get("segment_duration"))
-        if isinstance(generate.get("cfg_scale"), list):
-            generate["cfg_scale"] = generate["cfg_scale"][-1]
-        generate.setdefault("cfg_scale", info.get("cfg_scale"))
-        defaults = {key: generate[key] for key in SAMPLING_KEYS if generate.get(key) is not None}
-        return cls(model.eval(), conditioners.eval(), codec, defaults, export)
+        conditioners = exported_conditioners(export, codec, model.dim, device)
+        defaults = sampling_defaults(export, SAMPLING_KEYS)
+        return cls(model.eval(), conditioners, codec, defaults, export)
 
     @property
     def device(self) -> torch.device:

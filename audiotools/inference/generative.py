@@ -1,0 +1,35 @@
+"""What the generative families' pipelines read from an export alike: the conditioners with
+their trained weights, and the sampling defaults of the XP's `generate:` section."""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+
+from ..conditioning import ConditionerSet
+from ..io.export import Export
+from ..models.codec import FrozenCodec
+
+
+def exported_conditioners(export: Export, codec: FrozenCodec | None, dim: int,
+                          device: torch.device) -> ConditionerSet:
+    """The export's conditioners (as its metadata names them) with their trained weights."""
+    conditioners = ConditionerSet(export.info["conditioners"],
+                                  export.info.get("conditioning_dim", dim), codec=codec)
+    conditioners = conditioners.to(device)
+    conditioners.load_state_dict(export.weights.get("conditioners", {}))
+    return conditioners.eval()
+
+
+def sampling_defaults(export: Export, keys: Sequence[str]) -> dict[str, Any]:
+    """The `generate:` settings among `keys` the XP set: its duration (else the training
+    segment's, else the export's own), and its last CFG scale when it listed several."""
+    generate = dict(export.config.get("generate") or {})
+    if generate.get("duration") is None:
+        generate["duration"] = ((export.config.get("dataset") or {}).get("segment_duration")
+                                or export.info.get("segment_duration"))
+    if isinstance(generate.get("cfg_scale"), list):
+        generate["cfg_scale"] = generate["cfg_scale"][-1]
+    generate.setdefault("cfg_scale", export.info.get("cfg_scale"))
+    return {key: generate[key] for key in keys if generate.get(key) is not None}
