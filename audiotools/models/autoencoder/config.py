@@ -20,20 +20,17 @@ import math
 from collections.abc import Mapping
 from typing import Any, Literal
 
-from omegaconf import DictConfig, OmegaConf
 from pydantic import (
     BaseModel,
     Field,
     NonNegativeInt,
     PositiveInt,
-    ValidationError,
     field_validator,
     model_validator,
 )
 from torch import nn
 
-from ...config import Section, format_validation_error, validate_by_type
-from ...errors import ConfigError
+from ...config import Section, validate_by_type, validate_section
 
 
 class _OobleckConfig(Section):
@@ -310,20 +307,6 @@ class AutoencoderConfig(Section):
         return self.channels * self.patch_size
 
 
-class _ModelSection(Section):
-    """Wraps the section so that error messages name keys as in a recipe (`model.…`)."""
-
-    model: AutoencoderConfig
-
-
 def validate_autoencoder_config(config: Mapping[str, Any] | BaseModel) -> AutoencoderConfig:
     """The validated `model:` section; ConfigError listing every fault otherwise."""
-    if isinstance(config, AutoencoderConfig):
-        return config
-    if isinstance(config, DictConfig):
-        config = OmegaConf.to_container(config, resolve=True)  # type: ignore[assignment]
-    container = {"model": config.model_dump() if isinstance(config, BaseModel) else dict(config)}
-    try:
-        return _ModelSection.model_validate(container).model
-    except ValidationError as error:
-        raise ConfigError(format_validation_error(error, container, _ModelSection)) from None
+    return validate_section(config, AutoencoderConfig, "model")  # type: ignore[return-value]

@@ -27,19 +27,17 @@ import math
 from collections.abc import Mapping
 from typing import Any, Literal
 
-from omegaconf import DictConfig, OmegaConf
 from pydantic import (
     BaseModel,
     Field,
     NonNegativeInt,
     PositiveFloat,
     PositiveInt,
-    ValidationError,
     field_validator,
     model_validator,
 )
 
-from ...config import Section, format_validation_error, validate_by_type
+from ...config import Section, validate_by_type, validate_section
 from ...errors import ConfigError
 from ..autoencoder.config import (
     ENCODERS,
@@ -341,23 +339,9 @@ STABLE_AUDIO: dict[str, Any] = {
 PRESETS: dict[str, dict[str, Any]] = {"stable_audio": STABLE_AUDIO}
 
 
-class _ModelSection(Section):
-    """Wraps the section so that error messages name keys as in a recipe (`model.…`)."""
-
-    model: DiffusionModelConfig
-
-
 def validate_diffusion_config(config: Mapping[str, Any] | BaseModel) -> DiffusionModelConfig:
     """The validated `model:` section; ConfigError listing every fault otherwise."""
-    if isinstance(config, DiffusionModelConfig):
-        return config
-    if isinstance(config, DictConfig):
-        config = OmegaConf.to_container(config, resolve=True)  # type: ignore[assignment]
-    container = {"model": config.model_dump() if isinstance(config, BaseModel) else dict(config)}
-    try:
-        return _ModelSection.model_validate(container).model
-    except ValidationError as error:
-        raise ConfigError(format_validation_error(error, container, _ModelSection)) from None
+    return validate_section(config, DiffusionModelConfig, "model")  # type: ignore[return-value]
 
 
 def preset(name: str) -> DiffusionModelConfig:
