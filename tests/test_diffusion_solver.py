@@ -24,7 +24,12 @@ from audiotools.inference.diffusion import DiffusionPipeline
 from audiotools.io import export
 from audiotools.models.diffusion import DiffusionModel, build_diffusion_model, preset
 from tests.conftest import dora_command
-from tests.solvers.helpers import assert_same_state, build, crash_then_resume, make_xp, train
+from tests.solvers.helpers import (
+    assert_resume_matches_uninterrupted,
+    build,
+    make_xp,
+    train,
+)
 from tests.test_diffusion_models import SAT_STABLE_AUDIO_DIT_PARAMETERS
 from tests.test_families import TRAINING_STACK
 
@@ -99,19 +104,8 @@ def test_debug_recipe_runs_every_stage_through_dora(recipe, dora_dir, tmp_path):
 
 def test_resume_after_an_interruption_equals_an_uninterrupted_run(dora_dir, monkeypatch):
     args = ["solver=diffusion/debug_cond", *QUIET]
-    reference = train(*args)
-    expected = torch.load(reference.folder / "checkpoint.th", weights_only=True)
-    reference.folder.rename(dora_dir / "reference")
-    resumed = crash_then_resume(monkeypatch, *args, epoch=2, step=1)
-    state = torch.load(resumed.folder / "checkpoint.th", weights_only=True)
-    for name in ("model", "conditioners", "ema.model"):
-        assert_same_state(state[name], expected[name])
-
-    def without_durations(history):
-        return [{stage: {key: value for key, value in metrics.items() if key != "duration"}
-                 for stage, metrics in epoch.items()} for epoch in history]
-
-    assert without_durations(state["history"]) == without_durations(expected["history"])
+    assert_resume_matches_uninterrupted(monkeypatch, dora_dir, *args,
+                                        names=("model", "conditioners", "ema.model"))
 
 
 def test_export_generates_reproducibly_inpaints_and_continues(dora_dir, tmp_path):

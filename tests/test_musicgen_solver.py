@@ -28,7 +28,12 @@ from audiotools.inference.musicgen import MusicGenPipeline
 from audiotools.io import export
 from audiotools.models.lm import LMModel, build_lm, musicgen_small
 from tests.conftest import dora_command
-from tests.solvers.helpers import assert_same_state, build, crash_then_resume, make_xp, train
+from tests.solvers.helpers import (
+    assert_resume_matches_uninterrupted,
+    build,
+    make_xp,
+    train,
+)
 from tests.test_families import TRAINING_STACK
 from tests.test_lm_model import AUDIOCRAFT_MUSICGEN_SMALL_PARAMETERS
 
@@ -102,19 +107,8 @@ def test_debug_recipe_runs_every_stage_through_dora(codec, dora_dir):
 
 def test_resume_after_an_interruption_equals_an_uninterrupted_run(codec, dora_dir, monkeypatch):
     args = _debug(codec, *QUIET)
-    reference = train(*args)
-    expected = torch.load(reference.folder / "checkpoint.th", weights_only=True)
-    reference.folder.rename(dora_dir / "reference")
-    resumed = crash_then_resume(monkeypatch, *args, epoch=2, step=1)
-    state = torch.load(resumed.folder / "checkpoint.th", weights_only=True)
-    for name in ("model", "conditioners", "ema.model"):
-        assert_same_state(state[name], expected[name])
-
-    def without_durations(history):
-        return [{stage: {key: value for key, value in metrics.items() if key != "duration"}
-                 for stage, metrics in epoch.items()} for epoch in history]
-
-    assert without_durations(state["history"]) == without_durations(expected["history"])
+    assert_resume_matches_uninterrupted(monkeypatch, dora_dir, *args,
+                                        names=("model", "conditioners", "ema.model"))
 
 
 def test_an_fsq_codec_gives_the_tokens_too(tmp_path, dora_dir):

@@ -61,3 +61,22 @@ def crash_then_resume(monkeypatch, *overrides: str, epoch: int, step: int) -> St
     assert len(solver.history) == epoch - 1
     monkeypatch.setattr(type(solver), "run_step", original)
     return train(*overrides)
+
+
+def assert_resume_matches_uninterrupted(monkeypatch, dora_dir, *overrides: str,
+                                        names: tuple[str, ...]) -> None:
+    """An XP interrupted at step 1 of epoch 2 and resumed ends with the same `names` states
+    and the same history (durations aside) as the same XP run without interruption."""
+    reference = train(*overrides)
+    expected = torch.load(reference.folder / "checkpoint.th", weights_only=True)
+    reference.folder.rename(dora_dir / "reference")
+    resumed = crash_then_resume(monkeypatch, *overrides, epoch=2, step=1)
+    state = torch.load(resumed.folder / "checkpoint.th", weights_only=True)
+    for name in names:
+        assert_same_state(state[name], expected[name])
+
+    def without_durations(history):
+        return [{stage: {key: value for key, value in metrics.items() if key != "duration"}
+                 for stage, metrics in epoch.items()} for epoch in history]
+
+    assert without_durations(state["history"]) == without_durations(expected["history"])
