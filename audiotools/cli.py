@@ -20,6 +20,7 @@ COMMANDS: tuple[str, ...] = (
     "kfold",
     "manifest",
     "migrate",
+    "plot",
     "pre_encode",
     "reconstruct",
     "sat_train",

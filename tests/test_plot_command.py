@@ -1,0 +1,54 @@
+"""`audiotools plot`: the curves of XPs to an image file, and its refusals."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from PIL import Image
+
+from audiotools.cli import main
+
+
+def make_xp(dora: Path, sig: str, losses: list[float]) -> Path:
+    folder = dora / "xps" / sig
+    folder.mkdir(parents=True)
+    (folder / ".argv.json").write_text(json.dumps(["solver=classifier/digits"]))
+    (folder / "config.json").write_text(json.dumps({"solver": "classifier",
+                                                    "optim": {"epochs": len(losses)}}))
+    history = [{"train": {"loss": loss, "duration": 1.0},
+                "valid": {"loss": loss, "accuracy": 1 - loss, "duration": 0.1}}
+               for loss in losses]
+    (folder / "history.json").write_text(json.dumps(history))
+    return folder
+
+
+def test_plot_writes_an_image_and_refuses_to_overwrite(tmp_path, capsys):
+    make_xp(tmp_path, "aaa111", [1.0, 0.5, 0.3])
+    folder = make_xp(tmp_path, "bbb222", [0.9, 0.6])
+    out = tmp_path / "plots" / "curves.png"
+    args = ["plot", "aaa111", str(folder), "--metric", "valid.loss", "--out", str(out),
+            "--dora-dir", str(tmp_path)]
+    assert main(args) == 0
+    assert out.stat().st_size > 0
+    with Image.open(out) as image:
+        assert image.format == "PNG" and image.width > 0 and image.height > 0
+    printed = capsys.readouterr().out
+    assert str(out) in printed and "valid.loss" in printed and "aaa111" in printed
+    before = out.read_bytes()
+    assert main(args) == 2
+    assert "exists" in capsys.readouterr().err and out.read_bytes() == before
+    assert main([*args, "--force", "--metric", "train.loss"]) == 0
+    assert "train.loss" in capsys.readouterr().out
+
+
+def test_plot_errors_name_the_xp_or_metric(tmp_path, capsys, monkeypatch):
+    make_xp(tmp_path, "aaa111", [1.0, 0.5])
+    monkeypatch.setenv("AUDIOTOOLS_DORA_DIR", str(tmp_path))
+    out = tmp_path / "curves.png"
+    assert main(["plot", "nope", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: 'nope'") and "aaa111" in err
+    assert main(["plot", "//sig/aaa111", "--metric", "valid.f1", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "'valid.f1'" in err and "valid.accuracy" in err
+    assert not out.exists()
