@@ -15,8 +15,11 @@ from .errors import AudiotoolsError
 # Modules under audiotools.commands, in the order `audiotools --help` lists them.
 COMMANDS: tuple[str, ...] = (
     "classify",
+    "continue_",
     "export",
+    "generate",
     "grid",
+    "inpaint",
     "kfold",
     "manifest",
     "migrate",

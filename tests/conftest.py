@@ -15,14 +15,19 @@ REPO = Path(__file__).resolve().parent.parent
 TOY_CONFIG = REPO / "tests" / "toy" / "config"
 
 
-@pytest.fixture
-def dora_dir(tmp_path, monkeypatch) -> Path:
-    folder = tmp_path / "dora"
+def use_dora_dir(folder: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """XPs under `folder` and the toy recipes on the config path, until `monkeypatch` undoes
+    it (a module-scoped fixture passes a `pytest.MonkeyPatch.context()`)."""
     monkeypatch.setenv("AUDIOTOOLS_DORA_DIR", str(folder))
     monkeypatch.setenv("AUDIOTOOLS_CONFIG_PATH", f"file://{TOY_CONFIG}")
     from audiotools.train import main
     monkeypatch.setattr(main.dora, "dir", environment.dora_dir())
     return folder
+
+
+@pytest.fixture
+def dora_dir(tmp_path, monkeypatch) -> Path:
+    return use_dora_dir(tmp_path / "dora", monkeypatch)
 
 
 def dora_command(*args: str, env: dict[str, str] | None = None, timeout: float = 240,

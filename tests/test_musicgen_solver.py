@@ -21,17 +21,17 @@ from audiotools.cli import main as cli
 from audiotools.conditioning import ConditionerSet
 from audiotools.data.audio import audio_info, audio_write
 from audiotools.data.manifest import write_manifest
-from audiotools.environment import CONFIG_DIR
 from audiotools.errors import ConfigError, NonFiniteLossError
 from audiotools.families import FAMILIES
 from audiotools.inference.musicgen import MusicGenPipeline
-from audiotools.io import export
 from audiotools.models.lm import LMModel, build_lm, musicgen_small
 from tests.conftest import dora_command
 from tests.solvers.helpers import (
+    AUTOENCODER,
     assert_resume_matches_uninterrupted,
     build,
     make_xp,
+    tiny_codec,
     train,
 )
 from tests.test_families import TRAINING_STACK
@@ -39,10 +39,6 @@ from tests.test_lm_model import AUDIOCRAFT_MUSICGEN_SMALL_PARAMETERS
 
 ENSEMBLES = ["brass quartet", "church organ", "mallets", "piano", "string quartet",
              "synthesizers"]
-AUTOENCODER = OmegaConf.to_container(OmegaConf.load(CONFIG_DIR / "model/autoencoder/debug.yaml"))
-# The debug Oobleck with a 2 x 16 RVQ bottleneck: the tokens of musicgen/debug (250 frames/s).
-RVQ = {**AUTOENCODER, "bottleneck": {"type": "rvq", "num_quantizers": 2, "codebook_size": 16,
-                                     "kmeans_init": False}}
 QUIET = ["evaluate.every=0", "generate.every=0"]
 
 
@@ -55,15 +51,9 @@ def one_thread():
     torch.set_num_threads(threads)
 
 
-def _codec(path, config=RVQ):
-    torch.manual_seed(0)
-    model = FAMILIES["autoencoder"].new_model(config, "test")
-    return export.write(path, export.Export("autoencoder", config, {"model": model.state_dict()}))
-
-
 @pytest.fixture
 def codec(tmp_path):
-    return _codec(tmp_path / "rvq.safetensors")
+    return tiny_codec(tmp_path / "rvq.safetensors")
 
 
 def _debug(codec, *overrides):
@@ -112,7 +102,7 @@ def test_resume_after_an_interruption_equals_an_uninterrupted_run(codec, dora_di
 
 
 def test_an_fsq_codec_gives_the_tokens_too(tmp_path, dora_dir):
-    fsq = _codec(tmp_path / "fsq.safetensors",
+    fsq = tiny_codec(tmp_path / "fsq.safetensors",
                  {**AUTOENCODER, "bottleneck": {"type": "fsq", "levels": [5, 3]}})
     solver = train(*_debug(fsq, "optim.epochs=1", "model.num_codebooks=1",
                            "model.cardinality=15", *QUIET))
@@ -227,7 +217,7 @@ def test_bad_config_is_one_error_naming_the_key(codec, dora_dir):
 
 
 def test_input_the_model_cannot_take_is_refused_before_training(codec, tmp_path, dora_dir):
-    vae = _codec(tmp_path / "vae.safetensors", AUTOENCODER)
+    vae = tiny_codec(tmp_path / "vae.safetensors", AUTOENCODER)
     with pytest.raises(ConfigError, match=r"vae.safetensors: this codec has continuous latents "
                                           r"\(bottleneck 'vae'\); a token model needs a "
                                           r"discrete one"):

@@ -1,12 +1,30 @@
 """Run a recipe in-process, the way `dora run` does, for fast tests of the solver base."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
+from omegaconf import OmegaConf
 
 from audiotools.distributed import seed_everything
-from audiotools.families import build_solver
+from audiotools.environment import CONFIG_DIR
+from audiotools.families import FAMILIES, build_solver
+from audiotools.io import export
 from audiotools.solvers.base import StandardSolver
+
+AUTOENCODER = OmegaConf.to_container(OmegaConf.load(CONFIG_DIR / "model/autoencoder/debug.yaml"))
+# The debug Oobleck with a 2 x 16 RVQ bottleneck: the tokens of musicgen/debug (250 frames/s).
+RVQ = {**AUTOENCODER, "bottleneck": {"type": "rvq", "num_quantizers": 2, "codebook_size": 16,
+                                     "kmeans_init": False}}
+
+
+def tiny_codec(path: Path, config: dict = RVQ) -> Path:
+    """An untrained debug autoencoder (seed 0) exported to `path`: codec.source of
+    musicgen/debug (the RVQ default) or of a latent model."""
+    torch.manual_seed(0)
+    model = FAMILIES["autoencoder"].new_model(config, "test")
+    return export.write(path, export.Export("autoencoder", config, {"model": model.state_dict()}))
 
 
 def make_xp(*overrides: str):
