@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 
@@ -30,17 +30,19 @@ from ..models.diffusion import (
     keep_mask,
 )
 from ..sampling.diffusion import sample
-from .generative import exported_conditioners, sampling_defaults
+from .generative import SamplingSettings, exported_conditioners, sampling_defaults
 
 Values = Mapping[str, Any]
 # Sampling settings a pipeline takes from its XP's `generate:` section when a call omits them.
 SAMPLING_KEYS = ("steps", "sampler", "cfg_scale", "cfg_rescale", "cfg_interval", "duration")
-_FALLBACK = {"steps": 50, "sampler": "dpmpp_2m", "cfg_scale": 1.0, "cfg_rescale": 0.0,
-             "cfg_interval": (0.0, 1.0)}
 
 
 @dataclass
-class DiffusionPipeline:
+class DiffusionPipeline(SamplingSettings):
+    FALLBACK: ClassVar[dict[str, Any]] = {
+        "steps": 50, "sampler": "dpmpp_2m", "cfg_scale": 1.0, "cfg_rescale": 0.0,
+        "cfg_interval": (0.0, 1.0)}
+
     model: DiffusionModel
     conditioners: ConditionerSet
     # None: the model works on audio itself.
@@ -81,18 +83,6 @@ class DiffusionPipeline:
         multiple = self.model.length_multiple
         return math.ceil(math.ceil(duration * self.frame_rate - 1e-6) / multiple) * multiple
 
-    def _setting(self, key: str, given: Any) -> Any:
-        return given if given is not None else self.defaults.get(key, _FALLBACK.get(key))
-
-    def _value_sets(self, conditions: Values | Sequence[Values] | None,
-                    ) -> tuple[list[Values], bool]:
-        """(one value set per item, whether a single clip was asked for); None: the null
-        condition of every conditioner."""
-        if conditions is None:
-            return [{name: None for name in self.conditioners.names()}], True
-        if isinstance(conditions, Mapping):
-            return [conditions], True
-        return list(conditions), False
 
     def _to_model(self, audio: torch.Tensor, sample_rate: int) -> torch.Tensor:
         """(channels, samples) at any rate -> (1, channels, samples) in the model's format."""
@@ -132,7 +122,7 @@ class DiffusionPipeline:
             real = torch.ones(latents.shape[0], latents.shape[-1], dtype=torch.bool,
                               device=latents.device)
             own[ENCODER_LATENTS] = Conditioning(latents.transpose(1, 2), real)
-        scale = float(self._setting("cfg_scale", cfg_scale))
+        scale = float(self.setting("cfg_scale", cfg_scale))
         if scale != 1.0 and not self.conditioners.names():
             raise ConfigError(f"cfg_scale={scale}: this model has no conditioners to guide by; "
                               "use cfg_scale=1.")
@@ -142,11 +132,11 @@ class DiffusionPipeline:
             uncond = model.condition_inputs(
                 {**self.conditioners.unconditional(batch, negative), **own})
         return sample(model, (batch, model.io_channels, frames), objective=model.objective,
-                      steps=int(self._setting("steps", steps)),
-                      sampler=str(self._setting("sampler", sampler)), seed=seed, cond=cond,
+                      steps=int(self.setting("steps", steps)),
+                      sampler=str(self.setting("sampler", sampler)), seed=seed, cond=cond,
                       uncond=uncond, cfg_scale=scale,
-                      cfg_rescale=float(self._setting("cfg_rescale", cfg_rescale)),
-                      cfg_interval=tuple(self._setting("cfg_interval", cfg_interval)),
+                      cfg_rescale=float(self.setting("cfg_rescale", cfg_rescale)),
+                      cfg_interval=tuple(self.setting("cfg_interval", cfg_interval)),
                       known=known, known_mask=None if keep is None else keep.bool(),
                       shift=model.config.time_shift, device=self.device, callback=callback)
 
@@ -164,8 +154,8 @@ class DiffusionPipeline:
         conditions: all null), or a batch (B, channels, samples) for a list of them, exactly
         `duration` seconds long (default: the XP's). `negative`: values of the unconditional
         branch of guidance (a negative prompt). Settings left None take the XP's."""
-        values, single = self._value_sets(conditions)
-        duration = float(self._setting("duration", duration) or 0)
+        values, single = self.value_sets(conditions)
+        duration = float(self.setting("duration", duration) or 0)
         frames = self.frames(duration)
         data = self._sample(values, frames, seed, steps=steps, sampler=sampler,
                             cfg_scale=cfg_scale, cfg_rescale=cfg_rescale,
@@ -192,7 +182,7 @@ class DiffusionPipeline:
         keep = keep_mask(frames, math.floor(mask_start * self.frame_rate),
                          math.ceil(mask_end * self.frame_rate - 1e-6), 1, self.device)
         keep[..., length:] = 0.0  # padding up to the model's multiple is generated, then cut
-        values, _ = self._value_sets(conditions)
+        values, _ = self.value_sets(conditions)
         result = self._sample(values, frames, seed, known=known, keep=keep, **sampling)
         return self._decode(result, clip.shape[-1])[0], self.sample_rate
 

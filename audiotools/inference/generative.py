@@ -1,9 +1,10 @@
-"""What the generative families' pipelines read from an export alike: the conditioners with
-their trained weights, and the sampling defaults of the XP's `generate:` section."""
+"""What the generative families' pipelines share: the conditioners an export holds with their
+trained weights, the sampling defaults of the XP's `generate:` section, and how a call's
+settings and conditions are read."""
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Mapping, Sequence
+from typing import Any, ClassVar
 
 import torch
 
@@ -33,3 +34,29 @@ def sampling_defaults(export: Export, keys: Sequence[str]) -> dict[str, Any]:
         generate["cfg_scale"] = generate["cfg_scale"][-1]
     generate.setdefault("cfg_scale", export.info.get("cfg_scale"))
     return {key: generate[key] for key in keys if generate.get(key) is not None}
+
+
+Values = Mapping[str, Any]
+
+
+class SamplingSettings:
+    """A generative pipeline's settings: what a call passes, else the XP's `generate:`
+    default (`defaults`), else the family's `FALLBACK`."""
+
+    FALLBACK: ClassVar[dict[str, Any]] = {}
+    defaults: dict[str, Any]
+    conditioners: ConditionerSet
+
+    def setting(self, key: str, given: Any = None) -> Any:
+        """The value a call that gives `given` for `key` samples with."""
+        return given if given is not None else self.defaults.get(key, self.FALLBACK.get(key))
+
+    def value_sets(self, conditions: Values | Sequence[Values] | None,
+                   ) -> tuple[list[Values], bool]:
+        """(one value set per item, whether a single clip was asked for); None: the null
+        condition of every conditioner."""
+        if conditions is None:
+            return [{name: None for name in self.conditioners.names()}], True
+        if isinstance(conditions, Mapping):
+            return [conditions], True
+        return list(conditions), False

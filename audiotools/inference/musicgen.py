@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 
@@ -23,13 +23,11 @@ from ..io.export import Export
 from ..models.codec import FrozenCodec, is_discrete
 from ..models.lm import LMModel
 from ..sampling.tokens import generate as generate_tokens
-from .generative import exported_conditioners, sampling_defaults
+from .generative import SamplingSettings, exported_conditioners, sampling_defaults
 
 Values = Mapping[str, Any]
 # Sampling settings a pipeline takes from its XP's `generate:` section when a call omits them.
 SAMPLING_KEYS = ("temperature", "top_k", "top_p", "cfg_scale", "duration", "max_duration")
-_FALLBACK = {"temperature": 1.0, "top_k": 250, "top_p": 1.0, "cfg_scale": 1.0,
-             "max_duration": 30.0}
 
 
 def check_codec_fits(model: LMModel, codec: FrozenCodec | None, where: str) -> FrozenCodec:
@@ -48,7 +46,10 @@ def check_codec_fits(model: LMModel, codec: FrozenCodec | None, where: str) -> F
 
 
 @dataclass
-class MusicGenPipeline:
+class MusicGenPipeline(SamplingSettings):
+    FALLBACK: ClassVar[dict[str, Any]] = {
+        "temperature": 1.0, "top_k": 250, "top_p": 1.0, "cfg_scale": 1.0, "max_duration": 30.0}
+
     model: LMModel
     conditioners: ConditionerSet
     codec: FrozenCodec
@@ -93,21 +94,9 @@ class MusicGenPipeline:
             raise ConfigError(f"duration={duration}: give a length in seconds > 0.")
         return math.ceil(duration * self.codec.frame_rate - 1e-6)
 
-    def _setting(self, key: str, given: Any) -> Any:
-        return given if given is not None else self.defaults.get(key, _FALLBACK.get(key))
-
-    def _value_sets(self, conditions: Values | Sequence[Values] | None,
-                    ) -> tuple[list[Values], bool]:
-        """(one value set per item, whether a single clip was asked for); None: the null
-        condition of every conditioner."""
-        if conditions is None:
-            return [{name: None for name in self.conditioners.names()}], True
-        if isinstance(conditions, Mapping):
-            return [conditions], True
-        return list(conditions), False
 
     def _check_length(self, seconds: float, what: str) -> None:
-        limit = float(self._setting("max_duration", None))
+        limit = float(self.setting("max_duration", None))
         if seconds > limit + 1e-6:
             raise ConfigError(f"{what} is {seconds:g} s, longer than max_duration={limit:g} s "
                               "(generate.max_duration).")
@@ -121,10 +110,10 @@ class MusicGenPipeline:
                         callback: Callable[[int, int], None] | None = None) -> torch.Tensor:
         """Tokens (B, K, frames): `prompt`'s (B, K, P) as given, then sampled ones, one item
         per value set (a single mapping with a batch prompt applies to every item)."""
-        values, _ = self._value_sets(conditions)
+        values, _ = self.value_sets(conditions)
         if prompt is not None and len(values) == 1 < prompt.shape[0]:
             values = values * prompt.shape[0]
-        scale = float(self._setting("cfg_scale", cfg_scale))
+        scale = float(self.setting("cfg_scale", cfg_scale))
         if scale < 0:
             raise ConfigError(f"cfg_scale={scale} must be >= 0 (1: no guidance).")
         if scale != 1.0 and not self.conditioners.names():
@@ -138,9 +127,9 @@ class MusicGenPipeline:
             return generate_tokens(
                 self.model, None, None if prompt is None else prompt.to(self.device), frames,
                 cond, unconditional=uncond, cfg_scale=scale,
-                temperature=float(self._setting("temperature", temperature)),
-                top_k=int(self._setting("top_k", top_k)),
-                top_p=float(self._setting("top_p", top_p)), generator=generator,
+                temperature=float(self.setting("temperature", temperature)),
+                top_k=int(self.setting("top_k", top_k)),
+                top_p=float(self.setting("top_p", top_p)), generator=generator,
                 batch_size=len(values), callback=callback)
         except ValueError as error:
             raise ConfigError(str(error)) from None
@@ -162,8 +151,8 @@ class MusicGenPipeline:
         conditions: all null), or a batch (B, channels, samples) for a list of them, exactly
         `duration` seconds long (default: the XP's). `negative`: values of the unconditional
         branch of guidance. Settings left None take the XP's; callback(step, steps)."""
-        values, single = self._value_sets(conditions)
-        duration = float(self._setting("duration", duration) or 0)
+        values, single = self.value_sets(conditions)
+        duration = float(self.setting("duration", duration) or 0)
         self._check_length(duration, "duration")
         tokens = self.generate_tokens(values, self.frames(duration), temperature=temperature,
                                       top_k=top_k, top_p=top_p, cfg_scale=cfg_scale, seed=seed,
