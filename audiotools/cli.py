@@ -28,6 +28,7 @@ COMMANDS: tuple[str, ...] = (
     "reconstruct",
     "sat_train",
     "shards",
+    "ui",
 )
 
 

@@ -57,6 +57,9 @@ class Family:
     pipeline: str
     # stable-audio-tools `model_type`s that convert into this family (audiotools.sat).
     sat_model_types: tuple[str, ...] = field(default=())
+    # The web UI's tab for one of its models: (pipeline, UIContext, name) -> None, building
+    # Gradio components (audiotools.ui); None: the family has no tab.
+    ui_tab: str | None = None
     # Whether its models are codecs (audiotools.models.codec): what `load_codec` accepts as a
     # pretransform or tokenizer.
     codec: bool = False
@@ -81,6 +84,11 @@ class Family:
     def pipeline_class(self) -> Any:
         return import_object(self.pipeline)
 
+    def ui_tab_builder(self) -> Any:
+        if self.ui_tab is None:
+            raise ConfigError(f"The {self.name} family has no web UI tab.")
+        return import_object(self.ui_tab)
+
 
 FAMILIES: dict[str, Family] = {family.name: family for family in (
     Family(
@@ -90,6 +98,7 @@ FAMILIES: dict[str, Family] = {family.name: family for family in (
         model_schema="audiotools.models.autoencoder.config:AutoencoderConfig",
         build_model="audiotools.models.autoencoder:build_autoencoder",
         pipeline="audiotools.inference.autoencoder:AutoencoderPipeline",
+        ui_tab="audiotools.ui.codec:autoencoder_tab",
         sat_model_types=("autoencoder",),
         codec=True,
     ),
@@ -100,6 +109,7 @@ FAMILIES: dict[str, Family] = {family.name: family for family in (
         model_schema="audiotools.models.cnn:CNNConfig",
         build_model="audiotools.models.cnn:build_cnn",
         pipeline="audiotools.inference.classifier:ClassifierPipeline",
+        ui_tab="audiotools.ui.classification:classifier_tab",
     ),
     Family(
         name="diffusion",
@@ -108,6 +118,7 @@ FAMILIES: dict[str, Family] = {family.name: family for family in (
         model_schema="audiotools.models.diffusion.config:DiffusionModelConfig",
         build_model="audiotools.models.diffusion:build_diffusion_model",
         pipeline="audiotools.inference.diffusion:DiffusionPipeline",
+        ui_tab="audiotools.ui.generation:diffusion_tab",
         sat_model_types=("diffusion_uncond", "diffusion_cond", "diffusion_cond_inpaint"),
     ),
     Family(
@@ -117,6 +128,7 @@ FAMILIES: dict[str, Family] = {family.name: family for family in (
         model_schema="audiotools.models.lm.config:LMConfig",
         build_model="audiotools.models.lm:build_lm",
         pipeline="audiotools.inference.musicgen:MusicGenPipeline",
+        ui_tab="audiotools.ui.generation:musicgen_tab",
     ),
 )}
 

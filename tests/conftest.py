@@ -6,8 +6,10 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
+import torch
 
 from audiotools import environment
 
@@ -40,3 +42,40 @@ def dora_command(*args: str, env: dict[str, str] | None = None, timeout: float =
     if check and result.returncode != 0:
         raise AssertionError(f"dora {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}")
     return result
+
+
+@pytest.fixture(scope="session")
+def tiny_models(tmp_path_factory) -> SimpleNamespace:
+    """Exports of a model of every family, trained once per session by its debug recipe
+    in-process on one thread (seconds; nothing here is worth listening to):
+    - diffusion: diffusion/debug_cond (raw audio, 16 kHz mono; an `ensemble` option and a
+      `seconds_total` number as conditions);
+    - musicgen: musicgen/debug on `codec` (an untrained tiny RVQ autoencoder);
+    - autoencoder: autoencoder/debug (with its reconstructions under samples/);
+    - classifier: classifier/debug (the shipped spoken digits).
+    Their XPs stay in `dora_dir`, for tests of what reads a dora dir."""
+    from omegaconf import OmegaConf
+
+    from audiotools import xp_config
+    from audiotools.cli import main as cli
+    from tests.solvers.helpers import tiny_codec, train
+    folder = tmp_path_factory.mktemp("tiny_models")
+    quiet = ["optim.epochs=1", "evaluate.every=0", "generate.every=0"]
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    exports = {}
+    with pytest.MonkeyPatch.context() as patch:
+        dora = use_dora_dir(folder / "dora", patch)
+        codec = tiny_codec(folder / "rvq.safetensors")
+        for family, overrides in (("diffusion", ["solver=diffusion/debug_cond", *quiet]),
+                                  ("musicgen", ["solver=musicgen/debug",
+                                                f"codec.source={codec}", *quiet]),
+                                  ("autoencoder", ["solver=autoencoder/debug"]),
+                                  ("classifier", ["solver=classifier/debug"])):
+            solver = train(*overrides)
+            # As `dora run` does (audiotools.train.train), for what reads the XP's config.
+            xp_config.record(solver.folder, OmegaConf.to_container(solver.cfg, resolve=True))
+            exports[family] = str(folder / f"{family}.safetensors")
+            assert cli(["export", str(solver.folder), exports[family]]) == 0
+    torch.set_num_threads(threads)
+    return SimpleNamespace(**exports, codec=str(codec), dora_dir=dora)

@@ -4,8 +4,6 @@ reproduce, typed conditions, batches equal to single runs, and every mistake one
 the option (exit 2, nothing written)."""
 from __future__ import annotations
 
-from types import SimpleNamespace
-
 import numpy as np
 import pytest
 import soundfile as sf
@@ -22,30 +20,15 @@ from audiotools.inference.conditions import (
     parse_assignments,
     text_conditioner,
 )
-from tests.conftest import use_dora_dir
-from tests.solvers.helpers import tiny_codec, train
 
-QUIET = ["optim.epochs=1", "evaluate.every=0", "generate.every=0"]
 PIANO = ["--condition", "ensemble=piano", "--condition", "seconds_total=1.5"]
 
 
-@pytest.fixture(scope="module")
-def models(tmp_path_factory):
-    """Exports of diffusion/debug_cond (raw audio, 16 kHz mono; conditioned on an `ensemble`
-    option and a `seconds_total` number) and musicgen/debug, plus the codec of the latter."""
-    folder = tmp_path_factory.mktemp("models")
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    with pytest.MonkeyPatch.context() as patch:
-        use_dora_dir(folder / "dora", patch)
-        diffusion = train("solver=diffusion/debug_cond", *QUIET)
-        assert cli(["export", str(diffusion.folder), str(folder / "diffusion.safetensors")]) == 0
-        codec = tiny_codec(folder / "rvq.safetensors")
-        musicgen = train("solver=musicgen/debug", f"codec.source={codec}", *QUIET)
-        assert cli(["export", str(musicgen.folder), str(folder / "musicgen.safetensors")]) == 0
-        yield SimpleNamespace(diffusion=str(folder / "diffusion.safetensors"),
-                              musicgen=str(folder / "musicgen.safetensors"), codec=str(codec))
-    torch.set_num_threads(threads)
+@pytest.fixture
+def models(tiny_models):
+    """The session's tiny diffusion (diffusion/debug_cond: an `ensemble` option and a
+    `seconds_total` number) and MusicGen models, and the codec of the latter."""
+    return tiny_models
 
 
 @pytest.fixture(autouse=True)

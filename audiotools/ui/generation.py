@@ -1,0 +1,281 @@
+"""The tabs of the generative families: generate from conditions, continue an uploaded clip,
+inpaint a region of one (diffusion), and decode a diffusion autoencoder's reconstruction.
+Diffusion and the token LM share every panel; only their sampling settings differ."""
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import gradio as gr
+import torch
+
+from ..errors import ConfigError
+from ..inference.diffusion import DiffusionPipeline
+from ..inference.musicgen import MusicGenPipeline
+from ..sampling.diffusion import SAMPLERS
+from .components import (
+    ConditionForm,
+    condition_form,
+    describe_audio,
+    read_upload,
+    shows_errors,
+    spectrogram,
+)
+from .context import UIContext
+
+Pipeline = DiffusionPipeline | MusicGenPipeline
+
+
+@dataclass
+class Control:
+    """One sampling setting: the keyword the pipeline takes and its input."""
+
+    key: str
+    component: gr.components.Component
+
+
+def diffusion_controls(pipeline: DiffusionPipeline) -> list[Control]:
+    defaults = pipeline.defaults
+    guided = bool(pipeline.conditioners.names())
+    return [
+        Control("steps", gr.Slider(1, 250, value=defaults.get("steps", 50), step=1,
+                                   label="Steps")),
+        Control("sampler", gr.Dropdown(list(SAMPLERS), value=defaults.get("sampler",
+                                                                           "dpmpp_2m"),
+                                       label="Sampler")),
+        Control("cfg_scale", gr.Slider(0, 15, value=defaults.get("cfg_scale", 1.0) if guided
+                                       else 1.0, step=0.1, interactive=guided,
+                                       label="CFG scale" if guided
+                                       else "CFG scale (no conditioners)")),
+    ]
+
+
+def musicgen_controls(pipeline: MusicGenPipeline) -> list[Control]:
+    defaults = pipeline.defaults
+    guided = bool(pipeline.conditioners.names())
+    return [
+        Control("temperature", gr.Slider(0.05, 2.0, value=defaults.get("temperature", 1.0),
+                                         step=0.05, label="Temperature")),
+        Control("top_k", gr.Slider(0, pipeline.model.cardinality,
+                                   value=min(defaults.get("top_k", 250),
+                                             pipeline.model.cardinality),
+                                   step=1, label="Top-k (0: off)")),
+        Control("top_p", gr.Slider(0.0, 1.0, value=defaults.get("top_p", 1.0), step=0.01,
+                                   label="Top-p (0 or 1: off)")),
+        Control("cfg_scale", gr.Slider(0, 15, value=defaults.get("cfg_scale", 1.0) if guided
+                                       else 1.0, step=0.1, interactive=guided,
+                                       label="CFG scale" if guided
+                                       else "CFG scale (no conditioners)")),
+    ]
+
+
+CONTROLS: dict[type, Callable[[Any], list[Control]]] = {
+    DiffusionPipeline: diffusion_controls, MusicGenPipeline: musicgen_controls}
+
+
+def duration_limit(pipeline: Pipeline, context: UIContext) -> float:
+    if isinstance(pipeline, MusicGenPipeline):
+        return min(context.max_duration, float(pipeline.setting("max_duration")))
+    return context.max_duration
+
+
+def check_duration(seconds: float | None, limit: float, what: str = "Duration") -> float:
+    if seconds is None or not 0 < seconds <= limit:
+        raise ConfigError(f"{what} must be more than 0 and at most {limit:g} seconds; got "
+                          f"{seconds}.")
+    return float(seconds)
+
+
+@dataclass
+class Settings:
+    """The inputs every generation panel has: seed, sampling controls and conditions, in the
+    order a handler receives their values."""
+
+    seed: gr.Number
+    controls: list[Control]
+    conditions: ConditionForm
+
+    @property
+    def components(self) -> list[gr.components.Component]:
+        return [self.seed, *(c.component for c in self.controls), *self.conditions.components]
+
+    def parse(self, values: Sequence[Any]) -> tuple[int, dict[str, Any], dict[str, Any]]:
+        """(seed, sampling keywords, conditions) from the values of `components`."""
+        seed, rest = values[0], values[1:]
+        if seed is None or seed < 0:
+            raise ConfigError(f"Seed must be a whole number >= 0; got {seed}.")
+        count = len(self.controls)
+        sampling = {control.key: value for control, value in zip(self.controls, rest[:count],
+                                                                 strict=True)}
+        return int(seed), sampling, self.conditions.values(rest[count:])
+
+
+def settings(pipeline: Pipeline) -> Settings:
+    with gr.Accordion("Conditions", open=True, visible=bool(pipeline.conditioners.names())):
+        form = condition_form(pipeline.conditioners)
+    with gr.Accordion("Sampling", open=False):
+        seed = gr.Number(0, precision=0, minimum=0, label="Seed")
+        controls = CONTROLS[type(pipeline)](pipeline)
+    return Settings(seed, controls, form)
+
+
+def outputs(label: str, prefix: str) -> list[gr.components.Component]:
+    """The result's player (with a download button), spectrogram and one line about it;
+    `prefix` starts their element ids (`<prefix>-audio`, ...), which the browser tests use."""
+    audio = gr.Audio(type="filepath", label=label, interactive=False, buttons=["download"],
+                     elem_id=f"{prefix}-audio")
+    image = gr.Image(type="pil", label="Spectrogram", interactive=False, show_label=False,
+                     elem_id=f"{prefix}-spectrogram")
+    info = gr.Markdown(elem_classes=["result-info"], elem_id=f"{prefix}-info")
+    return [audio, image, info]
+
+
+def progress_callback(progress: gr.Progress, what: str) -> Callable[[int, int], None]:
+    return lambda step, total: progress((step, total), desc=what)
+
+
+def result(context: UIContext, audio: torch.Tensor, sample_rate: int, stem: str,
+           started: float, seed: int) -> tuple[str, Any, str]:
+    path = context.outputs.write(audio, sample_rate, stem)
+    took = time.perf_counter() - started
+    info = f"{describe_audio(audio, sample_rate)} · seed {seed} · {took:.1f} s to make"
+    return path, spectrogram(audio, sample_rate, stem), info
+
+
+def generate_panel(pipeline: Pipeline, context: UIContext, name: str) -> None:
+    limit = duration_limit(pipeline, context)
+    with gr.Row():
+        with gr.Column():
+            duration = gr.Number(pipeline.setting("duration") or min(limit, 5.0),
+                                 minimum=0, maximum=limit, label=f"Duration (s, up to {limit:g})",
+                                 elem_id=f"{name}-generate-duration")
+            inputs = settings(pipeline)
+            button = gr.Button("Generate", variant="primary", elem_id=f"{name}-generate-button")
+        with gr.Column():
+            results = outputs("Generated", f"{name}-generate")
+
+    @shows_errors
+    def generate(seconds: float | None, *values: Any, progress: gr.Progress = gr.Progress()):
+        seconds = check_duration(seconds, limit)
+        seed, sampling, conditions = inputs.parse(values)
+        started = time.perf_counter()
+        audio, rate = pipeline.generate(conditions, seconds, seed=seed,
+                                        callback=progress_callback(progress, "Sampling"),
+                                        **sampling)
+        return result(context, audio, rate, "generated", started, seed)
+
+    button.click(generate, [duration, *inputs.components], results,
+                 api_name=f"{name}_generate")
+
+
+def continue_panel(pipeline: Pipeline, context: UIContext, name: str) -> None:
+    limit = duration_limit(pipeline, context)
+    with gr.Row():
+        with gr.Column():
+            prompt = gr.Audio(sources=["upload"], type="filepath", label="Audio to continue",
+                              elem_id=f"{name}-continue-input")
+            duration = gr.Number(min(limit, 2.0), minimum=0, maximum=limit,
+                                 label=f"Seconds to add (up to {limit:g})")
+            inputs = settings(pipeline)
+            button = gr.Button("Continue", variant="primary", elem_id=f"{name}-continue-button")
+        with gr.Column():
+            results = outputs("Continued", f"{name}-continue")
+
+    @shows_errors
+    def continue_(path: str | None, seconds: float | None, *values: Any,
+                  progress: gr.Progress = gr.Progress()):
+        audio, rate = read_upload(path, "the audio to continue")
+        seconds = check_duration(seconds, limit, "Seconds to add")
+        seed, sampling, conditions = inputs.parse(values)
+        started = time.perf_counter()
+        output, out_rate = pipeline.continue_(audio, rate, seconds, conditions, seed=seed,
+                                              callback=progress_callback(progress, "Sampling"),
+                                              **sampling)
+        return result(context, output, out_rate, "continued", started, seed)
+
+    button.click(continue_, [prompt, duration, *inputs.components], results,
+                 api_name=f"{name}_continue")
+
+
+def inpaint_panel(pipeline: DiffusionPipeline, context: UIContext, name: str) -> None:
+    with gr.Row():
+        with gr.Column():
+            clip = gr.Audio(sources=["upload"], type="filepath", label="Audio to inpaint",
+                            elem_id=f"{name}-inpaint-input")
+            with gr.Row():
+                start = gr.Number(0.0, minimum=0, label="Region start (s)")
+                end = gr.Number(1.0, minimum=0, label="Region end (s)")
+            inputs = settings(pipeline)
+            button = gr.Button("Inpaint", variant="primary", elem_id=f"{name}-inpaint-button")
+        with gr.Column():
+            results = outputs("Inpainted", f"{name}-inpaint")
+
+    @shows_errors
+    def inpaint(path: str | None, mask_start: float | None, mask_end: float | None,
+                *values: Any, progress: gr.Progress = gr.Progress()):
+        audio, rate = read_upload(path, "the audio to inpaint")
+        check_duration(audio.shape[-1] / rate, context.max_duration, "The upload")
+        if mask_start is None or mask_end is None:
+            raise ConfigError("Give the region's start and end in seconds.")
+        seed, sampling, conditions = inputs.parse(values)
+        started = time.perf_counter()
+        output, out_rate = pipeline.inpaint(audio, rate, mask_start, mask_end, conditions,
+                                            seed=seed,
+                                            callback=progress_callback(progress, "Sampling"),
+                                            **sampling)
+        return result(context, output, out_rate, "inpainted", started, seed)
+
+    button.click(inpaint, [clip, start, end, *inputs.components], results,
+                 api_name=f"{name}_inpaint")
+
+
+def reconstruct_panel(pipeline: DiffusionPipeline, context: UIContext, name: str) -> None:
+    """A diffusion autoencoder's encode, then decode by sampling."""
+    with gr.Row():
+        with gr.Column():
+            clip = gr.Audio(sources=["upload"], type="filepath", label="Audio to reconstruct",
+                            elem_id=f"{name}-reconstruct-input")
+            inputs = settings(pipeline)
+            button = gr.Button("Reconstruct", variant="primary",
+                               elem_id=f"{name}-reconstruct-button")
+        with gr.Column():
+            results = outputs("Reconstruction", f"{name}-reconstruct")
+
+    @shows_errors
+    def reconstruct(path: str | None, *values: Any, progress: gr.Progress = gr.Progress()):
+        audio, rate = read_upload(path, "the audio to reconstruct")
+        check_duration(audio.shape[-1] / rate, context.max_duration, "The upload")
+        seed, sampling, conditions = inputs.parse(values)
+        started = time.perf_counter()
+        output, out_rate = pipeline.reconstruct(audio, rate, conditions, seed=seed,
+                                                callback=progress_callback(progress,
+                                                                           "Sampling"),
+                                                **sampling)
+        return result(context, output, out_rate, "reconstructed", started, seed)
+
+    button.click(reconstruct, [clip, *inputs.components], results,
+                 api_name=f"{name}_reconstruct")
+
+
+def diffusion_tab(pipeline: DiffusionPipeline, context: UIContext, name: str) -> None:
+    with gr.Tabs():
+        if pipeline.model.config.encoder is not None:
+            with gr.Tab("Reconstruct"):
+                reconstruct_panel(pipeline, context, name)
+            return
+        with gr.Tab("Generate"):
+            generate_panel(pipeline, context, name)
+        with gr.Tab("Continue"):
+            continue_panel(pipeline, context, name)
+        with gr.Tab("Inpaint"):
+            inpaint_panel(pipeline, context, name)
+
+
+def musicgen_tab(pipeline: MusicGenPipeline, context: UIContext, name: str) -> None:
+    with gr.Tabs():
+        with gr.Tab("Generate"):
+            generate_panel(pipeline, context, name)
+        with gr.Tab("Continue"):
+            continue_panel(pipeline, context, name)

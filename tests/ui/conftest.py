@@ -1,0 +1,67 @@
+"""The web UI under test: `audiotools ui` on the session's tiny models (tests/conftest.py
+`tiny_models`) and their dora dir, on a free local port."""
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("gradio", reason="the web UI tests need the ui extra (pip install -e .[dev])")
+
+# The page's model tabs, in order; each is named by its export's stem (the family's name).
+FAMILIES = ("diffusion", "musicgen", "autoencoder", "classifier")
+MAX_DURATION = 20.0
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_until_serving(url: str, process: subprocess.Popen, log: Path,
+                       timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise AssertionError(f"audiotools ui exited with {process.returncode}:\n"
+                                 f"{log.read_text()}")
+        try:
+            with urllib.request.urlopen(url, timeout=2):
+                return
+        except OSError:
+            time.sleep(0.5)
+    raise AssertionError(f"audiotools ui did not answer at {url} within {timeout:g} s:\n"
+                         f"{log.read_text()}")
+
+
+@pytest.fixture(scope="session")
+def ui_url(tiny_models, tmp_path_factory) -> Iterator[str]:
+    """The address of `audiotools ui` serving the four tiny models and their dora dir, run as
+    a person runs it (the console script, its own process), on one thread."""
+    port = free_port()
+    models = [getattr(tiny_models, family) for family in FAMILIES]
+    log = tmp_path_factory.mktemp("ui") / "server.log"
+    command = [str(Path(sys.executable).parent / "audiotools"), "ui", *models, "--port",
+               str(port), "--dora-dir", str(tiny_models.dora_dir), "--max-duration",
+               str(MAX_DURATION)]
+    url = f"http://127.0.0.1:{port}/"
+    with open(log, "w") as output:
+        process = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT,
+                                   env={**os.environ, "OMP_NUM_THREADS": "1"})
+    try:
+        wait_until_serving(url, process, log)
+        yield url
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
