@@ -16,6 +16,7 @@ from ..plotting import plot_curves
 from .components import shows_errors, spectrogram
 
 COLUMNS = ["signature", "recipe", "overrides", "state", "epochs", "best metrics"]
+COLUMN_WIDTHS = ["9%", "15%", "26%", "12%", "7%", "31%"]
 
 
 # Metrics a table row shows: the best valid one, then the first evaluate ones.
@@ -39,6 +40,7 @@ def experiments_tab(app: gr.Blocks, dora_dir: Path) -> None:
     gr.Markdown(f"XPs in `{dora_dir / 'xps'}`, most recently updated first.")
     refresh = gr.Button("Refresh", size="sm", elem_id="experiments-refresh")
     table = gr.Dataframe(headers=COLUMNS, interactive=False, wrap=True,
+                         column_widths=COLUMN_WIDTHS, max_height=420, show_search="filter",
                          elem_id="experiments-table")
     with gr.Row():
         chosen = gr.Dropdown([], multiselect=True, label="XPs to compare", scale=2)
