@@ -94,7 +94,9 @@ def build_app(entries: Sequence[LoadedEntry], dora_dir: Path | None,
         gr.Markdown(header(entries, dora_dir), elem_id="header")
         with gr.Tabs():
             for entry in entries:
-                with gr.Tab(f"{entry.name} · {entry.family.name}", elem_id=f"tab-{entry.name}"):
+                label = (entry.name if entry.name == entry.family.name
+                         else f"{entry.name} · {entry.family.name}")
+                with gr.Tab(label, elem_id=f"tab-{entry.name}"):
                     entry.family.ui_tab_builder()(entry.pipeline, context, entry.name)
             if dora_dir is not None:
                 with gr.Tab("Experiments", elem_id="tab-experiments"):
