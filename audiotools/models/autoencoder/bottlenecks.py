@@ -130,7 +130,8 @@ class QuantizedBottleneck(Bottleneck):
 
 class RVQBottleneck(QuantizedBottleneck):
     """Residual VQ: each codebook quantizes what the previous ones left (EMA codebook updates,
-    k-means init on the first batch, dead-code replacement, straight-through gradients).
+    k-means init on the first batch, dead-code replacement, straight-through or
+    rotation-trick gradients).
 
     "commitment" is the mean over active codebooks of mse(residual input, its code): in
     training as the library measures it when quantizing, in eval recomputed from the codebooks
@@ -150,7 +151,7 @@ class RVQBottleneck(QuantizedBottleneck):
             threshold_ema_dead_code=config.threshold_ema_dead_code,
             quantize_dropout=config.quantizer_dropout,
             quantize_dropout_cutoff_index=config.min_quantizers - 1,
-            rotation_trick=False)
+            rotation_trick=config.rotation_trick)
 
     def forward(self, x: torch.Tensor) -> BottleneckOutput:
         vectors = x.transpose(1, 2)

@@ -198,6 +198,10 @@ class RVQBottleneckConfig(_BottleneckConfig):
     # In training, keep a random number of quantizers (at least min_quantizers) per batch.
     quantizer_dropout: bool = False
     min_quantizers: PositiveInt = 1
+    # Gradients through the codes by the rotation trick (Fifty et al. 2024: the encoder
+    # output is rotated onto its code, so the encoder learns where in the cell it landed)
+    # instead of the straight-through copy; off as stable-audio-tools trains.
+    rotation_trick: bool = False
 
     @model_validator(mode="after")
     def _min_within_range(self) -> RVQBottleneckConfig:
