@@ -190,6 +190,24 @@ def test_rvq_commitment_is_the_same_in_train_and_eval():
     assert eval_commitment.item() == pytest.approx(train_commitment.item(), rel=1e-3)
 
 
+def test_rvq_rotation_trick_changes_the_encoder_gradient_not_the_output():
+    audio = torch.randn(2, 1, 320)
+    grads, outputs = [], []
+    for rotation in (False, True):
+        torch.manual_seed(0)
+        model = build_autoencoder(model_config("oobleck", "rvq", rotation_trick=rotation))
+        assert all(layer.rotation_trick is rotation
+                   for layer in model.bottleneck.quantizer.layers)
+        model(audio)  # k-means init
+        output = model(audio)
+        outputs.append(output.audio.detach())
+        output.audio.square().mean().backward()
+        grads.append(torch.cat([p.grad.flatten() for p in model.encoder.parameters()
+                                if p.grad is not None]))
+    assert torch.allclose(outputs[0], outputs[1], atol=1e-3)  # the same codes, up to rounding
+    assert not torch.allclose(grads[0], grads[1])
+
+
 def test_quantizer_dropout_only_in_training():
     model = build_autoencoder(model_config("oobleck", "rvq", num_quantizers=4,
                                            quantizer_dropout=True, min_quantizers=2))
