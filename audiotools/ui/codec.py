@@ -26,12 +26,7 @@ def autoencoder_tab(pipeline: AutoencoderPipeline, context: UIContext, name: str
 
     @shows_errors
     def reconstruct(path: str | None):
-        audio, rate = read_upload(path, "the audio to reconstruct")
-        seconds = audio.shape[-1] / rate
-        if seconds > context.max_duration:
-            raise gr.Error(f"The upload is {seconds:.1f} s; this page takes up to "
-                           f"{context.max_duration:g} s (audiotools ui --max-duration).",
-                           print_exception=False)
+        audio, rate = read_upload(path, "the audio to reconstruct", context.max_duration)
         started = time.perf_counter()
         output_audio, out_rate = pipeline.reconstruct(audio, rate)
         took = time.perf_counter() - started

@@ -17,7 +17,7 @@ from PIL import Image
 
 from ..conditioning import ConditionerSet
 from ..data.audio import AudioFileError, audio_read, audio_write
-from ..errors import AudiotoolsError
+from ..errors import AudiotoolsError, ConfigError
 from ..inference.conditions import ConditionerInfo, checked_values, describe_conditioners
 from ..plotting import figure_image, spectrogram_figure
 
@@ -43,16 +43,29 @@ def shows_errors(handler: Callable[..., Any]) -> Callable[..., Any]:
     return guarded
 
 
-def read_upload(path: str | None, what: str) -> tuple[torch.Tensor, int]:
-    """(audio (channels, samples), sample rate) of an uploaded file; a missing or unreadable
-    upload is a message naming the file by the name it was uploaded with."""
+def check_duration(seconds: float | None, limit: float, what: str = "Duration") -> float:
+    """`seconds`, if in (0, limit]; else a message naming `what` and the page's limit."""
+    if seconds is None or not 0 < seconds <= limit:
+        given = "nothing" if seconds is None else f"{seconds:g} s"
+        raise ConfigError(f"{what} must be more than 0 and at most {limit:g} seconds "
+                          f"(audiotools ui --max-duration); got {given}.")
+    return float(seconds)
+
+
+def read_upload(path: str | None, what: str,
+                max_seconds: float | None = None) -> tuple[torch.Tensor, int]:
+    """(audio (channels, samples), sample rate) of an uploaded file; a missing, unreadable or
+    (over `max_seconds`) too long upload is a message naming the file by its uploaded name."""
     if not path:
         raise gr.Error(f"Upload {what} first.", print_exception=False)
+    name = Path(path).name
     try:
-        return audio_read(path)
+        audio, rate = audio_read(path)
     except AudioFileError as error:
-        raise gr.Error(str(error).replace(str(path), Path(path).name),
-                       print_exception=False) from None
+        raise gr.Error(str(error).replace(str(path), name), print_exception=False) from None
+    if max_seconds is not None:
+        check_duration(audio.shape[-1] / rate, max_seconds, name)
+    return audio, rate
 
 
 class OutputFolder:

@@ -17,6 +17,7 @@ from ..inference.musicgen import MusicGenPipeline
 from ..sampling.diffusion import SAMPLERS
 from .components import (
     ConditionForm,
+    check_duration,
     condition_form,
     describe_audio,
     read_upload,
@@ -81,13 +82,6 @@ def duration_limit(pipeline: Pipeline, context: UIContext) -> float:
     return context.max_duration
 
 
-def check_duration(seconds: float | None, limit: float, what: str = "Duration") -> float:
-    if seconds is None or not 0 < seconds <= limit:
-        raise ConfigError(f"{what} must be more than 0 and at most {limit:g} seconds; got "
-                          f"{seconds}.")
-    return float(seconds)
-
-
 @dataclass
 class Settings:
     """The inputs every generation panel has: seed, sampling controls and conditions, in the
@@ -111,6 +105,18 @@ class Settings:
                                                                  strict=True)}
         return int(seed), sampling, self.conditions.values(rest[count:])
 
+    def sample(self, context: UIContext, stem: str, method: Callable[..., Any],
+               values: Sequence[Any], progress: gr.Progress, *args: Any) -> tuple[Any, ...]:
+        """What a panel shows for `method(*args, conditions, seed=, callback=, **sampling)`
+        of the pipeline, with this form's `values`."""
+        seed, sampling, conditions = self.parse(values)
+        started = time.perf_counter()
+        audio, rate = method(*args, conditions, seed=seed,
+                             callback=lambda step, total: progress((step, total),
+                                                                   desc="Sampling"),
+                             **sampling)
+        return result(context, audio, rate, stem, started, seed)
+
 
 def settings(pipeline: Pipeline) -> Settings:
     with gr.Accordion("Conditions", open=True, visible=bool(pipeline.conditioners.names())):
@@ -130,10 +136,6 @@ def outputs(label: str, prefix: str) -> list[gr.components.Component]:
                      elem_id=f"{prefix}-spectrogram")
     info = gr.Markdown(elem_classes=["result-info"], elem_id=f"{prefix}-info")
     return [audio, image, info]
-
-
-def progress_callback(progress: gr.Progress, what: str) -> Callable[[int, int], None]:
-    return lambda step, total: progress((step, total), desc=what)
 
 
 def result(context: UIContext, audio: torch.Tensor, sample_rate: int, stem: str,
@@ -159,12 +161,10 @@ def generate_panel(pipeline: Pipeline, context: UIContext, name: str) -> None:
     @shows_errors
     def generate(seconds: float | None, *values: Any, progress: gr.Progress = gr.Progress()):
         seconds = check_duration(seconds, limit)
-        seed, sampling, conditions = inputs.parse(values)
-        started = time.perf_counter()
-        audio, rate = pipeline.generate(conditions, seconds, seed=seed,
-                                        callback=progress_callback(progress, "Sampling"),
-                                        **sampling)
-        return result(context, audio, rate, "generated", started, seed)
+        return inputs.sample(context, "generated", _generate, values, progress, seconds)
+
+    def _generate(seconds: float, conditions: Any, **settings: Any):
+        return pipeline.generate(conditions, seconds, **settings)
 
     button.click(generate, [duration, *inputs.components], results,
                  api_name=f"{name}_generate")
@@ -186,14 +186,10 @@ def continue_panel(pipeline: Pipeline, context: UIContext, name: str) -> None:
     @shows_errors
     def continue_(path: str | None, seconds: float | None, *values: Any,
                   progress: gr.Progress = gr.Progress()):
-        audio, rate = read_upload(path, "the audio to continue")
+        audio, rate = read_upload(path, "the audio to continue", limit)
         seconds = check_duration(seconds, limit, "Seconds to add")
-        seed, sampling, conditions = inputs.parse(values)
-        started = time.perf_counter()
-        output, out_rate = pipeline.continue_(audio, rate, seconds, conditions, seed=seed,
-                                              callback=progress_callback(progress, "Sampling"),
-                                              **sampling)
-        return result(context, output, out_rate, "continued", started, seed)
+        return inputs.sample(context, "continued", pipeline.continue_, values, progress, audio,
+                             rate, seconds)
 
     button.click(continue_, [prompt, duration, *inputs.components], results,
                  api_name=f"{name}_continue")
@@ -215,17 +211,11 @@ def inpaint_panel(pipeline: DiffusionPipeline, context: UIContext, name: str) ->
     @shows_errors
     def inpaint(path: str | None, mask_start: float | None, mask_end: float | None,
                 *values: Any, progress: gr.Progress = gr.Progress()):
-        audio, rate = read_upload(path, "the audio to inpaint")
-        check_duration(audio.shape[-1] / rate, context.max_duration, "The upload")
+        audio, rate = read_upload(path, "the audio to inpaint", context.max_duration)
         if mask_start is None or mask_end is None:
             raise ConfigError("Give the region's start and end in seconds.")
-        seed, sampling, conditions = inputs.parse(values)
-        started = time.perf_counter()
-        output, out_rate = pipeline.inpaint(audio, rate, mask_start, mask_end, conditions,
-                                            seed=seed,
-                                            callback=progress_callback(progress, "Sampling"),
-                                            **sampling)
-        return result(context, output, out_rate, "inpainted", started, seed)
+        return inputs.sample(context, "inpainted", pipeline.inpaint, values, progress, audio,
+                             rate, mask_start, mask_end)
 
     button.click(inpaint, [clip, start, end, *inputs.components], results,
                  api_name=f"{name}_inpaint")
@@ -245,15 +235,9 @@ def reconstruct_panel(pipeline: DiffusionPipeline, context: UIContext, name: str
 
     @shows_errors
     def reconstruct(path: str | None, *values: Any, progress: gr.Progress = gr.Progress()):
-        audio, rate = read_upload(path, "the audio to reconstruct")
-        check_duration(audio.shape[-1] / rate, context.max_duration, "The upload")
-        seed, sampling, conditions = inputs.parse(values)
-        started = time.perf_counter()
-        output, out_rate = pipeline.reconstruct(audio, rate, conditions, seed=seed,
-                                                callback=progress_callback(progress,
-                                                                           "Sampling"),
-                                                **sampling)
-        return result(context, output, out_rate, "reconstructed", started, seed)
+        audio, rate = read_upload(path, "the audio to reconstruct", context.max_duration)
+        return inputs.sample(context, "reconstructed", pipeline.reconstruct, values, progress,
+                             audio, rate)
 
     button.click(reconstruct, [clip, *inputs.components], results,
                  api_name=f"{name}_reconstruct")

@@ -116,6 +116,11 @@ def test_bad_input_is_a_message_and_the_server_keeps_serving(client, tmp_path):
     with pytest.raises(AppError, match="notes.wav: not readable as audio") as error:
         client.predict(gradio_client.handle_file(str(text)), api_name="/classifier_classify")
     assert "Traceback" not in str(error.value) and str(tmp_path) not in str(error.value)
+    long = audio_write(tmp_path / "long.wav", torch.zeros(1, int(RATE * (MAX_DURATION + 5))),
+                       RATE)
+    with pytest.raises(AppError, match=f"long.wav must be more than 0 and at most "
+                                       f"{MAX_DURATION:g} seconds"):
+        client.predict(gradio_client.handle_file(str(long)), api_name="/autoencoder_reconstruct")
     with pytest.raises(AppError, match="Upload the audio to reconstruct first"):
         client.predict(None, api_name="/autoencoder_reconstruct")
     with pytest.raises(AppError, match="kazoo band is not in the list of choices"):
