@@ -345,43 +345,72 @@ class GenerativeSolver(StandardSolver):
         return [dict(null) for _ in range(generate.num_samples)], None
 
     def generate(self) -> dict[str, Any]:
-        """Per CFG scale, one sample per condition set (one batch, from generate.seed):
-        `NNN_cfgS.<format>` and its spectrogram `NNN_cfgS.png` under <xp>/samples/<epoch>/, and
-        conditions.json saying what each was generated from; logged as audio and images. A
-        family that continues prompts (`continue_audio`) adds `NNN_cfgS_continued` files for
-        sets taken from data."""
-        if not distributed.is_rank_zero():
-            return {}
+        """Per CFG scale, one sample per condition set: `NNN_cfgS.<format>` and its spectrogram
+        `NNN_cfgS.png` under <xp>/samples/<epoch>/, and conditions.json saying what each was
+        generated from; logged as audio and images. A family that continues prompts
+        (`continue_audio`) adds `NNN_cfgS_continued` files for sets taken from data. The sets
+        go in batches of `dataset.batch_size`, the one at set `start` from `generate.seed +
+        start` (one batch from `generate.seed` when they fit in one); under DDP each rank
+        generates its share of the batches and rank 0 gathers them and writes, so the samples
+        are those one process makes (streamed shards: rank 0 alone, from its stream)."""
         generate = self.settings.generate
+        streamed = (not generate.conditions and "generate" in self.loaders
+                    and isinstance(self.datasets["generate"], IterableDataset))
+        if streamed and not distributed.is_rank_zero():
+            return {}
         values, items = self._condition_sets()
         duration = generate.duration or self.split_duration(
             "generate" if "generate" in self.datasets else "train")
+        batch_size = self.settings.dataset.batch_size
+        starts = list(range(0, len(values), batch_size))
+        share = starts if streamed else starts[distributed.rank()::distributed.world_size()]
+        # (start, scale index) -> (clips, continued clips or None, prompt seconds)
+        mine: dict[tuple[int, int], tuple[list[torch.Tensor], list[torch.Tensor] | None,
+                                          float | None]] = {}
+        for start in share:
+            chunk_values = values[start:start + batch_size]
+            chunk_items = None if items is None else items[start:start + batch_size]
+            for number, scale in enumerate(generate.cfg_scale):
+                seed = generate.seed + start
+                audio = self.generate_audio(chunk_values, chunk_items, duration, seed, scale)
+                continued = None if chunk_items is None else self.continue_audio(
+                    chunk_values, chunk_items, duration, seed, scale)
+                mine[start, number] = (
+                    _clips(audio), None if continued is None else _clips(continued[0]),
+                    None if continued is None else continued[1])
+        shares = [mine] if streamed else distributed.all_gather_object(mine)
+        if not distributed.is_rank_zero():
+            return {}
+        _log_shares("Generate", len(values), [len({start for start, _ in part})
+                                              for part in shares])
+        batches = {key: batch for gathered in shares for key, batch in gathered.items()}
         out_dir = self.folder / "samples" / str(self.epoch)
         out_dir.mkdir(parents=True, exist_ok=True)
         records = []
-        for scale in generate.cfg_scale:
-            common = {"cfg_scale": scale, "seed": generate.seed, "duration": duration,
-                      **self.sampling_record()}
-            audio = self.generate_audio(values, items, duration, generate.seed, scale)
-            records += self._write_samples(out_dir, audio, f"_cfg{scale:g}", values, items,
-                                           common)
-            continued = None if items is None else self.continue_audio(
-                values, items, duration, generate.seed, scale)
-            if continued is not None:
-                audio, prompt = continued
-                records += self._write_samples(out_dir, audio, f"_cfg{scale:g}_continued",
-                                               values, items, {**common, "prompt_seconds": prompt})
+        for number, scale in enumerate(generate.cfg_scale):
+            common = {"cfg_scale": scale, "duration": duration, **self.sampling_record()}
+            for kind in ("", "_continued"):
+                for start in starts:
+                    clips, continued, prompt = batches[start, number]
+                    if kind and continued is None:
+                        continue
+                    extra = {"prompt_seconds": prompt} if kind else {}
+                    records += self._write_samples(
+                        out_dir, continued if kind else clips, f"_cfg{scale:g}{kind}", values,
+                        items, {**common, "seed": generate.seed + start, **extra}, start)
         (out_dir / "conditions.json").write_text(json.dumps(records, indent=1, default=str))
         return {"samples": float(len(records)), "seconds": duration}
 
-    def _write_samples(self, out_dir: Path, audio: torch.Tensor, suffix: str,
+    def _write_samples(self, out_dir: Path, audio: Sequence[torch.Tensor], suffix: str,
                        values: Sequence[Mapping[str, Any]], items: Sequence[Item] | None,
-                       common: Mapping[str, Any]) -> list[dict[str, Any]]:
-        """Each clip of a batch as `NNN<suffix>.<format>` and its spectrogram, logged; their
-        conditions.json records."""
+                       common: Mapping[str, Any], first: int = 0) -> list[dict[str, Any]]:
+        """The clips of the batch of sets `first`, `first + 1`, ... as `NNN<suffix>.<format>`
+        and their spectrograms, logged; their conditions.json records (`batch_index`: the
+        clip's place in its batch)."""
         generate = self.settings.generate
         records = []
-        for index, clip in enumerate(audio.float().clamp(-1, 1).cpu()):
+        for offset, clip in enumerate(audio):
+            index = first + offset
             name = f"{index:03d}{suffix}"
             audio_write(out_dir / f"{name}.{generate.format}", clip, self.sample_rate)
             image = render_spectrogram(clip, self.sample_rate)
@@ -390,7 +419,7 @@ class GenerativeSolver(StandardSolver):
             pixels = torch.from_numpy(np.array(image.convert("RGB"))).permute(2, 0, 1)
             self.log_image("generate", f"{name}_spectrogram", pixels)
             record = {"audio": f"{name}.{generate.format}", "spectrogram": f"{name}.png",
-                      "conditions": values[index], "batch_index": index, **common}
+                      "conditions": values[index], "batch_index": offset, **common}
             if items is not None:
                 record["source"] = {"path": str(items[index]["path"]),
                                     "seconds_start": items[index]["seconds_start"]}
@@ -417,10 +446,11 @@ class GenerativeSolver(StandardSolver):
             chunk = items[start:start + batch_size]
             audio = self.generate_audio([self.condition_values(item) for item in chunk], chunk,
                                         duration, evaluate.seed + start, evaluate.cfg_scale)
-            mine[start] = list(audio.float().clamp(-1, 1).cpu().unbind(0))
+            mine[start] = _clips(audio)
         shares = [mine] if streamed else distributed.all_gather_object(mine)
         if not distributed.is_rank_zero():
             return {}
+        _log_shares("Evaluate", len(items), [len(part) for part in shares])
         clips = {start: batch for gathered in shares for start, batch in gathered.items()}
         generated = [clip for start in starts for clip in clips[start]]
         heldout_items = self._items("valid")
@@ -447,3 +477,14 @@ class GenerativeSolver(StandardSolver):
                 "codec": ({**self.codec.describe(), **self.codec_location}
                           if self.codec is not None else None),
                 "sample_rate": self.sample_rate, "channels": self.channels}
+
+
+def _clips(audio: torch.Tensor) -> list[torch.Tensor]:
+    """A batch of generated audio as clips in [-1, 1] on the CPU (what ranks gather)."""
+    return list(audio.float().clamp(-1, 1).cpu().unbind(0))
+
+
+def _log_shares(stage: str, count: int, batches: list[int]) -> None:
+    """Rank 0's record of how many of a stage's batches each rank generated."""
+    logger.info("%s: %d clips in %d batches, generated by rank %s.", stage, count, sum(batches),
+                ", ".join(f"{rank}: {made}" for rank, made in enumerate(batches)))
