@@ -44,6 +44,16 @@ def dora_command(*args: str, env: dict[str, str] | None = None, timeout: float =
     return result
 
 
+@pytest.fixture
+def one_thread():
+    """In-process runs on one thread, as the debug recipes' `num_threads: 1` runs them under
+    `dora run` (tiny models gain nothing from more, and lose much beside other processes)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="session")
 def tiny_models(tmp_path_factory) -> SimpleNamespace:
     """Exports of a model of every family, trained once per session by its debug recipe

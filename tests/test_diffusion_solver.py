@@ -43,14 +43,7 @@ JUDGE_MEL = {"sample_rate": 16000, "n_fft": 256, "hop_length": 160, "n_mels": 16
 QUIET = ["evaluate.every=0", "generate.every=0"]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """In-process runs on one thread, as the debug recipes' `num_threads: 1` runs them under
-    `dora run` (tiny models gain nothing from more, and lose much beside other processes)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _history(folder):

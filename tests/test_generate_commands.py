@@ -31,12 +31,7 @@ def models(tiny_models):
     return tiny_models
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _refused(argv, capsys, *fragments):

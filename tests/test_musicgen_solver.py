@@ -42,13 +42,7 @@ ENSEMBLES = ["brass quartet", "church organ", "mallets", "piano", "string quarte
 QUIET = ["evaluate.every=0", "generate.every=0"]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """In-process runs on one thread, as the debug recipe's `num_threads: 1` runs it."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture
