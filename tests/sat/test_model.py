@@ -44,7 +44,9 @@ def test_conversion_keeps_every_setting():
     assert config.bottleneck.model_dump() == {
         "type": "rvq", "num_quantizers": 3, "codebook_size": 64, "decay": 0.99,
         "kmeans_init": True, "kmeans_iters": 50, "threshold_ema_dead_code": 2.0,
-        "quantizer_dropout": True, "min_quantizers": 1}
+        "quantizer_dropout": True, "min_quantizers": 1,
+        # SAT pins vector-quantize-pytorch 1.14.41, from before the rotation trick.
+        "rotation_trick": False}
     model = build_autoencoder(config)
     upsampling = [m.kernel_size[0] for m in model.decoder.modules()
                   if isinstance(m, nn.ConvTranspose1d)]
