@@ -11,7 +11,7 @@ import logging
 import os
 import random
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -142,12 +142,17 @@ def all_gather_object(value: Any) -> list[Any]:
     return gathered
 
 
-def broadcast_module(module: torch.nn.Module) -> None:
-    """Give every rank rank 0's parameters and buffers."""
+def broadcast_tensors(tensors: Iterable[torch.Tensor]) -> None:
+    """Give every rank rank 0's values of `tensors`, in place."""
     if world_size() == 1:
         return
-    for tensor in list(module.parameters()) + list(module.buffers()):
+    for tensor in tensors:
         torch.distributed.broadcast(tensor.data, src=0)
+
+
+def broadcast_module(module: torch.nn.Module) -> None:
+    """Give every rank rank 0's parameters and buffers."""
+    broadcast_tensors(list(module.parameters()) + list(module.buffers()))
 
 
 def average_buffers(module: torch.nn.Module) -> None:

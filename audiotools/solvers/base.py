@@ -436,6 +436,10 @@ class StandardSolver(flashy.BaseSolver):
         self.restore()
         for module in self._registered_modules():
             distributed.broadcast_module(module)
+        # Each rank's EMA started from its own initial weights (seeds differ by rank): give
+        # them rank 0's, as the modules just got, or rank 1's valid would score other weights.
+        for ema in self.ema.values():
+            distributed.broadcast_tensors(ema.state_dict().values())
         epochs = self.settings.optim.epochs
         if self.epoch > epochs:
             logger.info("All %d epochs are done; nothing to run.", epochs)
