@@ -136,6 +136,21 @@ def test_rvq_decodes_fewer_codebooks_coarsely():
     assert errors[0] > errors[1] > errors[2]
 
 
+def test_rvq_factorised_codes_decode_what_the_forward_quantizes():
+    model = build_autoencoder(model_config("oobleck", "rvq", codebook_dim=2, decay=0.999999,
+                                           threshold_ema_dead_code=0))
+    assert model.bottleneck.quantizer.codebooks.shape[-1] == 2  # matched in 2 of 6 dims
+    audio = torch.randn(4, 1, 320)
+    model(audio)
+    train_commitment = model(audio).losses["commitment"]
+    model.eval()
+    output = model.bottleneck(model.encoder(audio))
+    tokens = model.encode_to_tokens(audio)
+    assert torch.allclose(model.bottleneck.decode_tokens(tokens), output.latents, atol=1e-6)
+    assert output.losses["commitment"].item() == pytest.approx(train_commitment.item(),
+                                                               rel=1e-3)
+
+
 def test_token_errors_are_clear():
     rvq = build_autoencoder(model_config("oobleck", "rvq"))
     with pytest.raises(ValueError, match=r"1 to 3 codebooks"):

@@ -46,7 +46,7 @@ def test_conversion_keeps_every_setting():
         "kmeans_init": True, "kmeans_iters": 50, "threshold_ema_dead_code": 2.0,
         "quantizer_dropout": True, "min_quantizers": 1,
         # SAT pins vector-quantize-pytorch 1.14.41, from before the rotation trick.
-        "rotation_trick": False}
+        "rotation_trick": False, "codebook_dim": None}
     model = build_autoencoder(config)
     upsampling = [m.kernel_size[0] for m in model.decoder.modules()
                   if isinstance(m, nn.ConvTranspose1d)]

@@ -151,7 +151,7 @@ class RVQBottleneck(QuantizedBottleneck):
             threshold_ema_dead_code=config.threshold_ema_dead_code,
             quantize_dropout=config.quantizer_dropout,
             quantize_dropout_cutoff_index=config.min_quantizers - 1,
-            rotation_trick=config.rotation_trick)
+            rotation_trick=config.rotation_trick, codebook_dim=config.codebook_dim)
 
     def forward(self, x: torch.Tensor) -> BottleneckOutput:
         vectors = x.transpose(1, 2)
@@ -174,11 +174,13 @@ class RVQBottleneck(QuantizedBottleneck):
                 for layer in self.quantizer.layers]
 
     def _codes(self, tokens: torch.Tensor) -> torch.Tensor:
-        """(K, B, frames, dim) code vectors of tokens (B, K, frames)."""
+        """(K, B, frames, codebook dim) code vectors of tokens (B, K, frames), in the space the
+        codes are matched in (the latent's, or its projection with `codebook_dim`)."""
         codebooks = self.quantizer.codebooks
         return torch.stack([codebooks[k][tokens[:, k]] for k in range(tokens.shape[1])])
 
     def _commitment(self, vectors: torch.Tensor, tokens: torch.Tensor) -> torch.Tensor:
+        vectors = self.quantizer.project_in(vectors)
         codes = self._codes(tokens).to(vectors.dtype)
         before = torch.cumsum(codes, dim=0) - codes  # sum of the previous codebooks' codes
         residuals = vectors.unsqueeze(0) - before
@@ -192,7 +194,7 @@ class RVQBottleneck(QuantizedBottleneck):
     def decode_tokens(self, tokens: torch.Tensor) -> torch.Tensor:
         """Latents from the first K <= num_codebooks codebooks (coarser with fewer)."""
         self._check_tokens(tokens, min_codebooks=1)
-        return self._codes(tokens).sum(dim=0).transpose(1, 2)
+        return self.quantizer.project_out(self._codes(tokens).sum(dim=0)).transpose(1, 2)
 
 
 class FSQBottleneck(QuantizedBottleneck):

@@ -202,6 +202,9 @@ class RVQBottleneckConfig(_BottleneckConfig):
     # output is rotated onto its code, so the encoder learns where in the cell it landed)
     # instead of the straight-through copy; off as stable-audio-tools trains.
     rotation_trick: bool = False
+    # Codes looked up in a learned projection of this many dimensions (factorised codes, as
+    # DAC's): fewer to match per code, projected back to the latent; null: the latent's own.
+    codebook_dim: PositiveInt | None = None
 
     @model_validator(mode="after")
     def _min_within_range(self) -> RVQBottleneckConfig:
