@@ -15,8 +15,7 @@ from omegaconf import OmegaConf
 
 import audiotools
 from audiotools.cli import main as cli
-from audiotools.data.audio import audio_info, audio_write
-from audiotools.data.manifest import write_manifest
+from audiotools.data.audio import audio_info
 from audiotools.environment import CONFIG_DIR
 from audiotools.errors import CheckpointError, ConfigError, NonFiniteLossError
 from audiotools.families import FAMILIES
@@ -25,16 +24,16 @@ from audiotools.io import export
 from audiotools.models.diffusion import DiffusionModel, build_diffusion_model, preset
 from tests.conftest import dora_command
 from tests.solvers.helpers import (
+    ENSEMBLES,
     assert_resume_matches_uninterrupted,
     build,
     make_xp,
     train,
+    write_tones_dset,
 )
 from tests.test_diffusion_models import SAT_STABLE_AUDIO_DIT_PARAMETERS
 from tests.test_families import TRAINING_STACK
 
-ENSEMBLES = ["brass quartet", "church organ", "mallets", "piano", "string quartet",
-             "synthesizers"]
 VAE = OmegaConf.to_container(OmegaConf.load(CONFIG_DIR / "model/autoencoder/debug.yaml"))
 # A judge with the ensembles as classes (untrained: the accuracy path, not its value).
 JUDGE_CNN = {"channels": [4], "pools": [[2, 2]], "n_mels": 16, "num_classes": len(ENSEMBLES)}
@@ -148,22 +147,7 @@ def tones(tmp_path, monkeypatch):
     """Six labelled 1.5 s clips (one per ensemble) with train/valid/evaluate/generate
     manifests, a dset `tones` in the test's config tree, a tiny VAE export, and its
     pre-encoded latents of every split."""
-    entries = []
-    (tmp_path / "audio").mkdir()
-    time = torch.arange(24000) / 16000
-    for number, ensemble in enumerate(ENSEMBLES):
-        wave = 0.3 * torch.sin(2 * math.pi * 110 * (number + 1) * time)[None]
-        path = audio_write(tmp_path / f"audio/{number}.wav", wave, 16000)
-        entries.append({"path": str(path), "duration": 1.5, "sample_rate": 16000,
-                        "channels": 1, "meta": {"ensemble": ensemble}})
-    splits = {"train": entries, "valid": entries[:2], "evaluate": entries[2:4],
-              "generate": entries[4:]}
-    for split, chosen in splits.items():
-        write_manifest(chosen, tmp_path / f"{split}.jsonl")
-    dset = tmp_path / "config/dset/tones.yaml"
-    dset.parent.mkdir(parents=True)
-    dset.write_text("".join(f"{split}:\n  manifest: {tmp_path / f'{split}.jsonl'}\n"
-                            for split in splits))
+    write_tones_dset(tmp_path)
     torch.manual_seed(0)
     vae = FAMILIES["autoencoder"].new_model(VAE, "test")
     codec = export.write(tmp_path / "vae.safetensors",

@@ -19,8 +19,7 @@ from torch import nn
 import audiotools
 from audiotools.cli import main as cli
 from audiotools.conditioning import ConditionerSet
-from audiotools.data.audio import audio_info, audio_write
-from audiotools.data.manifest import write_manifest
+from audiotools.data.audio import audio_info
 from audiotools.errors import ConfigError, NonFiniteLossError
 from audiotools.families import FAMILIES
 from audiotools.inference.musicgen import MusicGenPipeline
@@ -33,12 +32,11 @@ from tests.solvers.helpers import (
     make_xp,
     tiny_codec,
     train,
+    write_tones_dset,
 )
 from tests.test_families import TRAINING_STACK
 from tests.test_lm_model import AUDIOCRAFT_MUSICGEN_SMALL_PARAMETERS
 
-ENSEMBLES = ["brass quartet", "church organ", "mallets", "piano", "string quartet",
-             "synthesizers"]
 QUIET = ["evaluate.every=0", "generate.every=0"]
 
 
@@ -108,22 +106,7 @@ def test_an_fsq_codec_gives_the_tokens_too(tmp_path, dora_dir):
 def tones(tmp_path, codec, monkeypatch):
     """Six labelled 1.5 s tones (one per ensemble) as a dset `tones` in the test's config tree,
     and their tokens pre-encoded by the tiny RVQ codec."""
-    entries = []
-    (tmp_path / "audio").mkdir()
-    time = torch.arange(24000) / 16000
-    for number, ensemble in enumerate(ENSEMBLES):
-        wave = 0.3 * torch.sin(2 * math.pi * 110 * (number + 1) * time)[None]
-        path = audio_write(tmp_path / f"audio/{number}.wav", wave, 16000)
-        entries.append({"path": str(path), "duration": 1.5, "sample_rate": 16000,
-                        "channels": 1, "meta": {"ensemble": ensemble}})
-    splits = {"train": entries, "valid": entries[:2], "evaluate": entries[2:4],
-              "generate": entries[4:]}
-    for split, chosen in splits.items():
-        write_manifest(chosen, tmp_path / f"{split}.jsonl")
-    dset = tmp_path / "config/dset/tones.yaml"
-    dset.parent.mkdir(parents=True)
-    dset.write_text("".join(f"{split}:\n  manifest: {tmp_path / f'{split}.jsonl'}\n"
-                            for split in splits))
+    write_tones_dset(tmp_path)
     with monkeypatch.context() as patched:
         patched.setenv("AUDIOTOOLS_CONFIG_PATH", f"file://{tmp_path / 'config'}")
         assert cli(["pre-encode", str(codec), "tones", str(tmp_path / "tokens")]) == 0

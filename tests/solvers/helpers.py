@@ -1,12 +1,15 @@
 """Run a recipe in-process, the way `dora run` does, for fast tests of the solver base."""
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import pytest
 import torch
 from omegaconf import OmegaConf
 
+from audiotools.data.audio import audio_write
+from audiotools.data.manifest import write_manifest
 from audiotools.distributed import seed_everything
 from audiotools.environment import CONFIG_DIR
 from audiotools.families import FAMILIES, build_solver
@@ -98,3 +101,32 @@ def assert_resume_matches_uninterrupted(monkeypatch, dora_dir, *overrides: str,
                  for stage, metrics in epoch.items()} for epoch in history]
 
     assert without_durations(state["history"]) == without_durations(expected["history"])
+
+
+# The shipped ensembles' names, as the generative debug recipes' `ensemble` conditioner lists
+# them.
+ENSEMBLES = ["brass quartet", "church organ", "mallets", "piano", "string quartet",
+             "synthesizers"]
+
+
+def write_tones_dset(folder: Path) -> list[dict]:
+    """Six labelled 1.5 s tones (one per ensemble, 16 kHz mono) under `folder/audio`, their
+    train/valid/evaluate/generate manifests, and a dset `tones` naming them in the config tree
+    `folder/config` (put it on AUDIOTOOLS_CONFIG_PATH); returns the manifest entries."""
+    entries = []
+    (folder / "audio").mkdir()
+    time = torch.arange(24000) / 16000
+    for number, ensemble in enumerate(ENSEMBLES):
+        wave = 0.3 * torch.sin(2 * math.pi * 110 * (number + 1) * time)[None]
+        path = audio_write(folder / f"audio/{number}.wav", wave, 16000)
+        entries.append({"path": str(path), "duration": 1.5, "sample_rate": 16000,
+                        "channels": 1, "meta": {"ensemble": ensemble}})
+    splits = {"train": entries, "valid": entries[:2], "evaluate": entries[2:4],
+              "generate": entries[4:]}
+    for split, chosen in splits.items():
+        write_manifest(chosen, folder / f"{split}.jsonl")
+    dset = folder / "config/dset/tones.yaml"
+    dset.parent.mkdir(parents=True)
+    dset.write_text("".join(f"{split}:\n  manifest: {folder / f'{split}.jsonl'}\n"
+                            for split in splits))
+    return entries
