@@ -10,8 +10,14 @@ from typing import Any
 import gradio as gr
 
 from ..data.audio import audio_read
-from ..errors import ConfigError
-from ..experiments import XPSummary, find_xps, load_history, metric_names, samples
+from ..experiments import (
+    XPSummary,
+    find_xps,
+    load_history,
+    metric_names,
+    resolve_xp,
+    samples,
+)
 from ..plotting import plot_curves
 from .components import shows_errors, spectrogram
 
@@ -54,12 +60,6 @@ def experiments_tab(app: gr.Blocks, dora_dir: Path) -> None:
         player = gr.Audio(type="filepath", label="Sample", interactive=False)
         sample_image = gr.Image(type="pil", show_label=False, interactive=False)
 
-    def folder_of(sig: str) -> Path:
-        folder = dora_dir / "xps" / sig
-        if not folder.is_dir():
-            raise ConfigError(f"XP {sig} is no longer in {dora_dir / 'xps'}; press Refresh.")
-        return folder
-
     @shows_errors
     def listing():
         xps = find_xps(dora_dir)
@@ -72,12 +72,12 @@ def experiments_tab(app: gr.Blocks, dora_dir: Path) -> None:
     def metric_choices(sigs: list[str] | None):
         names: dict[str, None] = {}
         for sig in sigs or []:
-            names.update(dict.fromkeys(metric_names(load_history(folder_of(sig)))))
+            names.update(dict.fromkeys(metric_names(load_history(resolve_xp(sig, dora_dir)))))
         return gr.update(choices=list(names))
 
     @shows_errors
     def plot(sigs: list[str] | None, names: list[str] | None):
-        histories = {sig: load_history(folder_of(sig)) for sig in sigs or []}
+        histories = {sig: load_history(resolve_xp(sig, dora_dir)) for sig in sigs or []}
         histories = {sig: history for sig, history in histories.items() if history}
         if not histories:
             return None
@@ -87,7 +87,7 @@ def experiments_tab(app: gr.Blocks, dora_dir: Path) -> None:
     def sample_choices(sig: str | None):
         if not sig:
             return gr.update(choices=[], value=None)
-        folder = folder_of(sig)
+        folder = resolve_xp(sig, dora_dir)
         files = [str(path.relative_to(folder / "samples")) for path in samples(folder)]
         return gr.update(choices=files, value=files[-1] if files else None)
 
@@ -95,7 +95,7 @@ def experiments_tab(app: gr.Blocks, dora_dir: Path) -> None:
     def show_sample(sig: str | None, name: str | None):
         if not sig or not name:
             return None, None
-        path = folder_of(sig) / "samples" / name
+        path = resolve_xp(sig, dora_dir) / "samples" / name
         audio, rate = audio_read(path)
         return str(path), spectrogram(audio, rate, f"{sig} · {name}")
 
