@@ -7,6 +7,7 @@ import torch
 from audiotools.conditioning import ConditionerSet
 from audiotools.errors import ConfigError
 from audiotools.models.diffusion import build_diffusion_model, preset
+from audiotools.models.diffusion.blocks import RotaryEmbedding, apply_rotary, rotary_dim
 
 # stable-audio-tools 0.0.19's own count for the Stable Audio Open / 2.0 DiT: its
 # `DiffusionTransformer(io_channels=64, embed_dim=1536, depth=24, num_heads=24,
@@ -235,3 +236,27 @@ def test_conditions_of_a_conditioner_set_feed_the_network():
         assert model(torch.randn(2, 4, 8), torch.rand(2), **inputs).shape == (2, 4, 8)
     with pytest.raises(ConfigError, match="'bpm'"):
         model.condition_inputs({name: conditions[name] for name in conditions if name != "bpm"})
+
+
+def _rotary_written_out(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """stable-audio-tools' formulation: halves layout, duplicated angles, rotate_half."""
+    dim = 2 * cos.shape[-1]
+    cos, sin = torch.cat([cos, cos], dim=-1), torch.cat([sin, sin], dim=-1)
+    rotated, rest = x[..., :dim], x[..., dim:]
+    first, second = rotated.chunk(2, dim=-1)
+    return torch.cat([rotated * cos + torch.cat([-second, first], dim=-1) * sin, rest], dim=-1)
+
+
+@pytest.mark.parametrize("head_dim", [64, 32, 6])
+def test_rotary_positions_match_the_written_out_rotation_and_its_gradient(head_dim):
+    torch.manual_seed(0)
+    cos, sin = RotaryEmbedding(rotary_dim(head_dim))(9)
+    cos, sin = cos.double(), sin.double()
+    # A non-contiguous (B, H, N, D) view, as attention hands it over.
+    x = torch.randn(2, 9, 3, head_dim, dtype=torch.double).transpose(1, 2).requires_grad_()
+    torch.testing.assert_close(apply_rotary(x, cos, sin), _rotary_written_out(x, cos, sin))
+    assert torch.autograd.gradcheck(lambda x: apply_rotary(x, cos, sin), (x,))
+    grad = torch.randn(2, 3, 9, head_dim, dtype=torch.double)
+    ours, = torch.autograd.grad(apply_rotary(x, cos, sin), x, grad)
+    theirs, = torch.autograd.grad(_rotary_written_out(x, cos, sin), x, grad)
+    torch.testing.assert_close(ours, theirs)
