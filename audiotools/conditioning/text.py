@@ -1,7 +1,8 @@
 """`text`: a prompt through a frozen T5 encoder (transformers), projected to dim.
 
 The encoder and its tokenizer load with `from_pretrained` from a Hugging Face name (found in
-the local cache) or a folder; `//reference/...` and other audiotools paths resolve first.
+the local cache: nothing is downloaded, so an offline machine does not spend minutes on the
+Hub's retries first) or a folder; `//reference/...` and other audiotools paths resolve first.
 transformers is imported here only, when a text conditioner is built. The encoder is frozen:
 eval mode, no gradients, and kept out of the module's parameters and state dict (a checkpoint
 does not copy it; `model` names it). Only the projection to dim is trained.
@@ -36,18 +37,31 @@ def pretrained_source(model: str) -> str:
     return str(folder)
 
 
+def _not_loaded(model: str, source: str, error: OSError) -> ConfigError:
+    """Why `model` did not load, and where it was looked for (transformers' reason on one
+    line)."""
+    reason = " ".join(str(error).split())
+    if Path(source).is_dir():
+        return ConfigError(f"text conditioner model={model!r}: cannot load a T5 encoder and "
+                           f"tokenizer from the folder {source} ({reason}); give a folder that "
+                           "save_pretrained wrote.")
+    from huggingface_hub import constants
+    return ConfigError(f"text conditioner model={model!r}: not in the Hugging Face cache at "
+                       f"{constants.HF_HUB_CACHE} ({reason}). Nothing is downloaded at run "
+                       f"time: download it once where there is internet (`hf download "
+                       f"{model}`) and copy the cache there (HF_HUB_CACHE or HF_HOME moves "
+                       "it), or give a folder that save_pretrained wrote.")
+
+
 def load_t5(model: str) -> tuple[Any, nn.Module]:
-    """(tokenizer, frozen T5 encoder) of `model`."""
+    """(tokenizer, frozen T5 encoder) of `model`, from local files only."""
     from transformers import AutoTokenizer, T5EncoderModel
     source = pretrained_source(model)
     try:
-        tokenizer = AutoTokenizer.from_pretrained(source)
-        encoder = T5EncoderModel.from_pretrained(source)
-    except OSError as err:
-        raise ConfigError(f"text conditioner model={model!r}: cannot load a T5 encoder and "
-                          f"tokenizer ({err}). A machine without internet cannot download it: "
-                          "put it in the Hugging Face cache beforehand, or give the folder "
-                          "save_pretrained wrote.") from None
+        tokenizer = AutoTokenizer.from_pretrained(source, local_files_only=True)
+        encoder = T5EncoderModel.from_pretrained(source, local_files_only=True)
+    except OSError as error:
+        raise _not_loaded(model, source, error) from None
     return tokenizer, encoder.eval().requires_grad_(False)
 
 

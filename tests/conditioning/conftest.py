@@ -1,6 +1,6 @@
-"""A tiny T5 encoder and tokenizer saved to a folder, loaded back through the real
-`from_pretrained` path (nothing can be downloaded here); items with the shipped music's
-metadata."""
+"""A tiny T5 encoder and tokenizer saved to a folder (or to a Hugging Face cache under a
+Hub name), loaded back through the real `from_pretrained` path (nothing can be downloaded
+here); items with the shipped music's metadata."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -34,6 +34,17 @@ def save_tiny_t5(folder: Path) -> Path:
                       num_heads=4, pad_token_id=0, eos_token_id=1, decoder_start_token_id=0)
     T5EncoderModel(config).save_pretrained(folder)
     return folder
+
+
+def cache_tiny_t5(cache: Path, name: str) -> Path:
+    """A Hugging Face hub cache (`HF_HUB_CACHE`) holding the tiny T5 under the repository
+    `name`, laid out as the Hub's downloads leave it (refs/main naming a snapshot)."""
+    repo = cache / f"models--{name.replace('/', '--')}"
+    commit = "0" * 40
+    save_tiny_t5(repo / "snapshots" / commit)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(commit)
+    return cache
 
 
 @pytest.fixture(scope="session")

@@ -10,6 +10,7 @@ import torch
 
 from audiotools.conditioning import ConditionerSet
 from audiotools.errors import ConfigError
+from tests.conditioning.conftest import cache_tiny_t5
 
 TEXTS = ["string quartet playing chorale", "", "piano solo at calm bpm by bach music a"]
 
@@ -90,3 +91,16 @@ def test_a_missing_folder_or_model_is_a_clear_error(tmp_path, monkeypatch):
     monkeypatch.setattr(transformers.AutoTokenizer, "from_pretrained", offline)
     with pytest.raises(ConfigError, match="model='t5-base'.*not in the local cache.*folder"):
         _text_set("t5-base")
+
+
+def test_a_hub_name_loads_from_the_cache_and_is_never_downloaded(tmp_path, monkeypatch):
+    """Not in the cache is an error at once (where the Hub is reachable too: nothing is
+    downloaded; offline, asking it would retry for minutes)."""
+    from huggingface_hub import constants
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "empty"))
+    with pytest.raises(ConfigError, match=f"model='t5-base': not in the Hugging Face cache at "
+                                          f"{tmp_path / 'empty'}.*hf download t5-base"):
+        _text_set("t5-base")
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(cache_tiny_t5(tmp_path, "t5-base")))
+    conditioners = _text_set("t5-base")
+    assert conditioners.encode({"prompt": "bach"})["prompt"].mask.sum() == 2
