@@ -5,9 +5,15 @@ AudioCraft itself); bad packages give one error naming the key or file."""
 from __future__ import annotations
 
 import copy
+import math
+import re
+import shutil
 from pathlib import Path
+from types import SimpleNamespace
 
+import numpy as np
 import pytest
+import soundfile as sf
 import torch
 from omegaconf import OmegaConf
 from torch import nn
@@ -15,14 +21,20 @@ from torch import nn
 import audiotools
 from audiotools.audiocraft import load_compression_model, load_lm
 from audiotools.audiocraft.loading import AUDIOCRAFT_FORMAT, LM_FAMILY
+from audiotools.audiocraft.package import COMPRESSION_FILE, LM_FILE
+from audiotools.cli import main as cli
 from audiotools.conditioning import ConditionerSet, Conditioning
-from audiotools.errors import CheckpointError
+from audiotools.errors import CheckpointError, ConfigError
 from audiotools.families import FAMILIES
+from audiotools.inference.musicgen import MusicGenPipeline
 from audiotools.io.codecs import load_codec
+from audiotools.io.loading import load_model, training_weights
 from audiotools.models.autoencoder import build_autoencoder
 from audiotools.models.lm import LMConfig, LMModel, build_lm
+from tests.conditioning.conftest import cache_tiny_t5
 
 T5_DIM = 768
+TINY_T5_DIM = 16  # save_tiny_t5's d_model
 
 
 def lm_xp_config() -> dict:
@@ -57,12 +69,12 @@ def our_lm(**changes) -> LMModel:
     return build_lm(section).eval()
 
 
-def audiocraft_lm_state(model: LMModel) -> dict[str, torch.Tensor]:
-    """The contract: LMModel keys as they are, the text conditioner's projection as
-    AudioCraft's condition provider names it."""
+def audiocraft_lm_state(model: LMModel, t5_dim: int = T5_DIM) -> dict[str, torch.Tensor]:
+    """The contract: LMModel keys as they are, the text conditioner's projection (of T5's
+    `t5_dim` states) as AudioCraft's condition provider names it."""
     state = dict(model.state_dict())
     state["condition_provider.conditioners.description.output_proj.weight"] = torch.randn(
-        model.dim, T5_DIM)
+        model.dim, t5_dim)
     state["condition_provider.conditioners.description.output_proj.bias"] = torch.randn(
         model.dim)
     return state
@@ -228,13 +240,14 @@ def test_an_lm_package_through_audiotools_loading(tmp_path, monkeypatch):
 
 
 # ------------------------------------------------------------------ EnCodec
-def encodec_xp_config() -> dict:
+def encodec_xp_config(ratios: tuple[int, ...] = (4, 2)) -> dict:
+    """A tiny EnCodec's config; `ratios` in AudioCraft's (decoder) order."""
     return {
         "compression_model": "encodec", "sample_rate": 16000, "channels": 1,
         "encodec": {"autoencoder": "seanet", "quantizer": "rvq", "sample_rate": "${sample_rate}",
                     "channels": "${channels}", "causal": False, "renormalize": False},
         "seanet": {"dimension": 8, "channels": "${channels}", "causal": "${encodec.causal}",
-                   "n_filters": 4, "n_residual_layers": 1, "ratios": [4, 2],
+                   "n_filters": 4, "n_residual_layers": 1, "ratios": list(ratios),
                    "activation": "ELU", "activation_params": {"alpha": 1.0},
                    "norm": "weight_norm", "norm_params": {}, "kernel_size": 7,
                    "residual_kernel_size": 3, "last_kernel_size": 7, "dilation_base": 2,
@@ -247,26 +260,33 @@ def encodec_xp_config() -> dict:
                 "kmeans_iters": 5, "threshold_ema_dead_code": 2, "orthogonal_reg_weight": 0.0}}
 
 
-# What the conversion of encodec_xp_config() must build (SEANet ratios in encoder order).
-_NETWORK = {"type": "seanet", "n_filters": 4, "n_residual_layers": 1, "ratios": [2, 4],
-            "activation": "ELU", "activation_params": {"alpha": 1.0}, "norm": "weight_norm",
-            "kernel_size": 7, "last_kernel_size": 7, "residual_kernel_size": 3,
-            "dilation_base": 2, "causal": False, "pad_mode": "constant", "true_skip": True,
-            "compress": 2, "lstm": 1, "latent_dim": 8}
-OUR_ENCODEC = {"sample_rate": 16000, "channels": 1, "latent_dim": 8, "encoder": _NETWORK,
-               "decoder": {**_NETWORK, "final_activation": None},
-               "bottleneck": {"type": "rvq", "num_quantizers": 3, "codebook_size": 16,
-                              "decay": 0.99, "kmeans_init": True, "kmeans_iters": 5,
-                              "threshold_ema_dead_code": 2.0}}
+def our_encodec_section(ratios: tuple[int, ...] = (4, 2)) -> dict:
+    """What the conversion of encodec_xp_config(ratios) must build (SEANet ratios in encoder
+    order)."""
+    network = {"type": "seanet", "n_filters": 4, "n_residual_layers": 1,
+               "ratios": list(reversed(ratios)), "activation": "ELU",
+               "activation_params": {"alpha": 1.0}, "norm": "weight_norm", "kernel_size": 7,
+               "last_kernel_size": 7, "residual_kernel_size": 3, "dilation_base": 2,
+               "causal": False, "pad_mode": "constant", "true_skip": True, "compress": 2,
+               "lstm": 1, "latent_dim": 8}
+    return {"sample_rate": 16000, "channels": 1, "latent_dim": 8, "encoder": network,
+            "decoder": {**network, "final_activation": None},
+            "bottleneck": {"type": "rvq", "num_quantizers": 3, "codebook_size": 16,
+                           "decay": 0.99, "kmeans_init": True, "kmeans_iters": 5,
+                           "threshold_ema_dead_code": 2.0}}
+
+
+OUR_ENCODEC = our_encodec_section()
 _CODEBOOK = {"initted": "inited", "cluster_size": "cluster_size", "embed": "embed",
              "embed_avg": "embed_avg"}
 
 
-def our_encodec():
+def our_encodec(section: dict = OUR_ENCODEC):
     torch.manual_seed(0)
-    model = build_autoencoder(OUR_ENCODEC)
+    model = build_autoencoder(section)
     model.train()
-    model(0.3 * torch.randn(2, 1, 8 * 64))  # k-means init of the codebooks
+    hop = math.prod(section["encoder"]["ratios"])
+    model(0.3 * torch.randn(2, 1, hop * 64))  # k-means init of the codebooks
     return model.eval()
 
 
@@ -336,3 +356,124 @@ def test_encodec_weights_that_do_not_fit_are_named(tmp_path):
     config["seanet"]["encoder"] = {"channels": 2}
     with pytest.raises(CheckpointError, match="encoder channels=2"):
         load_compression_model(save_package(tmp_path / "b.bin", config, state))
+
+
+# ------------------------------------------------------------------ MusicGen folders
+# AudioCraft's order: 320 samples a frame, 50 Hz at 16 kHz (MusicGen's frame rate).
+MUSICGEN_RATIOS = (8, 5, 4, 2)
+PROMPT = {"description": "piano solo"}
+
+
+def musicgen_xp_config() -> dict:
+    """lm_xp_config() over the tokens of the 50 Hz EnCodec (3 codebooks of 16 codes, 16 kHz
+    mono); its text conditioner is MusicGen's, `t5-base` by name."""
+    config = lm_xp_config()
+    config["sample_rate"] = 16000
+    config["transformer_lm"]["n_q"] = 3
+    config["codebooks_pattern"]["delay"]["delays"] = [0, 1, 2]
+    return config
+
+
+@pytest.fixture
+def musicgen(tmp_path, monkeypatch, one_thread) -> SimpleNamespace:
+    """A folder as MusicGen's are released (state_dict.bin, compression_state_dict.bin) and
+    the modules written to it; `t5-base` is a tiny T5 in the Hugging Face cache."""
+    from huggingface_hub import constants
+    monkeypatch.setattr(constants, "HF_HUB_CACHE",
+                        str(cache_tiny_t5(tmp_path / "hub", "t5-base")))
+    folder = tmp_path / "musicgen"
+    lm = our_lm(num_codebooks=3)
+    save_package(folder / LM_FILE, musicgen_xp_config(), audiocraft_lm_state(lm, TINY_T5_DIM))
+    codec = our_encodec(our_encodec_section(MUSICGEN_RATIOS))
+    save_package(folder / COMPRESSION_FILE, encodec_xp_config(MUSICGEN_RATIOS),
+                 audiocraft_encodec_state(codec))
+    return SimpleNamespace(folder=folder, lm=lm, codec=codec)
+
+
+def test_a_musicgen_folder_loads_in_one_call_with_its_codec(musicgen):
+    pipeline = audiotools.load(musicgen.folder)
+    codec_file = musicgen.folder / COMPRESSION_FILE
+    assert isinstance(pipeline, MusicGenPipeline)
+    assert pipeline.codec.source == str(codec_file) and pipeline.sample_rate == 16000
+    assert pipeline.codec.frame_rate == 50 and pipeline.defaults["cfg_scale"] == 3.0
+    # What the two pieces give loaded apart (the way before the one call).
+    loaded = load_model(musicgen.folder)
+    apart = MusicGenPipeline.from_model(loaded.model, loaded.export,
+                                        codec=load_codec(codec_file, discrete=True))
+    assert pipeline.codec.identity == apart.codec.identity
+    clip = 0.3 * torch.randn(1, 3200)
+    tokens = pipeline.encode(clip, 16000)
+    with torch.no_grad():
+        assert torch.equal(tokens, musicgen.codec.encode_to_tokens(clip[None]))
+    assert torch.equal(tokens, apart.encode(clip, 16000))
+    audio, rate = pipeline.generate(PROMPT, 0.2, seed=3)
+    assert (rate, audio.shape) == (16000, (1, 3200))
+    assert torch.equal(audio, apart.generate(PROMPT, 0.2, seed=3)[0])
+    # Fine-tuning (continue_from=FOLDER) still starts from the folder's LM.
+    weights = training_weights(str(musicgen.folder), {"model": our_lm(num_codebooks=3)})
+    assert all(torch.equal(value, musicgen.lm.state_dict()[key])
+               for key, value in weights["model"].items())
+    assert set(weights["model"]) == set(musicgen.lm.state_dict())
+
+
+def test_generate_and_continue_a_musicgen_folder_from_the_command_line(musicgen, tmp_path):
+    out, longer = tmp_path / "x.wav", tmp_path / "longer.wav"
+    assert cli(["generate", str(musicgen.folder), "--prompt", "piano solo", "--duration", "1",
+                "--out", str(out)]) == 0
+    info = sf.info(out)
+    assert (info.samplerate, info.channels, info.frames) == (16000, 1, 16000)
+    expected, _ = audiotools.load(musicgen.folder).generate(PROMPT, 1.0, seed=0)
+    written, _ = sf.read(out, dtype="float32")
+    assert np.abs(written - expected[0].clamp(-1, 1).numpy()).max() < 1 / 16000
+    assert cli(["continue", str(musicgen.folder), str(out), "--duration", "0.5",
+                "--out", str(longer)]) == 0
+    assert sf.info(longer).frames == 16000 + 8000
+
+
+def test_an_lm_without_its_codec_names_the_missing_file(musicgen, tmp_path, capsys):
+    folder = tmp_path / "lm_only"
+    folder.mkdir()
+    shutil.copy(musicgen.folder / LM_FILE, folder)
+    message = (f"{folder / LM_FILE} takes its codec from {folder / COMPRESSION_FILE}, which "
+               "does not exist: put the codec there, or pass one: the pipeline's "
+               "from_model(loaded.model, loaded.export, codec=load_codec(PATH, ...)) with "
+               "loaded = load_model(MODEL).")
+    with pytest.raises(CheckpointError, match=f"^{re.escape(message)}$"):
+        audiotools.load(folder)
+    out = tmp_path / "x.wav"
+    assert cli(["generate", str(folder), "--duration", "1", "--out", str(out)]) == 2
+    assert capsys.readouterr().err == f"error: {message}\n" and not out.exists()
+    loaded = load_model(folder)  # what the message says to pass
+    pipeline = MusicGenPipeline.from_model(
+        loaded.model, loaded.export,
+        codec=load_codec(musicgen.folder / COMPRESSION_FILE, discrete=True))
+    assert pipeline.generate(PROMPT, 0.1)[0].shape == (1, 1600)
+
+
+def test_a_codec_that_does_not_fit_and_a_missing_t5_are_named(musicgen, tmp_path,
+                                                               monkeypatch):
+    lm_file = musicgen.folder / LM_FILE
+    four = tmp_path / "four_codebooks"
+    save_package(four / LM_FILE, lm_xp_config(), audiocraft_lm_state(our_lm(), TINY_T5_DIM))
+    shutil.copy(musicgen.folder / COMPRESSION_FILE, four)
+    with pytest.raises(ConfigError, match=re.escape(
+            f"{four / LM_FILE}: model.num_codebooks=4 but the codec "
+            f"({four / COMPRESSION_FILE}) has num_codebooks 3: give it the codec it was "
+            "trained on.")):
+        audiotools.load(four)
+    at_32k = tmp_path / "32k"
+    config = musicgen_xp_config()
+    config["sample_rate"] = 32000
+    save_package(at_32k / LM_FILE, config, audiocraft_lm_state(musicgen.lm, TINY_T5_DIM))
+    shutil.copy(musicgen.folder / COMPRESSION_FILE, at_32k)
+    with pytest.raises(ConfigError, match=re.escape(
+            f"{at_32k / LM_FILE} was trained on audio of sample_rate 32000, but the codec "
+            f"({at_32k / COMPRESSION_FILE}) has sample_rate 16000: give it the codec it was "
+            "trained on.")):
+        audiotools.load(at_32k)
+    from huggingface_hub import constants
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "empty"))
+    with pytest.raises(ConfigError, match=re.escape(
+            f"{lm_file}: text conditioner model='t5-base': not in the Hugging Face cache at "
+            f"{tmp_path / 'empty'}")):
+        audiotools.load(musicgen.folder)

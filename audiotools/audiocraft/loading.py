@@ -3,8 +3,10 @@
 
 A compression package loads as an `autoencoder` model (a discrete codec). An LM package loads
 into the LM family `LM_FAMILY` once that family is registered; until then `load_lm` reads it.
-A folder holding MusicGen's two files is its LM; give `compression_state_dict.bin` itself
-for the codec.
+An LM's codec is the compression package beside it, as MusicGen's folders ship them and
+AudioCraft's loaders find them: its export records that file, so the LM's pipeline loads it.
+A folder holding both files is therefore its LM; give `compression_state_dict.bin` itself for
+the codec alone.
 """
 from __future__ import annotations
 
@@ -16,10 +18,17 @@ import torch
 from ..errors import CheckpointError
 from ..families import FAMILIES
 from ..io.export import Export
-from .package import COMPRESSION_FILE, LM_FILE, read_package
+from .package import COMPRESSION_FILE, LM_FILE, package_file, read_package
 
 # The family an AudioCraft LM converts into (the MusicGen solver's).
 LM_FAMILY = "musicgen"
+
+
+def _shipped_codec(lm_file: Path) -> dict[str, Any]:
+    """The codec record (`trained_codec`'s) of an LM package: the compression package in its
+    folder, there or not (its pipeline names it if not). No identity: the package records
+    none to compare it with."""
+    return {"source": str(package_file(lm_file.parent, "compression")), "scale": 1.0}
 
 
 class AudioCraftFormat:
@@ -54,7 +63,7 @@ class AudioCraftFormat:
         converted = convert_lm(package)
         info = {"conditioners": converted.conditioners,
                 "joint_dropout": converted.joint_dropout, "cfg_scale": converted.cfg_scale,
-                **converted.info}
+                "codec": _shipped_codec(package.path), **converted.info}
         return Export(LM_FAMILY, converted.config.model_dump(mode="json"),
                       {"conditioners": converted.conditioner_weights}, info,
                       label=str(package.path)), converted.model

@@ -41,7 +41,8 @@ def _flag(dest: str) -> str:
 
 def add_model_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("model", help="exported .safetensors, XP signature or //sig/SIG, XP "
-                                      "folder, or //recipe/... (a diffusion or musicgen model)")
+                                      "folder, //recipe/..., or an AudioCraft MusicGen folder "
+                                      "(a diffusion or musicgen model)")
 
 
 def add_options(parser: argparse.ArgumentParser, out_help: str,

@@ -9,15 +9,20 @@ from typing import Any, ClassVar
 import torch
 
 from ..conditioning import ConditionerSet
+from ..errors import ConfigError
 from ..io.export import Export
 from ..models.codec import FrozenCodec
 
 
 def exported_conditioners(export: Export, codec: FrozenCodec | None, dim: int,
                           device: torch.device) -> ConditionerSet:
-    """The export's conditioners (as its metadata names them) with their trained weights."""
-    conditioners = ConditionerSet(export.info["conditioners"],
-                                  export.info.get("conditioning_dim", dim), codec=codec)
+    """The export's conditioners (as its metadata names them) with their trained weights;
+    one that cannot be built (a T5 not on this machine) is an error naming the export."""
+    try:
+        conditioners = ConditionerSet(export.info["conditioners"],
+                                      export.info.get("conditioning_dim", dim), codec=codec)
+    except ConfigError as error:
+        raise ConfigError(f"{export.label}: {error}") from None
     conditioners = conditioners.to(device)
     conditioners.load_state_dict(export.weights.get("conditioners", {}))
     return conditioners.eval()

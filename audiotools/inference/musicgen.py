@@ -30,9 +30,11 @@ Values = Mapping[str, Any]
 SAMPLING_KEYS = ("temperature", "top_k", "top_p", "cfg_scale", "duration", "max_duration")
 
 
-def check_codec_fits(model: LMModel, codec: FrozenCodec | None, where: str) -> FrozenCodec:
+def check_codec_fits(model: LMModel, codec: FrozenCodec | None, where: str,
+                     fix: str | None = None) -> FrozenCodec:
     """The codec, if its tokens are what the LM models (discrete, same codebooks and
-    cardinality); else one error naming the key and the codec."""
+    cardinality); else one error naming `where`, the key and the codec, and `fix` (default:
+    set the key, as a config to train can)."""
     if codec is None or not is_discrete(codec):
         source = "none" if codec is None else codec.source
         raise ConfigError(f"{where}: a token LM needs a discrete codec (bottleneck rvq or fsq); "
@@ -40,9 +42,19 @@ def check_codec_fits(model: LMModel, codec: FrozenCodec | None, where: str) -> F
     for key in ("num_codebooks", "cardinality"):
         value, expected = getattr(model, key), getattr(codec, key)
         if value != expected:
-            raise ConfigError(f"model.{key}={value} but the codec ({codec.source}) has "
-                              f"{key} {expected}: set model.{key}={expected}.")
+            raise ConfigError(f"{where}: model.{key}={value} but the codec ({codec.source}) "
+                              f"has {key} {expected}: {fix or f'set model.{key}={expected}'}.")
     return codec
+
+
+def _check_audio_format(export: Export, codec: FrozenCodec, fix: str) -> None:
+    """The codec's audio is what the LM was trained on: a codec with the same tokens at
+    another rate or channel count (AudioGen's EnCodec beside a MusicGen LM) gives noise."""
+    for key in ("sample_rate", "channels"):
+        trained, found = export.info.get(key), getattr(codec, key)
+        if trained is not None and trained != found:
+            raise ConfigError(f"{export.label} was trained on audio of {key} {trained}, but the "
+                              f"codec ({codec.source}) has {key} {found}: {fix}.")
 
 
 @dataclass
@@ -71,7 +83,9 @@ class MusicGenPipeline(SamplingSettings):
             raise CheckpointError(f"{export.label} records no codec; pass its tokenizer: "
                                   "MusicGenPipeline.from_model(model, export, "
                                   "codec=load_codec(PATH, discrete=True)).")
-        check_codec_fits(model, codec, export.label)
+        fix = "give it the codec it was trained on"
+        check_codec_fits(model, codec, export.label, fix)
+        _check_audio_format(export, codec, fix)
         conditioners = exported_conditioners(export, codec, model.dim, device)
         defaults = sampling_defaults(export, SAMPLING_KEYS)
         return cls(model.eval(), conditioners, codec, defaults, export)

@@ -16,6 +16,10 @@ from ..families import FAMILIES
 from ..models.codec import FrozenCodec, LatentStats, is_discrete
 from .loading import load_model
 
+# How a pipeline takes a codec other than the one its export records.
+_PASS_CODEC = ("the pipeline's from_model(loaded.model, loaded.export, codec=load_codec(PATH, "
+               "...)) with loaded = load_model(MODEL)")
+
 
 class CodecConfig(Section):
     """The `codec:` section of a latent or token model: which frozen codec, and how its
@@ -77,18 +81,23 @@ def trained_codec(described: Mapping[str, Any] | None, device: torch.device | st
     """The codec a generative model was trained on, from what its export records (the
     solver's `export_info()["codec"]`: the codec's `describe()`, where the XP found it, a
     stable-audio-tools model config), with the same scale and statistics; other weights at
-    that place are refused. None when the model was trained without a codec."""
+    that place are refused. A record without `identity` names the file of a codec that ships
+    beside the model (an AudioCraft LM's compression package): nothing to compare, and a
+    missing file is named. None when the model was trained without a codec."""
     if described is None:
         return None
     options = ({"sat_model_config": described["sat_model_config"]}
                if described.get("sat_model_config") else {})
     stats = LatentStats(**described["stats"]) if described.get("stats") else None
     source = described.get("path") or described["source"]
+    identity = described.get("identity")
+    if identity is None and not Path(source).exists():
+        raise CheckpointError(f"{label} takes its codec from {source}, which does not exist: "
+                              f"put the codec there, or pass one: {_PASS_CODEC}.")
     codec = load_codec(source, device, scale=described["scale"], stats=stats, **options)
-    if codec.identity != described["identity"]:
+    if identity is not None and codec.identity != identity:
         raise CheckpointError(
             f"{label} was trained on the codec {described['source']} (sha256 "
-            f"{described['identity'][:12]}...), but {source} now holds other weights (sha256 "
-            f"{codec.identity[:12]}...). Put the original back, or pass it: "
-            "the pipeline's from_model(model, export, codec=load_codec(PATH, ...)).")
+            f"{identity[:12]}...), but {source} now holds other weights (sha256 "
+            f"{codec.identity[:12]}...). Put the original back, or pass it: {_PASS_CODEC}.")
     return codec
