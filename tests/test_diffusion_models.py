@@ -260,3 +260,22 @@ def test_rotary_positions_match_the_written_out_rotation_and_its_gradient(head_d
     ours, = torch.autograd.grad(apply_rotary(x, cos, sin), x, grad)
     theirs, = torch.autograd.grad(_rotary_written_out(x, cos, sin), x, grad)
     torch.testing.assert_close(ours, theirs)
+
+
+def _autoencoder(strides: list[int], patch_size: int = 1, init_scale: float = 1.0):
+    encoder = {"latent_dim": 2, "init_scale": init_scale, "bottleneck": {"type": "vae"},
+               "encoder": {"type": "oobleck", "channels": 2, "c_mults": [1], "strides": strides}}
+    return _model({**TINY_DIT, "patch_size": patch_size, "input_concat_dim": 2},
+                  encoder=encoder, input_concat_ids=["encoder_latents"])
+
+
+def test_a_diffusion_autoencoder_takes_whole_latent_frames_and_scales_its_encoder_init():
+    """Data lengths are multiples of the encoder's hop (and the network's), so each latent
+    frame stretches over the frames it encodes; init_scale multiplies the encoder's initial
+    parameters (stable-audio-tools halves them)."""
+    assert _autoencoder([6], patch_size=4).length_multiple == 12
+    assert _autoencoder([4], patch_size=2).length_multiple == 4
+    plain, halved = _autoencoder([4]), _autoencoder([4], init_scale=0.5)
+    for (name, value), other in zip(plain.named_parameters(), halved.parameters(), strict=True):
+        expected = value * 0.5 if name.startswith("encoder.") else value
+        torch.testing.assert_close(other, expected, msg=name)

@@ -255,6 +255,11 @@ def test_data_the_model_cannot_take_is_refused_before_training(dora_dir):
                                           r"frames .* not a multiple of 48 "
                                           r"\(model.network.patch_size=48\)"):
         build(make_xp("solver=diffusion/debug_cond", "model.network.patch_size=48"))
+    # A diffusion autoencoder's latents stretch to the data by whole frames.
+    with pytest.raises(ConfigError, match=r"8000 frames .* not a multiple of 192 \(model.network"
+                                          r".patch_size=64, and the hop of model.encoder.encoder, "
+                                          r"12\)"):
+        build(make_xp("solver=diffusion/debug_autoencoder", "model.encoder.encoder.strides=[4,3]"))
 
 
 def test_base_recipe_validates_and_names_the_codec_to_train(dora_dir):

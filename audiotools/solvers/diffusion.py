@@ -54,10 +54,13 @@ class DiffusionSolver(GenerativeSolver):
         return model
 
     def length_multiple(self) -> tuple[int, str]:
-        network = self.settings.model.network
+        model = self.settings.model
+        network = model.network
         why = (f"model.network.patch_size={network.patch_size}" if network.type == "dit" else
                f"model.network.patch_size x prod(factors) = {network.hop_length}")
-        return network.hop_length, why
+        if model.encoder is not None:
+            why += f", and the hop of model.encoder.encoder, {model.encoder.hop_length}"
+        return model.length_multiple, why
 
     @property
     def pipeline(self) -> DiffusionPipeline:

@@ -221,6 +221,9 @@ class DiffusionEncoderConfig(Section):
     encoder: EncoderConfig
     bottleneck: VAEBottleneckConfig | TanhBottleneckConfig | NoBottleneckConfig = (
         NoBottleneckConfig())
+    # The encoder's initial parameters times this: stable-audio-tools' diffusion autoencoder
+    # halves them, so that its latents do not start saturated.
+    init_scale: PositiveFloat = 1.0
 
     @field_validator("encoder", mode="before")
     @classmethod
@@ -296,6 +299,14 @@ class DiffusionModelConfig(Section):
     @property
     def io_channels(self) -> int:
         return self.network.io_channels
+
+    @property
+    def length_multiple(self) -> int:
+        """Data lengths must be multiples of this: what the network takes and, for a diffusion
+        autoencoder, the encoder's hop, so that its latents stretch to the data by whole
+        frames (stable-audio-tools pads to its hop too; its encoder drops a partial frame)."""
+        hop = self.network.hop_length
+        return hop if self.encoder is None else math.lcm(hop, self.encoder.hop_length)
 
     @property
     def inpainting(self) -> bool:

@@ -66,6 +66,9 @@ class DiffusionModel(nn.Module):
                                  else UNet1d(network))
         if config.encoder is not None:
             self.encoder, self.bottleneck = _encoder_parts(config.encoder, self.io_channels)
+            with torch.no_grad():
+                for parameter in self.encoder.parameters():
+                    parameter.mul_(config.encoder.init_scale)
 
     def encode(self, x: torch.Tensor) -> BottleneckOutput:
         """A diffusion autoencoder's latents (B, latent_dim, ceil(T / hop)) of data x
@@ -79,8 +82,9 @@ class DiffusionModel(nn.Module):
 
     @property
     def length_multiple(self) -> int:
-        """Input lengths must be multiples of this (patching, U-Net downsampling)."""
-        return self.config.network.hop_length
+        """Input lengths must be multiples of this (patching, U-Net downsampling, a diffusion
+        autoencoder's encoder hop)."""
+        return self.config.length_multiple
 
     def _pick(self, conditions: Mapping[str, Conditioning], ids: list[str],
               role: str) -> list[Conditioning]:
