@@ -119,7 +119,8 @@ FAMILIES: dict[str, Family] = {family.name: family for family in (
         build_model="audiotools.models.diffusion:build_diffusion_model",
         pipeline="audiotools.inference.diffusion:DiffusionPipeline",
         ui_tab="audiotools.ui.generation:diffusion_tab",
-        sat_model_types=("diffusion_uncond", "diffusion_cond", "diffusion_cond_inpaint"),
+        sat_model_types=("diffusion_uncond", "diffusion_cond", "diffusion_cond_inpaint",
+                         "diffusion_autoencoder"),
     ),
     Family(
         name="musicgen",

@@ -1,10 +1,13 @@
 """stable-audio-tools diffusion model configs (`diffusion_uncond`, `diffusion_cond`,
-`diffusion_cond_inpaint`) to the sections of an audiotools diffusion recipe.
+`diffusion_cond_inpaint`, `diffusion_autoencoder`) to the sections of an audiotools diffusion
+recipe.
 
 SAT's `model.diffusion` (or, unconditional, `model`) names a network and its constructor
 arguments; `model.conditioning` a list of conditioners sharing `cond_dim`; `model.pretransform`
-the frozen autoencoder whose latents the network generates. They become `model:` (a DiT with
-SAT's layout, so its weights load one to one), `conditioners:`/`conditioning:` and `codec:`.
+the frozen autoencoder whose latents the network generates; a diffusion autoencoder's
+`model.encoder` and `model.bottleneck` the encoder whose latents the DiT decodes. They become
+`model:` (a DiT with SAT's layout, so its weights load one to one, and the encoder),
+`conditioners:`/`conditioning:` and `codec:`.
 A conditioner audiotools cannot build is listed as not reproduced with what to use instead,
 and the rest converts; what would change the network is an error, as in SAT.
 """
@@ -14,10 +17,21 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..config import validate_section
 from ..errors import ConfigError
+from ..models.diffusion.config import ENCODER_BOTTLENECKS, ENCODER_LATENTS, DiffusionEncoderConfig
+from .model import convert_encoder
 from .notes import Notes
 
-DIFFUSION_MODEL_TYPES = ("diffusion_uncond", "diffusion_cond", "diffusion_cond_inpaint")
+DIFFUSION_MODEL_TYPES = ("diffusion_uncond", "diffusion_cond", "diffusion_cond_inpaint",
+                         "diffusion_autoencoder")
+# The keys of `model` that SAT's create_diffAE_from_config reads.
+_AUTOENCODER_KEYS = ("encoder", "decoder", "bottleneck", "diffusion", "latent_dim",
+                     "downsampling_ratio", "io_channels", "pretransform")
+# DiT inputs a diffusion autoencoder never feeds (SAT gives its DiT the latents only).
+_CONDITION_WIDTHS = ("cond_token_dim", "global_cond_dim", "prepend_cond_dim")
+# SAT's DiffusionAutoencoder scales its encoder's initial parameters by this.
+SAT_ENCODER_INIT_SCALE = 0.5
 # SAT DiffusionTransformer arguments that audiotools' DiT takes under the same name.
 _DIT_KEYS = ("io_channels", "patch_size", "embed_dim", "cond_token_dim", "project_cond_tokens",
              "global_cond_dim", "project_global_cond", "input_concat_dim", "prepend_cond_dim",
@@ -234,20 +248,17 @@ def convert_diffusion_model(config: Mapping[str, Any], notes: Notes) -> Diffusio
                               io_key="in_channels")
         section = {"objective": "v", "network": network}
         return DiffusionConversion(section, {}, {"joint_dropout": 0.0}, codec, pretransform)
-    diffusion = _section(model.get("diffusion"), "model.diffusion")
-    if not diffusion:
-        raise ConfigError("model.diffusion is missing (stable-audio-tools requires it).")
-    if diffusion.get("type") != "dit":
-        raise ConfigError(_unsupported_network(diffusion.get("type"), "model.diffusion.type"))
+    if kind == "diffusion_autoencoder":
+        return DiffusionConversion(_autoencoder_section(model, notes), {},
+                                   {"joint_dropout": 0.0}, codec, pretransform)
+    diffusion = _dit_section(model)
     objective = diffusion.get("diffusion_objective", "v")
     if objective not in _OBJECTIVES:
         raise ConfigError(f"model.diffusion.diffusion_objective={objective!r} is not supported; "
                           f"audiotools trains {', '.join(_OBJECTIVES)}.")
     network = dit_network(_section(diffusion.get("config"), "model.diffusion.config"),
                           "model.diffusion.config")
-    if "io_channels" in model and model["io_channels"] != network["io_channels"]:
-        raise ConfigError(f"model.io_channels={model['io_channels']} differs from the DiT's "
-                          f"io_channels={network['io_channels']}.")
+    _check_io_channels(model, network)
     conditioners, dim, dropped = convert_conditioning(model.get("conditioning"), notes)
     section: dict[str, Any] = {"objective": objective,
                                **_ids(diffusion, {item.id for item in dropped}),
@@ -264,6 +275,85 @@ def convert_diffusion_model(config: Mapping[str, Any], notes: Notes) -> Diffusio
         section["time_shift"] = shift
     conditioning = {"dim": dim} if dim is not None else {}
     return DiffusionConversion(section, conditioners, conditioning, codec, pretransform, dropped)
+
+
+def _dit_section(model: Mapping[str, Any]) -> dict[str, Any]:
+    """`model.diffusion`, which must name a DiT (the network audiotools converts)."""
+    diffusion = _section(model.get("diffusion"), "model.diffusion")
+    if not diffusion:
+        raise ConfigError("model.diffusion is missing (stable-audio-tools requires it).")
+    if diffusion.get("type") != "dit":
+        raise ConfigError(_unsupported_network(diffusion.get("type"), "model.diffusion.type"))
+    return diffusion
+
+
+def _check_io_channels(model: Mapping[str, Any], network: Mapping[str, Any]) -> None:
+    if "io_channels" in model and model["io_channels"] != network["io_channels"]:
+        raise ConfigError(f"model.io_channels={model['io_channels']} differs from the DiT's "
+                          f"io_channels={network['io_channels']}.")
+
+
+def _autoencoder_section(model: dict[str, Any], notes: Notes) -> dict[str, Any]:
+    """Our `model:` of a SAT diffusion autoencoder: its encoder and bottleneck, whose latents
+    reach the DiT as input-concat channels (`encoder_latents`), on the v objective that SAT's
+    diffusion-autoencoder training and sampling always use."""
+    for key in ("latent_dim", "downsampling_ratio", "io_channels"):
+        if key not in model:
+            raise ConfigError(f"model.{key} is missing (stable-audio-tools requires it).")
+    if "encoder" not in model:
+        raise ConfigError("model.encoder is missing: audiotools' diffusion autoencoder encodes "
+                          "with an encoder (oobleck or seanet) before its DiT.")
+    if "decoder" in model:
+        raise ConfigError("model.decoder is not supported: audiotools' diffusion autoencoder "
+                          "hands the bottleneck's latents to the DiT as they are (and "
+                          "stable-audio-tools' own DiffusionAutoencoder.decode calls itself "
+                          "without end when it has a decoder).")
+    ignored = sorted(set(model) - set(_AUTOENCODER_KEYS))
+    notes.unsupported_if(ignored, f"model keys {ignored}: not read by stable-audio-tools' "
+                         "diffusion autoencoder either; ignored")
+    diffusion = _dit_section(model)
+    ignored = sorted(set(diffusion) - {"type", "config"})
+    notes.unsupported_if(ignored, f"model.diffusion keys {ignored}: stable-audio-tools' "
+                         "diffusion autoencoder reads only type and config; ignored")
+    config = _section(diffusion.get("config"), "model.diffusion.config")
+    if "diffusion_objective" not in config:
+        raise ConfigError("model.diffusion.config.diffusion_objective is missing "
+                          "(stable-audio-tools' DiTWrapper requires it).")
+    objective = config.pop("diffusion_objective")
+    if objective != "v":
+        notes.difference(f"model.diffusion.config.diffusion_objective={objective!r}: "
+                         "stable-audio-tools' diffusion-autoencoder training and sampling use "
+                         "v whatever it says (only its guidance interval reads it); so does "
+                         "audiotools")
+    network = dit_network(config, "model.diffusion.config")
+    _check_io_channels(model, network)
+    unused = [f"{key}={network[key]}" for key in _CONDITION_WIDTHS if network[key]]
+    if unused:
+        raise ConfigError(f"model.diffusion.config: {', '.join(unused)}: a diffusion "
+                          "autoencoder's DiT reads the encoder latents only (input_concat_dim); "
+                          "audiotools builds no inputs that nothing feeds, set them to 0.")
+    if network["input_concat_dim"] != model["latent_dim"]:
+        raise ConfigError(f"model.diffusion.config.input_concat_dim="
+                          f"{network['input_concat_dim']} but model.latent_dim="
+                          f"{model['latent_dim']}: the DiT reads the latents as extra input "
+                          "channels (stable-audio-tools fails at its first step too).")
+    encoder, bottleneck = convert_encoder(model, notes)
+    if bottleneck["type"] not in ENCODER_BOTTLENECKS:
+        raise ConfigError(f"model.bottleneck.type={bottleneck['type']!r} is not supported in a "
+                          "diffusion autoencoder (its latents condition the DiT as they are); "
+                          f"audiotools converts {', '.join(ENCODER_BOTTLENECKS)}.")
+    if bottleneck["type"] == "vae":
+        notes.difference("the VAE bottleneck: stable-audio-tools samples its latents at "
+                         "inference too (its demos); audiotools takes their mean outside "
+                         "training")
+    section = {"latent_dim": model["latent_dim"], "encoder": encoder, "bottleneck": bottleneck,
+               "init_scale": SAT_ENCODER_INIT_SCALE}
+    hop = validate_section(section, DiffusionEncoderConfig, "model.encoder").hop_length
+    if hop != model["downsampling_ratio"]:
+        raise ConfigError(f"model.downsampling_ratio={model['downsampling_ratio']} but the "
+                          f"encoder downsamples by {hop}; make them agree.")
+    return {"objective": "v", "input_concat_ids": [ENCODER_LATENTS], "network": network,
+            "encoder": section}
 
 
 def _unsupported_network(kind: Any, where: str) -> str:
@@ -290,7 +380,10 @@ def parameter_counts(conversion: DiffusionConversion) -> dict[str, int]:
     from .model import load_architecture
     dim = conversion.conditioning.get("dim", 768)
     with torch.device("meta"):
-        counts = {"diffusion model": _count(build_diffusion_model(conversion.model))}
+        model = build_diffusion_model(conversion.model)
+        counts = {"diffusion model": _count(model.model)}
+        if conversion.model.get("encoder") is not None:
+            counts["encoder and bottleneck"] = _count(model) - counts["diffusion model"]
         if conversion.pretransform is not None:
             autoencoder = build_autoencoder(load_architecture(conversion.pretransform))
             counts["pretransform (frozen codec)"] = _count(autoencoder)

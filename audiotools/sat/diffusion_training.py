@@ -1,6 +1,7 @@
 """The `training` section of an SAT diffusion config to audiotools' diffusion solver keys:
 optimizer and scheduler (`optimizer_configs.diffusion`, or `learning_rate` with SAT's Adam),
-EMA, CFG dropout, timestep sampler, inpainting masks, and the demo settings as `generate`."""
+EMA, CFG dropout, timestep sampler, inpainting masks, and the demo settings as `generate`.
+A diffusion autoencoder's training wrapper reads less (AUTOENCODER_KEYS): the rest is listed."""
 from __future__ import annotations
 
 from collections.abc import Mapping
@@ -17,6 +18,12 @@ KNOWN_KEYS = ("learning_rate", "optimizer_configs", "use_ema", "cfg_dropout_prob
               "mask_padding_dropout", "log_loss_info", "pre_encoded", "p_one_shot",
               "inpainting", "demo")
 _DEMO_KEYS = ("demo_every", "demo_steps", "demo_cfg_scales", "demo_cond", "num_demos")
+# What SAT's DiffusionAutoencoderTrainingWrapper reads (training/factory.py): Adam at
+# learning_rate, an optional reconstruction loss, and its demo's every and steps.
+AUTOENCODER_KEYS = ("learning_rate", "use_reconstruction_loss", "demo")
+_AUTOENCODER_DEMO_KEYS = ("demo_every", "demo_steps")
+# The wrapper hands its bottleneck losses no loss config, so SAT's default KL weight holds.
+SAT_AUTOENCODER_KL = 1e-6
 
 
 def _optimizers(training: Mapping[str, Any], notes: Notes) -> dict[str, Any]:
@@ -62,9 +69,48 @@ def _generate(demo: Mapping[str, Any], objective: str,
         generate["num_samples"] = int(demo["num_demos"])
     notes.difference(f"demo sampler: audiotools samples with {generate['sampler']} (SAT's "
                      "demos use k-diffusion's dpmpp-3m-sde for v, euler for rectified flow)")
-    ignored = sorted(set(demo) - set(_DEMO_KEYS))
-    notes.unsupported_if(ignored, f"training.demo keys {ignored}: ignored")
+    _ignored_demo_keys(demo, _DEMO_KEYS, notes)
     return generate
+
+
+def _ignored_demo_keys(demo: Mapping[str, Any], known: tuple[str, ...], notes: Notes) -> None:
+    ignored = sorted(set(demo) - set(known))
+    notes.unsupported_if(ignored, f"training.demo keys {ignored}: ignored")
+
+
+def _ema(notes: Notes) -> dict[str, Any]:
+    """SAT's EMA (its diffusion wrappers all set ema_pytorch up the same way)."""
+    notes.difference("EMA decay 0.9999 with ema_pytorch's warm-up "
+                     "(optim.ema.warmup_power=0.75) as stable-audio-tools sets it up")
+    return dict(SAT_EMA)
+
+
+def _autoencoder_training(training: Mapping[str, Any], notes: Notes) -> TrainingConversion:
+    """SAT's diffusion-autoencoder training: Adam(learning_rate), always an EMA, the v loss on
+    uniform (scrambled Sobol) noise levels plus the VAE's KL at 1e-6, no conditioning; its
+    demos reconstruct with its v-diffusion DDIM sampler."""
+    for key in sorted(set(training) - set(AUTOENCODER_KEYS)):
+        notes.difference(f"training.{key}: not read by stable-audio-tools' diffusion-"
+                         "autoencoder training either; ignored")
+    if "learning_rate" not in training:
+        raise ConfigError("training.learning_rate is required (stable-audio-tools' diffusion-"
+                          "autoencoder training builds Adam(learning_rate) from it).")
+    sections = _optimizers({"learning_rate": training["learning_rate"]}, notes)
+    sections["optim"]["ema"] = _ema(notes)
+    sections.update(conditioning={"joint_dropout": 0.0}, timesteps={"type": "uniform"},
+                    losses={"kl": SAT_AUTOENCODER_KL})
+    notes.unsupported_if(training.get("use_reconstruction_loss"), "training.use_reconstruction_"
+                         "loss=true: SAT's multi-resolution STFT loss (weight 0.1) on the "
+                         "prediction; audiotools trains the diffusion loss and the KL only")
+    demo = dict(training.get("demo") or {})
+    _ignored_demo_keys(demo, _AUTOENCODER_DEMO_KEYS, notes)
+    sections["generate"] = {"steps": int(demo.get("demo_steps", 250)), "sampler": "ddim"}
+    notes.difference("demos: SAT reconstructs a batch of training audio each time; audiotools "
+                     "reconstructs the generate split's first generate.num_samples items, with "
+                     "DDIM (SAT's v-diffusion sampler, eta 0)")
+    notes.difference("the diffusion loss is taken over the real frames (SAT's also over the "
+                     "padding of files shorter than sample_size)")
+    return TrainingConversion(sections, int(demo.get("demo_every", 2000)))
 
 
 def convert_diffusion_training(training: Mapping[str, Any] | None, model_type: str,
@@ -74,6 +120,8 @@ def convert_diffusion_training(training: Mapping[str, Any] | None, model_type: s
     if training is None:
         raise ConfigError("the model config has no `training` section; stable-audio-tools "
                           "needs one to train (learning_rate or optimizer_configs at least).")
+    if model_type == "diffusion_autoencoder":
+        return _autoencoder_training(training, notes)
     for key in sorted(set(training) - set(KNOWN_KEYS)):
         notes.difference(f"training.{key}: not read by stable-audio-tools' diffusion "
                          "training either; ignored")
@@ -83,7 +131,7 @@ def convert_diffusion_training(training: Mapping[str, Any] | None, model_type: s
     sections = _optimizers(training, notes)
     # SAT's unconditional wrapper always keeps an EMA; the conditional one by default.
     use_ema = model_type == "diffusion_uncond" or training.get("use_ema", True)
-    sections["optim"]["ema"] = dict(SAT_EMA) if use_ema else {"use": False}
+    sections["optim"]["ema"] = _ema(notes) if use_ema else {"use": False}
     dropout = float(training.get("cfg_dropout_prob", 0.1)) if conditioners else 0.0
     sections["conditioning"] = {"joint_dropout": dropout}
     if conditioners:
@@ -114,7 +162,4 @@ def convert_diffusion_training(training: Mapping[str, Any] | None, model_type: s
         sections["inpainting"] = converted
     demo = dict(training.get("demo") or {})
     sections["generate"] = _generate(demo, objective, conditioners, notes)
-    if use_ema:
-        notes.difference("EMA decay 0.9999 with ema_pytorch's warm-up "
-                         "(optim.ema.warmup_power=0.75) as stable-audio-tools sets it up")
     return TrainingConversion(sections, int(demo.get("demo_every", 2000)))

@@ -20,6 +20,7 @@ from .model import (
     check_model_type,
     convert_architecture,
     ignored_keys,
+    note_frozen,
     parse_model_config,
     read_json,
 )
@@ -272,10 +273,8 @@ def _autoencoder_part(raw: dict[str, Any], model_path: Path, notes: Notes) -> _M
     if channels != model.channels:
         raise ConfigError(f"{model_path}: audio_channels={config.audio_channels} gives "
                           f"{channels}-channel audio but model.io_channels={model.channels}.")
-    for part in ("encoder", "decoder", "bottleneck"):
-        section = getattr(config.model, part)
-        notes.unsupported_if(section is not None and not section.requires_grad,
-                             f"model.{part}.requires_grad=false: audiotools trains every part")
+    note_frozen({part: getattr(config.model, part)
+                 for part in ("encoder", "decoder", "bottleneck")}, notes)
     training = convert_training(config.training, model.bottleneck.type, notes)
     return _ModelPart(model.model_dump(mode="json"), training.sections, config.sample_rate,
                       sample_size, channels, training.demo_every)
@@ -292,6 +291,25 @@ def _codec_source(options: TrainingOptions, notes: Notes) -> str | None:
                              "SAT autoencoder checkpoint> (or pass --pretransform-ckpt-path); "
                              "the recipe refuses to train without it")
     return None
+
+
+def _check_whole_latent_frames(converted: Any, sample_size: int, model_path: Path) -> None:
+    """A diffusion autoencoder's segments hold whole latent frames: SAT's encoder would drop
+    the samples past the last one and stretch the rest over the segment, audiotools' stretches
+    each latent frame over exactly the frames it encodes."""
+    from ..models.diffusion import validate_diffusion_config
+    model = validate_diffusion_config(converted.model)
+    if model.encoder is None:
+        return
+    codec = (converted.pretransform["model"].get("downsampling_ratio", 1)
+             if converted.pretransform else 1)
+    multiple = model.length_multiple * codec
+    if sample_size % multiple:
+        raise ConfigError(f"{model_path}: sample_size={sample_size} is not a multiple of "
+                          f"{multiple} samples (the encoder's downsampling_ratio, with the DiT's "
+                          "patch_size, in samples): stable-audio-tools' encoder would drop the "
+                          "last partial latent frame, audiotools takes whole frames only. Use a "
+                          f"multiple of {multiple}.")
 
 
 def _diffusion_part(raw: dict[str, Any], model_path: Path, options: TrainingOptions,
@@ -312,6 +330,7 @@ def _diffusion_part(raw: dict[str, Any], model_path: Path, options: TrainingOpti
     elif network["io_channels"] != channels:
         raise ConfigError(f"{model_path}: the DiT reads {network['io_channels']} channels but "
                           f"audio_channels={raw.get('audio_channels', 2)} gives {channels}.")
+    _check_whole_latent_frames(converted, sample_size, model_path)
     training = convert_diffusion_training(raw.get("training"), raw["model_type"],
                                           converted.model["objective"], converted.conditioners,
                                           notes)

@@ -18,13 +18,12 @@ from pydantic import BaseModel, Field, NonNegativeInt, PositiveInt, ValidationEr
 from ..config import Section
 from ..errors import ConfigError
 from ..models.autoencoder import AutoencoderConfig, validate_autoencoder_config
+from .notes import Notes
 
 SUPPORTED_MODEL_TYPES = ("autoencoder", "diffusion_uncond", "diffusion_cond",
-                         "diffusion_cond_inpaint")
+                         "diffusion_cond_inpaint", "diffusion_autoencoder")
 # SAT model types that need what audiotools does not have yet.
 LATER_MODEL_TYPES = {
-    "diffusion_autoencoder": "conversion of SAT's diffusion autoencoder (train one with "
-                             "solver=diffusion/debug_autoencoder)",
     "lm": "language-model (MusicGen-style) conversion",
     "musicgen": "language-model (MusicGen-style) conversion",
 }
@@ -306,6 +305,26 @@ def _bottleneck(section: Bottleneck | None, latent_dim: int) -> dict[str, Any]:
         return {"type": "fsq", "levels": config["levels"], "num_codebooks": codebooks}
     raise ConfigError(f"{where}.type={section.type!r} is not supported; audiotools converts "
                       f"{', '.join(SUPPORTED_BOTTLENECKS)} (or no bottleneck).")
+
+
+def note_frozen(parts: Mapping[str, Network | Bottleneck | None], notes: Notes) -> None:
+    """SAT can freeze a part (`requires_grad: false`); audiotools trains them all."""
+    for part, section in parts.items():
+        notes.unsupported_if(section is not None and not section.requires_grad,
+                             f"model.{part}.requires_grad=false: audiotools trains every part")
+
+
+def convert_encoder(model: Mapping[str, Any], notes: Notes) -> tuple[dict[str, Any],
+                                                                      dict[str, Any]]:
+    """Our encoder and bottleneck sections for the `encoder` and `bottleneck` of a SAT
+    `model` section with its `io_channels` and `latent_dim`: a diffusion autoencoder's, which
+    SAT builds with its autoencoders' factories."""
+    encoder = _typed(Network, model["encoder"], "model.encoder")
+    bottleneck = (None if model.get("bottleneck") is None
+                  else _typed(Bottleneck, model["bottleneck"], "model.bottleneck"))
+    note_frozen({"encoder": encoder, "bottleneck": bottleneck}, notes)
+    return (_encoder(encoder, model["io_channels"]),
+            _bottleneck(bottleneck, model["latent_dim"]))
 
 
 def _unknown(config: Mapping[str, Any], known: tuple[str, ...], where: str) -> None:

@@ -85,7 +85,7 @@ def test_conversion_lists_the_conditioner_it_cannot_build():
 
 
 @pytest.mark.parametrize("change, words", [
-    (lambda c: c.update(model_type="diffusion_autoencoder"), "not yet supported"),
+    (lambda c: c.update(model_type="lm"), "not yet supported"),
     (lambda c: c.update(model_type="vocoder"), "not a stable-audio-tools model type"),
     (lambda c: c["model"]["diffusion"].update(type="adp_cfg_1d"),
      "does not take SAT's ADP weights"),

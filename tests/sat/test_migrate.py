@@ -204,10 +204,9 @@ def test_frozen_parts_and_ignored_keys_are_listed(sat_run, tmp_path, capsys):
 
 
 def test_not_yet_supported_model_types(sat_run, tmp_path, capsys):
-    diffusion = write_json(tmp_path / "diffusion.json",
-                           {**sat_config("tiny_vae"), "model_type": "diffusion_autoencoder"})
-    assert cli(["migrate", *sat_run, "--model-config", str(diffusion)]) == 2
-    assert "model_type='diffusion_autoencoder' is not yet supported" in capsys.readouterr().err
+    lm = write_json(tmp_path / "lm.json", {**sat_config("tiny_vae"), "model_type": "lm"})
+    assert cli(["migrate", *sat_run, "--model-config", str(lm)]) == 2
+    assert "model_type='lm' is not yet supported" in capsys.readouterr().err
     assert not (tmp_path / "config").exists()
 
 

@@ -58,8 +58,7 @@ def test_conversion_keeps_every_setting():
 
 @pytest.mark.parametrize("kind, words", [
     ("diffusion_cond", "has no autoencoder pretransform to build a codec from"),
-    ("diffusion_autoencoder", "not yet supported: audiotools has no conversion of SAT's "
-                              "diffusion autoencoder"),
+    ("diffusion_autoencoder", "has no autoencoder pretransform to build a codec from"),
     ("lm", r"no language-model \(MusicGen-style\) conversion"),
     ("musicgen", r"no language-model \(MusicGen-style\) conversion"),
     ("vocoder", "not a stable-audio-tools model type; supported: autoencoder"),
