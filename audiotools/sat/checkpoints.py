@@ -37,8 +37,10 @@ logger = logging.getLogger(__name__)
 
 LIVE_PREFIX = "autoencoder."
 EMA_PREFIX = "autoencoder_ema.ema_model."
-# A diffusion checkpoint's autoencoder pretransform: wrapped, then unwrapped.
-PRETRANSFORM_PREFIXES = ("diffusion.pretransform.model.", "pretransform.model.")
+# A diffusion checkpoint's autoencoder pretransform: wrapped (a diffusion model's, a diffusion
+# autoencoder's), then unwrapped.
+PRETRANSFORM_PREFIXES = ("diffusion.pretransform.model.", "diffae.pretransform.model.",
+                         "pretransform.model.")
 ORIGINAL = ("parametrizations.weight.original0", "parametrizations.weight.original1")
 OLD = ("weight_g", "weight_v")
 WeightNormRemoval = Literal["pre_load", "post_load"]

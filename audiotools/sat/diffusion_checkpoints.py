@@ -5,9 +5,13 @@ SAT saves its diffusion wrapper's state dict unwrapped (`unwrap_model.py`: the n
 `model.model.`, the conditioners under `conditioner.conditioners.<id>.`, the pretransform under
 `pretransform.model.`) or inside a Lightning training checkpoint of its training wrapper (the
 same under `diffusion.`, and the EMA copy of the network under `diffusion_ema.ema_model.model.`).
-The DiT's keys map by the table in audiotools/models/diffusion/dit.py, the conditioners' by
-CONDITIONER_KEYS; a SAT conditioner whose output projection is the identity (its width is
-cond_dim already) gets an identity projection here, so its outputs are SAT's.
+A diffusion autoencoder keeps its DiT under `diffusion.model.` and its encoder (and bottleneck)
+under `encoder.`; its training wrapper holds it as `diffae.` and an EMA copy of all of it as
+`diffae_ema.ema_model.` (LAYOUTS). The DiT's keys map by the table in
+audiotools/models/diffusion/dit.py, the encoder's one to one (weight norm converted, as for an
+autoencoder), the conditioners' by CONDITIONER_KEYS; a SAT conditioner whose output projection
+is the identity (its width is cond_dim already) gets an identity projection here, so its
+outputs are SAT's.
 """
 from __future__ import annotations
 
@@ -22,13 +26,41 @@ import torch
 from torch import nn
 
 from ..errors import CheckpointError
-from .checkpoints import PRETRANSFORM_PREFIXES, LoadReport, load_state, match_weights
+from .checkpoints import LoadReport, load_state, match_weights
 
 logger = logging.getLogger(__name__)
 
-# Where each part lies: (unwrapped, wrapped live, wrapped EMA) prefixes.
-NETWORK_PREFIXES = ("model.model.", "diffusion.model.model.", "diffusion_ema.ema_model.model.")
-CONDITIONER_PREFIXES = ("conditioner.conditioners.", "diffusion.conditioner.conditioners.")
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Where one SAT state dict layout keeps each part (key prefixes)."""
+
+    network: str
+    conditioners: str | None
+    # The parent of a diffusion autoencoder's `encoder.` and `bottleneck.` (None: it has none).
+    encoder: str | None
+    pretransform: str
+
+
+# (unwrapped, wrapped live, wrapped EMA) layouts of SAT's diffusion models, and of its diffusion
+# autoencoder (whose training wrapper keeps an EMA of the whole model; its frozen pretransform
+# is read from the live copy).
+LAYOUTS = {
+    "diffusion": (
+        Layout("model.model.", "conditioner.conditioners.", None, "pretransform.model."),
+        Layout("diffusion.model.model.", "diffusion.conditioner.conditioners.", None,
+               "diffusion.pretransform.model."),
+        Layout("diffusion_ema.ema_model.model.", "diffusion.conditioner.conditioners.", None,
+               "diffusion.pretransform.model.")),
+    "diffusion_autoencoder": (
+        Layout("diffusion.model.", None, "", "pretransform.model."),
+        Layout("diffae.diffusion.model.", None, "diffae.", "diffae.pretransform.model."),
+        Layout("diffae_ema.ema_model.diffusion.model.", None, "diffae_ema.ema_model.",
+               "diffae.pretransform.model.")),
+}
+# The parts of a diffusion autoencoder's encoder, by their prefix in SAT and here.
+ENCODER_PARTS = ("encoder.", "bottleneck.")
 # SAT conditioner parameter names -> ours, by our conditioner type.
 CONDITIONER_KEYS = {
     "number": {"embedder.embedding.0.weights": "fourier.frequencies",
@@ -59,6 +91,14 @@ class SATDiffusionCheckpoint:
     source: str
     left_out: dict[str, int] = field(default_factory=dict)
     model_config: dict[str, Any] | None = None
+    # A diffusion autoencoder's `encoder.*` and `bottleneck.*` tensors.
+    encoder: dict[str, torch.Tensor] = field(default_factory=dict)
+
+    def model_weights(self) -> dict[str, torch.Tensor]:
+        """The tensors of our DiffusionModel (its network under `model.`, a diffusion
+        autoencoder's encoder and bottleneck), the encoder's weight norm in SAT's form."""
+        return {**{f"model.{key}": value for key, value in self.network.items()},
+                **self.encoder}
 
     def describe(self) -> str:
         text = f"{self.path}: {len(self.network)} network tensors ({self.source})"
@@ -84,32 +124,49 @@ def read_diffusion_checkpoint(path: str | Path, prefer_ema: bool = True,
                                                            Mapping) else None
     weights = state.get("state_dict", state)
     tensors = {k: v for k, v in weights.items() if isinstance(v, torch.Tensor)}
-    unwrapped, live, ema = NETWORK_PREFIXES
-    wrapped = any(key.startswith(live) for key in tensors)
-    has_ema = any(key.startswith(ema) for key in tensors)
-    prefix = (ema if prefer_ema and has_ema else live) if wrapped else unwrapped
-    network = _under(tensors, prefix)
+    kind = _kind(tensors)
+    unwrapped, live, ema = LAYOUTS[kind]
+    wrapped = any(key.startswith(live.network) for key in tensors)
+    has_ema = any(key.startswith(ema.network) for key in tensors)
+    layout = (ema if prefer_ema and has_ema else live) if wrapped else unwrapped
+    network = _under(tensors, layout.network)
     if not network:
-        raise CheckpointError(f"{path} holds no diffusion network ({prefix}*); is it a "
+        raise CheckpointError(f"{path} holds no diffusion network ({layout.network}*); is it a "
                               "stable-audio-tools diffusion checkpoint?")
-    conditioner_prefix = CONDITIONER_PREFIXES[1 if wrapped else 0]
     conditioners: dict[str, dict[str, torch.Tensor]] = {}
-    for key, value in _under(tensors, conditioner_prefix).items():
-        ident, _, name = key.partition(".")
-        conditioners.setdefault(ident, {})[name] = value
-    pretransform_prefix = PRETRANSFORM_PREFIXES[0 if wrapped else 1]
-    used = (prefix, conditioner_prefix, pretransform_prefix)
+    if layout.conditioners:
+        for key, value in _under(tensors, layout.conditioners).items():
+            ident, _, name = key.partition(".")
+            conditioners.setdefault(ident, {})[name] = value
+    encoder: dict[str, torch.Tensor] = {}
+    encoder_prefixes: tuple[str, ...] = ()
+    if layout.encoder is not None:
+        encoder_prefixes = tuple(layout.encoder + part for part in ENCODER_PARTS)
+        encoder = {key[len(layout.encoder):]: value for key, value in tensors.items()
+                   if key.startswith(encoder_prefixes)}
+    used = tuple(prefix for prefix in (layout.network, layout.conditioners, layout.pretransform,
+                                       *encoder_prefixes) if prefix)
     left_out = Counter(".".join(key.split(".", 2)[:2]) for key in tensors
                        if not key.startswith(used))
     if wrapped:
-        kind = "EMA" if prefix == ema else "live (non-EMA)"
-        source = f"{kind} weights {prefix}* of a wrapped training checkpoint"
+        which = "EMA" if layout is ema else "live (non-EMA)"
+        source = f"{which} weights {layout.network}* of a wrapped training checkpoint"
     else:
         source = "unwrapped state dict"
     return SATDiffusionCheckpoint(path, {k: v for k, v in ((dit_key(k), v)
                                                            for k, v in network.items()) if k},
-                                  conditioners, _under(tensors, pretransform_prefix), source,
-                                  dict(left_out), model_config)
+                                  conditioners, _under(tensors, layout.pretransform), source,
+                                  dict(left_out), model_config, encoder)
+
+
+def _kind(tensors: Mapping[str, torch.Tensor]) -> str:
+    """Which LAYOUTS a SAT state dict is in: a diffusion autoencoder's is held as `diffae`
+    (wrapped), or has its encoder or its DiT (`diffusion.model.`, where a wrapped diffusion
+    model has `diffusion.model.model.`) at the top."""
+    def autoencoder(key: str) -> bool:
+        return key.startswith(("diffae.", "encoder.")) or (
+            key.startswith("diffusion.model.") and not key.startswith("diffusion.model.model."))
+    return "diffusion_autoencoder" if any(map(autoencoder, tensors)) else "diffusion"
 
 
 def _strict(module: nn.Module, weights: Mapping[str, torch.Tensor], what: str) -> None:
@@ -147,8 +204,13 @@ def conditioner_weights(kind: str, weights: Mapping[str, torch.Tensor],
 
 
 def load_network(model: nn.Module, found: SATDiffusionCheckpoint) -> None:
-    """The checkpoint's network into `model` (a DiffusionModel), strictly."""
-    _strict(model.model, found.network, f"{found.describe()}: the network")
+    """The checkpoint's network (and a diffusion autoencoder's encoder) into `model` (a
+    DiffusionModel), strictly."""
+    converted, report = match_weights(found.model_weights(), model)
+    if not report.complete:
+        raise CheckpointError(f"{found.describe()}: the network does not fit the model its "
+                              f"config describes: {report}.")
+    model.load_state_dict(converted)
 
 
 def load_conditioners(conditioner_set: nn.Module, found: SATDiffusionCheckpoint) -> None:

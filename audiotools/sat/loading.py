@@ -41,16 +41,19 @@ class SATFormat:
 
     def weights_for(self, path: Path, model: torch.nn.Module) -> dict[str, torch.Tensor]:
         """The live weights (a training checkpoint's non-EMA ones), renamed and converted to
-        `model`'s weight-norm form; for a diffusion model, its network's."""
+        `model`'s weight-norm form; for a diffusion model, its network's (and a diffusion
+        autoencoder's encoder)."""
         if isinstance(model, DiffusionModel):
             diffusion = read_diffusion_checkpoint(path, prefer_ema=False)
             logger.info("continue_from %s (conditioners are not loaded: start them from "
                         "audiotools.sat.load_diffusion)", diffusion.describe())
-            return {f"model.{key}": value for key, value in diffusion.network.items()}
-        found = read_checkpoint(path, prefer_ema=False)
-        logger.info("continue_from %s", found.describe())
-        weights, _ = match_weights(found.weights, model)
-        return weights
+            weights = diffusion.model_weights()
+        else:
+            found = read_checkpoint(path, prefer_ema=False)
+            logger.info("continue_from %s", found.describe())
+            weights = found.weights
+        converted, _ = match_weights(weights, model)
+        return converted
 
 
 SAT_FORMAT = SATFormat()

@@ -1,6 +1,8 @@
 """stable-audio-tools `diffusion_autoencoder` configs and checkpoints: the conversion of a
 small SAT config (sections, parameter counts per part, what is listed), the parts that are
-refused, and `audiotools train` training the recipe it writes."""
+refused, `audiotools train` training the recipe it writes, and checkpoints in SAT's key
+layouts (unwrapped and wrapped, made here from our own modules with SAT's weight-norm names)
+loading to the same outputs. Parity against SAT itself: scripts/check_sat_diffusion_parity.py."""
 from __future__ import annotations
 
 import json
@@ -10,14 +12,19 @@ import torch
 import yaml
 
 from audiotools.cli import main as cli
+from audiotools.conditioning import Conditioning
 from audiotools.errors import ConfigError
+from audiotools.io.codecs import load_codec
 from audiotools.models.autoencoder import build_autoencoder
-from audiotools.models.diffusion import ENCODER_LATENTS
+from audiotools.models.diffusion import ENCODER_LATENTS, build_diffusion_model
+from audiotools.sat import load_diffusion
 from audiotools.sat.diffusion import convert_diffusion_model, parameter_counts
 from audiotools.sat.diffusion_training import convert_diffusion_training
+from audiotools.sat.loading import SAT_FORMAT
 from audiotools.sat.model import load_architecture
 from audiotools.sat.notes import Notes
 from tests.sat.conftest import sat_config, write_json
+from tests.sat.test_diffusion import _sat_dit_key
 
 # stable-audio-tools 0.0.19's own counts for autoencoder_config() (create_model_from_config,
 # in the reference venv): its DiTWrapper, and its OobleckEncoder (the VAE has no parameters).
@@ -186,3 +193,88 @@ def test_train_trains_the_migrated_recipe(dora_dir, sat_args, tmp_path, capsys):
     [recipe] = (tmp_path / "config" / "solver" / "diffusion").glob("sat_dae_*.yaml")
     solver = yaml.safe_load(recipe.read_text())
     assert solver["losses"] == {"kl": 1e-6} and solver["timesteps"] == {"type": "uniform"}
+
+
+# ------------------------------------------------------------------ checkpoints
+def _sat_encoder_key(key: str) -> str:
+    """Our encoder key as SAT 0.0.19 saves it (torch's old weight norm)."""
+    return (key.replace("parametrizations.weight.original0", "weight_g")
+            .replace("parametrizations.weight.original1", "weight_v"))
+
+
+def _sat_state(model) -> dict[str, torch.Tensor]:
+    """Our diffusion autoencoder's state dict in SAT's DiffusionAutoencoder naming."""
+    state = {}
+    for key, value in model.state_dict().items():
+        if key.startswith("model."):
+            state[f"diffusion.model.{_sat_dit_key(key.removeprefix('model.'))}"] = value
+        else:
+            state[_sat_encoder_key(key)] = value
+    return state
+
+
+@pytest.fixture
+def ours():
+    """Our model of latent_autoencoder_config() with random weights, and its pretransform."""
+    torch.manual_seed(0)
+    converted = convert_diffusion_model(latent_autoencoder_config(), Notes())
+    model = build_diffusion_model(converted.model).eval()
+    with torch.no_grad():
+        for parameter in model.parameters():
+            parameter.normal_(0, 0.3)
+    return model, build_autoencoder(load_architecture(converted.pretransform)).eval()
+
+
+def _outputs(model) -> tuple[torch.Tensor, torch.Tensor]:
+    """The encoder's latents and the DiT's output for fixed data, noise level and latents."""
+    generator = torch.Generator().manual_seed(1)
+    data = torch.randn(2, 8, 16, generator=generator)
+    t = torch.rand(2, generator=generator)
+    with torch.no_grad():
+        latents = model.encode(data).latents
+        real = torch.ones(2, latents.shape[-1], dtype=torch.bool)
+        inputs = model.condition_inputs({ENCODER_LATENTS: Conditioning(latents.transpose(1, 2),
+                                                                       real)})
+        return latents, model(data, t, **inputs)
+
+
+def test_unwrapped_and_wrapped_checkpoints_load_to_the_same_outputs(ours, tmp_path):
+    model, autoencoder = ours
+    sat = {**_sat_state(model),
+           **{f"pretransform.model.{k}": v for k, v in autoencoder.state_dict().items()}}
+    unwrapped = tmp_path / "unwrapped.ckpt"
+    torch.save({"state_dict": sat}, unwrapped)
+    wrapped = tmp_path / "wrapped.ckpt"
+    torch.save({"state_dict": {**{f"diffae.{k}": v for k, v in sat.items()},
+                               **{f"diffae_ema.ema_model.{k}": v * 0.5 for k, v in sat.items()},
+                               "diffae_ema.step": torch.tensor(3)}}, wrapped)
+    config = latent_autoencoder_config()
+    expected = _outputs(model)
+    for path, prefer_ema in ((unwrapped, True), (wrapped, False)):
+        loaded = load_diffusion(path, config, prefer_ema=prefer_ema)
+        assert loaded.conditioners is None
+        for got, want in zip(_outputs(loaded.model), expected, strict=True):
+            assert torch.equal(got, want)
+    loaded = load_diffusion(wrapped, config)
+    halved = build_diffusion_model(loaded.conversion.model).eval()
+    halved.load_state_dict({k: v * 0.5 for k, v in model.state_dict().items()})
+    for got, want in zip(_outputs(loaded.model), _outputs(halved), strict=True):
+        torch.testing.assert_close(got, want)
+    # The pretransform as the recipe's codec, and the model for continue_from.
+    z = torch.randn(1, 8, 4)
+    codec = load_codec(wrapped, sat_model_config=str(write_json(tmp_path / "dae.json", config)))
+    with torch.no_grad():
+        assert torch.allclose(codec.codec.decode(z), autoencoder.decode(z))
+    weights = SAT_FORMAT.weights_for(wrapped, model)
+    assert set(weights) == set(model.state_dict())
+    assert torch.equal(weights["encoder.layers.0.parametrizations.weight.original1"],
+                       model.state_dict()["encoder.layers.0.parametrizations.weight.original1"])
+
+
+def test_a_checkpoint_without_the_encoder_is_refused(ours, tmp_path):
+    model, _ = ours
+    path = tmp_path / "network_only.ckpt"
+    torch.save({"state_dict": {k: v for k, v in _sat_state(model).items()
+                               if k.startswith("diffusion.")}}, path)
+    with pytest.raises(Exception, match="does not fit .*missing from the checkpoint.*encoder"):
+        load_diffusion(path, latent_autoencoder_config())
