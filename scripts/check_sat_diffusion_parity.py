@@ -18,6 +18,18 @@ Run with the reference interpreter (see scripts/check_sat_dit_parity.py for its 
    for the same noisy latents, times and metadata (conditioners included) is compared with
    SAT's (live and EMA weights), and the pretransform's decoder output with SAT's.
 3. A `diffusion_uncond` DiT, unwrapped and wrapped (EMA), the same way.
+4. Two small `diffusion_autoencoder`s (tests/sat/test_diffusion_autoencoder.py's configs: an
+   Oobleck encoder with a VAE on mono audio; one with a tanh bottleneck on the tiny VAE's
+   latents as pretransform) built by SAT with random weights: the parameters of each part
+   against `migrate`'s count; saved unwrapped (.ckpt, .safetensors, as the training wrapper's
+   export_model writes them) and wrapped (`diffae.*`, the EMA copy `diffae_ema.ema_model.*`);
+   each loads through `load_diffusion`, and the encoder's output before and after the
+   bottleneck (the VAE drawing the same noise), the DiT's output on the latents stretched to
+   the data as SAT's training step stretches them, and a DDIM reconstruction from the same
+   noise (SAT's `sample` as its DiffusionAutoencoder.decode calls it) are compared with SAT's;
+   the pretransform decodes as SAT's, also as the codec a recipe loads from the checkpoint.
+   Also shown: SAT's encoder drops a partial last latent frame (why audiotools takes whole
+   frames only).
 Prints PASS/FAIL per check with the figures; exits non-zero on any FAIL.
 """
 from __future__ import annotations
@@ -29,11 +41,13 @@ import tempfile
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 from safetensors.torch import save_file
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from stable_audio_tools.inference.sampling import sample as sat_sample  # noqa: E402
 from stable_audio_tools.models.conditioners import NumberConditioner  # noqa: E402
 from stable_audio_tools.models.diffusion import DiTWrapper  # noqa: E402
 from stable_audio_tools.models.factory import (  # noqa: E402
@@ -41,9 +55,17 @@ from stable_audio_tools.models.factory import (  # noqa: E402
     create_pretransform_from_config,
 )
 
+from audiotools.conditioning import Conditioning  # noqa: E402
+from audiotools.io.codecs import load_codec  # noqa: E402
+from audiotools.models.diffusion import ENCODER_LATENTS  # noqa: E402
+from audiotools.sampling.diffusion import sample  # noqa: E402
 from audiotools.sat import load_diffusion  # noqa: E402
 from audiotools.sat.diffusion import convert_diffusion_model, parameter_counts  # noqa: E402
 from audiotools.sat.notes import Notes  # noqa: E402
+from tests.sat.test_diffusion_autoencoder import (  # noqa: E402
+    autoencoder_config,
+    latent_autoencoder_config,
+)
 
 CONFIGS = REPO / "tests" / "sat" / "configs"
 TOLERANCE = 1e-5  # relative to the output's scale (float64 DiT, float32 T5-free conditioners)
@@ -70,10 +92,15 @@ def check_stable_audio() -> bool:
                                                            **entry["config"]))
                                    for entry in model["conditioning"]["configs"]
                                    if entry["type"] == "number")}
+    return compare_counts("stable_audio_2_0", sat, config)
+
+
+def compare_counts(name: str, sat: dict[str, int], config: dict) -> bool:
+    """SAT's parameters per part against what `migrate` counts for `config`."""
     ours = parameter_counts(convert_diffusion_model(config, Notes()))
     ok = True
     for part, expected in sat.items():
-        ok = report(ours[part] == expected, f"stable_audio_2_0 {part}: SAT {expected:,}, "
+        ok = report(ours[part] == expected, f"{name} {part}: SAT {expected:,}, "
                     f"ours {ours[part]:,}") and ok
     return ok
 
@@ -219,10 +246,128 @@ def check_unconditional() -> bool:
     return ok
 
 
+def autoencoder_counts(name: str, config: dict, sat: torch.nn.Module) -> bool:
+    """SAT's DiffusionAutoencoder parts: its DiTWrapper, encoder (+ bottleneck), pretransform."""
+    bottleneck = sat.bottleneck if sat.bottleneck is not None else torch.nn.Module()
+    expected = {"diffusion model": count(sat.diffusion),
+                "encoder and bottleneck": count(sat.encoder) + count(bottleneck)}
+    if sat.pretransform is not None:
+        expected["pretransform (frozen codec)"] = count(sat.pretransform)
+    return compare_counts(name, expected, config)
+
+
+def autoencoder_files(sat: torch.nn.Module, config: dict,
+                      folder: Path) -> tuple[dict, torch.nn.Module]:
+    """SAT's diffusion autoencoder saved unwrapped (.ckpt, .safetensors) and wrapped (the
+    training wrapper's `diffae` and its EMA copy `diffae_ema`, include_online_model=False);
+    the EMA copy (built as SAT's training factory builds it: another model, loaded) gets other
+    weights (its frozen pretransform stays) so that the choice shows."""
+    ema = create_model_from_config(config).eval()
+    ema.load_state_dict(sat.state_dict())
+    randomise(ema.diffusion, 11)
+    randomise(ema.encoder, 12)
+    state = sat.state_dict()
+    paths = {"unwrapped .ckpt": folder / "dae.ckpt",
+             "unwrapped .safetensors": folder / "dae.safetensors",
+             "wrapped": folder / "dae_wrapped.ckpt"}
+    torch.save({"state_dict": state}, paths["unwrapped .ckpt"])
+    save_file({k: v.contiguous() for k, v in state.items()}, str(paths["unwrapped .safetensors"]))
+    torch.save({"state_dict": {**{f"diffae.{k}": v for k, v in state.items()},
+                               **{f"diffae_ema.ema_model.{k}": v
+                                  for k, v in ema.state_dict().items()},
+                               "diffae_ema.initted": torch.tensor(True),
+                               "diffae_ema.step": torch.tensor(4)}, "global_step": 4},
+               paths["wrapped"])
+    return paths, ema
+
+
+def sat_autoencoder_outputs(sat: torch.nn.Module, x: torch.Tensor, t: torch.Tensor,
+                            noise: torch.Tensor, steps: int) -> dict[str, torch.Tensor]:
+    """What SAT computes: its training step's encode (skip_pretransform, the bottleneck
+    sampling from seed 0), its stretch of the latents to the data and DiT output, and its
+    decode's DDIM sampling from `noise`."""
+    sat.diffusion.double()
+    torch.manual_seed(0)
+    latents, info = sat.encode(x, return_info=True, skip_pretransform=True)
+    stretched = F.interpolate(latents, size=x.shape[-1], mode="nearest").double()
+    return {"encoder output": info["pre_bottleneck_latents"], "latents": latents,
+            "DiT output": sat.diffusion(x.double(), t, input_concat_cond=stretched),
+            "DDIM reconstruction": sat_sample(sat.diffusion, noise, steps, 0,
+                                              input_concat_cond=stretched)}
+
+
+def our_autoencoder_outputs(model: torch.nn.Module, x: torch.Tensor, t: torch.Tensor,
+                            seed: int, steps: int) -> dict[str, torch.Tensor]:
+    """The same through our loaded DiffusionModel (its DiT stretches the latents itself)."""
+    model.bottleneck.train()  # the VAE samples, as SAT's always does
+    torch.manual_seed(0)
+    encoded = model.encode(x)
+    real = torch.ones(x.shape[0], encoded.latents.shape[-1], dtype=torch.bool)
+    inputs = model.condition_inputs({ENCODER_LATENTS: Conditioning(
+        encoded.latents.double().transpose(1, 2), real)})
+    return {"encoder output": model.encoder(x), "latents": encoded.latents,
+            "DiT output": model.double()(x.double(), t, **inputs),
+            "DDIM reconstruction": sample(model, tuple(x.shape), objective="v", steps=steps,
+                                          sampler="ddim", seed=seed, cond=inputs,
+                                          dtype=torch.float64)}
+
+
+def check_autoencoder(name: str, config: dict, length: int) -> bool:
+    """A SAT diffusion autoencoder of `config` against ours, on data of `length` frames."""
+    torch.manual_seed(0)
+    sat = create_model_from_config(config).eval()
+    randomise(sat.diffusion, 8)
+    randomise(sat.encoder, 9)
+    ok = autoencoder_counts(name, config, sat)
+    channels, seed, steps = config["model"]["io_channels"], 13, 4
+    generator = torch.Generator().manual_seed(10)
+    x = torch.randn(2, channels, length, generator=generator)
+    t = torch.rand(2, generator=generator, dtype=torch.float64)
+    noise = torch.randn((2, channels, length), generator=torch.Generator().manual_seed(seed))
+    with torch.no_grad(), tempfile.TemporaryDirectory() as folder:
+        paths, ema = autoencoder_files(sat, config, Path(folder))
+        for which, prefer_ema in (("live", False), ("EMA", True)):
+            expected = sat_autoencoder_outputs(ema if prefer_ema else sat, x, t, noise.double(),
+                                               steps)
+            for form, path in paths.items():
+                if form != "wrapped" and prefer_ema:
+                    continue
+                label = f"{form}, {which} weights" if form == "wrapped" else form
+                loaded = load_diffusion(path, config, prefer_ema=prefer_ema)
+                got = our_autoencoder_outputs(loaded.model, x, t, seed, steps)
+                for part, value in expected.items():
+                    ok = compare(f"{name} {part}, {label}", value, got[part]) and ok
+        if sat.pretransform is not None:
+            config_path = Path(folder) / "dae.json"
+            config_path.write_text(json.dumps(config))
+            scale = config["model"]["pretransform"]["scale"]
+            z = torch.randn(1, channels, 8, generator=generator)
+            codec = load_codec(paths["wrapped"], sat_model_config=str(config_path))
+            ok = compare(f"{name} pretransform decoder (codec of the wrapped .ckpt)",
+                         sat.pretransform.decode(z), codec.codec.decode(z * scale)) and ok
+    return ok
+
+
+def check_partial_frames() -> bool:
+    """SAT's encoder on a length that is not a multiple of its hop drops the partial frame
+    (its training then stretches the rest over the whole segment): why audiotools takes
+    whole latent frames only (migrate refuses such a sample_size)."""
+    sat = create_model_from_config(autoencoder_config())
+    hop = sat.downsampling_ratio
+    frames = sat.encoder(torch.zeros(1, 1, 64 * hop + hop // 2)).shape[-1]
+    return report(frames == 64, f"SAT's encoder on {64 * hop + hop // 2} samples (hop {hop}): "
+                  f"{frames} latent frames, the partial one dropped")
+
+
 def main() -> int:
     ok = check_stable_audio()
     ok = check_checkpoints() and ok
-    return 0 if check_unconditional() and ok else 1
+    ok = check_unconditional() and ok
+    ok = check_autoencoder("diffusion_autoencoder (VAE, audio)", autoencoder_config(),
+                           256) and ok
+    ok = check_autoencoder("diffusion_autoencoder (tanh, latents)",
+                           latent_autoencoder_config(), 32) and ok
+    return 0 if check_partial_frames() and ok else 1
 
 
 if __name__ == "__main__":

@@ -28,13 +28,14 @@ from tests.sat.test_diffusion import _sat_dit_key
 
 # stable-audio-tools 0.0.19's own counts for autoencoder_config() (create_model_from_config,
 # in the reference venv): its DiTWrapper, and its OobleckEncoder (the VAE has no parameters).
-SAT_DIT_PARAMETERS = 26_938
+SAT_DIT_PARAMETERS = 88_538
 SAT_ENCODER_PARAMETERS = 1_644
 
 
 def autoencoder_config() -> dict:
     """A SAT diffusion autoencoder on 16 kHz mono audio: an Oobleck encoder (snake) and a VAE
-    giving 4 latent channels a 16-sample frame, decoded by a tiny DiT (4 samples a token)."""
+    giving 4 latent channels a 16-sample frame, decoded by a tiny DiT (4 samples a token;
+    heads 32 wide, the least SAT's rotary positions take)."""
     return {
         "model_type": "diffusion_autoencoder", "sample_rate": 16000, "sample_size": 4096,
         "audio_channels": 1,
@@ -46,7 +47,7 @@ def autoencoder_config() -> dict:
             "bottleneck": {"type": "vae"},
             "diffusion": {"type": "dit", "config": {
                 "diffusion_objective": "v", "io_channels": 1, "input_concat_dim": 4,
-                "embed_dim": 32, "depth": 1, "num_heads": 2, "patch_size": 4}}},
+                "embed_dim": 64, "depth": 1, "num_heads": 2, "patch_size": 4}}},
         "training": {"learning_rate": 2e-4, "use_reconstruction_loss": True,
                      "demo": {"demo_every": 2, "demo_steps": 3}}}
 
