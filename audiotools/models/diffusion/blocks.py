@@ -42,15 +42,17 @@ class RotaryEmbedding(nn.Module):
         super().__init__()
         if dim < 2 or dim % 2:
             raise ValueError(f"rotary dim={dim} must be even and >= 2")
-        # Not persistent: derived from `dim`, so a checkpoint need not carry it.
-        self.register_buffer("inv_freq", base ** -(torch.arange(0, dim, 2).float() / dim),
+        # Not persistent: derived from `dim`, so a checkpoint need not carry it. SAT's float32
+        # expression, so that the frequencies (and a double model's angles) are its own.
+        self.register_buffer("inv_freq", 1.0 / base ** (torch.arange(0, dim, 2).float() / dim),
                              persistent=False)
 
     def forward(self, length: int) -> tuple[torch.Tensor, torch.Tensor]:
         """(cos, sin), each (length, dim / 2): the angle of each pair at positions
-        0..length-1 (float32)."""
-        positions = torch.arange(length, device=self.inv_freq.device, dtype=torch.float32)
-        angles = torch.outer(positions, self.inv_freq.float())
+        0..length-1, in float32 (float64 in a model made double, as SAT's)."""
+        dtype = torch.promote_types(self.inv_freq.dtype, torch.float32)
+        positions = torch.arange(length, device=self.inv_freq.device, dtype=dtype)
+        angles = torch.outer(positions, self.inv_freq.to(dtype))
         return angles.cos(), angles.sin()
 
 
