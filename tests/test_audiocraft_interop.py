@@ -450,22 +450,25 @@ def test_an_lm_without_its_codec_names_the_missing_file(musicgen, tmp_path, caps
     assert pipeline.generate(PROMPT, 0.1)[0].shape == (1, 1600)
 
 
+def _beside_the_codec(musicgen, folder: Path, config: dict, lm: torch.nn.Module) -> Path:
+    """A MusicGen folder holding this LM package next to the fixture's compression package."""
+    save_package(folder / LM_FILE, config, audiocraft_lm_state(lm, TINY_T5_DIM))
+    shutil.copy(musicgen.folder / COMPRESSION_FILE, folder)
+    return folder
+
+
 def test_a_codec_that_does_not_fit_and_a_missing_t5_are_named(musicgen, tmp_path,
                                                                monkeypatch):
     lm_file = musicgen.folder / LM_FILE
-    four = tmp_path / "four_codebooks"
-    save_package(four / LM_FILE, lm_xp_config(), audiocraft_lm_state(our_lm(), TINY_T5_DIM))
-    shutil.copy(musicgen.folder / COMPRESSION_FILE, four)
+    four = _beside_the_codec(musicgen, tmp_path / "four_codebooks", lm_xp_config(), our_lm())
     with pytest.raises(ConfigError, match=re.escape(
             f"{four / LM_FILE}: model.num_codebooks=4 but the codec "
             f"({four / COMPRESSION_FILE}) has num_codebooks 3: give it the codec it was "
             "trained on.")):
         audiotools.load(four)
-    at_32k = tmp_path / "32k"
     config = musicgen_xp_config()
     config["sample_rate"] = 32000
-    save_package(at_32k / LM_FILE, config, audiocraft_lm_state(musicgen.lm, TINY_T5_DIM))
-    shutil.copy(musicgen.folder / COMPRESSION_FILE, at_32k)
+    at_32k = _beside_the_codec(musicgen, tmp_path / "32k", config, musicgen.lm)
     with pytest.raises(ConfigError, match=re.escape(
             f"{at_32k / LM_FILE} was trained on audio of sample_rate 32000, but the codec "
             f"({at_32k / COMPRESSION_FILE}) has sample_rate 16000: give it the codec it was "
