@@ -22,8 +22,10 @@ Method
   so a long file costs bounded memory; a discrete codec's latents are its quantized codes.
 - Metrics (`audiotools.metrics.audio`, as the autoencoder solver's evaluate stage): SI-SNR in
   dB (higher is better), mel distance and multi-resolution STFT distance (lower is better),
-  per item. A file's row is the mean of its items; the mean row the mean over files (each file
-  weighs the same).
+  and the frame-rate buzz the codec adds (the reconstruction's comb of lines at multiples of
+  half its frame rate in the upper band over the input's own; about 1 is none), per item. A
+  file's row is the mean of its items; the mean row the mean over files (each file weighs
+  the same).
 - Bitrate: a discrete codec's tokens, frame rate x sum over codebooks of log2(cardinality), in
   kb/s (no entropy coding). A continuous codec has none ("continuous"): its latents are
   latent_dim x frame rate floats per second, printed with their ratio to the audio's samples
@@ -57,11 +59,11 @@ from audiotools.data.shards import AUDIO_EXTENSIONS
 from audiotools.errors import AudiotoolsError, ConfigError
 from audiotools.inference.autoencoder import AutoencoderPipeline
 from audiotools.io.loading import load_pipeline
-from audiotools.metrics.audio import mel_distance, si_snr, stft_distance
+from audiotools.metrics.audio import frame_buzz, mel_distance, si_snr, stft_distance
 from audiotools.models.codec import FrozenCodec, is_discrete
 
 AUDIO_SUFFIXES = frozenset(f".{extension}" for extension in AUDIO_EXTENSIONS)
-METRICS = ("si_snr", "mel_distance", "stft_distance")
+METRICS = ("si_snr", "mel_distance", "stft_distance", "frame_buzz")
 
 
 @dataclass
@@ -74,6 +76,7 @@ class FileResult:
     si_snr: float
     mel_distance: float
     stft_distance: float
+    frame_buzz: float
     compute_seconds: float  # encode + decode wall time of its items
 
     @property
@@ -112,13 +115,14 @@ def items_of(audio: torch.Tensor, sample_rate: int, segment_seconds: float | Non
     return [audio[:, index * length:(index + 1) * length] for index in range(count)]
 
 
-def measure(estimate: torch.Tensor, reference: torch.Tensor,
-            sample_rate: int) -> dict[str, float]:
-    """The three reconstruction metrics of one item (channels, samples)."""
+def measure(estimate: torch.Tensor, reference: torch.Tensor, sample_rate: int,
+            hop_length: int) -> dict[str, float]:
+    """The reconstruction metrics of one item (channels, samples)."""
     estimate, reference = estimate[None], reference[None]
     return {"si_snr": float(si_snr(estimate, reference)[0]),
             "mel_distance": float(mel_distance(estimate, reference, sample_rate)[0]),
-            "stft_distance": float(stft_distance(estimate, reference)[0])}
+            "stft_distance": float(stft_distance(estimate, reference)[0]),
+            "frame_buzz": float(frame_buzz(estimate, reference, sample_rate, hop_length)[0])}
 
 
 def _synchronize(device: torch.device) -> None:
@@ -154,7 +158,8 @@ def evaluate_file(pipeline: AutoencoderPipeline, path: Path, name: str,
     for item in items:
         output, seconds = timed_reconstruct(pipeline, item, chunk_seconds)
         compute += seconds
-        figures.append(measure(output.to(pipeline.device), item.to(pipeline.device), rate))
+        figures.append(measure(output.to(pipeline.device), item.to(pipeline.device), rate,
+                               pipeline.model.hop_length))
     means = {key: statistics.fmean(figure[key] for figure in figures) for key in METRICS}
     evaluated = sum(item.shape[-1] for item in items) / rate
     return FileResult(name, evaluated, len(items), compute_seconds=compute, **means)
@@ -275,11 +280,12 @@ def report(result: dict[str, Any]) -> str:
     rows = [*result["files"], mean]
     width = max(len("file"), *(len(row["path"]) for row in rows))
     lines.append(f"{'file':<{width}}  {'seconds':>8}  {'items':>5}  {'SI-SNR dB':>9}  "
-                 f"{'mel':>7}  {'STFT':>7}  {'RTF':>8}")
+                 f"{'mel':>7}  {'STFT':>7}  {'buzz':>6}  {'RTF':>8}")
     for row in rows:
         lines.append(f"{row['path']:<{width}}  {row['seconds']:>8.2f}  {row['items']:>5}  "
                      f"{row['si_snr']:>9.2f}  {row['mel_distance']:>7.4f}  "
-                     f"{row['stft_distance']:>7.4f}  {row['rtf']:>8.4f}")
+                     f"{row['stft_distance']:>7.4f}  {row['frame_buzz']:>6.2f}  "
+                     f"{row['rtf']:>8.4f}")
     return "\n".join(lines)
 
 

@@ -55,7 +55,7 @@ def _run(*argv, tmp_path) -> dict:
 
 def _finite(row: dict) -> bool:
     return all(math.isfinite(row[key]) for key in ("si_snr", "mel_distance", "stft_distance",
-                                                    "rtf", "seconds"))
+                                                    "frame_buzz", "rtf", "seconds"))
 
 
 def test_a_continuous_codec_gets_finite_figures_and_its_latent_size(tmp_path, folder, capsys):
@@ -90,6 +90,7 @@ def test_a_perfect_codec_scores_as_one(tmp_path, folder, monkeypatch):
     mean = _run(_export(tmp_path), folder, tmp_path=tmp_path)["mean"]
     assert mean["si_snr"] > 60 and mean["mel_distance"] == 0.0
     assert mean["stft_distance"] == pytest.approx(0.0, abs=1e-3)
+    assert mean["frame_buzz"] == pytest.approx(1.0)
 
 
 @pytest.mark.parametrize("case", ["no audio", "not a folder", "unreadable", "not a codec"])

@@ -16,6 +16,15 @@ They run in float32 with autocast off.
 - `stft_distance`: the multi-resolution STFT loss (spectral convergence + mean |log
   magnitude difference|) at FFT sizes 2048, 1024, 512, 256, 128 with hop = size / 4 and a
   Hann window of the FFT size, averaged over resolutions and channels (lower is better).
+- `frame_rate_comb`: of one signal, not a pair: how much a codec's frame rate shows as a buzz.
+  The power spectrum (Hann window of 16 hops, hop / 2 apart, averaged over frames and
+  channels, so a bin is frame_rate / 16 wide) at the multiples of half the frame rate between
+  a fifth of the sample rate and 0.45 of it, over the power halfway between them. Noise and
+  music give about 1; frames that repeat every hop, or every other hop with their sign
+  flipped, overlap-add into a comb of lines there: several times more. A spectral codec whose
+  decoder keeps the phase of its noise floor from frame to frame makes one.
+- `frame_buzz`: the estimate's `frame_rate_comb` over the reference's: the buzz a codec adds
+  (about 1: none), since music's own partials can fall on those lines.
 """
 from __future__ import annotations
 
@@ -70,3 +79,28 @@ def stft_distance(estimate: torch.Tensor, reference: torch.Tensor) -> torch.Tens
                                    hop_sizes=[size // 4 for size in STFT_FFT_SIZES],
                                    win_lengths=STFT_FFT_SIZES).to(estimate.device)
     return loss.per_item(estimate, reference)
+
+
+def frame_rate_comb(audio: torch.Tensor, sample_rate: int, hop_length: int) -> torch.Tensor:
+    """(batch,) power at the multiples of half the frame rate sample_rate / hop_length over
+    the power halfway between them, in the upper band (module docstring)."""
+    batch, channels, length = audio.shape
+    n_fft = 16 * hop_length
+    with full_precision(audio.device):
+        signal = audio.float().reshape(batch * channels, length)
+        window = make_window("hann_window", n_fft).to(audio.device)
+        power = stft_magnitude(signal, n_fft, hop_length // 2, window).pow(2).mean(dim=-1)
+        power = power.view(batch, channels, -1).mean(dim=1)
+        bins = torch.arange(power.shape[-1], device=audio.device)
+        frequency = bins * sample_rate / n_fft
+        band = (frequency >= sample_rate / 5) & (frequency <= 0.45 * sample_rate)
+        lines, between = band & (bins % 8 == 0), band & (bins % 8 == 4)
+        return power[:, lines].mean(dim=-1) / power[:, between].mean(dim=-1).clamp(min=1e-20)
+
+
+def frame_buzz(estimate: torch.Tensor, reference: torch.Tensor, sample_rate: int,
+               hop_length: int) -> torch.Tensor:
+    """(batch,) the frame-rate comb the estimate has beyond the reference's own."""
+    check_pair("frame_buzz", estimate, reference)
+    return (frame_rate_comb(estimate, sample_rate, hop_length)
+            / frame_rate_comb(reference, sample_rate, hop_length))

@@ -25,7 +25,7 @@ from ..losses.adversarial import GANLoss, feature_matching_loss
 from ..losses.complex import CompressedSpectrumLoss
 from ..losses.spectral import spectral_loss
 from ..losses.time import l1_waveform_loss
-from ..metrics.audio import mel_distance, si_snr, stft_distance
+from ..metrics.audio import frame_buzz, mel_distance, si_snr, stft_distance
 from ..metrics.codebooks import code_counts, codebook_statistics
 from ..metrics.spectrogram import render_spectrogram
 from ..models.autoencoder import build_autoencoder
@@ -156,12 +156,12 @@ class AutoencoderSolver(StandardSolver):
 
     # ------------------------------------------------------------------ evaluate, generate
     def evaluate(self) -> dict[str, Any]:
-        """SI-SNR, mel distance and multi-resolution STFT distance per item, averaged over the
-        evaluate split (valid when there is no evaluate split); a quantized model adds each
-        codebook's perplexity and unused codes over the whole split."""
+        """SI-SNR, mel distance, multi-resolution STFT distance and frame-rate buzz per item,
+        averaged over the evaluate split (valid when there is no evaluate split); a quantized
+        model adds each codebook's perplexity and unused codes over the whole split."""
         loader = self.loaders.get("evaluate") or self.loaders["valid"]
         loader.set_epoch(0)
-        totals = torch.zeros(3, dtype=torch.float64)
+        totals = torch.zeros(4, dtype=torch.float64)
         count = 0
         counts = None
         if self.model.is_quantized:
@@ -178,7 +178,9 @@ class AutoencoderSolver(StandardSolver):
             values = torch.stack([
                 si_snr(reconstruction, audio).sum(),
                 mel_distance(reconstruction, audio, sample_rate).sum(),
-                stft_distance(reconstruction, audio).sum()]).double().cpu()
+                stft_distance(reconstruction, audio).sum(),
+                frame_buzz(reconstruction, audio, sample_rate,
+                           self.model.hop_length).sum()]).double().cpu()
             totals += values
             count += audio.shape[0]
             if counts is not None:
@@ -190,7 +192,8 @@ class AutoencoderSolver(StandardSolver):
                                  "in the log above).")
         mean = (totals / count).tolist()
         metrics = distributed.average_metrics(
-            {"si_snr": mean[0], "mel_distance": mean[1], "stft_distance": mean[2]}, count)
+            {"si_snr": mean[0], "mel_distance": mean[1], "stft_distance": mean[2],
+             "frame_buzz": mean[3]}, count)
         if counts is not None:
             metrics.update(codebook_statistics(distributed.sum_across_ranks(counts)))
             dead = self.model.bottleneck.dead_codes()

@@ -7,7 +7,13 @@ import math
 import pytest
 import torch
 
-from audiotools.metrics.audio import mel_distance, si_snr, stft_distance
+from audiotools.metrics.audio import (
+    frame_buzz,
+    frame_rate_comb,
+    mel_distance,
+    si_snr,
+    stft_distance,
+)
 from tests.signals import SAMPLE_RATE, noise
 
 
@@ -89,3 +95,19 @@ def test_metrics_are_float32_under_bf16_autocast():
 def test_bad_shapes_are_clear_errors(metric):
     with pytest.raises(ValueError, match=r"same shape \(batch, channels, time\)"):
         metric(torch.zeros(2, 1, 4000), torch.zeros(2, 4000))
+
+
+def test_frame_buzz_finds_frames_that_repeat_and_is_one_on_noise():
+    hop = 320
+    frame = noise(hop, seed=3)
+    repeated = frame.repeat(50).view(1, 1, -1)                       # every hop
+    flipped = torch.cat([frame, -frame]).repeat(25).view(1, 1, -1)  # every other hop, negated
+    reference = noise(1, 1, 50 * hop, seed=4)
+    assert frame_rate_comb(reference, SAMPLE_RATE, hop).item() == pytest.approx(1.0, abs=0.15)
+    for periodic in (repeated, flipped):
+        assert frame_rate_comb(periodic, SAMPLE_RATE, hop).item() > 50
+        assert frame_buzz(periodic, reference, SAMPLE_RATE, hop).item() > 50
+    # The reference's own lines do not count against the estimate.
+    assert frame_buzz(repeated, repeated, SAMPLE_RATE, hop).item() == pytest.approx(1.0)
+    assert frame_buzz(torch.cat([repeated, reference]), torch.cat([reference, reference]),
+                      SAMPLE_RATE, hop).shape == (2,)
