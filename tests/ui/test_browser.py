@@ -19,6 +19,7 @@ from tests.conftest import REPO
 from tests.ui.conftest import MAX_DURATION
 
 webdriver = pytest.importorskip("selenium.webdriver")
+from selenium.common.exceptions import TimeoutException  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.support import expected_conditions as ready  # noqa: E402
 from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
@@ -120,7 +121,14 @@ class Page:
             links = driver.find_elements(By.CSS_SELECTOR, f"#{element_id} a[download]")
             href = links[0].get_attribute("href") if links else None
             return href if href and href != previous else False
-        return self.wait.until(linked)
+        try:
+            return self.wait.until(linked)
+        except TimeoutException:  # say what the page shows instead of a bare timeout
+            shown = [toast.text for toast in self.driver.find_elements(
+                By.CSS_SELECTOR, ".toast-body")]
+            path = self.screenshot(f"no_result_{element_id}")
+            raise AssertionError(f"#{element_id} got no result in {self.wait._timeout} s; "
+                                 f"messages on the page: {shown or 'none'}; see {path}") from None
 
     def decoded(self, link: str) -> tuple[float, float]:
         result = self.driver.execute_async_script(DECODE, link)
