@@ -19,7 +19,11 @@ from audiotools.io.codecs import load_codec
 from audiotools.models.autoencoder import build_autoencoder
 from audiotools.models.diffusion import build_diffusion_model, validate_diffusion_config
 from audiotools.sat import load_diffusion
-from audiotools.sat.diffusion import convert_diffusion_model, parameter_counts
+from audiotools.sat.diffusion import (
+    DiffusionConversion,
+    convert_diffusion_model,
+    parameter_counts,
+)
 from audiotools.sat.diffusion_training import convert_diffusion_training
 from audiotools.sat.loading import SAT_FORMAT
 from audiotools.sat.model import check_model_type, load_architecture
@@ -163,14 +167,21 @@ def _sat_conditioners(conditioners: ConditionerSet) -> dict[str, torch.Tensor]:
     return state
 
 
-@pytest.fixture
-def ours():
+def randomised(config: dict) -> tuple[DiffusionConversion, torch.nn.Module]:
+    """The conversion of a SAT config and our model of it with random weights (seed 0), so
+    that no zero-initialised branch hides a mapping error."""
     torch.manual_seed(0)
-    converted = convert_diffusion_model(small_config(), Notes())
+    converted = convert_diffusion_model(config, Notes())
     model = build_diffusion_model(converted.model).eval()
     with torch.no_grad():
         for parameter in model.parameters():
             parameter.normal_(0, 0.3)
+    return converted, model
+
+
+@pytest.fixture
+def ours():
+    converted, model = randomised(small_config())
     conditioners = ConditionerSet(converted.conditioners, 32).eval()
     autoencoder = build_autoencoder(load_architecture(converted.pretransform)).eval()
     return model, conditioners, autoencoder

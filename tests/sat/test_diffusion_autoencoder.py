@@ -24,7 +24,7 @@ from audiotools.sat.loading import SAT_FORMAT
 from audiotools.sat.model import load_architecture
 from audiotools.sat.notes import Notes
 from tests.sat.conftest import sat_config, write_json
-from tests.sat.test_diffusion import _sat_dit_key
+from tests.sat.test_diffusion import _sat_dit_key, randomised
 
 # stable-audio-tools 0.0.19's own counts for autoencoder_config() (create_model_from_config,
 # in the reference venv): its DiTWrapper, and its OobleckEncoder (the VAE has no parameters).
@@ -217,12 +217,7 @@ def _sat_state(model) -> dict[str, torch.Tensor]:
 @pytest.fixture
 def ours():
     """Our model of latent_autoencoder_config() with random weights, and its pretransform."""
-    torch.manual_seed(0)
-    converted = convert_diffusion_model(latent_autoencoder_config(), Notes())
-    model = build_diffusion_model(converted.model).eval()
-    with torch.no_grad():
-        for parameter in model.parameters():
-            parameter.normal_(0, 0.3)
+    converted, model = randomised(latent_autoencoder_config())
     return model, build_autoencoder(load_architecture(converted.pretransform)).eval()
 
 

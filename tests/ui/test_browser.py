@@ -27,6 +27,7 @@ from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
 pytestmark = pytest.mark.slow
 
 CHROMIUM, CHROMEDRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
+WAIT_SECONDS = 90  # for an element or a result
 # As root and offline: no sandbox, and none of Chromium's own network traffic.
 FLAGS = ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
          "--disable-background-networking", "--disable-component-update", "--disable-sync",
@@ -89,7 +90,7 @@ class Page:
 
     def __init__(self, driver, url: str, shots: Path):
         self.driver, self.shots = driver, shots
-        self.wait = WebDriverWait(driver, 90)
+        self.wait = WebDriverWait(driver, WAIT_SECONDS)
         driver.get(url)
         self.wait.until(ready.visibility_of_element_located((By.ID, "header")))
 
@@ -127,7 +128,7 @@ class Page:
             shown = [toast.text for toast in self.driver.find_elements(
                 By.CSS_SELECTOR, ".toast-body")]
             path = self.screenshot(f"no_result_{element_id}")
-            raise AssertionError(f"#{element_id} got no result in {self.wait._timeout} s; "
+            raise AssertionError(f"#{element_id} got no result in {WAIT_SECONDS} s; "
                                  f"messages on the page: {shown or 'none'}; see {path}") from None
 
     def decoded(self, link: str) -> tuple[float, float]:
