@@ -2,6 +2,7 @@
 rectified-flow objective on audio or codec latents, conditioned by cross-attention tokens,
 global vectors, prepended tokens and input-concat channels (inpainting masks, a diffusion
 autoencoder's latents)."""
+from .adp import ADPUNet
 from .config import (
     ENCODER_LATENTS,
     INPAINT_MASK,
@@ -9,6 +10,7 @@ from .config import (
     OWN_CONDITIONS,
     PRESETS,
     STABLE_AUDIO,
+    ADPUNetConfig,
     DiffusionEncoderConfig,
     DiffusionModelConfig,
     DiTConfig,
@@ -31,10 +33,10 @@ from .objectives import (
 )
 from .unet import UNet1d
 
-__all__ = ["ENCODER_LATENTS", "INPAINT_MASK", "INPAINT_MASKED_INPUT", "OWN_CONDITIONS",
-           "PRESETS", "STABLE_AUDIO", "DiTConfig", "DiffusionEncoderConfig", "DiffusionModel",
-           "DiffusionModelConfig", "DiffusionTransformer", "InpaintMaskConfig", "Objective",
-           "RectifiedFlowObjective", "TimeShiftConfig", "TimestepsConfig", "UNet1d",
+__all__ = ["ADPUNet", "ADPUNetConfig", "ENCODER_LATENTS", "INPAINT_MASK", "INPAINT_MASKED_INPUT",
+           "OWN_CONDITIONS", "PRESETS", "STABLE_AUDIO", "DiTConfig", "DiffusionEncoderConfig",
+           "DiffusionModel", "DiffusionModelConfig", "DiffusionTransformer", "InpaintMaskConfig",
+           "Objective", "RectifiedFlowObjective", "TimeShiftConfig", "TimestepsConfig", "UNet1d",
            "UNetConfig", "VObjective", "build_diffusion_model", "get_objective",
            "inpaint_conditions", "keep_mask", "preset", "random_keep_masks", "sample_timesteps",
            "time_shift", "validate_diffusion_config"]

@@ -7,7 +7,7 @@
       prepend_cond_ids: []
       input_concat_ids: []
       time_shift: null                # {base_shift, max_shift, min_length, max_length}
-      network: {type: dit | unet, io_channels: 64, ...}
+      network: {type: dit | unet | adp_unet, io_channels: 64, ...}
       encoder: null                   # diffusion autoencoder: {latent_dim, encoder, bottleneck}
 
 The `*_ids` name the conditioners (of the solver's ConditionerSet) that feed each input of the
@@ -175,6 +175,109 @@ class UNetConfig(Section):
         return self.patch_size * math.prod(self.factors)
 
 
+class ADPUNetConfig(Section):
+    """stable-audio-tools' ADP U-Net (its `adp_cfg_1d`, `adp_1d`, `adp_uncond_1d` networks), with
+    the same arguments and parameter names so that SAT's weights load one to one.
+
+    `multipliers` has one entry per resolution (levels + 1), `factors` and `num_blocks` one per
+    level, `attentions` one per level plus the middle's (transformer blocks; 0: none). An
+    attention has `attention_heads` heads of `attention_features` dimensions (either one given:
+    the other is the width divided by it) and a GELU feed-forward `attention_multiplier` wide.
+    The time (Fourier features of t, `use_context_time`) and the global condition
+    (`global_cond_dim`, SAT's `context_features`) are summed into a mapping
+    `channels x context_features_multiplier` wide that scales and shifts every resnet block.
+    `null_embedding_length` > 0 (SAT's `context_embedding_max_length`, adp_cfg_1d) gives a
+    learned null embedding of that many tokens that replaces the cross-attention tokens of an
+    item whose condition is null (CFG dropout and the unconditional branch of guidance)."""
+
+    type: Literal["adp_unet"] = "adp_unet"
+    io_channels: PositiveInt
+    channels: PositiveInt
+    multipliers: list[PositiveInt] = Field(min_length=2)
+    factors: list[PositiveInt] = Field(min_length=1)
+    num_blocks: list[PositiveInt] = Field(min_length=1)
+    attentions: list[NonNegativeInt] = Field(min_length=2)
+    attention_heads: PositiveInt | None = None
+    attention_features: PositiveInt | None = None
+    attention_multiplier: PositiveInt | None = None
+    patch_size: PositiveInt = 1
+    resnet_groups: PositiveInt = 8
+    use_context_time: bool = True
+    # Downsampling conv kernel = factor x this + 1 (even).
+    kernel_multiplier_downsample: PositiveInt = 2
+    use_nearest_upsample: bool = False
+    use_skip_scale: bool = True
+    context_features_multiplier: PositiveInt = 4
+    # Cross-attention token width (SAT's context_embedding_features; 0: no cross-attention).
+    cond_token_dim: NonNegativeInt = 0
+    null_embedding_length: NonNegativeInt = 0
+    # Global condition width (SAT's context_features; 0: none).
+    global_cond_dim: NonNegativeInt = 0
+    # Channels joined to the input (SAT's context_channels[0]; 0: none).
+    input_concat_dim: NonNegativeInt = 0
+
+    def attention_shape(self, width: int) -> tuple[int, int]:
+        """(heads, features per head) of an attention over `width` channels (SAT's rule)."""
+        heads, features = self.attention_heads, self.attention_features
+        if heads is None:
+            heads = width // features  # type: ignore[operator]
+        if features is None:
+            features = width // heads
+        return heads, features
+
+    @model_validator(mode="after")
+    def _levels_fit(self) -> ADPUNetConfig:
+        levels = len(self.multipliers) - 1
+        if len(self.factors) != levels or len(self.num_blocks) != levels:
+            raise ValueError(f"{levels + 1} multipliers make {levels} levels: factors "
+                             f"{self.factors} and num_blocks {self.num_blocks} need {levels} "
+                             "entries each")
+        if len(self.attentions) != levels + 1:
+            raise ValueError(f"attentions {self.attentions} needs {levels + 1} entries: one per "
+                             "level and one for the middle")
+        if self.kernel_multiplier_downsample % 2:
+            raise ValueError(f"kernel_multiplier_downsample={self.kernel_multiplier_downsample} "
+                             "must be even")
+        if self.channels % 2 and self.use_context_time:
+            raise ValueError(f"channels={self.channels} must be even (the time's Fourier "
+                             "features are channels / 2 sines and cosines)")
+        if (self.channels * self.multipliers[0]) % self.patch_size:
+            raise ValueError(f"channels x multipliers[0] = {self.channels * self.multipliers[0]}"
+                             f" is not a multiple of patch_size={self.patch_size}")
+        if self.null_embedding_length and not self.cond_token_dim:
+            raise ValueError("null_embedding_length > 0 replaces cross-attention tokens: set "
+                             "cond_token_dim > 0 (or null_embedding_length: 0)")
+        for width in (self.channels * multiplier for multiplier in self.multipliers):
+            if width % self.resnet_groups:
+                raise ValueError(f"channels x multiplier = {width} is not a multiple of "
+                                 f"resnet_groups={self.resnet_groups}")
+        self._attentions_fit()
+        return self
+
+    def _attentions_fit(self) -> None:
+        widths = [self.channels * multiplier for multiplier in self.multipliers[1:]]
+        attended = [width for width, blocks in zip([*widths, widths[-1]], self.attentions,
+                                                   strict=True) if blocks]
+        if not attended:
+            return
+        if self.attention_multiplier is None or (self.attention_heads is None
+                                                 and self.attention_features is None):
+            raise ValueError("attentions > 0 need attention_multiplier and attention_heads or "
+                             "attention_features")
+        for width in attended:
+            heads, features = self.attention_shape(width)
+            if width % 32 or heads < 1 or features < 1:
+                raise ValueError(f"an attention over {width} channels needs a multiple of 32 "
+                                 "channels (its group norm has 32 groups) and at least one "
+                                 f"head (attention_heads={self.attention_heads}, "
+                                 f"attention_features={self.attention_features})")
+
+    @property
+    def hop_length(self) -> int:
+        """Input lengths must be multiples of this."""
+        return self.patch_size * math.prod(self.factors)
+
+
 class TimeShiftConfig(Section):
     """stable-audio-tools' length-dependent time shift (`distribution_shift_options`): t ->
     s t / (1 + (s - 1) t) with log s rising linearly from base_shift at min_length frames to
@@ -204,8 +307,9 @@ class TimestepsConfig(Section):
     truncation: float = Field(0.075, gt=0.0, lt=1.0)
 
 
-NETWORKS: dict[str, type[Section]] = {"dit": DiTConfig, "unet": UNetConfig}
-NetworkConfig = DiTConfig | UNetConfig
+NETWORKS: dict[str, type[Section]] = {"dit": DiTConfig, "unet": UNetConfig,
+                                      "adp_unet": ADPUNetConfig}
+NetworkConfig = DiTConfig | UNetConfig | ADPUNetConfig
 # Continuous bottlenecks only: the latents condition a network, they are not tokens.
 ENCODER_BOTTLENECKS: dict[str, type[Section]] = {
     "vae": VAEBottleneckConfig, "tanh": TanhBottleneckConfig, "none": NoBottleneckConfig}

@@ -1,5 +1,6 @@
-"""`DiffusionModel`: a network (DiT or U-Net), its objective, and which conditions feed which of
-its inputs; `build_diffusion_model`, the one builder training, export and inference use.
+"""`DiffusionModel`: a network (DiT, U-Net or ADP U-Net), its objective, and which conditions
+feed which of its inputs; `build_diffusion_model`, the one builder training, export and
+inference use.
 
 The network is `model` (SAT's checkpoints hold the DiT under `model.model.`; here it is
 `model.`). `forward(x, t, **inputs)` is the network's, so a DiffusionModel is itself the
@@ -23,10 +24,15 @@ from ..autoencoder.bottlenecks import Bottleneck, BottleneckOutput, TanhBottlene
 from ..autoencoder.oobleck import OobleckEncoder
 from ..autoencoder.seanet import SEANetEncoder
 from ..autoencoder.spectral import STFTEncoder
+from .adp import ADPUNet
 from .config import DiffusionEncoderConfig, DiffusionModelConfig, validate_diffusion_config
 from .dit import DiffusionTransformer
 from .objectives import get_objective
 from .unet import UNet1d
+
+# The module of each `network.type` (config.NETWORKS).
+_NETWORKS: dict[str, type[nn.Module]] = {"dit": DiffusionTransformer, "unet": UNet1d,
+                                         "adp_unet": ADPUNet}
 
 
 def _pooled(condition: Conditioning) -> torch.Tensor:
@@ -62,8 +68,7 @@ class DiffusionModel(nn.Module):
         self.objective = get_objective(config.objective)
         self.io_channels = config.io_channels
         network = config.network
-        self.model: nn.Module = (DiffusionTransformer(network) if network.type == "dit"
-                                 else UNet1d(network))
+        self.model: nn.Module = _NETWORKS[network.type](network)
         if config.encoder is not None:
             self.encoder, self.bottleneck = _encoder_parts(config.encoder, self.io_channels)
             with torch.no_grad():
