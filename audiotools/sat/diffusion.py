@@ -6,7 +6,8 @@ SAT's `model.diffusion` (or, unconditional, `model`) names a network and its con
 arguments; `model.conditioning` a list of conditioners sharing `cond_dim`; `model.pretransform`
 the frozen autoencoder whose latents the network generates; a diffusion autoencoder's
 `model.encoder` and `model.bottleneck` the encoder whose latents the DiT decodes. They become
-`model:` (a DiT with SAT's layout, so its weights load one to one, and the encoder),
+`model:` (a DiT or an ADP U-Net with SAT's layout, so its weights load one to one, and the
+encoder),
 `conditioners:`/`conditioning:` and `codec:`.
 A conditioner audiotools cannot build is listed as not reproduced with what to use instead,
 and the rest converts; what would change the network is an error, as in SAT.
@@ -20,6 +21,7 @@ from typing import Any
 from ..config import validate_section
 from ..errors import ConfigError
 from ..models.diffusion.config import ENCODER_BOTTLENECKS, ENCODER_LATENTS, DiffusionEncoderConfig
+from .adp import ADP_TYPES, adp_network, check_adp_ids
 from .model import convert_encoder
 from .notes import Notes
 
@@ -242,27 +244,36 @@ def convert_diffusion_model(config: Mapping[str, Any], notes: Notes) -> Diffusio
                                         notes)
     if kind == "diffusion_uncond":
         network_type = model.get("type")
-        if network_type != "dit":
-            raise ConfigError(_unsupported_network(network_type, "model.type"))
-        network = dit_network(_section(model.get("config"), "model.config"), "model.config",
-                              io_key="in_channels")
+        config_section = _section(model.get("config"), "model.config")
+        if network_type == "adp_uncond_1d":
+            network = adp_network(network_type, config_section, "model.config")
+        elif network_type == "dit":
+            network = dit_network(config_section, "model.config", io_key="in_channels")
+        else:
+            raise ConfigError(_unsupported_network(network_type, "model.type", "adp_uncond_1d"))
         section = {"objective": "v", "network": network}
         return DiffusionConversion(section, {}, {"joint_dropout": 0.0}, codec, pretransform)
     if kind == "diffusion_autoencoder":
         return DiffusionConversion(_autoencoder_section(model, notes), {},
                                    {"joint_dropout": 0.0}, codec, pretransform)
-    diffusion = _dit_section(model)
+    diffusion = _diffusion_section(model, ("adp_cfg_1d", "adp_1d"))
     objective = diffusion.get("diffusion_objective", "v")
     if objective not in _OBJECTIVES:
         raise ConfigError(f"model.diffusion.diffusion_objective={objective!r} is not supported; "
                           f"audiotools trains {', '.join(_OBJECTIVES)}.")
-    network = dit_network(_section(diffusion.get("config"), "model.diffusion.config"),
-                          "model.diffusion.config")
+    network_type, where = diffusion["type"], "model.diffusion.config"
+    if network_type in ADP_TYPES:
+        check_adp_ids(network_type, _ids(diffusion, set()), "model.diffusion")
+        network = adp_network(network_type, _section(diffusion.get("config"), where), where)
+    else:
+        network = dit_network(_section(diffusion.get("config"), where), where)
     _check_io_channels(model, network)
     conditioners, dim, dropped = convert_conditioning(model.get("conditioning"), notes)
     section: dict[str, Any] = {"objective": objective,
                                **_ids(diffusion, {item.id for item in dropped}),
                                "network": network}
+    if network_type in ADP_TYPES:
+        _adp_notes(network, section, notes)
     shift = diffusion.get("distribution_shift_options")
     if shift is not None:
         shift = _section(shift, "model.diffusion.distribution_shift_options")
@@ -277,19 +288,37 @@ def convert_diffusion_model(config: Mapping[str, Any], notes: Notes) -> Diffusio
     return DiffusionConversion(section, conditioners, conditioning, codec, pretransform, dropped)
 
 
-def _dit_section(model: Mapping[str, Any]) -> dict[str, Any]:
-    """`model.diffusion`, which must name a DiT (the network audiotools converts)."""
+def _diffusion_section(model: Mapping[str, Any], others: tuple[str, ...] = ()) -> dict[str, Any]:
+    """`model.diffusion`, which must name a DiT or one of the `others` networks."""
     diffusion = _section(model.get("diffusion"), "model.diffusion")
     if not diffusion:
         raise ConfigError("model.diffusion is missing (stable-audio-tools requires it).")
-    if diffusion.get("type") != "dit":
-        raise ConfigError(_unsupported_network(diffusion.get("type"), "model.diffusion.type"))
+    if diffusion.get("type") not in ("dit", *others):
+        raise ConfigError(_unsupported_network(diffusion.get("type"), "model.diffusion.type",
+                                               *others))
     return diffusion
+
+
+def _adp_notes(network: Mapping[str, Any], section: dict[str, Any], notes: Notes) -> None:
+    """What an ADP U-Net conversion must refuse, or does differently, once the conditioners
+    not reproduced are left out of the ids."""
+    if network.get("cond_token_dim") and not section["cross_attention_cond_ids"]:
+        raise ConfigError("model.diffusion.cross_attention_cond_ids: none of its conditioners "
+                          "is built here (see the conditioners not reproduced), and the "
+                          "adp_cfg_1d network needs cross-attention tokens.")
+    if network.get("null_embedding_length"):
+        notes.difference("adp_cfg_1d's learned null embedding: audiotools puts it in place of "
+                         "an item's null condition and attends to all its rows; SAT masks it "
+                         "with the conditional item's padding mask (the same where the tokens "
+                         "have no padding: number, int, options, CLAP)")
+    if network.get("global_cond_dim") and network.get("null_embedding_length"):
+        notes.difference("CFG: audiotools' unconditional branch also nulls the global "
+                         "condition; SAT's adp_cfg_1d keeps it")
 
 
 def _check_io_channels(model: Mapping[str, Any], network: Mapping[str, Any]) -> None:
     if "io_channels" in model and model["io_channels"] != network["io_channels"]:
-        raise ConfigError(f"model.io_channels={model['io_channels']} differs from the DiT's "
+        raise ConfigError(f"model.io_channels={model['io_channels']} differs from the network's "
                           f"io_channels={network['io_channels']}.")
 
 
@@ -311,7 +340,7 @@ def _autoencoder_section(model: dict[str, Any], notes: Notes) -> dict[str, Any]:
     ignored = sorted(set(model) - set(_AUTOENCODER_KEYS))
     notes.unsupported_if(ignored, f"model keys {ignored}: not read by stable-audio-tools' "
                          "diffusion autoencoder either; ignored")
-    diffusion = _dit_section(model)
+    diffusion = _diffusion_section(model)
     ignored = sorted(set(diffusion) - {"type", "config"})
     notes.unsupported_if(ignored, f"model.diffusion keys {ignored}: stable-audio-tools' "
                          "diffusion autoencoder reads only type and config; ignored")
@@ -356,11 +385,17 @@ def _autoencoder_section(model: dict[str, Any], notes: Notes) -> dict[str, Any]:
             "encoder": section}
 
 
-def _unsupported_network(kind: Any, where: str) -> str:
-    hint = (" audiotools' U-Net is its own design (audio-diffusion-pytorch style) and does not "
-            "take SAT's ADP weights or arguments; use type dit, or model.network.type=unet in an "
-            "audiotools recipe" if str(kind).startswith(("adp", "DAU")) else "")
-    return f"{where}={kind!r} is not supported: audiotools converts the DiT (type dit).{hint}"
+def _unsupported_network(kind: Any, where: str, *others: str) -> str:
+    converted = " and ".join(f"type {name}" for name in ("dit", *others))
+    hint = ""
+    if kind == "DAU1d":
+        hint = (" (dance diffusion's U-Net; stable-audio-tools' own DAU1d configs fail to build "
+                "in stable-audio-tools, with ResConvBlock(use_snake=...))")
+    elif str(kind).startswith("adp"):
+        hint = (" (stable-audio-tools builds that ADP network for another model_type: "
+                "adp_cfg_1d and adp_1d under diffusion_cond, adp_uncond_1d under "
+                "diffusion_uncond; a diffusion autoencoder's decoder converts as a DiT only)")
+    return f"{where}={kind!r} is not supported here: audiotools converts {converted}.{hint}"
 
 
 def _count(module: Any) -> int:

@@ -91,8 +91,10 @@ def test_conversion_lists_the_conditioner_it_cannot_build():
 @pytest.mark.parametrize("change, words", [
     (lambda c: c.update(model_type="lm"), "not yet supported"),
     (lambda c: c.update(model_type="vocoder"), "not a stable-audio-tools model type"),
+    (lambda c: c["model"]["diffusion"].update(type="DAU1d"),
+     r"type='DAU1d' is not supported here: .* fail to build in stable-audio-tools"),
     (lambda c: c["model"]["diffusion"].update(type="adp_cfg_1d"),
-     "does not take SAT's ADP weights"),
+     "prepend_cond_ids: an ADP U-Net takes no prepended tokens"),
     (lambda c: c["model"]["diffusion"]["config"].update(conformer=True),
      "conformer not supported by audiotools' DiT"),
     (lambda c: c["model"]["pretransform"].update(type="pqmf"), "pretransform.type='pqmf'"),

@@ -121,8 +121,8 @@ def _set(path: str, value):
 
 @pytest.mark.parametrize("change, words", [
     (_set("model.diffusion.type", "adp_1d"),
-     r"model.diffusion.type='adp_1d' is not supported: audiotools converts the DiT \(type "
-     r"dit\).* does not take SAT's ADP weights"),
+     r"model.diffusion.type='adp_1d' is not supported here: audiotools converts type dit\..*"
+     r"a diffusion autoencoder's decoder converts as a DiT only"),
     (_set("model.decoder", {"type": "oobleck", "config": {}}), "model.decoder is not supported"),
     (_set("model.encoder", None), "model.encoder is missing"),
     (_set("model.bottleneck", {"type": "rvq", "config": {"dim": 4}}),
@@ -135,7 +135,7 @@ def _set(path: str, value):
      "input_concat_dim=3 but model.latent_dim=4"),
     (_set("model.diffusion.config.cond_token_dim", 8),
      "cond_token_dim=8: a diffusion autoencoder's DiT reads the encoder latents only"),
-    (_set("model.io_channels", 2), "model.io_channels=2 differs from the DiT's io_channels=1"),
+    (_set("model.io_channels", 2), "model.io_channels=2 differs from the network's io_channels=1"),
 ])
 def test_parts_audiotools_cannot_build_are_refused_naming_the_key(change, words):
     config = autoencoder_config()
