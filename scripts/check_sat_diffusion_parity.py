@@ -30,6 +30,21 @@ Run with the reference interpreter (see scripts/check_sat_dit_parity.py for its 
    the pretransform decodes as SAT's, also as the codec a recipe loads from the checkpoint.
    Also shown: SAT's encoder drops a partial last latent frame (why audiotools takes whole
    frames only).
+5. SAT's ADP U-Nets (its adp.py, float32: its attention's softmax is float32 on CPU, so it
+   cannot run in float64), built by its factory with random weights:
+   - `adp_cfg_1d` on the tiny VAE's latents (number and int conditioners in cross-attention,
+     the number also global): the parameters of each part against `migrate`'s count; the
+     denoiser from unwrapped .ckpt/.safetensors and wrapped (live and EMA) checkpoints as in 2;
+     its classifier-free guidance (SAT's learned null embedding in the unconditional branch)
+     against ours with the null conditions (the global condition kept, as SAT keeps it); and a
+     guided DDIM pass (SAT's v-diffusion `sample`) from the same noise;
+   - tests/sat/configs/adp_cfg_1d_tiny.json: the diffusion model's parameters (its list
+     conditioner has SAT's extra row for unknown values, a documented difference);
+   - tests/sat/configs/adp_uncond_1d_tiny.json (`diffusion_uncond`, odd factor, transposed
+     convolutions, no skip scale): counts, unwrapped and wrapped (EMA) checkpoints as in 3, and
+     a DDIM pass;
+   - an `adp_1d` inpainting network (global condition, input-concat channels, patching,
+     nearest upsampling, no time mapping): counts and the denoiser from an unwrapped .ckpt.
 Prints PASS/FAIL per check with the figures; exits non-zero on any FAIL.
 """
 from __future__ import annotations
@@ -69,6 +84,7 @@ from tests.sat.test_diffusion_autoencoder import (  # noqa: E402
 
 CONFIGS = REPO / "tests" / "sat" / "configs"
 TOLERANCE = 1e-5  # relative to the output's scale (float64 DiT, float32 T5-free conditioners)
+ADP_STEPS, ADP_SEED, ADP_CFG = 4, 21, 3.0
 
 
 def count(module: torch.nn.Module) -> int:
@@ -149,21 +165,26 @@ def wrapped_state(sat: torch.nn.Module) -> tuple[dict, torch.nn.Module]:
     return state, ema
 
 
+def _cast(inputs: dict, dtype: torch.dtype) -> dict:
+    return {key: value if key.endswith("mask") else value.to(dtype)
+            for key, value in inputs.items() if value is not None}
+
+
+def sat_inputs(sat: torch.nn.Module, metadata: list[dict], dtype: torch.dtype) -> dict:
+    return _cast(sat.get_conditioning_inputs(sat.conditioner(metadata, "cpu")), dtype)
+
+
 def sat_output(sat: torch.nn.Module, network: torch.nn.Module, x: torch.Tensor,
                t: torch.Tensor, metadata: list[dict]) -> torch.Tensor:
-    conditioning = sat.conditioner(metadata, "cpu")
-    inputs = sat.get_conditioning_inputs(conditioning)
-    return network(x, t, **{key: value if key.endswith("mask") else value.double()
-                            for key, value in inputs.items() if value is not None})
+    return network(x, t, **sat_inputs(sat, metadata, x.dtype))
 
 
 def our_output(path: Path, config: dict, x: torch.Tensor, t: torch.Tensor,
                metadata: list[dict], prefer_ema: bool) -> tuple[torch.Tensor, object]:
     loaded = load_diffusion(path, config, prefer_ema=prefer_ema)
     conditions = loaded.conditioners.encode(metadata)
-    inputs = loaded.model.double().condition_inputs(conditions)
-    return loaded.model(x, t, **{key: value if key.endswith("mask") else value.double()
-                                 for key, value in inputs.items()}), loaded
+    inputs = loaded.model.to(x.dtype).condition_inputs(conditions)
+    return loaded.model(x, t, **_cast(inputs, x.dtype)), loaded
 
 
 def compare(name: str, expected: torch.Tensor, got: torch.Tensor) -> bool:
@@ -173,19 +194,37 @@ def compare(name: str, expected: torch.Tensor, got: torch.Tensor) -> bool:
                   f"{name}: max |SAT - ours| = {error:.2e} (output scale {scale:.2f})")
 
 
-def check_checkpoints() -> bool:
-    config = small_config()
+def random_sat(config: dict) -> torch.nn.Module:
+    """SAT's conditional model of `config`, random network and conditioner weights."""
     torch.manual_seed(0)
     sat = create_model_from_config(config).eval()
     randomise(sat.model, 1)
     randomise(sat.conditioner, 2)
-    sat.model.double()
+    return sat
+
+
+METADATA = [{"seconds_total": 12.5, "bpm": 120, "genre": "jazz"},
+            {"seconds_total": 70.0, "bpm": 61, "genre": "rock"}]
+
+
+def metadata_for(config: dict) -> list[dict]:
+    """METADATA with the values of the config's conditioners only."""
+    ids = {entry["id"] for entry in config["model"]["conditioning"]["configs"]}
+    return [{key: value for key, value in item.items() if key in ids} for item in METADATA]
+
+
+def check_checkpoints(config: dict | None = None, dtype: torch.dtype = torch.float64,
+                      label: str = "") -> bool:
+    """SAT's conditional model of `config` (small_config()) saved unwrapped and wrapped,
+    against ours loaded from each, in `dtype`."""
+    config = config or small_config()
+    sat = random_sat(config)
+    sat.model.to(dtype)
     generator = torch.Generator().manual_seed(3)
     latent = config["model"]["io_channels"]
-    x = torch.randn(2, latent, 16, generator=generator, dtype=torch.float64)
-    t = torch.rand(2, generator=generator, dtype=torch.float64)
-    metadata = [{"seconds_total": 12.5, "bpm": 120, "genre": "jazz"},
-                {"seconds_total": 70.0, "bpm": 61, "genre": "rock"}]
+    x = torch.randn(2, latent, 16, generator=generator, dtype=dtype)
+    t = torch.rand(2, generator=generator, dtype=dtype)
+    metadata = metadata_for(config)
     z = torch.randn(1, latent, 8, generator=generator)
     ok = True
     with torch.no_grad(), tempfile.TemporaryDirectory() as folder:
@@ -200,7 +239,7 @@ def check_checkpoints() -> bool:
                                    for k, v in wrapped.items()}, "global_step": 4},
                    wrapped_ckpt)
         live = sat_output(sat, sat.model, x, t, metadata)
-        ema_out = sat_output(sat, ema.double(), x, t, metadata)
+        ema_out = sat_output(sat, ema.to(dtype), x, t, metadata)
         sat_decoded = sat.pretransform.decode(z * 1.0)
         for name, path, prefer_ema, expected in (
                 ("unwrapped .ckpt", unwrapped_ckpt, True, live),
@@ -208,24 +247,29 @@ def check_checkpoints() -> bool:
                 ("wrapped, EMA weights", wrapped_ckpt, True, ema_out),
                 ("wrapped, live weights", wrapped_ckpt, False, live)):
             got, loaded = our_output(path, config, x, t, metadata, prefer_ema)
-            ok = compare(f"denoiser, {name}", expected, got) and ok
-        ok = compare("pretransform decoder (wrapped .ckpt)", sat_decoded,
+            ok = compare(f"{label}denoiser, {name}", expected, got) and ok
+        ok = compare(f"{label}pretransform decoder (wrapped .ckpt)", sat_decoded,
                      loaded.pretransform.decode(z * 1.5)) and ok
     return ok
 
 
-def check_unconditional() -> bool:
-    """A `diffusion_uncond` DiT on audio: its training wrapper keeps an EMA of the whole
-    DiTUncondWrapper with the online model included (`diffusion_ema.online_model.*`)."""
-    config = {"model_type": "diffusion_uncond", "sample_rate": 16000, "sample_size": 4096,
+DIT_UNCOND = {"model_type": "diffusion_uncond", "sample_rate": 16000, "sample_size": 4096,
               "model": {"type": "dit", "config": {"in_channels": 2, "embed_dim": 64,
                                                   "depth": 2, "num_heads": 2}}}
+
+
+def check_unconditional(config: dict = DIT_UNCOND, dtype: torch.dtype = torch.float64,
+                        label: str = "unconditional denoiser", length: int = 16) -> bool:
+    """A `diffusion_uncond` network (a DiT on audio by default): its training wrapper keeps an
+    EMA of the whole wrapper with the online model included (`diffusion_ema.online_model.*`).
+    """
     torch.manual_seed(0)
     sat = create_model_from_config(config).eval()
     randomise(sat.model, 4)
     generator = torch.Generator().manual_seed(5)
-    x = torch.randn(2, 2, 16, generator=generator, dtype=torch.float64)
-    t = torch.rand(2, generator=generator, dtype=torch.float64)
+    channels = config["model"]["config"]["in_channels"]
+    x = torch.randn(2, channels, length, generator=generator, dtype=dtype)
+    t = torch.rand(2, generator=generator, dtype=dtype)
     ok = True
     with torch.no_grad(), tempfile.TemporaryDirectory() as folder:
         unwrapped = Path(folder) / "uncond.ckpt"
@@ -240,9 +284,8 @@ def check_unconditional() -> bool:
             "diffusion_ema.step": torch.tensor(4)}}, wrapped)
         for name, path, network in (("unwrapped", unwrapped, sat.model),
                                     ("wrapped, EMA weights", wrapped, ema)):
-            ours = load_diffusion(path, config).model.double()
-            ok = compare(f"unconditional denoiser, {name}", network.double()(x, t),
-                         ours(x, t)) and ok
+            ours = load_diffusion(path, config).model.to(dtype)
+            ok = compare(f"{label}, {name}", network.to(dtype)(x, t), ours(x, t)) and ok
     return ok
 
 
@@ -359,6 +402,142 @@ def check_partial_frames() -> bool:
                   f"{frames} latent frames, the partial one dropped")
 
 
+# ------------------------------------------------------------------ ADP U-Nets
+def adp_latent_config() -> dict:
+    """An `adp_cfg_1d` on the tiny VAE's latents: number and int tokens cross-attended (no
+    padding, so SAT's masked null embedding is ours), the number also global; two levels, an
+    attentions list of one entry per level (SAT's middle then takes the last)."""
+    config = small_config()
+    config["model"]["conditioning"]["configs"] = config["model"]["conditioning"]["configs"][:2]
+    latent = config["model"]["io_channels"]
+    config["model"]["diffusion"] = {
+        "type": "adp_cfg_1d", "cross_attention_cond_ids": ["seconds_total", "bpm"],
+        "global_cond_ids": ["seconds_total"],
+        "config": {"in_channels": latent, "context_embedding_features": 32,
+                   "context_embedding_max_length": 3, "context_features": 32, "channels": 32,
+                   "multipliers": [1, 2, 2], "factors": [1, 2], "num_blocks": [2, 1],
+                   "attentions": [1, 1], "attention_heads": 4, "attention_multiplier": 2,
+                   "resnet_groups": 8, "use_nearest_upsample": True}}
+    return config
+
+
+def sat_parts(sat: torch.nn.Module) -> dict[str, int]:
+    parts = {"diffusion model": count(sat.model)}
+    if sat.pretransform is not None:
+        parts["pretransform (frozen codec)"] = count(sat.pretransform)
+    if getattr(sat, "conditioner", None) is not None:
+        parts["conditioners"] = count(sat.conditioner)
+    return parts
+
+
+def check_adp_guidance(config: dict) -> bool:
+    """SAT's adp_cfg_1d guidance (its null embedding in the unconditional branch, the global
+    condition kept) against ours (null conditions, the global condition kept), one output and
+    a guided DDIM pass from the same noise."""
+    sat = random_sat(config)
+    latent = config["model"]["io_channels"]
+    generator = torch.Generator().manual_seed(17)
+    x = torch.randn(2, latent, 16, generator=generator)
+    t = torch.rand(2, generator=generator)
+    ok = True
+    with torch.no_grad(), tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "adp.ckpt"
+        torch.save({"state_dict": sat.state_dict()}, path)
+        loaded = load_diffusion(path, config)
+        model = loaded.model
+        metadata = metadata_for(config)
+        cond = model.condition_inputs(loaded.conditioners.encode(metadata))
+        uncond = model.condition_inputs(loaded.conditioners.null(len(metadata)))
+        uncond["global_cond"] = cond["global_cond"]  # SAT's CFG keeps it
+        inputs = sat_inputs(sat, metadata, torch.float32)
+        expected = sat.model(x, t, **inputs, cfg_scale=ADP_CFG)
+        got = model(x, t, **uncond) + (model(x, t, **cond) - model(x, t, **uncond)) * ADP_CFG
+        ok = compare(f"adp_cfg_1d guided output (cfg {ADP_CFG})", expected, got) and ok
+        noise = torch.randn((2, latent, 16), generator=torch.Generator().manual_seed(ADP_SEED))
+        expected = sat_sample(sat.model, noise, ADP_STEPS, 0, **inputs, cfg_scale=ADP_CFG)
+        got = sample(model, (2, latent, 16), objective="v", steps=ADP_STEPS, sampler="ddim",
+                     seed=ADP_SEED, cond=cond, uncond=uncond, cfg_scale=ADP_CFG)
+        ok = compare(f"adp_cfg_1d guided DDIM ({ADP_STEPS} steps)", expected, got) and ok
+    return ok
+
+
+def check_adp_cond() -> bool:
+    config = adp_latent_config()
+    ok = compare_counts("adp_cfg_1d", sat_parts(random_sat(config)), config)
+    ok = check_checkpoints(config, torch.float32, "adp_cfg_1d ") and ok
+    ok = check_adp_guidance(config) and ok
+    tiny = json.loads((CONFIGS / "adp_cfg_1d_tiny.json").read_text())
+    return compare_counts("adp_cfg_1d_tiny", {"diffusion model": count(
+        create_model_from_config(tiny).model)}, tiny) and ok
+
+
+def check_adp_uncond() -> bool:
+    config = json.loads((CONFIGS / "adp_uncond_1d_tiny.json").read_text())
+    torch.manual_seed(0)
+    ok = compare_counts("adp_uncond_1d_tiny", {"diffusion model": count(
+        create_model_from_config(config).model)}, config)
+    ok = check_unconditional(config, torch.float32, "adp_uncond_1d denoiser", 24) and ok
+    torch.manual_seed(0)
+    sat = create_model_from_config(config).eval()
+    randomise(sat.model, 4)
+    noise = torch.randn((2, 1, 24), generator=torch.Generator().manual_seed(ADP_SEED))
+    with torch.no_grad(), tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "adp_uncond.ckpt"
+        torch.save({"state_dict": sat.state_dict()}, path)
+        model = load_diffusion(path, config).model
+        expected = sat_sample(sat.model, noise, ADP_STEPS, 0)
+        got = sample(model, (2, 1, 24), objective="v", steps=ADP_STEPS, sampler="ddim",
+                     seed=ADP_SEED)
+    return compare(f"adp_uncond_1d DDIM ({ADP_STEPS} steps)", expected, got) and ok
+
+
+def adp_inpaint_config() -> dict:
+    """An `adp_1d` inpainting network on stereo audio: a global condition, the mask and masked
+    audio as input channels (context_channels), patching, nearest upsampling, no time
+    mapping (the global condition alone makes it)."""
+    return {
+        "model_type": "diffusion_cond_inpaint", "sample_rate": 16000, "sample_size": 4096,
+        "audio_channels": 2,
+        "model": {
+            "io_channels": 2,
+            "conditioning": {"cond_dim": 16, "configs": [
+                {"id": "seconds_total", "type": "number",
+                 "config": {"min_val": 0, "max_val": 60}}]},
+            "diffusion": {
+                "type": "adp_1d", "global_cond_ids": ["seconds_total"],
+                "input_concat_ids": ["inpaint_mask", "inpaint_masked_input"],
+                "config": {"in_channels": 2, "context_channels": [3], "context_features": 16,
+                           "channels": 16, "multipliers": [2, 2, 4], "factors": [2, 3],
+                           "num_blocks": [1, 1], "attentions": [0, 1, 0],
+                           "attention_heads": 2, "attention_multiplier": 2,
+                           "resnet_groups": 4, "patch_size": 2, "use_context_time": False,
+                           "use_nearest_upsample": True}}},
+        "training": {"learning_rate": 1e-4}}
+
+
+def check_adp_inpaint() -> bool:
+    config = adp_inpaint_config()
+    sat = random_sat(config)
+    ok = compare_counts("adp_1d inpainting", sat_parts(sat), config)
+    generator = torch.Generator().manual_seed(19)
+    x = torch.randn(2, 2, 24, generator=generator)
+    t = torch.rand(2, generator=generator)
+    mask = (torch.arange(24) < 10).float().expand(2, 1, 24)
+    concat = torch.cat([mask, x.flip(0) * mask], dim=1)
+    with torch.no_grad(), tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "adp_1d.ckpt"
+        torch.save({"state_dict": sat.state_dict()}, path)
+        loaded = load_diffusion(path, config)
+        metadata = metadata_for(config)
+        # SAT's global condition (its inpainting inputs come from its training wrapper).
+        global_cond = sat.conditioner(metadata, "cpu")["seconds_total"][0].squeeze(1)
+        expected = sat.model(x, t, input_concat_cond=concat, global_cond=global_cond)
+        # Ours: the number's one token (what the model pools for its global condition).
+        ours = loaded.conditioners.encode(metadata)["seconds_total"].embeddings[:, 0]
+        got = loaded.model(x, t, input_concat_cond=concat, global_cond=ours)
+    return compare("adp_1d inpainting denoiser, unwrapped .ckpt", expected, got) and ok
+
+
 def main() -> int:
     ok = check_stable_audio()
     ok = check_checkpoints() and ok
@@ -367,6 +546,9 @@ def main() -> int:
                            256) and ok
     ok = check_autoencoder("diffusion_autoencoder (tanh, latents)",
                            latent_autoencoder_config(), 32) and ok
+    ok = check_adp_cond() and ok
+    ok = check_adp_uncond() and ok
+    ok = check_adp_inpaint() and ok
     return 0 if check_partial_frames() and ok else 1
 
 

@@ -323,12 +323,12 @@ def _diffusion_part(raw: dict[str, Any], model_path: Path, options: TrainingOpti
     if converted.pretransform is not None:
         latent_dim = converted.pretransform["model"].get("latent_dim")
         if latent_dim != network["io_channels"]:
-            raise ConfigError(f"{model_path}: the DiT's io_channels={network['io_channels']} "
+            raise ConfigError(f"{model_path}: the network's io_channels={network['io_channels']} "
                               f"but the pretransform's latent_dim={latent_dim}.")
         solver["codec"] = {"source": _codec_source(options, notes), **converted.codec,
                            "normalize": False, "sat_model_config": str(model_path.resolve())}
     elif network["io_channels"] != channels:
-        raise ConfigError(f"{model_path}: the DiT reads {network['io_channels']} channels but "
+        raise ConfigError(f"{model_path}: the network reads {network['io_channels']} channels but "
                           f"audio_channels={raw.get('audio_channels', 2)} gives {channels}.")
     _check_whole_latent_frames(converted, sample_size, model_path)
     training = convert_diffusion_training(raw.get("training"), raw["model_type"],
