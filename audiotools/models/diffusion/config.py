@@ -113,6 +113,22 @@ class DiTConfig(Section):
         return self.patch_size
 
 
+def _check_levels(config: UNetConfig | ADPUNetConfig) -> None:
+    """A U-Net's per-level lists agree: multipliers one per resolution, factors and num_blocks
+    one per level, attentions one per level and the middle's; an even kernel multiplier."""
+    levels = len(config.multipliers) - 1
+    if len(config.factors) != levels or len(config.num_blocks) != levels:
+        raise ValueError(f"{levels + 1} multipliers make {levels} levels: factors "
+                         f"{config.factors} and num_blocks {config.num_blocks} need {levels} "
+                         "entries each")
+    if len(config.attentions) != levels + 1:
+        raise ValueError(f"attentions {config.attentions} needs {levels + 1} entries: one per "
+                         "level and one for the middle")
+    if config.kernel_multiplier_downsample % 2:
+        raise ValueError(f"kernel_multiplier_downsample={config.kernel_multiplier_downsample} "
+                         "must be even")
+
+
 class UNetConfig(Section):
     """A 1-D U-Net (audio-diffusion-pytorch style); `multipliers` has one entry per resolution
     (levels + 1), `factors` and `num_blocks` one per level, `attentions` one per level plus
@@ -142,17 +158,7 @@ class UNetConfig(Section):
 
     @model_validator(mode="after")
     def _levels_fit(self) -> UNetConfig:
-        levels = len(self.multipliers) - 1
-        if len(self.factors) != levels or len(self.num_blocks) != levels:
-            raise ValueError(f"{levels + 1} multipliers make {levels} levels: factors "
-                             f"{self.factors} and num_blocks {self.num_blocks} need {levels} "
-                             "entries each")
-        if len(self.attentions) != levels + 1:
-            raise ValueError(f"attentions {self.attentions} needs {levels + 1} entries: one per "
-                             "level and one for the middle")
-        if self.kernel_multiplier_downsample % 2:
-            raise ValueError(f"kernel_multiplier_downsample={self.kernel_multiplier_downsample} "
-                             "must be even")
+        _check_levels(self)
         if self.timestep_features_dim % 2:
             raise ValueError(f"timestep_features_dim={self.timestep_features_dim} must be even")
         odd = [factor for factor in self.factors if factor > 1 and factor % 2]
@@ -227,17 +233,7 @@ class ADPUNetConfig(Section):
 
     @model_validator(mode="after")
     def _levels_fit(self) -> ADPUNetConfig:
-        levels = len(self.multipliers) - 1
-        if len(self.factors) != levels or len(self.num_blocks) != levels:
-            raise ValueError(f"{levels + 1} multipliers make {levels} levels: factors "
-                             f"{self.factors} and num_blocks {self.num_blocks} need {levels} "
-                             "entries each")
-        if len(self.attentions) != levels + 1:
-            raise ValueError(f"attentions {self.attentions} needs {levels + 1} entries: one per "
-                             "level and one for the middle")
-        if self.kernel_multiplier_downsample % 2:
-            raise ValueError(f"kernel_multiplier_downsample={self.kernel_multiplier_downsample} "
-                             "must be even")
+        _check_levels(self)
         if self.channels % 2 and self.use_context_time:
             raise ValueError(f"channels={self.channels} must be even (the time's Fourier "
                              "features are channels / 2 sines and cosines)")
