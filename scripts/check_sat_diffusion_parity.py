@@ -31,7 +31,9 @@ Run with the reference interpreter (see scripts/check_sat_dit_parity.py for its 
    Also shown: SAT's encoder drops a partial last latent frame (why audiotools takes whole
    frames only).
 5. SAT's ADP U-Nets (its adp.py, float32: its attention's softmax is float32 on CPU, so it
-   cannot run in float64), built by its factory with random weights:
+   cannot run in float64): the network of SAT's txt2audio/stable_audio_1_0.json (tests/sat/
+   configs/; an adp_cfg_1d) counted on the meta device; and, built by its factory with random
+   weights:
    - `adp_cfg_1d` on the tiny VAE's latents (number and int conditioners in cross-attention,
      the number also global): the parameters of each part against `migrate`'s count; the
      denoiser from unwrapped .ckpt/.safetensors and wrapped (live and EMA) checkpoints as in 2;
@@ -64,7 +66,7 @@ sys.path.insert(0, str(REPO))
 
 from stable_audio_tools.inference.sampling import sample as sat_sample  # noqa: E402
 from stable_audio_tools.models.conditioners import NumberConditioner  # noqa: E402
-from stable_audio_tools.models.diffusion import DiTWrapper  # noqa: E402
+from stable_audio_tools.models.diffusion import DiTWrapper, UNetCFG1DWrapper  # noqa: E402
 from stable_audio_tools.models.factory import (  # noqa: E402
     create_model_from_config,
     create_pretransform_from_config,
@@ -461,9 +463,20 @@ def check_adp_guidance(config: dict) -> bool:
     return ok
 
 
+def check_stable_audio_1() -> bool:
+    """SAT's txt2audio/stable_audio_1_0.json (an adp_cfg_1d): its network's parameters as SAT
+    builds it on the meta device (its DAC pretransform is not converted here: left out)."""
+    config = json.loads((CONFIGS / "stable_audio_1_0.json").read_text())
+    config["model"].pop("pretransform")
+    with torch.device("meta"):
+        network = UNetCFG1DWrapper(**config["model"]["diffusion"]["config"])
+    return compare_counts("stable_audio_1_0", {"diffusion model": count(network)}, config)
+
+
 def check_adp_cond() -> bool:
+    ok = check_stable_audio_1()
     config = adp_latent_config()
-    ok = compare_counts("adp_cfg_1d", sat_parts(random_sat(config)), config)
+    ok = compare_counts("adp_cfg_1d", sat_parts(random_sat(config)), config) and ok
     ok = check_checkpoints(config, torch.float32, "adp_cfg_1d ") and ok
     ok = check_adp_guidance(config) and ok
     tiny = json.loads((CONFIGS / "adp_cfg_1d_tiny.json").read_text())

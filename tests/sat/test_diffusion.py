@@ -199,18 +199,25 @@ def _outputs(model, conditioners) -> torch.Tensor:
         return model(x, t, **model.condition_inputs(conditions))
 
 
+def write_sat_checkpoints(folder, network: dict, state: dict) -> tuple:
+    """(unwrapped, wrapped) SAT diffusion .ckpt files of `state` (the network's `model.model.*`
+    tensors and the rest): the wrapped one's EMA network is `network` halved."""
+    unwrapped = folder / "unwrapped.ckpt"
+    torch.save({"state_dict": state}, unwrapped)
+    ema = {key.replace("model.model.", "diffusion_ema.ema_model.model.", 1): value * 0.5
+           for key, value in network.items()}
+    wrapped = folder / "wrapped.ckpt"
+    torch.save({"state_dict": {**{f"diffusion.{k}": v for k, v in state.items()}, **ema,
+                               "diffusion_ema.step": torch.tensor(3)}}, wrapped)
+    return unwrapped, wrapped
+
+
 def test_unwrapped_and_wrapped_checkpoints_load_to_the_same_outputs(ours, tmp_path):
     model, conditioners, autoencoder = ours
     network = {f"model.model.{_sat_dit_key(k)}": v for k, v in model.model.state_dict().items()}
     sat = {**network, **_sat_conditioners(conditioners),
            **{f"pretransform.model.{k}": v for k, v in autoencoder.state_dict().items()}}
-    unwrapped = tmp_path / "unwrapped.ckpt"
-    torch.save({"state_dict": sat}, unwrapped)
-    ema = {key.replace("model.model.", "diffusion_ema.ema_model.model.", 1): value * 0.5
-           for key, value in network.items()}
-    wrapped = tmp_path / "wrapped.ckpt"
-    torch.save({"state_dict": {**{f"diffusion.{k}": v for k, v in sat.items()}, **ema,
-                               "diffusion_ema.step": torch.tensor(3)}}, wrapped)
+    unwrapped, wrapped = write_sat_checkpoints(tmp_path, network, sat)
     expected = _outputs(model, conditioners)
     for path, prefer_ema in ((unwrapped, True), (wrapped, False)):
         loaded = load_diffusion(path, small_config(), prefer_ema=prefer_ema)

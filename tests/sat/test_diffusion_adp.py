@@ -20,12 +20,14 @@ from audiotools.sat import load_diffusion
 from audiotools.sat.diffusion import convert_diffusion_model, parameter_counts
 from audiotools.sat.notes import Notes
 from tests.sat.conftest import sat_config, write_json
-from tests.sat.test_diffusion import _sat_conditioners, randomised
+from tests.sat.test_diffusion import _sat_conditioners, randomised, write_sat_checkpoints
+from tests.sat.test_diffusion_autoencoder import _set
 
 # SAT's own parameter counts of the two configs' networks (its factory, measured by
 # scripts/check_sat_diffusion_parity.py).
 SAT_CFG_PARAMETERS = 617_804
 SAT_UNCOND_PARAMETERS = 245_268
+SAT_STABLE_AUDIO_1_PARAMETERS = 906_679_744  # txt2audio/stable_audio_1_0.json's network
 
 
 def cfg_config() -> dict:
@@ -68,24 +70,26 @@ def test_adp_uncond_1d_converts_with_sats_parameter_count():
                                            "conditioners": 0, "total": SAT_UNCOND_PARAMETERS}
 
 
+def test_stable_audio_1_0s_network_converts_with_sats_parameter_count():
+    """SAT's own Stable Audio 1.0 config: its DAC pretransform is refused (audiotools converts
+    oobleck and seanet encoders); without it the adp_cfg_1d converts, CLAP listed."""
+    config = sat_config("stable_audio_1_0")
+    with pytest.raises(ConfigError, match="encoder.type='dac' is not supported"):
+        parameter_counts(convert_diffusion_model(config, Notes()))  # as migrate counts it
+    del config["model"]["pretransform"]
+    notes = Notes()
+    converted = convert_diffusion_model(config, notes)
+    assert converted.model["cross_attention_cond_ids"] == ["seconds_start", "seconds_total"]
+    assert converted.model["network"]["null_embedding_length"] == 79
+    assert parameter_counts(converted)["diffusion model"] == SAT_STABLE_AUDIO_1_PARAMETERS
+    assert any("'prompt' (type clap_text): not built here" in line for line in notes.unsupported)
+
+
 def test_an_attentions_list_of_one_entry_per_level_gives_the_middle_the_last():
     config = uncond_config()
     config["model"]["config"]["attentions"] = [0, 2, 1]
     converted = convert_diffusion_model(config, Notes())
     assert converted.model["network"]["attentions"] == [0, 2, 1, 1]
-
-
-def _set(path: str, value):
-    def change(config: dict) -> None:
-        *parents, key = path.split(".")
-        section = config
-        for parent in parents:
-            section = section[parent]
-        if value is None:
-            del section[key]
-        else:
-            section[key] = value
-    return change
 
 
 _CFG = "model.diffusion.config"
@@ -209,13 +213,7 @@ def test_adp_cfg_1d_checkpoints_in_sats_layouts_load_to_the_same_outputs(tmp_pat
     conditioners = ConditionerSet(converted.conditioners, 32).eval()
     network = {f"model.model.{k}": v for k, v in model.model.state_dict().items()}
     state = {**network, **_sat_conditioners(conditioners)}
-    unwrapped = tmp_path / "adp.ckpt"
-    torch.save({"state_dict": state}, unwrapped)
-    ema = {key.replace("model.model.", "diffusion_ema.ema_model.model.", 1): value * 0.5
-           for key, value in network.items()}
-    wrapped = tmp_path / "adp_wrapped.ckpt"
-    torch.save({"state_dict": {**{f"diffusion.{k}": v for k, v in state.items()}, **ema,
-                               "diffusion_ema.step": torch.tensor(3)}}, wrapped)
+    unwrapped, wrapped = write_sat_checkpoints(tmp_path, network, state)
     expected = _conditional_outputs(model, conditioners)
     assert expected.abs().max() > 1e-3
     for path, prefer_ema in ((unwrapped, True), (wrapped, False)):
