@@ -18,6 +18,7 @@ from audiotools.errors import ConfigError
 from audiotools.models.diffusion import ADPUNet, ADPUNetConfig, validate_diffusion_config
 from audiotools.sat import load_diffusion
 from audiotools.sat.diffusion import convert_diffusion_model, parameter_counts
+from audiotools.sat.loading import SAT_FORMAT
 from audiotools.sat.notes import Notes
 from tests.sat.conftest import sat_config, write_json
 from tests.sat.test_diffusion import _sat_conditioners, randomised, write_sat_checkpoints
@@ -226,6 +227,10 @@ def test_adp_cfg_1d_checkpoints_in_sats_layouts_load_to_the_same_outputs(tmp_pat
     loaded = load_diffusion(wrapped, cfg_config())
     assert torch.equal(_conditional_outputs(loaded.model, loaded.conditioners),
                        _conditional_outputs(halved, conditioners))
+    # continue_from: the live network, every tensor of the model.
+    weights = SAT_FORMAT.weights_for(wrapped, halved)
+    assert set(weights) == set(model.state_dict())
+    assert all(torch.equal(weights[key], value) for key, value in model.state_dict().items())
 
 
 def test_adp_uncond_1d_state_dict_round_trips_through_sats_layout(tmp_path):

@@ -11,7 +11,7 @@ usually only at the low resolutions where sequences are short. Input-concat cond
 joins the input as extra channels; the output convolution starts at zero.
 
 This is a network of the same family, not a copy of ADP's modules: its state dicts do not map
-onto SAT's `adp_*` checkpoints.
+onto SAT's `adp_*` checkpoints (network type `adp_unet`, adp.py, is SAT's ADP U-Net).
 """
 from __future__ import annotations
 
