@@ -137,6 +137,11 @@ class _SpectralConfig(Section):
     mlp_ratio: float = Field(3.0, gt=0.0)
     kernel_size: PositiveInt = 7
     latent_dim: PositiveInt | None = None
+    # Where STFT phases are measured from: frame (each frame's start, as torch.stft gives
+    # them) or time (the signal's start: a steady partial keeps its phase from frame to
+    # frame, which frame-rate convolutions can read and produce; audiotools/models/
+    # autoencoder/spectral.py's _phase_advance says why).
+    phase: Literal["frame", "time"] = "frame"
 
     @model_validator(mode="after")
     def _framing_fits(self) -> _SpectralConfig:
@@ -152,6 +157,10 @@ class _SpectralConfig(Section):
 
 class STFTEncoderConfig(_SpectralConfig):
     type: Literal["stft"] = "stft"
+    # What the encoder reads of each STFT frame: complex (compressed real and imaginary
+    # parts: the phase too) or magnitude (|X|^0.3 only: latents that stay put on a steady
+    # note; the decoder then invents the phase).
+    features: Literal["complex", "magnitude"] = "complex"
 
 
 class ISTFTDecoderConfig(_SpectralConfig):

@@ -64,19 +64,45 @@ def _same_padding(n_fft: int, hop_length: int) -> int:
     return (n_fft - hop_length) // 2
 
 
+PhaseReference = Literal["frame", "time"]
+
+
+def _phase_advance(bins: int, frames: int, n_fft: int, hop_length: int,
+                   device: torch.device) -> torch.Tensor:
+    """(bins, frames) unit complex numbers: how far bin k's phase turns over t hops,
+    exp(2 pi i k t hop / n_fft). torch.stft measures each frame's phase from the frame's own
+    start, so a steady partial's phase jumps by this every hop; a convolution over frames
+    cannot know t (it is translation-invariant) and cannot produce or undo that turn.
+    Dividing it out gives phases measured from the signal's start (`phase: time`)."""
+    turns = torch.outer(torch.arange(bins, device=device),
+                        torch.arange(frames, device=device)) * hop_length % n_fft
+    return torch.polar(torch.ones((), device=device), turns * (2 * torch.pi / n_fft))
+
+
 class STFTEncoder(nn.Module):
-    """Audio (B, C, T) -> (B, out_channels, T / hop_length) through compressed STFT frames."""
+    """Audio (B, C, T) -> (B, out_channels, T / hop_length) through compressed STFT frames.
+
+    `features: complex` reads the compressed real and imaginary parts (the latents can carry
+    the phase, which a waveform-faithful codec needs); `magnitude` reads |X|^0.3 alone, so a
+    steady note gives the same latent frame after frame instead of one whose phase turns
+    with every hop (tokens a language model can predict; the decoder invents the phase).
+    """
 
     def __init__(self, in_channels: int, out_channels: int, n_fft: int = 1024,
                  hop_length: int = 256, channels: int = 256, depth: int = 6,
-                 mlp_ratio: float = 3.0, kernel_size: int = 7):
+                 mlp_ratio: float = 3.0, kernel_size: int = 7,
+                 features: Literal["complex", "magnitude"] = "complex",
+                 phase: PhaseReference = "frame"):
         super().__init__()
         self.n_fft = n_fft
         self.hop_length = hop_length
+        self.features = features
+        self.phase = phase
         self.register_buffer("window", torch.hann_window(n_fft), persistent=False)
         bins = n_fft // 2 + 1
-        self.network = _FrameNetwork(2 * bins * in_channels, out_channels, channels, depth,
-                                     mlp_ratio, kernel_size)
+        per_bin = 2 if features == "complex" else 1
+        self.network = _FrameNetwork(per_bin * bins * in_channels, out_channels, channels,
+                                     depth, mlp_ratio, kernel_size)
 
     def forward(self, audio: torch.Tensor) -> torch.Tensor:
         batch, channels, length = audio.shape
@@ -84,9 +110,15 @@ class STFTEncoder(nn.Module):
         signal = F.pad(audio.reshape(batch * channels, length).float(), (pad, pad))
         spectrum = torch.stft(signal, self.n_fft, self.hop_length, window=self.window,
                               center=False, return_complex=True)
+        if self.phase == "time":
+            spectrum = spectrum * _phase_advance(*spectrum.shape[-2:], self.n_fft,
+                                                 self.hop_length, spectrum.device).conj()
         magnitude = spectrum.abs()
-        compressed = spectrum * (magnitude + 1e-7).pow(MAGNITUDE_POWER - 1)
-        features = torch.cat([compressed.real, compressed.imag], dim=1)
+        if self.features == "magnitude":
+            features = (magnitude + 1e-7).pow(MAGNITUDE_POWER)
+        else:
+            compressed = spectrum * (magnitude + 1e-7).pow(MAGNITUDE_POWER - 1)
+            features = torch.cat([compressed.real, compressed.imag], dim=1)
         features = features.reshape(batch, -1, features.shape[-1]).to(audio.dtype)
         return self.network(features)
 
@@ -105,7 +137,8 @@ class ISTFTDecoder(nn.Module):
     def __init__(self, out_channels: int, in_channels: int, n_fft: int = 1024,
                  hop_length: int = 256, channels: int = 256, depth: int = 6,
                  mlp_ratio: float = 3.0, kernel_size: int = 7,
-                 head: Literal["complex", "polar"] = "complex"):
+                 head: Literal["complex", "polar"] = "complex",
+                 phase: PhaseReference = "frame"):
         super().__init__()
         if (n_fft - hop_length) % 2:
             raise ValueError(f"n_fft - hop_length must be even for same-length framing "
@@ -114,6 +147,7 @@ class ISTFTDecoder(nn.Module):
         self.hop_length = hop_length
         self.out_channels = out_channels
         self.head = head
+        self.phase = phase
         self.bins = n_fft // 2 + 1
         window = torch.hann_window(n_fft)
         self.register_buffer("window", window, persistent=False)
@@ -132,7 +166,11 @@ class ISTFTDecoder(nn.Module):
         batch, _, frames = latents.shape
         prediction = self.network(latents)
         prediction = prediction.reshape(batch * self.out_channels, 2 * self.bins, frames)
-        return self._overlap_add(self._spectrum(prediction), batch).to(latents.dtype)
+        spectrum = self._spectrum(prediction)
+        if self.phase == "time":
+            spectrum = spectrum * _phase_advance(self.bins, frames, self.n_fft, self.hop_length,
+                                                 spectrum.device)
+        return self._overlap_add(spectrum, batch).to(latents.dtype)
 
     def _overlap_add(self, spectrum: torch.Tensor, batch: int) -> torch.Tensor:
         """Windowed inverse FFT of every frame, overlap-added and divided by the summed
