@@ -26,6 +26,11 @@ Method
   half its frame rate in the upper band over the input's own; about 1 is none), per item. A
   file's row is the mean of its items; the mean row the mean over files (each file weighs
   the same).
+- Tokens (a discrete codec): per codebook over every item, the perplexity (exp of the
+  entropy of its codes: the cardinality when all are used equally) and the repeat rate (the
+  share of frames whose code is the previous frame's). A language model over the tokens
+  learns what recurs: codes that change every frame at near-full perplexity leave it
+  nothing to predict (docs/solvers/autoencoder.md measures two tokenizers so).
 - Bitrate: a discrete codec's tokens, frame rate x sum over codebooks of log2(cardinality), in
   kb/s (no entropy coding). A continuous codec has none ("continuous"): its latents are
   latent_dim x frame rate floats per second, printed with their ratio to the audio's samples
@@ -125,6 +130,20 @@ def measure(estimate: torch.Tensor, reference: torch.Tensor, sample_rate: int,
             "frame_buzz": float(frame_buzz(estimate, reference, sample_rate, hop_length)[0])}
 
 
+def token_statistics(tokens: list[torch.Tensor], cardinality: int) -> list[dict[str, float]]:
+    """Per codebook of items' tokens (codebooks, frames): perplexity and repeat rate."""
+    codebooks = torch.cat(tokens, dim=-1)
+    repeats = torch.cat([item[:, 1:] == item[:, :-1] for item in tokens], dim=-1)
+    per_codebook = []
+    for codes, repeated in zip(codebooks, repeats, strict=True):
+        share = torch.bincount(codes, minlength=cardinality).double() / codes.numel()
+        entropy = -(share[share > 0] * share[share > 0].log()).sum()
+        per_codebook.append({"perplexity": float(entropy.exp()),
+                            "repeat_rate": float(repeated.double().mean())
+                            if repeated.numel() else math.nan})
+    return per_codebook
+
+
 def _synchronize(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
@@ -142,8 +161,9 @@ def timed_reconstruct(pipeline: AutoencoderPipeline, audio: torch.Tensor,
 
 def evaluate_file(pipeline: AutoencoderPipeline, path: Path, name: str,
                   segment_seconds: float | None, chunk_seconds: float,
-                  warm_up: bool) -> FileResult:
-    """Metrics and compute of one file; `warm_up` first reconstructs its first window."""
+                  warm_up: bool, codec: FrozenCodec) -> tuple[FileResult, list[torch.Tensor]]:
+    """Metrics and compute of one file, and its items' tokens (codebooks, frames) when the
+    codec is discrete (none otherwise); `warm_up` first reconstructs its first window."""
     rate = pipeline.sample_rate
     try:
         audio, _ = audio_read(path, sample_rate=rate, channels=pipeline.channels)
@@ -162,7 +182,9 @@ def evaluate_file(pipeline: AutoencoderPipeline, path: Path, name: str,
                                pipeline.model.hop_length))
     means = {key: statistics.fmean(figure[key] for figure in figures) for key in METRICS}
     evaluated = sum(item.shape[-1] for item in items) / rate
-    return FileResult(name, evaluated, len(items), compute_seconds=compute, **means)
+    tokens = ([codec.encode_to_tokens(item[None].to(pipeline.device), chunk_seconds)[0].cpu()
+               for item in items] if is_discrete(codec) else [])
+    return FileResult(name, evaluated, len(items), compute_seconds=compute, **means), tokens
 
 
 def bitrate(codec: FrozenCodec) -> dict[str, Any]:
@@ -235,10 +257,15 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
     pipeline = load_pipeline(args.codec, args.device, family="autoencoder", **options)
     codec = FrozenCodec(pipeline.model, str(args.codec))
     chunk_seconds = reconstruct_chunk_seconds()
-    results = [evaluate_file(pipeline, path, os.path.relpath(path, args.folder.resolve()),
-                             args.segment_seconds, chunk_seconds, warm_up=index == 0)
-               for index, path in enumerate(files)]
+    results, tokens = [], []
+    for index, path in enumerate(files):
+        result, file_tokens = evaluate_file(
+            pipeline, path, os.path.relpath(path, args.folder.resolve()), args.segment_seconds,
+            chunk_seconds, warm_up=index == 0, codec=codec)
+        results.append(result)
+        tokens += file_tokens
     return {"codec": describe(pipeline, codec), "bitrate": bitrate(codec),
+            "tokens": token_statistics(tokens, codec.cardinality) if tokens else None,
             "machine": machine(pipeline.device),
             "settings": {"folder": str(args.folder), "segment_seconds": args.segment_seconds,
                          "chunk_seconds": chunk_seconds, "limit": args.limit},
@@ -286,6 +313,10 @@ def report(result: dict[str, Any]) -> str:
                      f"{row['si_snr']:>9.2f}  {row['mel_distance']:>7.4f}  "
                      f"{row['stft_distance']:>7.4f}  {row['frame_buzz']:>6.2f}  "
                      f"{row['rtf']:>8.4f}")
+    if result["tokens"]:
+        lines += ["", f"{'codebook':<10}  {'perplexity':>10}  {'repeat rate':>11}"]
+        lines += [f"q{index:<9}  {entry['perplexity']:>10.1f}  {entry['repeat_rate']:>11.3f}"
+                  for index, entry in enumerate(result["tokens"])]
     return "\n".join(lines)
 
 

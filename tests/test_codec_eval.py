@@ -1,6 +1,6 @@
 """benchmarks/codec_eval.py: figures of a tiny codec on two files of other rates and channel
 counts are finite, a perfect codec scores as one, a discrete codec's bitrate is its tokens',
-and user errors are one message naming the path."""
+its token statistics count codes, and user errors are one message naming the path."""
 from __future__ import annotations
 
 import json
@@ -64,6 +64,7 @@ def test_a_continuous_codec_gets_finite_figures_and_its_latent_size(tmp_path, fo
     assert [row["seconds"] for row in result["files"]] == [0.5, 0.75]  # at the codec's 16 kHz
     assert all(_finite(row) for row in [*result["files"], result["mean"]])
     assert result["mean"]["rtf"] > 0 and result["machine"]["threads"] == 1
+    assert result["tokens"] is None
     assert result["bitrate"] == {
         "kind": "continuous", "kbps": "continuous", "latent_dim": 8, "frame_rate": 250.0,
         "floats_per_second": 2000.0, "audio_samples_per_second": 16000, "ratio_to_audio": 0.125}
@@ -82,6 +83,22 @@ def test_a_discrete_codec_bitrate_is_its_tokens(tmp_path, folder, kind):
     assert result["bitrate"]["kbps"] == pytest.approx(250 * 2 * math.log2(cardinality) / 1000)
     assert [(row["path"], row["items"]) for row in result["files"]] == [("a.wav", 2)]
     assert _finite(result["mean"])
+    assert len(result["tokens"]) == 2  # one entry per codebook
+    assert all(1 <= entry["perplexity"] <= cardinality and 0 <= entry["repeat_rate"] <= 1
+               for entry in result["tokens"])
+
+
+def test_token_statistics_count_codes_and_repeats():
+    """Perplexity: the number of codes when they are used equally; repeat rate: the share of
+    frames whose code is the previous one's, within each item (never across items)."""
+    first = torch.tensor([[0, 0, 0, 1], [0, 1, 2, 3]])
+    second = torch.tensor([[1, 1], [3, 2]])
+    low, high = codec_eval["token_statistics"]([first, second], 8)
+    assert low["repeat_rate"] == pytest.approx(3 / 4)  # 0->0, 0->0, 1->1 of 4 steps
+    assert high["repeat_rate"] == 0.0
+    assert low["perplexity"] == pytest.approx(2.0)  # codes 0 and 1, three times each
+    assert high["perplexity"] == pytest.approx(math.exp(-(2 * (2 / 6) * math.log(2 / 6)
+                                                          + 2 * (1 / 6) * math.log(1 / 6))))
 
 
 def test_a_perfect_codec_scores_as_one(tmp_path, folder, monkeypatch):
