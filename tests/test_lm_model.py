@@ -251,6 +251,26 @@ def test_predict_aligns_logits_with_every_code():
     assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in lm.parameters())
 
 
+def test_heads_init_embeddings_starts_each_head_as_its_codebooks_embedding_untied():
+    """`heads_init: embeddings` copies each codebook's embedding (less the special token's
+    row) into its head: at the start the model gives each codebook's previous code more
+    probability than random heads do; the copies are parameters of their own."""
+    codes = torch.randint(0, 11, (4, 3, 20), generator=torch.Generator().manual_seed(0))
+    held = codes.repeat_interleave(2, dim=-1)  # every code held for two frames
+    previous = {}
+    for init in ("random", "embeddings"):
+        lm = _lm(heads_init=init)
+        with torch.no_grad():
+            probabilities = lm.predict(held).softmax(-1)[..., 1:, :]
+        previous[init] = probabilities.gather(-1, held[..., :-1, None]).mean().item()
+    for embedding, linear in zip(lm.emb, lm.linears, strict=True):
+        torch.testing.assert_close(linear.weight, embedding.weight[:11], rtol=0, atol=0)
+        assert linear.weight.data_ptr() != embedding.weight.data_ptr()
+    assert previous["embeddings"] > 1.5 * previous["random"]
+    with pytest.raises(ConfigError, match="heads_init"):
+        build_lm({"heads_init": "zeros"})
+
+
 def test_config_is_checked_with_named_keys():
     with pytest.raises(ConfigError, match="pattern.delays"):
         build_lm({"num_codebooks": 4, "pattern": {"type": "delay", "delays": [0, 1]}})

@@ -104,6 +104,11 @@ class LMConfig(Section):
     max_period: float = Field(10000.0, gt=1.0)
     # Scale of the sinusoidal embedding.
     positional_scale: float = Field(1.0, ge=0.0)
+    # random: AudioCraft's init of the output heads; embeddings: each head starts as its
+    # codebook's input embedding (tied at the start, trained apart), so an untrained model
+    # already predicts every codebook's previous code, which tokens that hold still on a
+    # steady note repeat (audiotools/models/lm/lm.py, _init_weights).
+    heads_init: Literal["random", "embeddings"] = "random"
     pattern: PatternConfig = DelayPatternConfig()
     fuser: FuserConfig = FuserConfig()
 
@@ -144,7 +149,8 @@ def build_lm(config: Mapping[str, Any] | BaseModel) -> LMModel:
         fuse=config.fuser.methods(), cross_mask=config.fuser.cross_mask,
         bias_attn=config.bias_attn, bias_ff=config.bias_ff, bias_proj=config.bias_proj,
         dropout=config.dropout, positional_embedding=config.positional_embedding,
-        max_period=config.max_period, positional_scale=config.positional_scale)
+        max_period=config.max_period, positional_scale=config.positional_scale,
+        heads_init=config.heads_init)
 
 
 def musicgen_small() -> LMConfig:

@@ -83,7 +83,8 @@ class LMModel(nn.Module):
                  fuse: Mapping[str, str] | None = None, cross_mask: bool = True,
                  bias_attn: bool = False, bias_ff: bool = False, bias_proj: bool = False,
                  dropout: float = 0.0, positional_embedding: str = "sin",
-                 max_period: float = 10000.0, positional_scale: float = 1.0):
+                 max_period: float = 10000.0, positional_scale: float = 1.0,
+                 heads_init: str = "random"):
         super().__init__()
         self.fuse = dict(fuse or {})
         wrong = {name: method for name, method in self.fuse.items()
@@ -112,15 +113,29 @@ class LMModel(nn.Module):
         # While `decoding_layout` holds: every head's weight (dim, K x cardinality) as one
         # matrix, and their biases.
         self._fused_heads: tuple[torch.Tensor, torch.Tensor | None] | None = None
-        self._init_weights()
+        self._init_weights(heads_init)
 
-    def _init_weights(self) -> None:
+    def _init_weights(self, heads_init: str) -> None:
         """AudioCraft's MusicGen init: embeddings and heads truncated normal of std
-        1 / sqrt(dim), zero biases; the layers depth-scaled (transformer.init_weights)."""
+        1 / sqrt(dim), zero biases; the layers depth-scaled (transformer.init_weights).
+
+        `heads_init="embeddings"` starts each head as a copy of its codebook's embedding.
+        The layers start near zero, so the normalised output is mostly the sum of the
+        input's embeddings, and a head that is that embedding scores the code it was fed
+        highest. In the delay and parallel patterns that is each codebook's code one frame
+        before the one predicted: the model starts from "the code holds", where random
+        heads must learn it for every code apart (in the unroll pattern the fed code is
+        another codebook's, and the start is no help)."""
+        if heads_init not in ("random", "embeddings"):
+            raise ValueError(f"heads_init={heads_init!r}: random or embeddings")
         for embedding in self.emb:
             truncated_normal(embedding.weight, self.dim)
-        for linear in self.linears:
-            truncated_normal(linear.weight, self.dim)
+        for embedding, linear in zip(self.emb, self.linears, strict=True):
+            if heads_init == "embeddings":
+                with torch.no_grad():
+                    linear.weight.copy_(embedding.weight[:self.cardinality])
+            else:
+                truncated_normal(linear.weight, self.dim)
             if linear.bias is not None:
                 nn.init.zeros_(linear.bias)
         init_weights(self.transformer)
