@@ -106,7 +106,7 @@ class LMConfig(Section):
     positional_scale: float = Field(1.0, ge=0.0)
     # random: AudioCraft's init of the output heads; embeddings: each head starts as its
     # codebook's input embedding (tied at the start, trained apart), so an untrained model
-    # already predicts every codebook's previous code, which tokens that hold still on a
+    # already favours every codebook's previous code, which tokens that hold still on a
     # steady note repeat (audiotools/models/lm/lm.py, _init_weights).
     heads_init: Literal["random", "embeddings"] = "random"
     pattern: PatternConfig = DelayPatternConfig()

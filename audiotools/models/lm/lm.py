@@ -120,12 +120,14 @@ class LMModel(nn.Module):
         1 / sqrt(dim), zero biases; the layers depth-scaled (transformer.init_weights).
 
         `heads_init="embeddings"` starts each head as a copy of its codebook's embedding.
-        The layers start near zero, so the normalised output is mostly the sum of the
-        input's embeddings, and a head that is that embedding scores the code it was fed
-        highest. In the delay and parallel patterns that is each codebook's code one frame
-        before the one predicted: the model starts from "the code holds", where random
-        heads must learn it for every code apart (in the unroll pattern the fed code is
-        another codebook's, and the start is no help)."""
+        The residual stream carries the sum of the input's embeddings to the output, so a
+        head that is that embedding scores the code it was fed above the others (a few
+        times chance in an untrained model, the layers' outputs being noise around it). In
+        the delay and parallel patterns that is each codebook's code one frame before the
+        one predicted: training starts from a lean towards "the code holds", which random
+        heads have to learn for every code apart (docs/solvers/musicgen.md measures both;
+        in the unroll pattern the fed code is another codebook's, and the start is no
+        help)."""
         if heads_init not in ("random", "embeddings"):
             raise ValueError(f"heads_init={heads_init!r}: random or embeddings")
         for embedding in self.emb:
