@@ -33,6 +33,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .blocks import check_unbuilt_conditions, check_unet_input
 from .config import ADPUNetConfig
 
 # SAT's transformer input norm has this many groups whatever the width.
@@ -383,19 +384,12 @@ class ADPUNet(nn.Module):
                 parameter.mul_(_INIT_SCALE)
 
     def _check(self, x: torch.Tensor, **given: torch.Tensor | None) -> None:
-        if x.dim() != 3 or x.shape[1] != self.io_channels:
-            raise ValueError(f"ADP U-Net expects x (batch, io_channels={self.io_channels}, "
-                             f"length); got {tuple(x.shape)}")
-        if x.shape[-1] % self.hop_length:
-            raise ValueError(f"ADP U-Net input length {x.shape[-1]} is not a multiple of "
-                             f"patch_size x prod(factors) = {self.hop_length}; pad or crop it")
+        check_unet_input("ADP U-Net", x, self.io_channels, self.hop_length)
         widths = {"cross_attn_cond": self.config.cond_token_dim,
                   "global_cond": self.config.global_cond_dim,
                   "input_concat_cond": self.config.input_concat_dim}
+        check_unbuilt_conditions("ADP U-Net", widths, given)
         for name, width in widths.items():
-            if given[name] is not None and not width:
-                raise ValueError(f"ADP U-Net got {name} but was built without it ({name}'s "
-                                 "width in the config is 0)")
             if given[name] is None and width:
                 raise ValueError(f"ADP U-Net was built with {name} (width {width}) and needs it")
 

@@ -1,5 +1,6 @@
 """Layers the diffusion networks share: timestep Fourier features, rotary positions, attention
-through `scaled_dot_product_attention` with key masks, and a gated feed-forward.
+through `scaled_dot_product_attention` with key masks, a gated feed-forward, and the checks
+of what a network is given.
 
 Attribute names (`weight` of the Fourier features, `to_qkv`/`to_q`/`to_kv`/`to_out` of an
 attention) are stable-audio-tools' so that its checkpoints map onto these layers by key.
@@ -7,6 +8,7 @@ attention) are stable-audio-tools' so that its checkpoints map onto these layers
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 
 import torch
 import torch.nn.functional as F
@@ -169,3 +171,24 @@ class FeedForward(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         value, gate = self.proj_in(x).chunk(2, dim=-1)
         return self.proj_out(value * F.silu(gate))
+
+
+def check_unbuilt_conditions(network: str, widths: Mapping[str, int],
+                             given: Mapping[str, torch.Tensor | None]) -> None:
+    """A condition given to a `network` built without it (its width 0) is an error naming
+    both, rather than an input silently ignored."""
+    for name, width in widths.items():
+        if given[name] is not None and not width:
+            raise ValueError(f"{network} got {name} but was built without it ({name}'s width "
+                             "in the config is 0)")
+
+
+def check_unet_input(network: str, x: torch.Tensor, io_channels: int, hop_length: int) -> None:
+    """x must be (batch, io_channels, length) with length a multiple of the U-Net's total
+    downsampling (`hop_length` = patch_size x prod(factors))."""
+    if x.dim() != 3 or x.shape[1] != io_channels:
+        raise ValueError(f"{network} expects x (batch, io_channels={io_channels}, length); "
+                         f"got {tuple(x.shape)}")
+    if x.shape[-1] % hop_length:
+        raise ValueError(f"{network} input length {x.shape[-1]} is not a multiple of "
+                         f"patch_size x prod(factors) = {hop_length}; pad or crop it")

@@ -37,7 +37,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .blocks import Attention, FeedForward, FourierFeatures, RotaryEmbedding, rotary_dim
+from .blocks import (
+    Attention,
+    FeedForward,
+    FourierFeatures,
+    RotaryEmbedding,
+    check_unbuilt_conditions,
+    rotary_dim,
+)
 from .config import DiTConfig
 
 # Per-block adaLN parameters: scale, shift, gate of the self-attention, then of the ff.
@@ -163,14 +170,11 @@ class DiffusionTransformer(nn.Module):
             raise ValueError(f"DiT input length {x.shape[-1]} is not a multiple of patch_size "
                              f"{self.patch_size}; pad or crop it to a multiple of "
                              f"{self.patch_size}")
-        widths = {"cross_attn_cond": self.config.cond_token_dim,
-                  "global_cond": self.config.global_cond_dim,
-                  "prepend_cond": self.config.prepend_cond_dim,
-                  "input_concat_cond": self.config.input_concat_dim}
-        for name, width in widths.items():
-            if given[name] is not None and not width:
-                raise ValueError(f"DiT got {name} but was built without it ({name}'s width in "
-                                 "the config is 0)")
+        check_unbuilt_conditions("DiT", {"cross_attn_cond": self.config.cond_token_dim,
+                                         "global_cond": self.config.global_cond_dim,
+                                         "prepend_cond": self.config.prepend_cond_dim,
+                                         "input_concat_cond": self.config.input_concat_dim},
+                                 given)
         if self.config.input_concat_dim and given["input_concat_cond"] is None:
             raise ValueError(f"DiT was built with input_concat_dim={self.config.input_concat_dim}"
                              " and needs input_concat_cond")

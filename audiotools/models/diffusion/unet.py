@@ -19,7 +19,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .blocks import Attention, FeedForward, FourierFeatures
+from .blocks import (
+    Attention,
+    FeedForward,
+    FourierFeatures,
+    check_unbuilt_conditions,
+    check_unet_input,
+)
 from .config import UNetConfig
 
 
@@ -180,19 +186,13 @@ class UNet1d(nn.Module):
 
     def _check(self, x: torch.Tensor, cross_attn_cond: torch.Tensor | None,
                global_cond: torch.Tensor | None, input_concat_cond: torch.Tensor | None) -> None:
-        if x.dim() != 3 or x.shape[1] != self.io_channels:
-            raise ValueError(f"U-Net expects x (batch, io_channels={self.io_channels}, length); "
-                             f"got {tuple(x.shape)}")
-        if x.shape[-1] % self.hop_length:
-            raise ValueError(f"U-Net input length {x.shape[-1]} is not a multiple of "
-                             f"patch_size x prod(factors) = {self.hop_length}; pad or crop it")
-        for name, value, width in (("cross_attn_cond", cross_attn_cond, self.config.cond_token_dim),
-                                   ("global_cond", global_cond, self.config.global_cond_dim),
-                                   ("input_concat_cond", input_concat_cond,
-                                    self.config.input_concat_dim)):
-            if value is not None and not width:
-                raise ValueError(f"U-Net got {name} but was built without it ({name}'s width in "
-                                 "the config is 0)")
+        check_unet_input("U-Net", x, self.io_channels, self.hop_length)
+        check_unbuilt_conditions(
+            "U-Net", {"cross_attn_cond": self.config.cond_token_dim,
+                      "global_cond": self.config.global_cond_dim,
+                      "input_concat_cond": self.config.input_concat_dim},
+            {"cross_attn_cond": cross_attn_cond, "global_cond": global_cond,
+             "input_concat_cond": input_concat_cond})
         if self.config.input_concat_dim and input_concat_cond is None:
             raise ValueError(f"U-Net was built with input_concat_dim="
                              f"{self.config.input_concat_dim} and needs input_concat_cond")
