@@ -72,6 +72,7 @@ def test_debug_recipe_runs_every_stage_through_dora(recipe, dora_dir, tmp_path):
     assert valid["loss"] == pytest.approx(sum(levels) / 3, rel=1e-5)
     evaluate = history[1]["evaluate"]
     assert {"fd", "fd_heldout_real", "fd_white_noise", "fd_pink_noise"} <= evaluate.keys()
+    assert "fd_via_codec" not in evaluate  # on the audio itself: no codec to reconstruct with
     if recipe == "debug_cond":
         assert {"accuracy", "accuracy_heldout_real", "accuracy_white_noise"} <= evaluate.keys()
     if recipe == "debug_autoencoder":
@@ -169,7 +170,9 @@ def test_latent_diffusion_on_pre_encoded_latents_through_dora(tones, dora_dir):
     state = torch.load(folder / "checkpoint.th", weights_only=True)
     assert state["frozen"]["codec"]["stats"] is not None
     assert sorted(state["best_state"]) == ["conditioners", "model"]
-    assert {"fd", "fd_heldout_real"} <= _history(folder)[1]["evaluate"].keys()
+    evaluate = _history(folder)[1]["evaluate"]
+    assert {"fd", "fd_heldout_real", "fd_via_codec"} <= evaluate.keys()
+    assert evaluate["fd_via_codec"] != evaluate["fd_heldout_real"]
     records = json.loads((folder / "samples/2/conditions.json").read_text())
     assert [r["conditions"]["ensemble"] for r in records[:2]] == ENSEMBLES[4:]
 

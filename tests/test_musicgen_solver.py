@@ -67,8 +67,9 @@ def test_debug_recipe_runs_every_stage_through_dora(codec, dora_dir):
     assert valid["ppl_q1"] == pytest.approx(math.exp(valid["ce_q1"]), rel=1e-5)
     assert history[1]["train"]["ce"] < math.log(16)  # it learns: below chance (16 codes)
     evaluate = history[1]["evaluate"]
-    assert {"ce", "ppl", "ce_q0", "ppl_q1", "fd", "fd_heldout_real", "fd_white_noise",
-            "fd_pink_noise"} <= evaluate.keys()
+    assert {"ce", "ppl", "ce_q0", "ppl_q1", "fd", "fd_heldout_real", "fd_via_codec",
+            "fd_white_noise", "fd_pink_noise"} <= evaluate.keys()
+    assert evaluate["fd_via_codec"] != evaluate["fd_heldout_real"]
     state = torch.load(folder / "checkpoint.th", weights_only=True)
     assert sorted(state["best_state"]) == ["conditioners", "model"] and "ema.model" in state
 

@@ -4,7 +4,9 @@ A Fréchet distance alone says little (its scale depends on the embedder and on 
 embeddings); placed between held-out real audio (what a perfect model would score with that
 many clips) and noise (what a model that learnt nothing would score), it reads as a position.
 The same holds for conditional accuracy: held-out real audio gives the classifier's own
-ceiling, noise its chance level.
+ceiling, noise its chance level. A model that generates in a codec's latents or tokens can do
+no better than that codec's reconstructions, so the held-out clips encoded and decoded by it
+("via codec") give the ceiling of any model over that codec.
 
 Noise clips have the generated clips' count and shapes (so their FD has the model's sample
 size) and the reference's loudness (RMS over all its samples), so a noise figure measures
@@ -56,13 +58,15 @@ def generation_report(generated: Clips, reference: Clips, heldout: Clips,
                       embedder: AudioEmbedder | str, sample_rate: int,
                       classifier: Any = None, labels: Sequence[str] | None = None,
                       heldout_labels: Sequence[str] | None = None,
-                      seed: int = 0) -> dict[str, Any]:
+                      seed: int = 0, via_codec: Clips | None = None) -> dict[str, Any]:
     """FD to `reference` (and conditional accuracy, with a classifier) of the generated clips,
     held-out real clips and noise, all at `sample_rate`.
 
     `labels` are what the generated clips were conditioned on (the noise is scored against
     them too: chance level); `heldout_labels` the held-out clips' true labels (without them
-    that row has no accuracy). `classifier` is a `ClassifierPipeline` or its source."""
+    that row has no accuracy); `via_codec` the held-out clips after the model's codec (a row
+    of their own, scored against `heldout_labels`). `classifier` is a `ClassifierPipeline` or
+    its source."""
     if isinstance(embedder, str):
         embedder = get_embedder(embedder)
     if classifier is not None and labels is None:
@@ -72,6 +76,12 @@ def generation_report(generated: Clips, reference: Clips, heldout: Clips,
     reference_stats = gaussian_stats(embedder.embed_clips(reference, sample_rate), "reference")
     level = rms(reference)
     sets = {"model": (generated, labels), "held-out real": (heldout, heldout_labels)}
+    if via_codec is not None:
+        if len(via_codec) != len(heldout):
+            raise ValueError(f"generation_report: via_codec holds {len(via_codec)} clips, the "
+                             f"held-out set {len(heldout)}: give each held-out clip's "
+                             "reconstruction.")
+        sets["via codec"] = (via_codec, heldout_labels)
     for offset, kind in enumerate(NOISE_KINDS):
         sets[f"{kind} noise"] = (noise_like(generated, level, kind, seed + offset), labels)
     rows: dict[str, dict[str, Any]] = {}

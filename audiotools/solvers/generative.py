@@ -29,6 +29,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch.utils.data import IterableDataset
 
 from .. import distributed
@@ -289,8 +290,7 @@ class GenerativeSolver(StandardSolver):
                                  "log above); fix or remove them and rebuild the manifest.")
         if self.codec is None:
             return audio, mask
-        data = (self.codec.encode_to_tokens(audio) if self.discrete
-                else self.codec.encode(audio))
+        data = self.encode(audio)
         frames = data.shape[-1]
         first_samples = torch.arange(frames, device=mask.device) * mask.shape[-1] // frames
         return data, mask[:, first_samples]
@@ -304,11 +304,28 @@ class GenerativeSolver(StandardSolver):
         return {name: self.conditioners[name].item_value(item)
                 for name in self.conditioners.names()}
 
+    def encode(self, audio: torch.Tensor) -> torch.Tensor:
+        """What the model reads (tokens or normalised latents) of audio (B, channels, samples)
+        through the codec."""
+        assert self.codec is not None
+        return self.codec.encode_to_tokens(audio) if self.discrete else self.codec.encode(audio)
+
     def decode(self, data: torch.Tensor) -> torch.Tensor:
         """Audio (B, channels, samples) from what the model makes."""
         if self.codec is None:
             return data
         return self.codec.decode_tokens(data) if self.discrete else self.codec.decode(data)
+
+    def through_codec(self, clips: Sequence[torch.Tensor]) -> list[torch.Tensor] | None:
+        """Each clip (channels, samples) encoded and decoded by the codec at its own length:
+        the best a model over this codec could make of it; None without a codec."""
+        if self.codec is None:
+            return None
+        out = []
+        for clip in clips:
+            audio = self.decode(self.encode(clip[None].to(self.device)))[..., :clip.shape[-1]]
+            out.extend(_clips(F.pad(audio, (0, clip.shape[-1] - audio.shape[-1]))))
+        return out
 
     def real_audio(self, items: Sequence[Item], duration: float) -> list[torch.Tensor]:
         """The real audio (channels, samples) of items' segments, read from their files."""
@@ -458,10 +475,11 @@ class GenerativeSolver(StandardSolver):
         if self.judge is not None:
             labels = [str(item["meta"].get(evaluate.label)) for item in items]
             heldout_labels = [str(item["meta"].get(evaluate.label)) for item in heldout_items]
-        report = generation_report(generated, self.real_audio(items, duration),
-                                   self.real_audio(heldout_items, duration), evaluate.embedder,
-                                   self.sample_rate, classifier=self.judge, labels=labels,
-                                   heldout_labels=heldout_labels, seed=evaluate.seed)
+        heldout = self.real_audio(heldout_items, duration)
+        report = generation_report(generated, self.real_audio(items, duration), heldout,
+                                   evaluate.embedder, self.sample_rate, classifier=self.judge,
+                                   labels=labels, heldout_labels=heldout_labels,
+                                   seed=evaluate.seed, via_codec=self.through_codec(heldout))
         logger.info("Generation report, epoch %d:\n%s", self.epoch, format_report(report))
         return report_metrics(report)
 

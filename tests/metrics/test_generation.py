@@ -8,7 +8,13 @@ import pytest
 import torch
 
 from audiotools.metrics.embeddings import MelStatsEmbedder
-from audiotools.metrics.generation import format_report, generation_report, noise_like, rms
+from audiotools.metrics.generation import (
+    format_report,
+    generation_report,
+    noise_like,
+    report_metrics,
+    rms,
+)
 from tests.metrics.test_conditional import write_classifier
 
 RATE = 16000
@@ -118,3 +124,35 @@ def test_report_table_and_a_classifier_export_without_heldout_labels(tmp_path):
     with pytest.raises(ValueError, match="needs the labels the generated clips"):
         generation_report(generated, reference, heldout, "mel-stats", RATE,
                           classifier=classifier)
+
+
+def test_a_codec_row_scores_the_heldout_clips_after_the_codec():
+    """A codec that keeps only the band under 1 kHz, over a faint hum: its reconstructions of
+    the high notes sound low, so the row shows what no model over that codec could beat."""
+    reference, _ = _notes(8, seed=0)
+    heldout, heldout_labels = _notes(6, seed=1)
+    generated, labels = _notes(6, seed=2)
+
+    def lowpass(clip: torch.Tensor) -> torch.Tensor:
+        spectrum = torch.fft.rfft(clip)
+        spectrum[..., torch.fft.rfftfreq(clip.shape[-1], 1 / RATE) > 1000] = 0
+        hum = 1e-3 * torch.sin(2 * math.pi * 50 * torch.arange(clip.shape[-1]) / RATE)
+        return torch.fft.irfft(spectrum, n=clip.shape[-1]) + hum
+
+    via_codec = [lowpass(clip) for clip in heldout]
+    report = generation_report(generated, reference, heldout, "mel-stats", RATE,
+                               classifier=CentroidClassifier(), labels=labels,
+                               heldout_labels=heldout_labels, via_codec=via_codec)
+    rows = report["rows"]
+    assert list(rows) == ["model", "held-out real", "via codec", "white noise", "pink noise"]
+    assert rows["held-out real"]["accuracy"] == 1.0
+    assert rows["via codec"]["accuracy"] == 0.5  # every clip now sounds "low"
+    assert rows["via codec"]["per_label"] == {"high": (0, 3), "low": (3, 3)}
+    assert rows["held-out real"]["fd"] < rows["via codec"]["fd"]
+    metrics = report_metrics(report)
+    assert metrics["accuracy_via_codec"] == 0.5
+    assert metrics["fd_via_codec"] == rows["via codec"]["fd"]
+    assert format_report(report).splitlines()[4].startswith("via codec")
+    with pytest.raises(ValueError, match="via_codec holds 5 clips, the held-out set 6"):
+        generation_report(generated, reference, heldout, "mel-stats", RATE,
+                          via_codec=via_codec[:5])
