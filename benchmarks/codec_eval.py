@@ -31,6 +31,11 @@ Method
   share of frames whose code is the previous frame's). A language model over the tokens
   learns what recurs: codes that change every frame at near-full perplexity leave it
   nothing to predict (docs/solvers/autoencoder.md measures two tokenizers so).
+- Latents (a continuous codec): the lag-1 autocorrelation of its raw latents over every item,
+  each channel standardised over all their frames, averaged over channels: about 0 when a
+  latent changes from frame to frame like noise, near 1 when it holds still over a held note.
+  A diffusion model over latents that are white in time has nothing to learn beyond their
+  variance (docs/solvers/diffusion.md measures two codecs so).
 - Bitrate: a discrete codec's tokens, frame rate x sum over codebooks of log2(cardinality), in
   kb/s (no entropy coding). A continuous codec has none ("continuous"): its latents are
   latent_dim x frame rate floats per second, printed with their ratio to the audio's samples
@@ -144,6 +149,19 @@ def token_statistics(tokens: list[torch.Tensor], cardinality: int) -> list[dict[
     return per_codebook
 
 
+def latent_statistics(latents: list[torch.Tensor]) -> dict[str, float]:
+    """Of items' continuous latents (latent_dim, frames): the mean over channels of their
+    lag-1 autocorrelation, each channel standardised over every frame of every item."""
+    every = torch.cat(latents, dim=-1).double()
+    mean = every.mean(dim=-1, keepdim=True)
+    std = every.std(dim=-1, correction=0, keepdim=True).clamp_min(1e-12)
+    standard = [(item.double() - mean) / std for item in latents]
+    now = torch.cat([item[:, :-1] for item in standard], dim=-1)
+    after = torch.cat([item[:, 1:] for item in standard], dim=-1)
+    correlation = float((now * after).mean()) if now.numel() else math.nan
+    return {"lag1_autocorrelation": correlation}
+
+
 def _synchronize(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
@@ -163,7 +181,8 @@ def evaluate_file(pipeline: AutoencoderPipeline, path: Path, name: str,
                   segment_seconds: float | None, chunk_seconds: float,
                   warm_up: bool, codec: FrozenCodec) -> tuple[FileResult, list[torch.Tensor]]:
     """Metrics and compute of one file, and its items' tokens (codebooks, frames) when the
-    codec is discrete (none otherwise); `warm_up` first reconstructs its first window."""
+    codec is discrete, else their raw latents (latent_dim, frames); `warm_up` first
+    reconstructs its first window."""
     rate = pipeline.sample_rate
     try:
         audio, _ = audio_read(path, sample_rate=rate, channels=pipeline.channels)
@@ -182,9 +201,9 @@ def evaluate_file(pipeline: AutoencoderPipeline, path: Path, name: str,
                                pipeline.model.hop_length))
     means = {key: statistics.fmean(figure[key] for figure in figures) for key in METRICS}
     evaluated = sum(item.shape[-1] for item in items) / rate
-    tokens = ([codec.encode_to_tokens(item[None].to(pipeline.device), chunk_seconds)[0].cpu()
-               for item in items] if is_discrete(codec) else [])
-    return FileResult(name, evaluated, len(items), compute_seconds=compute, **means), tokens
+    encode = codec.encode_to_tokens if is_discrete(codec) else codec.encode_raw
+    encoded = [encode(item[None].to(pipeline.device), chunk_seconds)[0].cpu() for item in items]
+    return FileResult(name, evaluated, len(items), compute_seconds=compute, **means), encoded
 
 
 def bitrate(codec: FrozenCodec) -> dict[str, Any]:
@@ -257,15 +276,17 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
     pipeline = load_pipeline(args.codec, args.device, family="autoencoder", **options)
     codec = FrozenCodec(pipeline.model, str(args.codec))
     chunk_seconds = reconstruct_chunk_seconds()
-    results, tokens = [], []
+    results, encoded = [], []
     for index, path in enumerate(files):
-        result, file_tokens = evaluate_file(
+        result, file_encoded = evaluate_file(
             pipeline, path, os.path.relpath(path, args.folder.resolve()), args.segment_seconds,
             chunk_seconds, warm_up=index == 0, codec=codec)
         results.append(result)
-        tokens += file_tokens
+        encoded += file_encoded
+    discrete = is_discrete(codec)
     return {"codec": describe(pipeline, codec), "bitrate": bitrate(codec),
-            "tokens": token_statistics(tokens, codec.cardinality) if tokens else None,
+            "tokens": token_statistics(encoded, codec.cardinality) if discrete else None,
+            "latents": None if discrete else latent_statistics(encoded),
             "machine": machine(pipeline.device),
             "settings": {"folder": str(args.folder), "segment_seconds": args.segment_seconds,
                          "chunk_seconds": chunk_seconds, "limit": args.limit},
@@ -317,6 +338,10 @@ def report(result: dict[str, Any]) -> str:
         lines += ["", f"{'codebook':<10}  {'perplexity':>10}  {'repeat rate':>11}"]
         lines += [f"q{index:<9}  {entry['perplexity']:>10.1f}  {entry['repeat_rate']:>11.3f}"
                   for index, entry in enumerate(result["tokens"])]
+    if result["latents"]:
+        lines += ["", "latents   lag-1 autocorrelation "
+                  f"{result['latents']['lag1_autocorrelation']:.3f} (mean over channels; "
+                  "0: white from frame to frame, 1: held still)"]
     return "\n".join(lines)
 
 

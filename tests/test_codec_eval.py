@@ -65,12 +65,14 @@ def test_a_continuous_codec_gets_finite_figures_and_its_latent_size(tmp_path, fo
     assert all(_finite(row) for row in [*result["files"], result["mean"]])
     assert result["mean"]["rtf"] > 0 and result["machine"]["threads"] == 1
     assert result["tokens"] is None
+    assert -1 <= result["latents"]["lag1_autocorrelation"] <= 1
     assert result["bitrate"] == {
         "kind": "continuous", "kbps": "continuous", "latent_dim": 8, "frame_rate": 250.0,
         "floats_per_second": 2000.0, "audio_samples_per_second": 16000, "ratio_to_audio": 0.125}
     printed = capsys.readouterr().out
     assert "bitrate   continuous: latents 8 x 250 Hz = 2000 floats/s" in printed
     assert "mean (2 files)" in printed and "avx512_bf16" in printed
+    assert "latents   lag-1 autocorrelation" in printed
     assert f"torch {torch.__version__}" in printed and result["codec"]["identity"][:12] in printed
 
 
@@ -99,6 +101,21 @@ def test_token_statistics_count_codes_and_repeats():
     assert low["perplexity"] == pytest.approx(2.0)  # codes 0 and 1, three times each
     assert high["perplexity"] == pytest.approx(math.exp(-(2 * (2 / 6) * math.log(2 / 6)
                                                           + 2 * (1 / 6) * math.log(1 / 6))))
+
+
+def test_latent_statistics_standardise_each_channel_over_every_item():
+    held = torch.tensor([[1.0, 1.0, 3.0, 3.0]])  # holds still, then jumps
+    flipping = torch.tensor([[1.0, -1.0, 1.0, -1.0]])
+    # Standardised (mean 2, std 1) held is -1, -1, 1, 1: its pairs' products 1, -1, 1; no
+    # pair crosses from one item to the next.
+    stats = codec_eval["latent_statistics"]([held, held])
+    assert stats["lag1_autocorrelation"] == pytest.approx(1 / 3)
+    assert codec_eval["latent_statistics"]([flipping])["lag1_autocorrelation"] == \
+        pytest.approx(-1)
+    two = torch.cat([held, 10 * flipping])  # channels weigh the same whatever their scale
+    assert codec_eval["latent_statistics"]([two])["lag1_autocorrelation"] == pytest.approx(
+        (1 / 3 - 1) / 2)
+    assert math.isnan(codec_eval["latent_statistics"]([held[:, :1]])["lag1_autocorrelation"])
 
 
 def test_a_perfect_codec_scores_as_one(tmp_path, folder, monkeypatch):
