@@ -268,9 +268,10 @@ def test_data_the_model_cannot_take_is_refused_before_training(dora_dir):
 def test_base_recipe_validates_and_names_the_codec_to_train(dora_dir):
     from audiotools.train import main
     xp = main.get_xp(["solver=diffusion/base"])
-    assert xp.cfg.codec.source == "//recipe/autoencoder/base"
-    with pytest.raises(ConfigError, match=r"//recipe/autoencoder/base is XP \w+, which has not "
-                                          r"been trained here.*dora run solver=autoencoder/base"):
+    assert xp.cfg.codec.source == "//recipe/autoencoder/magnitude_base"
+    with pytest.raises(ConfigError, match=r"//recipe/autoencoder/magnitude_base is XP \w+, "
+                                          r"which has not been trained here.*dora run "
+                                          r"solver=autoencoder/magnitude_base"):
         build(make_xp("solver=diffusion/base"))
 
 
@@ -297,3 +298,18 @@ def test_non_finite_loss_stops_naming_the_step(dora_dir, monkeypatch):
     with xp.enter(), pytest.raises(NonFiniteLossError, match="epoch 2, step 0"):
         solver.run()
     assert len(torch.load(xp.folder / "checkpoint.th", weights_only=True)["history"]) == 1
+
+
+def test_heldout_clips_are_the_valid_segments_that_hold_the_evaluate_duration(dora_dir):
+    """A valid split cut into 0.5 s segments, clips of 8 s judged: only the segments that start
+    a whole 8 s are read (the others would end at their file's end, shorter)."""
+    solver = build(make_xp("solver=diffusion/debug_cond", "dataset.valid.num_samples=null"))
+    try:
+        every = solver._items("valid")
+        whole = solver._heldout_items(8.0)
+        assert len(every) == 16 * len(whole) and len(whole) == 24  # 24 clips of 8 s
+        assert {item["seconds_start"] for item in whole} == {0.0}
+        assert solver._heldout_items(0.5) == every
+        assert solver._heldout_items(100.0) == every  # none holds it: all of them
+    finally:
+        solver.close()

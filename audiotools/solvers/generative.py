@@ -12,8 +12,9 @@ conditioner needs and an item lacks, segment lengths the model cannot take.
 Stages: `generate` writes one sample per condition set and CFG scale under
 <xp>/samples/<epoch>/ (audio, spectrogram PNG, conditions.json) and logs them to TensorBoard /
 W&B; `evaluate` generates for the evaluate split's items and reports the Fréchet distance to
-that split's real audio beside the valid split's real audio and white / pink noise
-(metrics.generation), and conditional accuracy when `evaluate.judge` names a classifier.
+that split's real audio beside the valid split's real audio, that audio through the codec
+and white / pink noise (metrics.generation), and conditional accuracy when `evaluate.judge`
+names a classifier.
 
 A family implements `build_generative_model`, `run_step`, `generate_audio` and optionally
 `continue_audio`, `sampling_record` and `length_multiple`.
@@ -470,7 +471,7 @@ class GenerativeSolver(StandardSolver):
         _log_shares("Evaluate", len(items), [len(part) for part in shares])
         clips = {start: batch for gathered in shares for start, batch in gathered.items()}
         generated = [clip for start in starts for clip in clips[start]]
-        heldout_items = self._items("valid")
+        heldout_items = self._heldout_items(duration)
         labels = heldout_labels = None
         if self.judge is not None:
             labels = [str(item["meta"].get(evaluate.label)) for item in items]
@@ -482,6 +483,15 @@ class GenerativeSolver(StandardSolver):
                                    seed=evaluate.seed, via_codec=self.through_codec(heldout))
         logger.info("Generation report, epoch %d:\n%s", self.epoch, format_report(report))
         return report_metrics(report)
+
+    def _heldout_items(self, duration: float) -> list[Item]:
+        """The valid split's segments that hold `duration` seconds whole; all of them when
+        none does. A valid split cut shorter than the evaluate duration (an LM validated on
+        the segments it trains on) would otherwise give clips cut short at their file's end."""
+        items = self._items("valid")
+        whole = [item for item in items
+                 if item["seconds_start"] + duration <= item["seconds_total"] + 1e-6]
+        return whole or items
 
     # ------------------------------------------------------------------ export
     def export_info(self) -> dict[str, Any]:
