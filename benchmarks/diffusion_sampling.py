@@ -5,12 +5,12 @@
 
 The recipe is composed as `dora run solver=diffusion/base` composes it (audiotools.train.main
 .get_xp) and validated by the solver's schema; its model (DiT 192 wide, 6 blocks, patch 2 on
-the codec's 128 x 62.5 Hz latents, cross-attention to the ensemble and seconds_total tokens,
+the codec's 32 x 62.5 Hz latents, cross-attention to the ensemble and seconds_total tokens,
 adaLN-free global condition) is built by `build_diffusion_model` with **untrained** weights
 (the cost of a step does not depend on them; training nothing), its conditioners by
 `ConditionerSet` as the solver builds them. The codec is the recipe's
-`//recipe/autoencoder/base`: the trained XP when this machine has it (found as the solver
-finds it), else (or with --untrained-codec) the autoencoder/base architecture freshly
+`//recipe/autoencoder/magnitude_base`: the trained XP when this machine has it (found as the
+solver finds it), else (or with --untrained-codec) that recipe's architecture freshly
 initialised; the script says which. Latent statistics (codec.normalize) are left out: a
 per-channel affine map, nothing next to the decode.
 
@@ -60,10 +60,11 @@ def recipe_pipeline(untrained_codec: bool, steps: int):
             print(f"no trained codec ({error}); using an untrained one", flush=True)
     if codec_note is None:
         from audiotools.models.autoencoder import build_autoencoder
-        config = main.get_xp(["solver=autoencoder/base"]).cfg.model
+        recipe = settings.codec.source.removeprefix("//recipe/")
+        config = main.get_xp([f"solver={recipe}"]).cfg.model
         network = build_autoencoder(OmegaConf.to_container(config, resolve=True))
-        codec = FrozenCodec(network, "autoencoder/base (untrained)", settings.codec.scale, None)
-        codec_note = "untrained autoencoder/base architecture"
+        codec = FrozenCodec(network, f"{recipe} (untrained)", settings.codec.scale, None)
+        codec_note = f"untrained {recipe} architecture"
     conditioners = ConditionerSet(settings.conditioners, settings.conditioning.dim,
                                   codec=codec, joint_dropout=settings.conditioning.joint_dropout)
     model = build_diffusion_model(settings.model).eval()

@@ -31,10 +31,11 @@ def test_full_size_recipe_builds_and_takes_one_step(dora_dir, recipe, parameters
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("recipe", ["base", "rvq_base"])
+@pytest.mark.parametrize("recipe", ["base", "rvq_base", "magnitude_base"])
 def test_cpu_recipe_is_deterministic_and_resumes_exactly(dora_dir, monkeypatch, recipe):
-    """The main job and the tokenizer, on a few updates: the same command gives the same
-    weights, and a run interrupted mid-epoch and resumed ends where an uninterrupted one does."""
+    """The main job, the tokenizer and the latent codec, on a few updates: the same command
+    gives the same weights, and a run interrupted mid-epoch and resumed ends where an
+    uninterrupted one does."""
     args = [f"solver=autoencoder/{recipe}", "dataset.train.num_samples=24",
             "dataset.valid.num_samples=8", "dataset.num_workers=0", "optim.epochs=2",
             "evaluate.every=0", "generate.every=0"]
