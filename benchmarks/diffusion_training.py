@@ -1,10 +1,15 @@
 """DiT training step: audiotools' DiT vs stable-audio-tools' own DiT, same config, same run.
 
     python benchmarks/diffusion_training.py [--pairs 8] [--steps 2] [--warmup 2] [--threads 1]
+                                            [--precision 32|bf16-mixed]
 
 Config: an unconditional DiT on latents (32 channels, patch 1), width 256, 6 blocks of 4 heads
 (64 wide), SwiGLU x4, timestep token prepended; 6,458,496 parameters on both sides (checked).
-Batch 4 x 32 x 256 latents (random, fixed), v objective, fp32, AdamW (lr 1e-4, wd 1e-3).
+Batch 4 x 32 x 256 latents (random, fixed), v objective, AdamW (lr 1e-4, wd 1e-3), fp32 or
+(`--precision bf16-mixed`) both steps' forward and loss under CPU bf16 autocast: what our
+solver's `precision: auto` picks on a CPU with AVX-512 BF16, and what SAT's own default
+(`precision = 16-mixed` in its defaults.ini) becomes on a CPU, where Lightning replaces
+16-mixed by bf16-mixed.
 
 - audiotools: `build_diffusion_model`, and the solver's own code for the step: the loss is
   `DiffusionSolver._denoising_loss` (objective's training pair, forward, masked MSE), times
@@ -21,13 +26,14 @@ Batch 4 x 32 x 256 latents (random, fixed), v objective, fp32, AdamW (lr 1e-4, w
   Timed twice: its default (`use_checkpointing=True`: every block under
   torch.utils.checkpoint, recomputed in the backward) and with checkpointing off.
 
-`pairs` rounds; each measures the fp32 matmul peak (2048², best of 5) then one measurement of
-each of the three (the order rotating), a measurement being the mean of `steps` steps. Ratios
-are medians over rounds of the round's ratio (this shared machine's speed drifts). FLOPs per
-step are counted by torch.utils.flop_counter on the forward and backward of each side
-(matmuls, plus attention, whose CPU kernel the counter lacks, by its own SDPA formulas):
-"model FLOPs" without recomputation, so achieved GFLOP/s = model FLOPs / step time and % of
-the round's peak; SAT's default executes more (its recomputed forward), also printed.
+`pairs` rounds; each measures the matmul peak in the run's compute dtype (2048², best of 5),
+then one measurement of each of the three (the order rotating), a measurement being the mean
+of `steps` steps. Ratios are medians over rounds of the round's ratio (this shared machine's
+speed drifts). FLOPs per step are counted by torch.utils.flop_counter on the forward and
+backward of each side (matmuls, plus attention, whose CPU kernel the counter lacks, by its own
+SDPA formulas): "model FLOPs" without recomputation, so achieved GFLOP/s = model FLOPs / step
+time and % of the round's peak; SAT's default executes more (its recomputed forward), also
+printed.
 """
 from __future__ import annotations
 
@@ -48,6 +54,7 @@ BATCH, CHANNELS, FRAMES = 4, 32, 256
 DIT = {"embed_dim": 256, "depth": 6, "num_heads": 4, "patch_size": 1}
 LR, WEIGHT_DECAY = 1e-4, 1e-3
 SIDES = ("audiotools", "SAT default", "SAT no checkpointing")
+PRECISIONS = ("32", "bf16-mixed")
 
 
 def flop_counter():
@@ -78,13 +85,15 @@ def mean_step_seconds(step, steps: int) -> float:
 
 
 # ------------------------------------------------------------------ audiotools
-def our_side() -> tuple[torch.nn.Module, Any]:
-    """Our model and a step(): the solver's loss and update on a fixed latent batch."""
+def our_side(precision: str) -> tuple[torch.nn.Module, Any]:
+    """Our model and a step(): the solver's loss (under its autocast) and update on a fixed
+    latent batch."""
     from audiotools.config import OptimConfig, ScheduleConfig
     from audiotools.models.diffusion import TimestepsConfig, build_diffusion_model, sample_timesteps
     from audiotools.solvers.diffusion import DiffusionSolver
     from audiotools.solvers.optim import build_optimizer
     from audiotools.solvers.optimizer_unit import OptimizerUnit
+    from audiotools.solvers.precision import autocast
 
     model = build_diffusion_model({"objective": "v", "network": {
         "type": "dit", "io_channels": CHANNELS, **DIT}}).train()
@@ -100,7 +109,8 @@ def our_side() -> tuple[torch.nn.Module, Any]:
         t = sample_timesteps(timesteps, BATCH, generator, shift=model.config.time_shift,
                              length=FRAMES)
         noise = torch.randn(data.shape, generator=generator)
-        return DiffusionSolver._denoising_loss(solver, data, mask, {}, t, noise)
+        with autocast(precision, torch.device("cpu")):  # as StandardSolver._run_batches
+            return DiffusionSolver._denoising_loss(solver, data, mask, {}, t, noise)
 
     def step() -> None:
         unit.backward(loss(), 0)
@@ -135,6 +145,11 @@ def sat_serve(args: argparse.Namespace) -> None:
     reals = latents()
 
     def loss(checkpointing: bool) -> torch.Tensor:
+        # Lightning's MixedPrecision plugin runs training_step under autocast (bf16 on CPU).
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=args.precision != "32"):
+            return training_step_loss(checkpointing)
+
+    def training_step_loss(checkpointing: bool) -> torch.Tensor:
         # DiffusionUncondTrainingWrapper.training_step, diffusion_objective "v".
         t = rng.draw(reals.shape[0])[:, 0]
         alphas, sigmas = get_alphas_sigmas(t)
@@ -181,6 +196,8 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=2, help="steps per measurement")
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+    parser.add_argument("--precision", choices=PRECISIONS, default="32",
+                        help="both steps in fp32, or their forward under CPU bf16 autocast")
     parser.add_argument("--sat-side", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -189,12 +206,13 @@ def main() -> None:
     sys.path.insert(0, str(REPO))
     print(machine_line(args.threads), flush=True)
     torch.manual_seed(0)
-    model, step = our_side()
+    model, step = our_side(args.precision)
     for _ in range(args.warmup):
         step()
     flops = count_flops(step.loss)
     model.zero_grad(set_to_none=True)
-    worker = PeerWorker(SAT_PYTHON, __file__, "--sat-side", ["--warmup", str(args.warmup)],
+    worker = PeerWorker(SAT_PYTHON, __file__, "--sat-side",
+                        ["--warmup", str(args.warmup), "--precision", args.precision],
                         args.threads, "install stable-audio-tools beside the project as "
                         "scripts/check_sat_dit_parity.py describes.")
     ours_count = sum(p.numel() for p in model.parameters())
@@ -203,7 +221,8 @@ def main() -> None:
                    "SAT no checkpointing": worker.ready["flops"]["False"]}
     print(f"DiT parameters: audiotools {ours_count:,}, SAT {theirs_count:,} "
           f"({'same' if ours_count == theirs_count else 'DIFFERENT'}); batch {BATCH} x "
-          f"{CHANNELS} x {FRAMES}, v objective, AdamW", flush=True)
+          f"{CHANNELS} x {FRAMES}, v objective, AdamW, precision {args.precision}",
+          flush=True)
     print(f"model GFLOP per step (forward + backward): audiotools {flops / 1e9:.2f}, SAT "
           f"{model_flops['SAT no checkpointing'] / 1e9:.2f} (its default executes "
           f"{worker.ready['flops']['True'] / 1e9:.2f} with the recomputed forward)", flush=True)
@@ -215,11 +234,13 @@ def main() -> None:
             return mean_step_seconds(step, args.steps)
         return worker.request(checkpointing=side == "SAT default", steps=args.steps)["seconds"]
 
+    dtype = torch.bfloat16 if args.precision == "bf16-mixed" else torch.float32
+    dtype_name = "bf16" if dtype == torch.bfloat16 else "fp32"
     times: dict[str, list[float]] = {side: [] for side in SIDES}
     peaks: list[float] = []
     loads = [load_average()]
     for pair in range(args.pairs):
-        peaks.append(matmul_peak(2048, 5))
+        peaks.append(matmul_peak(2048, 5, dtype))
         order = SIDES[pair % 3:] + SIDES[:pair % 3]
         for side in order:
             times[side].append(measure(side))
@@ -234,9 +255,9 @@ def main() -> None:
         fractions = [rate / peak for rate, peak in zip(rates, peaks, strict=True)]
         print(f"{side}: step {summary(times[side], '{:.3f}')} s, "
               f"{summary([r / 1e9 for r in rates], '{:.1f}')} GFLOP/s, "
-              f"{summary([100 * f for f in fractions], '{:.0f}')}% of the fp32 matmul peak "
+              f"{summary([100 * f for f in fractions], '{:.0f}')}% of the {dtype_name} matmul peak "
               f"(median over rounds, range)")
-    print(f"fp32 matmul peak: {summary([p / 1e9 for p in peaks], '{:.1f}')} GFLOP/s")
+    print(f"{dtype_name} matmul peak: {summary([p / 1e9 for p in peaks], '{:.1f}')} GFLOP/s")
     for side, goal in (("SAT default", " (goal <= 0.7)"), ("SAT no checkpointing", "")):
         ratios = [a / b for a, b in zip(times["audiotools"], times[side], strict=True)]
         print(f"audiotools / {side}: {summary(ratios, '{:.3f}')}x step time, median of "

@@ -85,9 +85,9 @@ def load_average() -> str:
     return ", ".join(f"{value:.2f}" for value in os.getloadavg())
 
 
-def matmul_peak(n: int = 1024, repeats: int = 10) -> float:
-    """fp32 FLOP/s of the best of `repeats` square matmuls (what the machine reaches)."""
-    a, b = torch.randn(n, n), torch.randn(n, n)
+def matmul_peak(n: int = 1024, repeats: int = 10, dtype: torch.dtype = torch.float32) -> float:
+    """FLOP/s of the best of `repeats` square `dtype` matmuls (what the machine reaches)."""
+    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
     torch.mm(a, b)
     best = float("inf")
     for _ in range(repeats):

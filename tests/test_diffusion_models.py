@@ -262,6 +262,19 @@ def test_rotary_positions_match_the_written_out_rotation_and_its_gradient(head_d
     torch.testing.assert_close(ours, theirs)
 
 
+def test_rotary_of_bf16_heads_is_turned_in_float32_and_rounded_once():
+    """q and k under CPU autocast are bf16, the angles float32: the result is the exact
+    rotation of the bf16 input rounded to bf16 once, and the unrotated dimensions untouched."""
+    cos, sin = RotaryEmbedding(rotary_dim(64))(9)
+    x = torch.randn(2, 9, 3, 64, generator=torch.Generator().manual_seed(0)).bfloat16()
+    x = x.transpose(1, 2)
+    out = apply_rotary(x, cos, sin)
+    exact = _rotary_written_out(x.double(), cos.double(), sin.double())
+    assert out.dtype == torch.bfloat16 and out.is_contiguous()
+    assert torch.equal(out, exact.bfloat16())
+    assert torch.equal(out[..., 32:], x[..., 32:])
+
+
 def _autoencoder(strides: list[int], patch_size: int = 1, init_scale: float = 1.0):
     encoder = {"latent_dim": 2, "init_scale": init_scale, "bottleneck": {"type": "vae"},
                "encoder": {"type": "oobleck", "channels": 2, "c_mults": [1], "strides": strides}}

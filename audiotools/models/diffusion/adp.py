@@ -33,6 +33,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..attention import scaled_dot_product_attention
 from .blocks import check_unbuilt_conditions, check_unet_input
 from .config import ADPUNetConfig
 
@@ -166,7 +167,7 @@ class HeadsAttention(nn.Module):
         batch = q.shape[0]
         q, k, v = (part.reshape(batch, part.shape[1], self.heads, -1).transpose(1, 2)
                    for part in (q, k, v))
-        out = F.scaled_dot_product_attention(q, k, v)
+        out = scaled_dot_product_attention(q, k, v)
         return self.to_out(out.transpose(1, 2).reshape(batch, out.shape[2], -1))
 
 

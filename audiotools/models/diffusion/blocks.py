@@ -1,6 +1,6 @@
 """Layers the diffusion networks share: timestep Fourier features, rotary positions, attention
-through `scaled_dot_product_attention` with key masks, a gated feed-forward, and the checks
-of what a network is given.
+(audiotools/models/attention.py) with key masks, a gated feed-forward, and the checks of what a
+network is given.
 
 Attribute names (`weight` of the Fourier features, `to_qkv`/`to_q`/`to_kv`/`to_out` of an
 attention) are stable-audio-tools' so that its checkpoints map onto these layers by key.
@@ -13,6 +13,8 @@ from collections.abc import Mapping
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from ..attention import scaled_dot_product_attention
 
 
 class FourierFeatures(nn.Module):
@@ -60,15 +62,21 @@ class RotaryEmbedding(nn.Module):
 
 def _rotate_halves(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
     """x with dimension i < h turned with i + h by the angles (cos, sin), h = cos.shape[-1];
-    the dimensions from 2h on copied."""
+    the dimensions from 2h on copied. The turn is computed in the angles' dtype: a bf16 x
+    (q and k under autocast) is turned in float32 and rounded once, which is also twice as
+    fast as mixing the two dtypes in every product."""
     half = cos.shape[-1]
     out = torch.empty_like(x, memory_format=torch.contiguous_format)
-    first, second = x[..., :half], x[..., half:2 * half]
-    out_first, out_second = out[..., :half], out[..., half:2 * half]
+    source = x[..., :2 * half].to(cos.dtype)
+    turned = out[..., :2 * half] if source.dtype == x.dtype else torch.empty_like(source)
+    first, second = source[..., :half], source[..., half:]
+    out_first, out_second = turned[..., :half], turned[..., half:]
     torch.mul(first, cos, out=out_first)
     out_first.addcmul_(second, sin, value=-1)
     torch.mul(second, cos, out=out_second)
     out_second.addcmul_(first, sin)
+    if source.dtype != x.dtype:
+        out[..., :2 * half] = turned
     out[..., 2 * half:] = x[..., 2 * half:]
     return out
 
@@ -148,7 +156,7 @@ class Attention(nn.Module):
         if mask is not None:
             empty = ~mask.any(dim=-1)
             attend = (mask | empty.unsqueeze(-1))[:, None, None, :]
-        out = F.scaled_dot_product_attention(q, k, v, attn_mask=attend)
+        out = scaled_dot_product_attention(q, k, v, attn_mask=attend)
         if empty is not None:
             out = out * (~empty).view(-1, 1, 1, 1).to(out.dtype)
         batch, _, length, _ = out.shape

@@ -23,6 +23,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..attention import scaled_dot_product_attention
+
 
 def sinusoidal_embedding(positions: torch.Tensor, dim: int, max_period: float = 10000.0,
                          ) -> torch.Tensor:
@@ -106,7 +108,7 @@ class MultiheadAttention(nn.Module):
     def attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
                mask: torch.Tensor | None, causal: bool = False) -> torch.Tensor:
         """softmax(q k^T / sqrt(D)) v over the keys `mask` allows (bool, True: attend)."""
-        out = F.scaled_dot_product_attention(
+        out = scaled_dot_product_attention(
             q, k, v, attn_mask=mask, is_causal=causal and mask is None,
             dropout_p=self.dropout if self.training else 0.0)
         return self.out_proj(out.transpose(1, 2).flatten(2))
