@@ -55,6 +55,8 @@ def _spelt_out(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
     if attn_mask is not None:
         scores = scores.masked_fill(~attn_mask, float("-inf"))
     weights = scores.softmax(dim=-1)
+    if attn_mask is not None:  # a query that may attend nothing gets zeros, as from SDPA
+        weights = weights.masked_fill(~attn_mask, 0.0)
     if dropout_p:
         weights = F.dropout(weights, dropout_p)
     return weights @ v

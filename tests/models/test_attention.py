@@ -51,6 +51,17 @@ def test_spelt_out_matches_sdpa_of_the_same_inputs(case):
         assert torch.allclose(out[:, :, 0].double(), v[:, :, 0].double(), atol=1e-2)
 
 
+def test_a_query_that_may_attend_nothing_gets_zeros_as_from_sdpa():
+    q, k, v = _qkv()
+    mask = torch.ones(2, 1, 9, 9, dtype=torch.bool)
+    mask[0, :, 4] = False
+    out = scaled_dot_product_attention(q, k, v, attn_mask=mask)
+    reference = F.scaled_dot_product_attention(q.float(), k.float(), v.float(), attn_mask=mask)
+    assert torch.equal(out[0, :, 4], torch.zeros_like(out[0, :, 4]))
+    assert torch.equal(reference[0, :, 4], torch.zeros_like(reference[0, :, 4]))
+    assert _relative_error(out, reference) < 1e-2
+
+
 def test_spelt_out_gradients_match_sdpa():
     q, k, v = (part.requires_grad_() for part in _qkv())
     grad = torch.randn(2, 3, 9, 16, generator=torch.Generator().manual_seed(1))
