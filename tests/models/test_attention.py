@@ -60,6 +60,9 @@ def test_a_query_that_may_attend_nothing_gets_zeros_as_from_sdpa():
     assert torch.equal(out[0, :, 4], torch.zeros_like(out[0, :, 4]))
     assert torch.equal(reference[0, :, 4], torch.zeros_like(reference[0, :, 4]))
     assert _relative_error(out, reference) < 1e-2
+    leaves = tuple(part.requires_grad_() for part in (q, k, v))
+    scaled_dot_product_attention(*leaves, attn_mask=mask).sum().backward()
+    assert all(bool(part.grad.isfinite().all()) for part in leaves)
 
 
 def test_spelt_out_gradients_match_sdpa():
