@@ -68,14 +68,15 @@ def _rotate_halves(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> tor
     half = cos.shape[-1]
     out = torch.empty_like(x, memory_format=torch.contiguous_format)
     source = x[..., :2 * half].to(cos.dtype)
-    turned = out[..., :2 * half] if source.dtype == x.dtype else torch.empty_like(source)
+    in_place = source.dtype == x.dtype
+    turned = out[..., :2 * half] if in_place else torch.empty_like(source)
     first, second = source[..., :half], source[..., half:]
     out_first, out_second = turned[..., :half], turned[..., half:]
     torch.mul(first, cos, out=out_first)
     out_first.addcmul_(second, sin, value=-1)
     torch.mul(second, cos, out=out_second)
     out_second.addcmul_(first, sin)
-    if source.dtype != x.dtype:
+    if not in_place:
         out[..., :2 * half] = turned
     out[..., 2 * half:] = x[..., 2 * half:]
     return out
