@@ -1,13 +1,9 @@
 """Count the parameters of AudioCraft's own MusicGen-small `LMModel`: the oracle that
 tests/test_lm_model.py hard-codes for `audiotools.models.lm.config.musicgen_small`.
 
-AudioCraft is not a dependency. Install it beside the project, reusing the project's torch:
+AudioCraft is not a dependency. `bash scripts/make_reference_venvs.sh audiocraft` installs it
+beside the project in reference/audiocraft (1.3.0, reusing the project's torch), then
 
-    python -m venv reference/audiocraft
-    echo "$PWD/.venv/lib/python3.11/site-packages" \
-        > reference/audiocraft/lib/python3.11/site-packages/project_torch.pth
-    reference/audiocraft/bin/pip install audiocraft==1.3.0 --no-deps
-    reference/audiocraft/bin/pip install av julius num2words docopt
     reference/audiocraft/bin/python scripts/audiocraft_lm_param_count.py
 
 The model is built on the CPU (AudioCraft moves its conditioners to a real device) by

@@ -1,7 +1,7 @@
 """Check audiotools' AudioCraft conversion (audiotools/audiocraft/) against AudioCraft itself.
 
-AudioCraft is not a dependency: install it beside the project as
-scripts/audiocraft_lm_param_count.py describes, then
+AudioCraft is not a dependency: `bash scripts/make_reference_venvs.sh audiocraft` installs it
+beside the project, then
 
     reference/audiocraft/bin/python scripts/check_audiocraft_parity.py
 

@@ -1,6 +1,6 @@
 """Check `audiotools.sat`'s diffusion conversion against stable-audio-tools (SAT) itself.
 
-Run with the reference interpreter (see scripts/check_sat_dit_parity.py for its setup):
+Run with the reference interpreter (`bash scripts/make_reference_venvs.sh sat` makes it):
 
     reference/sat/bin/python scripts/check_sat_diffusion_parity.py
 

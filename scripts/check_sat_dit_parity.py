@@ -1,13 +1,8 @@
 """Check our DiT against stable-audio-tools' `DiffusionTransformer` (SAT as an oracle).
 
-SAT is not a dependency: install it beside the project, reusing the project's torch,
-
-    python -m venv reference/sat
-    echo "$PWD/.venv/lib/python3.11/site-packages" \
-        > reference/sat/lib/python3.11/site-packages/project_torch.pth
-    reference/sat/bin/pip install --no-deps stable-audio-tools    # 0.0.19 on 2026-12-01
-
-(SAT's dit.py needs only torch, einops, numpy and packaging, all in the project's venv), then
+SAT is not a dependency: `bash scripts/make_reference_venvs.sh sat` installs it beside the
+project in reference/sat (0.0.19 and what its model and sampling code import, reusing the
+project's torch), then
 
     reference/sat/bin/python scripts/check_sat_dit_parity.py
 
