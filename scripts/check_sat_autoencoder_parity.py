@@ -1,16 +1,16 @@
 """Check our autoencoder networks against stable-audio-tools (SAT) as an oracle.
 
-SAT is not a dependency: install it in a separate environment (SAT 0.0.19 installs on Python
-3.11 with `pip install stable-audio-tools==0.0.19 "torch==2.11.*" "torchaudio==2.11.*"`), then
+SAT is not a dependency: `bash scripts/make_reference_venvs.sh sat` installs it beside the
+project in reference/sat (or use any environment with SAT 0.0.19 and PyTorch Lightning), then
 
-    python scripts/check_sat_autoencoder_parity.py --sat-python /path/to/sat-venv/bin/python
+    python scripts/check_sat_autoencoder_parity.py --sat-python reference/sat/bin/python
 
 This script re-runs itself under that interpreter to build SAT's models from SAT-style configs
 (random init, fixed seed), saving their state dicts, inputs and encoder/decoder outputs; back
 here it builds the equivalent recipes, loads SAT's state dicts strictly (no key renaming) and
 compares parameter counts and outputs (eval mode, float32).
 
-Then, end to end through `audiotools.sat`, for every SAT model config in tests/sat/configs/:
+Then, end to end through `audiotools.sat`, for every SAT autoencoder config in tests/sat/configs/:
 the config converted by audiotools builds SAT's parameter count and state-dict layout; SAT's
 own checkpoint files (`{"state_dict": ...}` .ckpt, `save_model` .safetensors, one saved after
 SAT's `remove_weight_norm_from_model`, and for tiny_vae a PyTorch Lightning training checkpoint
@@ -127,6 +127,14 @@ LARGE = 10_000_000
 WRAPPED = "tiny_vae"
 
 
+def autoencoder_configs() -> list[Path]:
+    """The SAT configs of autoencoders (the folder also holds diffusion models' configs, which
+    scripts/check_sat_diffusion_parity.py checks)."""
+    import json
+    return [path for path in sorted(SAT_CONFIGS.glob("*.json"))
+            if json.loads(path.read_text()).get("model_type") == "autoencoder"]
+
+
 def run_config_oracle(out: Path) -> None:
     """Under SAT's interpreter: each config's model, its checkpoint files and outputs."""
     import contextlib
@@ -137,7 +145,7 @@ def run_config_oracle(out: Path) -> None:
     from stable_audio_tools.models.factory import create_model_from_config
     from stable_audio_tools.models.utils import remove_weight_norm_from_model
     results = {}
-    for path in sorted(SAT_CONFIGS.glob("*.json")):
+    for path in autoencoder_configs():
         config = json.loads(path.read_text())
         torch.manual_seed(0)
         large = "stable_audio_2_0" in path.stem

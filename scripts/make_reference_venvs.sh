@@ -18,13 +18,19 @@ if [ ! -d "$project_site/torch" ]; then
 fi
 
 # What `stable_audio_tools.models.factory` and `.inference.sampling` import (k-diffusion pulls in
-# most of it); torchvision is the build for the project's torch 2.11.
+# most of it), and for scripts/check_sat_autoencoder_parity.py its training wrappers under
+# PyTorch Lightning (their losses import descript-audiotools, whose module is also called
+# `audiotools`: the reference venv does not see this project's editable install, so the two
+# do not meet); torchvision is the build for the project's torch 2.11.
 sat_packages=(
   stable-audio-tools==0.0.19 einops-exts==0.0.4 k-diffusion==0.1.1.post1 alias-free-torch==0.0.6
   scikit-image==0.26.0 lazy-loader==0.6 scipy==1.17.1 jsonmerge==1.9.2 jsonschema==4.26.0
   jsonschema-specifications==2025.9.1 referencing==0.37.0 rpds-py==2026.9.1 dctorch==0.1.2
   torchdiffeq==0.2.5 torchsde==0.2.6 trampoline==0.1.2 torchvision==0.26.0 clean-fid==0.1.35
   clip-anytorch==2.6.0 ftfy==6.3.1 wcwidth==0.9.4
+  pytorch-lightning==2.6.6 lightning-utilities==0.15.3 torchmetrics==1.9.0 encodec==0.1.1
+  descript-audiotools==0.7.2 flatten-dict==0.5.0 julius==0.2.8 ffmpy==1.0.0
+  importlib_resources==7.1.0 randomname==0.2.1 ema-pytorch==0.8.3
 )
 audiocraft_packages=(
   audiocraft==1.3.0 av==18.1.0 julius==0.2.8 num2words==0.5.14 docopt==0.6.2
