@@ -11,12 +11,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-project_site=$PWD/.venv/lib/python3.11/site-packages
-if [ ! -d "$project_site/torch" ]; then
-  echo "error: no torch in $project_site: make the project's venv first (README, Set up)" >&2
-  exit 2
-fi
-
 # What `stable_audio_tools.models.factory` and `.inference.sampling` import (k-diffusion pulls in
 # most of it), and for scripts/check_sat_autoencoder_parity.py its training wrappers under
 # PyTorch Lightning (their losses import descript-audiotools, whose module is also called
@@ -36,6 +30,15 @@ audiocraft_packages=(
   audiocraft==1.3.0 av==18.1.0 julius==0.2.8 num2words==0.5.14 docopt==0.6.2
 )
 
+# The venv being made, removed if the script stops before it is complete, so that a failed
+# install is not kept as if it were a reference.
+making=""
+trap '[ -z "$making" ] || rm -rf "$making"' EXIT
+
+site_packages() {
+  "$1" -c 'import sysconfig; print(sysconfig.get_path("purelib"))'
+}
+
 make_venv() {
   local name=$1; shift
   local venv=reference/$name
@@ -43,9 +46,17 @@ make_venv() {
     echo "$venv exists: kept"
     return
   fi
-  python3 -m venv "$venv"
-  echo "$project_site" > "$venv/lib/python3.11/site-packages/project_torch.pth"
+  local project_python=$PWD/.venv/bin/python
+  if [ ! -x "$project_python" ] || [ ! -d "$(site_packages "$project_python")/torch" ]; then
+    echo "error: no torch in $PWD/.venv: make the project's venv first (README, Set up)" >&2
+    exit 2
+  fi
+  making=$venv
+  # From the project's interpreter: the same Python version, which its torch was built for.
+  "$project_python" -m venv "$venv"
+  site_packages "$project_python" > "$(site_packages "$venv/bin/python")/project_torch.pth"
   "$venv/bin/pip" install -q --no-deps "$@"
+  making=""
   echo "$venv: made"
 }
 
