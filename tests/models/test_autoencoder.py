@@ -207,19 +207,25 @@ def test_rvq_commitment_is_the_same_in_train_and_eval():
 
 def test_rvq_rotation_trick_changes_the_encoder_gradient_not_the_output():
     audio = torch.randn(2, 1, 320)
-    grads, outputs = [], []
+    grads, outputs, tokens = [], [], []
     for rotation in (False, True):
         torch.manual_seed(0)
         model = build_autoencoder(model_config("oobleck", "rvq", rotation_trick=rotation))
         assert all(layer.rotation_trick is rotation
                    for layer in model.bottleneck.quantizer.layers)
         model(audio)  # k-means init
+        with torch.no_grad():
+            tokens.append(model.bottleneck.encode_tokens(model.encoder(audio)))
         output = model(audio)
         outputs.append(output.audio.detach())
         output.audio.square().mean().backward()
         grads.append(torch.cat([p.grad.flatten() for p in model.encoder.parameters()
                                 if p.grad is not None]))
-    assert torch.allclose(outputs[0], outputs[1], atol=1e-3)  # the same codes, up to rounding
+    # The rotated vector equals the first code up to float32 rounding; that rounding moves
+    # the residuals, so a later codebook may pick the other of two nearly equidistant codes
+    # (seen on an AMD Zen 3 CPU) and the outputs agree to about 1e-3 of their scale, not 1e-6.
+    assert torch.equal(tokens[0][:, 0], tokens[1][:, 0])
+    assert torch.allclose(outputs[0], outputs[1], atol=1e-2)
     assert not torch.allclose(grads[0], grads[1])
 
 
