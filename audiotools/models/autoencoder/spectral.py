@@ -30,7 +30,8 @@ class ConvNeXtBlock(nn.Module):
     Runs on frames-major (B, T, C) tensors: LayerNorm and the pointwise layers read C as the
     contiguous dimension, and the depthwise convolution reads the same memory as a
     channels-last (B, C, 1, T) image, so no layout copy is made on either pass (on a 2-core
-    CPU a block's forward and backward took 15% less time than with a transpose each way).
+    AMD Zen 3 the codec's encoder and decoder, forward and backward, took 12-14% less time
+    than with a transpose each way).
     """
 
     def __init__(self, channels: int, hidden: int, kernel_size: int, layer_scale: float):
