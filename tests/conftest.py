@@ -89,3 +89,20 @@ def tiny_models(tmp_path_factory) -> SimpleNamespace:
             assert cli(["export", str(solver.folder), exports[family]]) == 0
     torch.set_num_threads(threads)
     return SimpleNamespace(**exports, codec=str(codec), dora_dir=dora)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Under pytest-xdist each worker computes on one thread: the workers already share the
+    cores, and torch's default (one thread per core in each) oversubscribes them."""
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        torch.set_num_threads(1)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The SLURM tests share one test cluster, started and stopped by a session fixture: under
+    pytest-xdist they all run on one worker (`--dist loadgroup`), so that no other worker
+    starts or stops it."""
+    slurm = REPO / "tests" / "slurm"
+    for item in items:
+        if slurm in item.path.parents:
+            item.add_marker(pytest.mark.xdist_group("slurm"))
