@@ -40,6 +40,7 @@ def test_the_decoding_layout_keeps_values_and_gives_the_same_logits(bias):
         for weight in (layer.self_attn.in_proj_weight, layer.linear1.weight,
                        layer.cross_attention.out_proj.weight):
             assert weight.stride(0) == 1  # stored transposed: column-major
+        assert layer.linear2.weight.is_contiguous()  # more inputs than outputs: as stored
         heads, _ = lm._fused_heads
         assert all(linear.weight.untyped_storage().data_ptr()
                    == heads.untyped_storage().data_ptr() for linear in lm.linears)

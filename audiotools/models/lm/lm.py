@@ -172,16 +172,20 @@ class LMModel(nn.Module):
 
         A decoding step multiplies each weight by a few vectors: it streams every weight from
         memory, which on a CPU is the bulk of a batch-1 step. Stored transposed (same shape
-        and values, column-major strides) a weight streams about 1.4x faster through the
-        matrix-vector kernels, and the K heads become views of one matrix multiplied at
-        once (without gradients; with them each head runs alone). Nothing changes on other
-        devices."""
+        and values, column-major strides), a weight with at least as many outputs as inputs
+        streams about 1.4x faster through the matrix-vector kernels; one with more inputs
+        than outputs (the feed-forward's second) streams faster as stored, so it stays (on a
+        Zen 4, one thread: 16.4 against 10.7 GB/s for a 2048 -> 512 matrix, and a pass
+        through all of a 512-wide, 8-layer model's 9.0 against 10.2 ms). The K heads become
+        views of one matrix multiplied at once (without gradients; with them each head runs
+        alone). Nothing changes on other devices."""
         if self.out_norm.weight.device.type != "cpu" or self._fused_heads is not None:
             yield
             return
         matrices = [module.weight if isinstance(module, nn.Linear) else module.in_proj_weight
                     for module in self.transformer.modules()
                     if isinstance(module, nn.Linear | MultiheadAttention)]
+        matrices = [weight for weight in matrices if weight.shape[0] >= weight.shape[1]]
         with torch.no_grad():
             for weight in matrices:
                 weight.data = weight.data.t().contiguous().t()
