@@ -91,6 +91,14 @@ def tiny_models(tmp_path_factory) -> SimpleNamespace:
     return SimpleNamespace(**exports, codec=str(codec), dora_dir=dora)
 
 
+def pytest_xdist_auto_num_workers(config: pytest.Config) -> int:
+    """`-n auto`: a worker per core this process may run on, no more than the memory holds
+    (a worker reached 4.2 GB resident on a 2-core VM: the full-size model tests)."""
+    cores = len(os.sched_getaffinity(0))
+    memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    return max(1, min(cores, memory // (5 << 30)))
+
+
 def pytest_configure(config: pytest.Config) -> None:
     """Under pytest-xdist each worker computes on one thread: the workers already share the
     cores, and torch's default (one thread per core in each) oversubscribes them."""
