@@ -215,7 +215,7 @@ def test_rvq_rotation_trick_changes_the_encoder_gradient_not_the_output():
                    for layer in model.bottleneck.quantizer.layers)
         model(audio)  # k-means init
         with torch.no_grad():
-            tokens.append(model.bottleneck.encode_tokens(model.encoder(audio)))
+            tokens.append(model.encode_to_tokens(audio))
         output = model(audio)
         outputs.append(output.audio.detach())
         output.audio.square().mean().backward()

@@ -182,10 +182,11 @@ class LMModel(nn.Module):
         if self.out_norm.weight.device.type != "cpu" or self._fused_heads is not None:
             yield
             return
-        matrices = [module.weight if isinstance(module, nn.Linear) else module.in_proj_weight
-                    for module in self.transformer.modules()
-                    if isinstance(module, nn.Linear | MultiheadAttention)]
-        matrices = [weight for weight in matrices if weight.shape[0] >= weight.shape[1]]
+        weights = (module.weight if isinstance(module, nn.Linear) else module.in_proj_weight
+                   for module in self.transformer.modules()
+                   if isinstance(module, nn.Linear | MultiheadAttention))
+        # Transposed only where that streams faster: at least as many outputs as inputs.
+        matrices = [weight for weight in weights if weight.shape[0] >= weight.shape[1]]
         with torch.no_grad():
             for weight in matrices:
                 weight.data = weight.data.t().contiguous().t()
