@@ -6,10 +6,5 @@ set -euo pipefail
 if command -v chromium >/dev/null 2>&1 && command -v chromedriver >/dev/null 2>&1; then
   exit 0
 fi
-if [ "$(id -u)" -ne 0 ] || ! command -v apt-get >/dev/null 2>&1; then
-  echo "install_browser.sh: needs root and apt-get to install chromium and chromium-driver" >&2
-  exit 1
-fi
-apt-get update -qq
-DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null
+bash "$(dirname "$0")/apt_install.sh" chromium chromium-driver
 chromium --version

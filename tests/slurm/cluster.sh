@@ -139,8 +139,7 @@ install_missing() {
     created=1
   fi
   local rc=0
-  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
-      "${PACKAGES[@]}" >/dev/null; } || rc=$?
+  bash "$(dirname "$0")/../../scripts/apt_install.sh" "${PACKAGES[@]}" || rc=$?
   [ $created -eq 1 ] && rm -f "$policy"
   [ $rc -eq 0 ] || die "apt-get install ${PACKAGES[*]} failed (exit $rc)"
 }
