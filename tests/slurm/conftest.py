@@ -19,10 +19,26 @@ def _conf_from(output: str) -> str:
     return lines[-1].split("=", 1)[1]
 
 
+def _check_one_worker(session: pytest.Session) -> None:
+    """Under `--dist loadgroup` xdist names the group in the ids of the tests it keeps on one
+    worker; without it (pytest 9.2 with pytest-xdist 3.8) every worker would start a cluster
+    on the same ports."""
+    if not session.config.getvalue("loadgroup"):
+        return
+    here = Path(__file__).parent
+    ungrouped = [item.nodeid for item in session.items
+                 if here in item.path.parents and not item.nodeid.endswith("@slurm")]
+    if ungrouped:
+        pytest.fail(f"pytest-xdist did not keep the SLURM tests on one worker ({ungrouped[0]} "
+                    "has no '@slurm' suffix): this pytest and pytest-xdist do not work together; "
+                    "install the versions pyproject.toml's dev extra allows")
+
+
 @pytest.fixture(scope="session")
-def slurm_conf() -> Iterator[str]:
+def slurm_conf(request: pytest.FixtureRequest) -> Iterator[str]:
     """SLURM_CONF of the running test cluster. As root the cluster is started (and must start:
     a failure fails the tests); another user can only use one a root already started."""
+    _check_one_worker(request.session)
     if os.geteuid() != 0:
         status = subprocess.run([str(CLUSTER), "status"], capture_output=True, text=True)
         if status.returncode == 0:
