@@ -23,7 +23,7 @@ def _check_one_worker(session: pytest.Session) -> None:
     """Under `--dist loadgroup` xdist names the group in the ids of the tests it keeps on one
     worker; without it (pytest 9.2 with pytest-xdist 3.8) every worker would start a cluster
     on the same ports."""
-    if not session.config.getvalue("loadgroup"):
+    if not getattr(session.config.option, "loadgroup", False):  # set in xdist workers only
         return
     here = Path(__file__).parent
     ungrouped = [item.nodeid for item in session.items
