@@ -104,14 +104,3 @@ def pytest_configure(config: pytest.Config) -> None:
     cores, and torch's default (one thread per core in each) oversubscribes them."""
     if os.environ.get("PYTEST_XDIST_WORKER"):
         torch.set_num_threads(1)
-
-
-@pytest.hookimpl(tryfirst=True)
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """The SLURM tests share one test cluster, started and stopped by a session fixture: under
-    pytest-xdist they all run on one worker (`--dist loadgroup`), so that no other worker
-    starts or stops it. First among the hooks, so that xdist's own sees the marker."""
-    slurm = REPO / "tests" / "slurm"
-    for item in items:
-        if slurm in item.path.parents:
-            item.add_marker(pytest.mark.xdist_group("slurm"))

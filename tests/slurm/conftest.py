@@ -10,7 +10,30 @@ from pathlib import Path
 
 import pytest
 
-CLUSTER = Path(__file__).resolve().parent / "cluster.sh"
+FOLDER = Path(__file__).resolve().parent
+CLUSTER = FOLDER / "cluster.sh"
+# The pytest-xdist group of every test in this folder, which xdist appends to their ids.
+GROUP = "slurm"
+
+
+def _in_folder(item: pytest.Item) -> bool:
+    return FOLDER in item.path.parents
+
+
+def loadgroup_on(config: pytest.Config) -> bool:
+    """Whether this is an xdist worker under `--dist loadgroup` (the option exists only there)."""
+    return getattr(config.option, "loadgroup", False)
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The tests in this folder share one test cluster, started and stopped by a session
+    fixture: under pytest-xdist they all run on one worker (`--dist loadgroup`), so that no
+    other worker starts or stops it. First among the hooks, so that xdist's own sees the
+    marker."""
+    for item in items:
+        if _in_folder(item):
+            item.add_marker(pytest.mark.xdist_group(GROUP))
 
 
 def _conf_from(output: str) -> str:
@@ -23,15 +46,14 @@ def _check_one_worker(session: pytest.Session) -> None:
     """Under `--dist loadgroup` xdist names the group in the ids of the tests it keeps on one
     worker; without it (pytest 9.2 with pytest-xdist 3.8) every worker would start a cluster
     on the same ports."""
-    if not getattr(session.config.option, "loadgroup", False):  # set in xdist workers only
+    if not loadgroup_on(session.config):
         return
-    here = Path(__file__).parent
     ungrouped = [item.nodeid for item in session.items
-                 if here in item.path.parents and not item.nodeid.endswith("@slurm")]
+                 if _in_folder(item) and not item.nodeid.endswith(f"@{GROUP}")]
     if ungrouped:
         pytest.fail(f"pytest-xdist did not keep the SLURM tests on one worker ({ungrouped[0]} "
-                    "has no '@slurm' suffix): this pytest and pytest-xdist do not work together; "
-                    "install the versions pyproject.toml's dev extra allows")
+                    f"has no '@{GROUP}' suffix): this pytest and pytest-xdist do not work "
+                    "together; install the versions pyproject.toml's dev extra allows")
 
 
 @pytest.fixture(scope="session")
