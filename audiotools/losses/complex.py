@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .stft import check_pair, check_resolutions, full_precision
+from .stft import check_pair, check_resolutions, full_precision, stft
 
 
 class CompressedSpectrumLoss(nn.Module):
@@ -30,7 +30,7 @@ class CompressedSpectrumLoss(nn.Module):
 
     def _compressed(self, audio: torch.Tensor, fft_size: int, hop: int) -> torch.Tensor:
         window = getattr(self, f"window_{fft_size}")
-        spectrum = torch.stft(audio, fft_size, hop, window=window, return_complex=True)
+        spectrum = stft(audio, fft_size, hop, window)
         return spectrum * (spectrum.abs() + 1e-7).pow(self.power - 1)
 
     def forward(self, estimate: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:

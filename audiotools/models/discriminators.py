@@ -30,7 +30,7 @@ from torch import nn
 from torch.nn.utils.parametrizations import weight_norm
 
 from ..errors import ConfigError
-from ..losses.stft import check_resolutions, full_precision
+from ..losses.stft import check_resolutions, full_precision, stft
 
 DiscriminatorOutput = tuple[list[torch.Tensor], list[list[torch.Tensor]]]
 
@@ -83,9 +83,8 @@ class STFTDiscriminator(nn.Module):
                               f"{self.n_fft} samples, got {length}; use longer segments or "
                               "smaller n_ffts.")
         with full_precision(audio.device):
-            spectrum = torch.stft(audio.float().reshape(batch * channels, length), self.n_fft,
-                                  self.hop_length, self.window.shape[0], self.window,
-                                  center=False, return_complex=True)
+            spectrum = stft(audio.float().reshape(batch * channels, length), self.n_fft,
+                            self.hop_length, self.window, center=False)
             if self.normalized:
                 spectrum = spectrum / self.window.pow(2).sum().sqrt()
             if self.spec_scale_pow:
