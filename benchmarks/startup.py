@@ -12,6 +12,7 @@ run). Run it alone on the machine: other processes inflate every figure.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import shutil
 import statistics
@@ -21,7 +22,8 @@ import tempfile
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
+from revisions import REPO, worktree
+
 BIN = Path(sys.executable).parent
 RECIPE = "solver=classifier/debug"
 
@@ -52,12 +54,6 @@ def commands() -> list[tuple[str, list[str]]]:
     return rows
 
 
-def worktree(rev: str, folder: Path) -> Path:
-    subprocess.run(["git", "-C", str(REPO), "worktree", "add", "--detach", str(folder), rev],
-                   check=True, capture_output=True)
-    return folder
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=5)
@@ -67,9 +63,10 @@ def main() -> None:
     env = {**os.environ, "AUDIOTOOLS_DORA_DIR": str(scratch / "dora"),
            "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "2")}
     trees = {"now": REPO}
-    try:
+    with contextlib.ExitStack() as stack:
+        stack.callback(shutil.rmtree, scratch, ignore_errors=True)
         if args.before:
-            trees["before"] = worktree(args.before, scratch / "before")
+            trees["before"] = stack.enter_context(worktree(args.before, scratch / "before"))
         print(f"Training {RECIPE} once so that `dora run` finds it finished...", flush=True)
         subprocess.run([str(BIN / "dora"), "run", RECIPE], cwd=REPO, env=env, check=True,
                        capture_output=True)
@@ -94,11 +91,6 @@ def main() -> None:
                 before = statistics.median(row["before"])
                 line += f" {before:9.2f} {now / before:10.2f}x"
             print(line + f" {now / floors['import dora']:15.2f}x", flush=True)
-    finally:
-        if "before" in trees:
-            subprocess.run(["git", "-C", str(REPO), "worktree", "remove", "--force",
-                            str(trees["before"])], capture_output=True)
-        shutil.rmtree(scratch, ignore_errors=True)
 
 
 if __name__ == "__main__":
