@@ -64,7 +64,7 @@ class _RealFFT(torch.autograd.Function):
     """torch.fft.rfft over the last dimension, whose backward is one inverse real FFT.
 
     torch's own backward of a real FFT zero-pads the gradient to the full two-sided spectrum
-    and runs a complex FFT of it: on CPU, with the copies around it, about three times the
+    and runs a complex FFT of it: on CPU, with the copies around it, several times the
     forward's cost. The gradient is Re(sum_k G_k e^{+2 pi i k n / N}) over the one-sided bins,
     which is N * irfft of G with the bins that stand for two (all but DC and Nyquist) halved.
     """
