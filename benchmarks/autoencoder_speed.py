@@ -49,10 +49,12 @@ def matmul_peak(dtype: torch.dtype, n: int = 2048, repeats: int = 10) -> float:
     return 2 * n ** 3 / min(times)
 
 
-def base_solver(root: Path, overrides: list[str]) -> Any:
+def recipe_solver(root: Path, overrides: list[str], recipe: str = "base") -> Any:
+    """(xp, solver) of `solver=autoencoder/RECIPE` with `overrides`, composed as `dora run`
+    does, its XP folder under `root`."""
     from audiotools.train import main
     main.dora.dir = root / "dora"
-    xp = main.get_xp(["solver=autoencoder/base", *overrides])
+    xp = main.get_xp([f"solver=autoencoder/{recipe}", *overrides])
     main.init_xp(xp)
     torch.manual_seed(0)
     with xp.enter():
@@ -152,7 +154,7 @@ def main() -> None:
         root = Path(tmp)
         results = {}
         for precision, dtype in dtypes.items():
-            xp, solver = base_solver(root, [f"precision={precision}",
+            xp, solver = recipe_solver(root, [f"precision={precision}",
                                              "adversarial.warmup_steps=0"])
             with xp.enter():
                 loader = solver.loaders["train"]
@@ -180,7 +182,7 @@ def main() -> None:
                   f"{100 * max(fractions):.1f}%)")
         print(f"bf16-mixed / fp32 step time: {results['bf16-mixed'] / results['32']:.2f}x")
 
-        xp, solver = base_solver(root, ["precision=32", "adversarial.warmup_steps=0"])
+        xp, solver = recipe_solver(root, ["precision=32", "adversarial.warmup_steps=0"])
         with xp.enter():
             waited, epoch = data_wait(solver)
             rtf = real_time_factor(solver.model)

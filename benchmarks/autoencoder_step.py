@@ -33,36 +33,16 @@ AVX2 = {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2",
 
 def measure(args: argparse.Namespace) -> None:
     """The child: one JSON line with the median step seconds of this process's audiotools."""
-    import logging
-    import time
-
     import torch
-
-    from audiotools import families
-    from audiotools.train import main as dora_main
+    from autoencoder_speed import recipe_solver, time_steps
     torch.set_num_threads(args.threads)
     with tempfile.TemporaryDirectory() as tmp:
-        dora_main.dora.dir = Path(tmp) / "dora"
-        xp = dora_main.get_xp([f"solver=autoencoder/{args.recipe}", "precision=32",
-                               "dataset.num_workers=0"])
-        dora_main.init_xp(xp)
-        logging.getLogger().setLevel(logging.WARNING)
-        torch.manual_seed(0)
+        xp, solver = recipe_solver(Path(tmp), ["precision=32", "dataset.num_workers=0"],
+                                   args.recipe)
         with xp.enter():
-            solver = families.build_solver(xp.cfg)
             loader = solver.loaders["train"]
             loader.set_epoch(0)
-            batch = next(iter(loader))
-            solver._current_stage = "train"  # what flashy's run_stage sets
-            solver._current_formatter = solver.get_formatter("train")
-            for module in solver._registered_modules():
-                module.train()
-            solver._run_batches(iter([batch] * args.warmup), args.warmup)
-            times = []
-            for _ in range(args.steps):
-                start = time.perf_counter()
-                solver._run_batches(iter([batch]), 1)
-                times.append(time.perf_counter() - start)
+            times = time_steps(solver, next(iter(loader)), args.steps, args.warmup)
             solver.close()
     print(json.dumps({"step": statistics.median(times)}), flush=True)
 
