@@ -14,8 +14,11 @@ REPO = Path(__file__).resolve().parent.parent
 def worktree(rev: str, folder: Path) -> Iterator[Path]:
     """A detached worktree of `rev` at `folder` for the block (put it first on PYTHONPATH to
     import that revision's audiotools), removed afterwards."""
-    subprocess.run(["git", "-C", str(REPO), "worktree", "add", "--detach", str(folder), rev],
-                   check=True, capture_output=True)
+    added = subprocess.run(["git", "-C", str(REPO), "worktree", "add", "--detach", str(folder),
+                            rev], capture_output=True, text=True)
+    if added.returncode:
+        raise SystemExit(f"--before {rev}: no worktree of it could be made (is it a revision of "
+                         f"this repository?): {added.stderr.strip()}")
     try:
         yield folder
     finally:
