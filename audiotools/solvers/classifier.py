@@ -119,8 +119,10 @@ class ClassifierSolver(StandardSolver):
         """Best weights on the held-out fold; the confusion matrix goes to a PNG and loggers."""
         self._matrix = torch.zeros(self.arrays.num_classes, self.arrays.num_classes,
                                    dtype=torch.int64)
-        for batch in self.loaders["valid"]:
-            self.run_step(0, batch, {})
+        # Under the configured precision, as in valid: the two accuracies are of one model.
+        with self.autocast:
+            for batch in self.loaders["valid"]:
+                self.run_step(0, batch, {})
         matrix = self._gathered_matrix()
         if distributed.is_rank_zero():
             image = render_confusion_matrix(matrix, self.arrays.class_names)

@@ -64,6 +64,24 @@ def test_features_recipe_trains_evaluates_and_exports(dora_dir, tmp_path):
     assert exported.model["n_mels"] == 16 and exported.model["num_classes"] == 3
 
 
+def test_evaluate_computes_in_the_configured_precision_as_valid_does(dora_dir, tmp_path,
+                                                                     monkeypatch):
+    """Valid and evaluate measure one model on one fold: both under the recipe's autocast."""
+    from audiotools.solvers.classifier import ClassifierSolver
+    seen: dict[str, set[bool]] = {}
+    original = ClassifierSolver.run_step
+
+    def spy(self, idx, batch, metrics):
+        seen.setdefault(self.current_stage, set()).add(torch.is_autocast_enabled("cpu"))
+        return original(self, idx, batch, metrics)
+
+    monkeypatch.setattr(ClassifierSolver, "run_step", spy)
+    folder = _features_dir(tmp_path)
+    train(*FEATURE_RECIPE, f"dataset.features_dir={folder}", "optim.epochs=1",
+          "precision=bf16-mixed")
+    assert seen == {"train": {True}, "valid": {True}, "evaluate": {True}}
+
+
 def test_model_size_must_match_the_data(dora_dir, tmp_path):
     folder = _features_dir(tmp_path)
     with pytest.raises(ConfigError, match="model.num_classes=5 but .*names 3 classes"):
