@@ -14,7 +14,10 @@ Stages: `generate` writes one sample per condition set and CFG scale under
 W&B; `evaluate` generates for the evaluate split's items and reports the Fréchet distance to
 that split's real audio beside the valid split's real audio, that audio through the codec
 and white / pink noise (metrics.generation), and conditional accuracy when `evaluate.judge`
-names a classifier.
+names a classifier. Both sample in float32 whatever `precision` says (it sets the train and
+valid steps, MusicGen's evaluate cross-entropy too), as exported inference (`audiotools
+generate`, the UI), which has no precision setting, samples: the XP's samples and figures are
+of the arithmetic its export will run.
 
 A family implements `build_generative_model`, `run_step`, `generate_audio` and optionally
 `continue_audio`, `sampling_record` and `length_multiple`.
