@@ -191,6 +191,6 @@ def test_pre_encoded_shards_stream_the_same_segments(tmp_path):
         assert torch.equal(left["padding_mask"], right["padding_mask"])
         assert left["info"]["meta"] == right["info"]["meta"]
     drawn = build_audio_datasets({**section, "shards": str(tmp_path / "shards"),
-                                  "train": {"num_samples": 6}}, 0)["train"]
-    assert len(list(drawn)) == 6
+                                  "weighted": True, "train": {"num_samples": 6}}, 0)["train"]
+    assert drawn.weighted and len(list(drawn)) == 6
     drawn.check_codec(codec, "dataset.train")

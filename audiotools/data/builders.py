@@ -111,9 +111,9 @@ def _shard_urls(cfg: dict[str, Any], split: str) -> list[str]:
     return [resolve_data_path(s) for s in ([spec] if isinstance(spec, str) else spec)]
 
 
-def _streaming(cfg: dict[str, Any]) -> dict[str, int]:
+def _streaming(cfg: dict[str, Any]) -> dict[str, Any]:
     return dict(segments_per_file=int(cfg["segments_per_file"]),
-                shuffle_buffer=int(cfg["shuffle_buffer"]))
+                shuffle_buffer=int(cfg["shuffle_buffer"]), weighted=bool(cfg["weighted"]))
 
 
 def build_split(cfg: dict[str, Any], split: str, seed: int) -> Dataset:

@@ -108,12 +108,26 @@ def _sample_entry(sample: dict[str, Any], data: bytes) -> dict[str, Any] | None:
             "channels": info.channels, "meta": meta}
 
 
+class _RunningMean:
+    """The mean duration of the files a stream has read so far."""
+
+    def __init__(self) -> None:
+        self.files, self.seconds = 0, 0.0
+
+    def add(self, duration: float) -> float:
+        self.files, self.seconds = self.files + 1, self.seconds + duration
+        return self.seconds / self.files
+
+
 class ShardDataset(torch.utils.data.IterableDataset):
     """Segments streamed from tar shards.
 
     random_segments: shards shuffled per epoch, `segments_per_file` random segments drawn from
-        each file, mixed in a `shuffle_buffer`; each rank yields `num_samples / world` items per
-        epoch, cycling over its shards when they run out.
+        each file (`weighted`: that many times the file's duration over the mean duration of
+        the files the stream has read so far, rounded at random, so that every second is drawn
+        about equally often, as the files dataset's duration weighting does), mixed in a
+        `shuffle_buffer`; each rank yields `num_samples / world` items per epoch, cycling over
+        its shards when they run out.
     otherwise: one pass, fixed segments of every file, in shard order (valid/evaluate/generate);
         with `num_samples`, the first `num_samples` of them (a stream cannot spread them over
         the files as the files dataset does without reading it twice).
@@ -123,7 +137,7 @@ class ShardDataset(torch.utils.data.IterableDataset):
                  segment_duration: float, *, seed: int = 0, random_segments: bool = True,
                  num_samples: int | None = None, segments_per_file: int = 1,
                  shuffle_buffer: int = 64, min_segment_ratio: float = 0.5,
-                 return_info: bool = True):
+                 return_info: bool = True, weighted: bool = False):
         self.urls = shard_urls(shards)
         if random_segments and not num_samples:
             raise ConfigError("shards with random segments need num_samples (items per epoch).")
@@ -135,6 +149,7 @@ class ShardDataset(torch.utils.data.IterableDataset):
         self.random_segments = random_segments
         self.num_samples = num_samples
         self.segments_per_file = segments_per_file
+        self.weighted = weighted
         self.shuffle_buffer = shuffle_buffer
         self.min_segment_ratio = min_segment_ratio
         self.return_info = return_info
@@ -176,7 +191,7 @@ class ShardDataset(torch.utils.data.IterableDataset):
                                                 self.channels, self.return_info)
 
     def _segments(self, urls: list[str], rng: np.random.Generator | None,
-                  ) -> Iterator[dict[str, Any]]:
+                  durations: _RunningMean | None = None) -> Iterator[dict[str, Any]]:
         samples = tarfile_samples(({"url": url} for url in urls), handler=wds.warn_and_continue)
         for sample in samples:
             found = self._sample(sample)
@@ -184,8 +199,10 @@ class ShardDataset(torch.utils.data.IterableDataset):
                 continue
             entry, read = found
             if rng is not None:
+                assert durations is not None, "random segments need the stream's durations"
+                count = self._draws(entry["duration"], durations.add(entry["duration"]), rng)
                 seeks = [draw_seek(rng, entry["duration"], self.segment_duration,
-                                   self.min_segment_ratio) for _ in range(self.segments_per_file)]
+                                   self.min_segment_ratio) for _ in range(count)]
             elif entry["duration"] >= self.segment_duration * self.min_segment_ratio:
                 seeks = fixed_seeks(entry["duration"], self.segment_duration,
                                     self.min_segment_ratio)
@@ -193,6 +210,13 @@ class ShardDataset(torch.utils.data.IterableDataset):
                 continue
             for seek in seeks:
                 yield read(seek)
+
+    def _draws(self, duration: float, mean_duration: float, rng: np.random.Generator) -> int:
+        """How many random segments a streamed file gives."""
+        if not self.weighted:
+            return self.segments_per_file
+        expected = self.segments_per_file * duration / mean_duration
+        return int(expected) + int(rng.random() < expected - int(expected))
 
     def _shuffled(self, items: Iterator[dict[str, Any]], rng: np.random.Generator,
                   ) -> Iterator[dict[str, Any]]:
@@ -212,6 +236,7 @@ class ShardDataset(torch.utils.data.IterableDataset):
             yield from itertools.islice(self._segments(self._my_shards(0), None), quota)
             return
         rng = np.random.default_rng([self.seed, self.epoch, rank, worker])
+        durations = _RunningMean()
         produced, cycle = 0, 0
         while produced < quota:
             urls = self._my_shards(cycle)
@@ -220,7 +245,7 @@ class ShardDataset(torch.utils.data.IterableDataset):
                     f"DataLoader worker {worker} of rank {rank} has no shard; use at most "
                     f"{len(self.urls) // world} workers or write more shards.")
             before = produced
-            for item in self._shuffled(self._segments(urls, rng), rng):
+            for item in self._shuffled(self._segments(urls, rng, durations), rng):
                 yield item
                 produced += 1
                 if produced == quota:

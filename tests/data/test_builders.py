@@ -89,10 +89,13 @@ def test_shards_config_composes_and_streams(monkeypatch, tmp_path):
                      split, samples_per_shard=8)
     with initialize_config_dir(config_dir=str(REPO / "config"), version_base="1.3"):
         cfg = compose("config", overrides=["+dset=music_small_shards"])
+        weighted = compose("config", overrides=["+dset=music_small_shards",
+                                                "dataset.weighted=true"])
     datasets = build_audio_datasets(cfg.dataset, seed=0)
     assert all(isinstance(d, ShardDataset) for d in datasets.values())
     train = datasets["train"]
-    assert len(train) == 1024
+    assert len(train) == 1024 and not train.weighted
+    assert build_audio_datasets(weighted.dataset, seed=0)["train"].weighted
     item = next(iter(train))
     assert item["audio"].shape == (1, 16000) and "description" in item["info"]["meta"]
 

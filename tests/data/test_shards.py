@@ -79,6 +79,28 @@ def test_random_stream_is_deterministic_per_epoch_and_split_over_workers(entries
     assert files[0] and files[1] and not files[0] & files[1]
 
 
+def test_weighted_stream_draws_files_in_proportion_to_their_duration(entries, tmp_path):
+    """The files last 2, 3, 4, 5 and 6 s: weighted, each second is drawn about equally often,
+    as the files dataset's weighting draws them; unweighted, each file as often as another."""
+    write_shards(entries, tmp_path / "shards", samples_per_shard=1)
+
+    def per_file(weighted: bool) -> dict[float, int]:
+        stream = ShardDataset(str(tmp_path / "shards"), 16000, 1, 0.5, num_samples=1000,
+                              segments_per_file=4, seed=3, weighted=weighted)
+        counts: dict[float, int] = {}
+        for item in stream:
+            duration = round(item["info"]["seconds_total"])
+            counts[duration] = counts.get(duration, 0) + 1
+        return counts
+
+    uniform, weighted = per_file(False), per_file(True)
+    assert sorted(uniform) == sorted(weighted) == [2, 3, 4, 5, 6]
+    assert set(uniform.values()) == {200}
+    per_second = [weighted[d] / d for d in sorted(weighted)]
+    assert max(per_second) / min(per_second) < 1.1
+    assert sum(weighted.values()) == 1000
+
+
 def test_pipe_and_corrupt_shards(entries, tmp_path):
     write_shards(entries, tmp_path / "shards", samples_per_shard=2)
     shard = tmp_path / "shards" / "shard-000001.tar"
