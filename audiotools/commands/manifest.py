@@ -19,6 +19,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="files with fewer frames are rejected (default 16)")
     parser.add_argument("--relative", action="store_true",
                         help="store paths relative to OUT's folder (portable manifests)")
+    parser.add_argument("--force", action="store_true",
+                        help="replace OUT (and its .rejected.tsv) if it exists")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -26,6 +28,11 @@ def run(args: argparse.Namespace) -> int:
     from ..environment import resolve_path
     from ..errors import ConfigError
     root, out = resolve_path(args.root), resolve_path(args.out)
+    if not out.name.endswith((".jsonl", ".jsonl.gz")):
+        raise ConfigError(f"{out}: a manifest is written as .jsonl or .jsonl.gz; give OUT one "
+                          "of those names.")
+    if out.exists() and not args.force:
+        raise ConfigError(f"{out} exists; choose another OUT or pass --force to replace it.")
     report = rejection_report_path(out)
     entries, rejections = scan_tree(root, args.workers, args.amplitude, args.min_frames,
                                     exclude=(out, report))

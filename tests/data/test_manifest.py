@@ -108,6 +108,20 @@ def test_command_writes_manifest_and_rejection_report(messy_tree, tmp_path, caps
     assert f"{len(good)} files" in printed
 
 
+def test_command_keeps_an_existing_out_unless_forced(messy_tree, tmp_path):
+    root, good, _ = messy_tree
+    out, victim = tmp_path / "m.jsonl", tmp_path / "take.wav"
+    out.write_text("mine\n")
+    victim.write_bytes(b"RIFF....WAVE")
+    with pytest.raises(ConfigError, match=r"m.jsonl exists; choose another OUT or pass --force"):
+        _run_manifest(str(root), str(out), "--workers", "1")
+    with pytest.raises(ConfigError, match=r"take.wav: a manifest is written as .jsonl or"):
+        _run_manifest(str(root), str(victim), "--workers", "1", "--force")
+    assert out.read_text() == "mine\n" and victim.read_bytes() == b"RIFF....WAVE"
+    assert cli.main(["manifest", str(root), str(out), "--workers", "1", "--force"]) == 0
+    assert len(read_manifest(out)) == len(good)
+
+
 def test_root_without_usable_audio_is_a_clear_error(tmp_path):
     (tmp_path / "r").mkdir()
     (tmp_path / "r" / "x.wav").write_bytes(b"RIFF")
