@@ -15,6 +15,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("outdir", help="folder for the shards (created if missing)")
     parser.add_argument("--samples-per-shard", type=int, default=1000,
                         help="files per shard (default 1000)")
+    parser.add_argument("--force", action="store_true",
+                        help="replace the shards OUTDIR already holds (refused otherwise)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -25,11 +27,11 @@ def run(args: argparse.Namespace) -> int:
     manifest, outdir = resolve_path(args.manifest), resolve_path(args.outdir)
     if (manifest.parent / CODEC_FILE).exists():  # a pre-encoded split: its tensors
         shards = write_encoded_shards(manifest.parent, manifest.name.removesuffix(".jsonl"),
-                                      outdir, args.samples_per_shard)
+                                      outdir, args.samples_per_shard, args.force)
         print(f"pre-encoded {manifest.stem} in {len(shards)} shards (and {CODEC_FILE}) → "
               f"{outdir}")
         return 0
     entries = read_manifest(manifest)
-    shards = write_shards(entries, outdir, args.samples_per_shard)
+    shards = write_shards(entries, outdir, args.samples_per_shard, args.force)
     print(f"{len(entries)} files in {len(shards)} shards → {outdir}")
     return 0

@@ -27,12 +27,12 @@ from safetensors.torch import load as load_tensors
 from safetensors.torch import save_file
 
 from ..errors import ConfigError
+from ..io.atomic import write_text_atomic
 from ..models.codec import FrozenCodec, LatentStats, is_discrete
 from .audio import audio_read
 from .segments import SegmentSampler
-from .shards import ShardDataset, write_shards
+from .shards import CODEC_FILE, ShardDataset, write_shards
 
-CODEC_FILE = "codec.json"
 # Keys of codec.json that must agree for data to be reused or read by a model.
 IDENTITY_KEYS = ("identity", "kind", "frame_rate", "latent_dim", "num_codebooks", "cardinality",
                  "sample_rate", "channels")
@@ -185,13 +185,15 @@ def encoded_segment(values: torch.Tensor, kind: str, frames: int, entry: Mapping
     return item
 
 
-def write_encoded_shards(root: Path, split: str, outdir: Path,
-                         samples_per_shard: int) -> list[Path]:
+def write_encoded_shards(root: Path, split: str, outdir: Path, samples_per_shard: int,
+                         force: bool = False) -> list[Path]:
     """Tar shards of one pre-encoded split (each file's tensor and its index line), with
-    codec.json copied beside them so a dset can name the shards as its data."""
+    codec.json copied beside them so a dset can name the shards as its data; a folder that
+    already holds shards is refused unless `force` (write_shards)."""
     entries = [{**line, "path": str(root / line["file"])} for line in _index(root, split)]
-    written = write_shards(entries, outdir, samples_per_shard)
-    (outdir / CODEC_FILE).write_text((root / CODEC_FILE).read_text())
+    codec = (root / CODEC_FILE).read_text()
+    written = write_shards(entries, outdir, samples_per_shard, force)
+    write_text_atomic(outdir / CODEC_FILE, codec)
     return written
 
 

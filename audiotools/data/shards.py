@@ -30,6 +30,7 @@ from webdataset.tariterators import tarfile_samples
 
 from .. import distributed
 from ..errors import AudiotoolsError, ConfigError
+from ..io.atomic import write_text_atomic
 from .audio import AudioFileError, audio_info
 from .manifest import REQUIRED_KEYS
 from .segments import draw_seek, fixed_seeks, load_segment
@@ -37,16 +38,34 @@ from .segments import draw_seek, fixed_seeks, load_segment
 logger = logging.getLogger(__name__)
 
 INDEX_NAME = "index.json"
+# The codec of pre-encoded data (data/pre_encoded.py), also beside their shards' index.
+CODEC_FILE = "codec.json"
 AUDIO_EXTENSIONS = ("flac", "wav", "ogg", "mp3", "aiff", "aif", "au", "w64")
 
 
+def shard_folder_contents(outdir: Path) -> list[Path]:
+    """What an earlier `write_shards` (or pre-encoded shards) left in `outdir`."""
+    if not outdir.is_dir():
+        return []
+    named = [outdir / INDEX_NAME, outdir / CODEC_FILE]
+    return [path for path in named if path.exists()] + sorted(outdir.glob("shard-*.tar"))
+
+
 def write_shards(entries: list[dict[str, Any]], outdir: str | os.PathLike,
-                 samples_per_shard: int) -> list[Path]:
+                 samples_per_shard: int, force: bool = False) -> list[Path]:
     """Write `shard-NNNNNN.tar` files of at most `samples_per_shard` files each, plus an
-    `index.json` listing the shards, their sample counts and total duration."""
+    `index.json` listing the shards, their sample counts and total duration. A folder that
+    already holds shards is refused unless `force`, which replaces them (none of the earlier
+    ones is left for a pattern to pick up)."""
     if samples_per_shard < 1:
         raise ConfigError(f"samples_per_shard={samples_per_shard}; use a positive count.")
     outdir = Path(outdir)
+    previous = shard_folder_contents(outdir)
+    if previous and not force:
+        shown = ", ".join(path.name for path in previous[:3])
+        more = ", ..." if len(previous) > 3 else ""
+        raise ConfigError(f"{outdir} already holds shards ({shown}{more}); choose another "
+                          "folder or pass --force to replace them.")
     outdir.mkdir(parents=True, exist_ok=True)
     shards: list[dict[str, Any]] = []
     for start in range(0, len(entries), samples_per_shard):
@@ -64,8 +83,12 @@ def write_shards(entries: list[dict[str, Any]], outdir: str | os.PathLike,
                        "duration": sum(e["duration"] for e in chunk)})
     index = {"shards": shards, "samples": len(entries),
              "duration": sum(s["duration"] for s in shards)}
-    (outdir / INDEX_NAME).write_text(json.dumps(index, indent=1) + "\n")
-    return [outdir / s["name"] for s in shards]
+    write_text_atomic(outdir / INDEX_NAME, json.dumps(index, indent=1) + "\n")
+    written = [outdir / s["name"] for s in shards]
+    for path in previous:
+        if path not in written and path.name != INDEX_NAME:
+            path.unlink()
+    return written
 
 
 def shard_urls(spec: str | list[str]) -> list[str]:

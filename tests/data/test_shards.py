@@ -121,6 +121,30 @@ def test_shards_from_the_command_line(entries, tmp_path):
                      "--samples-per-shard", "3"]) == 0
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
         "index.json", "shard-000000.tar", "shard-000001.tar"]
+    before = {p.name: p.read_bytes() for p in (tmp_path / "out").iterdir()}
+    write_manifest(entries[:1], tmp_path / "one.jsonl")
+    with pytest.raises(ConfigError, match=r"out already holds shards \(index.json, "
+                                          r"shard-000000.tar, shard-000001.tar\); choose"):
+        shards_command(str(tmp_path / "one.jsonl"), str(tmp_path / "out"))
+    assert {p.name: p.read_bytes() for p in (tmp_path / "out").iterdir()} == before
+    # --force replaces them, and no shard of the earlier set is left for a pattern to read.
+    assert cli.main(["shards", str(tmp_path / "one.jsonl"), str(tmp_path / "out"),
+                     "--force"]) == 0
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
+        "index.json", "shard-000000.tar"]
+    streamed = ShardDataset(str(tmp_path / "out/shard-{000000..000001}.tar"), 16000, 1, 1.0,
+                            random_segments=False)
+    with pytest.warns(UserWarning, match="shard-000001.tar"):
+        assert {item["info"]["path"] for item in streamed} == {entries[0]["path"]}
+
+
+def shards_command(*argv: str) -> int:
+    import argparse
+
+    from audiotools.commands import shards
+    parser = argparse.ArgumentParser()
+    shards.add_arguments(parser)
+    return shards.run(parser.parse_args(list(argv)))
 
 
 def test_configuration_errors(entries, tmp_path):
