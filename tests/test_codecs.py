@@ -7,6 +7,7 @@ import json
 import pytest
 import torch
 from omegaconf import OmegaConf
+from safetensors.torch import load_file, save_file
 
 from audiotools.cli import main as cli
 from audiotools.data.audio import audio_write
@@ -113,11 +114,29 @@ def test_pre_encode_writes_resumes_and_refuses_another_codec(tmp_path):
     first = (out / "train/000001.safetensors").stat().st_mtime_ns
     pre_encode(codec, {"train": entries}, out)  # a rerun keeps what is there
     assert (out / "train/000001.safetensors").stat().st_mtime_ns == first
-    assert pre_encode(codec, {"valid": entries[1:]}, out)["stats"] == written["stats"]
+    assert pre_encode(codec, {"evaluate": entries[1:]}, out)["stats"] == written["stats"]
     assert json.loads((out / "codec.json").read_text())["stats"] == written["stats"]
     other = load_codec(_codec_export(tmp_path, name="other.safetensors", seed=3))
     with pytest.raises(ConfigError, match="encoded by another codec.*identity"):
         pre_encode(other, {"train": entries}, out)
+    # Another file list over the same folder would keep file 0's latents under file 1's name.
+    kept = {path: path.read_bytes() for path in out.rglob("*") if path.is_file()}
+    with pytest.raises(ConfigError, match=r"valid/000000.safetensors encodes .*clip0.wav, but "
+                                          r"file 0 of split valid is now .*clip1.wav"):
+        pre_encode(codec, {"valid": entries[1:]}, out)
+    assert {path: path.read_bytes() for path in out.rglob("*") if path.is_file()} == kept
+    # A file written before the source was recorded in it is checked against the index.
+    target = out / "valid/000000.safetensors"
+    save_file(load_file(target), target)
+    with pytest.raises(ConfigError, match=r"000000.safetensors encodes .*clip0.wav"):
+        pre_encode(codec, {"valid": entries[1:]}, out)
+    # A folder of other files (a dataset's own manifests) is not written into.
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "train.jsonl").write_text("my manifest\n")
+    with pytest.raises(ConfigError, match=r"mine holds files and is not a pre-encoded folder"):
+        pre_encode(codec, {"train": entries}, mine)
+    assert [p.name for p in mine.iterdir()] == ["train.jsonl"]
 
 
 def test_pre_encoded_segments_are_deterministic_and_padded(tmp_path):

@@ -62,11 +62,43 @@ def check_same_codec(found: Mapping[str, Any], expected: Mapping[str, Any], wher
                           f"{expected.get('source')}: {details}.")
 
 
-def _write_atomic(path: Path, tensors: dict[str, torch.Tensor]) -> None:
+def _write_atomic(path: Path, tensors: dict[str, torch.Tensor], source: str) -> None:
+    """The file's tensors, with the audio they encode named in its metadata (`source`), so a
+    rerun can tell whether the file it would keep encodes the file it is asked for."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
-    save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp))
+    save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp),
+              metadata={"source": source})
     os.replace(tmp, path)
+
+
+def _check_reusable(out: Path, splits: Mapping[str, list[dict[str, Any]]]) -> None:
+    """Before anything is written: `out` is new, empty or pre-encoded, and every file a rerun
+    would keep encodes the audio the manifest now puts at its place (a rerun over another
+    file list would otherwise label one file's latents with another's metadata)."""
+    if not out.exists():
+        return
+    if not (out / CODEC_FILE).exists():
+        if any(out.iterdir()):
+            raise ConfigError(f"{out} holds files and is not a pre-encoded folder (no "
+                              f"{CODEC_FILE}); pre-encode into a new or empty folder.")
+        return
+    for split, entries in splits.items():
+        index = out / f"{split}.jsonl"
+        indexed = [line["source"] for line in _index(out, split)] if index.exists() else []
+        for number, entry in enumerate(entries):
+            target = out / split / f"{number:06d}.safetensors"
+            if not target.exists():
+                continue
+            with safe_open(str(target), framework="pt") as handle:
+                recorded = (handle.metadata() or {}).get("source")
+            if recorded is None and number < len(indexed):  # written before sources were
+                recorded = indexed[number]
+            if recorded is not None and recorded != entry["path"]:
+                raise ConfigError(
+                    f"{target} encodes {recorded}, but file {number} of split {split} is now "
+                    f"{entry['path']}: {out} was pre-encoded from another file list. "
+                    "Pre-encode into another folder (or delete this one).")
 
 
 def _encode_file(codec: FrozenCodec, kind: str, path: str, chunk_seconds: float,
@@ -89,8 +121,8 @@ def pre_encode(codec: FrozenCodec, splits: Mapping[str, list[dict[str, Any]]], o
         found = json.loads(existing.read_text())
         check_same_codec(found, identity, str(out))
         identity["stats"] = found.get("stats")  # kept unless the train split is encoded
-    out.mkdir(parents=True, exist_ok=True)
-    existing.write_text(json.dumps(identity, indent=1))
+    _check_reusable(out, splits)
+    write_text_atomic(existing, json.dumps(identity, indent=1))
     kind = identity["kind"]
     device = codec.mean.device
     for split, entries in splits.items():
@@ -103,16 +135,17 @@ def pre_encode(codec: FrozenCodec, splits: Mapping[str, list[dict[str, Any]]], o
                     frames = handle.get_slice(kind).get_shape()[-1]
             else:
                 values = _encode_file(codec, kind, entry["path"], chunk_seconds, device)
-                _write_atomic(target, {kind: values})
+                _write_atomic(target, {kind: values}, entry["path"])
                 frames = values.shape[-1]
             index.append({"file": str(target.relative_to(out)), "frames": frames,
                           "duration": frames / codec.frame_rate, "source": entry["path"],
                           "meta": entry.get("meta", {})})
-        (out / f"{split}.jsonl").write_text("".join(json.dumps(line) + "\n" for line in index))
+        write_text_atomic(out / f"{split}.jsonl",
+                          "".join(json.dumps(line) + "\n" for line in index))
     if kind == "latents" and "train" in splits:
         identity["stats"] = LatentStats.measure(
             [_read(out, line["file"], kind) for line in _index(out, "train")]).__dict__
-        existing.write_text(json.dumps(identity, indent=1))
+        write_text_atomic(existing, json.dumps(identity, indent=1))
     return identity
 
 
