@@ -51,6 +51,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except AudiotoolsError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    except OSError as error:  # a path given: missing, not a folder, not writable, disk full
+        print(f"error: {error}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

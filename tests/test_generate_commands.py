@@ -107,6 +107,41 @@ def test_bad_conditions_and_options_are_refused_with_what_is_valid(models, tmp_p
     assert not out.exists()
 
 
+def test_bad_numbers_devices_and_paths_are_one_error(models, tmp_path, capsys):
+    out = tmp_path / "x.wav"
+
+    def usage_error(argv, fragment):
+        capsys.readouterr()
+        with pytest.raises(SystemExit) as stopped:
+            cli(argv)
+        assert stopped.value.code == 2 and fragment in capsys.readouterr().err
+
+    # NaN passes every range check (it compares false): a NaN cfg scale gave silent audio.
+    usage_error(["generate", models.diffusion, "--cfg-scale", "nan", "--out", str(out)],
+                "argument --cfg-scale: 'nan' is not a finite number")
+    usage_error(["generate", models.diffusion, "--duration", "inf", "--out", str(out)],
+                "argument --duration: 'inf' is not a finite number")
+    usage_error(["reconstruct", models.codec, "in.wav", str(out), "--device", "tpu"],
+                "argument --device: 'tpu': use cpu, cuda or cuda:N")
+    if not torch.cuda.is_available():
+        usage_error(["pre-encode", models.codec, "music_small", str(tmp_path / "pe"),
+                     "--device", "cuda"], "argument --device: cuda: no CUDA device is visible")
+    empty = tmp_path / "empty.wav"
+    sf.write(empty, np.zeros(0, dtype=np.float32), 16000)
+    _refused(["reconstruct", models.codec, str(empty), str(out)], capsys,
+             "empty.wav: the file holds no samples")
+    _refused(["reconstruct", models.codec, str(tmp_path / "none.wav"), str(out)], capsys,
+             "none.wav: no such audio file")
+    clip = _clip(tmp_path / "in.wav")
+    notes = tmp_path / "notes.txt"
+    notes.write_text("mine")
+    _refused(["reconstruct", models.codec, str(clip), str(notes / "x.wav")], capsys,
+             "notes.txt is a file")
+    assert notes.read_text() == "mine" and not out.exists()
+    assert cli(["reconstruct", models.codec, str(clip), str(tmp_path / "new/r.wav")]) == 0
+    assert sf.info(tmp_path / "new/r.wav").frames == 8000
+
+
 def test_conditions_are_typed_by_conditioner():
     infos = [ConditionerInfo("ensemble", "options", options=("piano", "100")),
              ConditionerInfo("bars", "int", default=4, min=1, max=8),

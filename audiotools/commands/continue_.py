@@ -9,6 +9,7 @@ from pathlib import Path
 
 from ..errors import ConfigError
 from . import generation_options as options
+from .arguments import finite_float, read_input
 
 NAME = "continue"
 HELP = "Continue an audio file with a diffusion or musicgen model (exported file or XP)."
@@ -17,7 +18,7 @@ HELP = "Continue an audio file with a diffusion or musicgen model (exported file
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     options.add_model_argument(parser)
     parser.add_argument("input", type=Path, help="the audio to continue (any rate, channels)")
-    parser.add_argument("--duration", type=float, required=True, metavar="S",
+    parser.add_argument("--duration", type=finite_float, required=True, metavar="S",
                         help="seconds to add after the input")
     options.add_options(parser, "output audio file (.wav .flac .ogg .mp3): the input, in the "
                                 "model's format, then the new seconds")
@@ -27,7 +28,7 @@ def run(args: argparse.Namespace) -> int:
     options.check_outputs([args.out], args.force)
     if args.duration <= 0:
         raise ConfigError(f"--duration {args.duration:g}: give the seconds to add, > 0.")
-    audio, rate = options.read_input(args.input)
+    audio, rate = read_input(args.input)
     generation = options.prepare(args, NAME)
     started = time.perf_counter()
     output, out_rate = generation.call("continue_", audio, rate, args.duration,

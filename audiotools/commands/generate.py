@@ -10,6 +10,7 @@ from typing import Any
 
 from ..errors import ConfigError
 from . import generation_options as options
+from .arguments import finite_float
 
 NAME = "generate"
 HELP = "Generate audio with a diffusion or musicgen model (exported file or XP)."
@@ -23,7 +24,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "\"piano\"}) overriding --condition; --out is then a folder of "
                              "000.wav, 001.wav, ... and item i uses seed SEED+i, alone, so it "
                              "is what `audiotools generate ... --seed SEED+i` gives for it")
-    parser.add_argument("--duration", type=float, metavar="S",
+    parser.add_argument("--duration", type=finite_float, metavar="S",
                         help="seconds to generate (default: the XP's generate.duration)")
     options.add_options(parser, "output audio file (.wav .flac .ogg .mp3); with --prompts, a "
                                 "folder (created)")

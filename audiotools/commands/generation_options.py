@@ -10,12 +10,13 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError
+from .arguments import add_device_argument, finite_float
 
 # The sampling options each generative family's pipeline takes (argparse dests).
 SAMPLING: dict[str, tuple[str, ...]] = {
@@ -25,13 +26,13 @@ SAMPLING: dict[str, tuple[str, ...]] = {
 
 
 # argparse type and help of each sampling option.
-_SAMPLING_HELP: dict[str, tuple[type, str]] = {
+_SAMPLING_HELP: dict[str, tuple[Callable[[str], Any], str]] = {
     "steps": (int, "diffusion: sampler steps"),
     "sampler": (str, "diffusion: ddim, euler, heun, dpmpp_2m or dpmpp_2m_sde"),
-    "cfg_scale": (float, "classifier-free guidance scale (1: none)"),
-    "temperature": (float, "musicgen: softmax temperature (0: greedy)"),
+    "cfg_scale": (finite_float, "classifier-free guidance scale (1: none)"),
+    "temperature": (finite_float, "musicgen: softmax temperature (0: greedy)"),
     "top_k": (int, "musicgen: sample among the K likeliest tokens (0: all)"),
-    "top_p": (float, "musicgen: nucleus sampling mass (1: off)"),
+    "top_p": (finite_float, "musicgen: nucleus sampling mass (1: off)"),
 }
 
 
@@ -68,7 +69,7 @@ def add_options(parser: argparse.ArgumentParser, out_help: str,
                                                             "arguments give the same audio")
     parser.add_argument("--out", type=Path, required=True, help=out_help)
     parser.add_argument("--force", action="store_true", help="overwrite existing outputs")
-    parser.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
+    add_device_argument(parser)
 
 
 @dataclass
@@ -166,12 +167,3 @@ def write(path: Path, audio: Any, rate: int, started: float) -> None:
     audio_write(path, audio, rate)
     print(f"{path}\t{audio.shape[-1] / rate:.2f} s\tin {time.perf_counter() - started:.2f} s")
     sys.stdout.flush()
-
-
-def read_input(path: Path) -> tuple[Any, int]:
-    """An input clip (channels, samples) and its rate; unreadable files are AudiotoolsErrors."""
-    from ..data.audio import audio_read
-    if not path.is_file():
-        raise ConfigError(f"{path}: no such audio file.")
-    return audio_read(path)
-

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from ..errors import ConfigError
 from . import generation_options as options
+from .arguments import finite_float, read_input
 
 NAME = "inpaint"
 HELP = "Regenerate a region of an audio file with a diffusion model (exported file or XP)."
@@ -16,9 +17,9 @@ HELP = "Regenerate a region of an audio file with a diffusion model (exported fi
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     options.add_model_argument(parser)
     parser.add_argument("input", type=Path, help="the audio to inpaint (any rate, channels)")
-    parser.add_argument("--start", type=float, required=True, metavar="S",
+    parser.add_argument("--start", type=finite_float, required=True, metavar="S",
                         help="start of the region to regenerate, in seconds")
-    parser.add_argument("--end", type=float, required=True, metavar="E",
+    parser.add_argument("--end", type=finite_float, required=True, metavar="E",
                         help="end of the region (excluded), in seconds")
     options.add_options(parser, "output audio file (.wav .flac .ogg .mp3), in the model's "
                                 "format", families=("diffusion",))
@@ -26,7 +27,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     options.check_outputs([args.out], args.force)
-    audio, rate = options.read_input(args.input)
+    audio, rate = read_input(args.input)
     seconds = audio.shape[-1] / rate
     if not 0 <= args.start < args.end <= seconds + 1e-6:
         raise ConfigError(f"--start {args.start:g} --end {args.end:g}: need 0 <= start < end "

@@ -27,6 +27,8 @@ def run(args: argparse.Namespace) -> int:
     from ..data.manifest import rejection_report_path, scan_tree, write_manifest, write_rejections
     from ..environment import resolve_path
     from ..errors import ConfigError
+    if args.min_frames < 1:
+        raise ConfigError(f"--min-frames={args.min_frames}: a usable file has at least 1 frame.")
     root, out = resolve_path(args.root), resolve_path(args.out)
     if not out.name.endswith((".jsonl", ".jsonl.gz")):
         raise ConfigError(f"{out}: a manifest is written as .jsonl or .jsonl.gz; give OUT one "

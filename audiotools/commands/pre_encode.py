@@ -7,6 +7,8 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from .arguments import add_device_argument, finite_float
+
 NAME = "pre-encode"
 HELP = ("Encode a dataset once with a codec (latents or tokens) for latent and token models; "
         "resumable.")
@@ -18,9 +20,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("dset", help="a dset name (config/dset/NAME.yaml: each split's "
                                      "manifest) or a manifest .jsonl[.gz] (split 'train')")
     parser.add_argument("out", type=Path, help="output folder (created; resumed if it exists)")
-    parser.add_argument("--chunk-seconds", type=float, default=30.0,
+    parser.add_argument("--chunk-seconds", type=finite_float, default=30.0,
                         help="encode long files in windows of this length (default 30)")
-    parser.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
+    add_device_argument(parser)
     parser.add_argument("--sat-model-config", type=Path,
                         help="the stable-audio-tools model config JSON of a SAT checkpoint")
 
@@ -60,7 +62,11 @@ def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from ..data.pre_encoded import pre_encode
+    from ..errors import ConfigError
     from ..io.codecs import load_codec
+    if args.chunk_seconds <= 0:
+        raise ConfigError(f"--chunk-seconds={args.chunk_seconds}: the window long files are "
+                          "encoded in must be longer than 0 s.")
     options = {"sat_model_config": args.sat_model_config} if args.sat_model_config else {}
     codec = load_codec(args.codec, args.device, **options)
     splits = dset_splits(args.dset)

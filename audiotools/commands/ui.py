@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from ..errors import ConfigError
+from .arguments import add_device_argument, finite_float
 
 NAME = "ui"
 HELP = ("Serve a web page with a tab per model (generate, continue, inpaint, reconstruct, "
@@ -24,10 +25,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "AUDIOTOOLS_DORA_DIR or ./outputs)")
     parser.add_argument("--no-experiments", action="store_true",
                         help="leave out the experiments tab")
-    parser.add_argument("--max-duration", type=float, default=60.0,
+    parser.add_argument("--max-duration", type=finite_float, default=60.0,
                         help="longest audio, in seconds, one request makes or takes "
                              "(default 60)")
-    parser.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
+    add_device_argument(parser)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -57,8 +57,15 @@ def _name(source: AudioSource) -> str:
     return str(source) if isinstance(source, str | os.PathLike) else "<stream>"
 
 
+def _check_exists(source: AudioSource) -> None:
+    """A path that is not there is said so (libsndfile's own message is "System error")."""
+    if isinstance(source, (str, os.PathLike)) and not Path(source).exists():
+        raise AudioFileError(f"{source}: no such audio file.")
+
+
 def audio_info(source: AudioSource) -> AudioInfo:
     """Header facts of a file; raises AudioFileError naming the file when it is not audio."""
+    _check_exists(source)
     try:
         with sf.SoundFile(source) as f:
             return AudioInfo(f.samplerate, f.frames, f.channels, f.format, f.subtype)
@@ -72,6 +79,7 @@ def audio_read(source: AudioSource, seek: float = 0.0, duration: float | None = 
     """Read `duration` seconds (all when None) from `seek` seconds as float32 [C, T], converted to
     `sample_rate`/`channels` when given. Returns (audio, sample_rate). Fewer frames come back when
     the file ends early; the caller pads (see `segments`)."""
+    _check_exists(source)
     try:
         with sf.SoundFile(source) as f:
             start = min(max(0, round(seek * f.samplerate)), f.frames)
@@ -142,8 +150,15 @@ def audio_write(path: str | os.PathLike, wav: torch.Tensor | np.ndarray, sample_
     subtype = subtype or default_subtype
     if not subtype.startswith(("FLOAT", "DOUBLE")):
         data = np.clip(data, -1.0, 1.0)
+    if path.parent.exists() and not path.parent.is_dir():
+        raise AudioFileError(f"{path}: cannot write it, {path.parent} is a file.")
+    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
-    sf.write(tmp, data, sample_rate, format=fmt, subtype=subtype,
-             compression_level=compression_level)
+    try:
+        sf.write(tmp, data, sample_rate, format=fmt, subtype=subtype,
+                 compression_level=compression_level)
+    except (sf.LibsndfileError, OSError) as err:
+        tmp.unlink(missing_ok=True)
+        raise AudioFileError(f"{path}: cannot write it ({err}).") from err
     os.replace(tmp, path)
     return path

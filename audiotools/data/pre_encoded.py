@@ -29,7 +29,7 @@ from safetensors.torch import save_file
 from ..errors import ConfigError
 from ..io.atomic import write_text_atomic
 from ..models.codec import FrozenCodec, LatentStats, is_discrete
-from .audio import audio_read
+from .audio import AudioFileError, audio_read
 from .segments import SegmentSampler
 from .shards import CODEC_FILE, ShardDataset, write_shards
 
@@ -104,6 +104,9 @@ def _check_reusable(out: Path, splits: Mapping[str, list[dict[str, Any]]]) -> No
 def _encode_file(codec: FrozenCodec, kind: str, path: str, chunk_seconds: float,
                  device: torch.device) -> torch.Tensor:
     audio, _ = audio_read(path, sample_rate=codec.sample_rate, channels=codec.channels)
+    if audio.shape[-1] == 0:
+        raise AudioFileError(f"{path}: the file holds no samples; leave it out of the manifest "
+                             "(`audiotools manifest` rejects it).")
     batch = audio[None].to(device)
     if kind == "tokens":
         return codec.encode_to_tokens(batch, chunk_seconds)[0].cpu()

@@ -1,0 +1,56 @@
+"""What the commands share about their arguments: types, so that a bad value is argparse's
+one-line usage error naming the option before any model is loaded, and reading an input file."""
+from __future__ import annotations
+
+import argparse
+import math
+from pathlib import Path
+from typing import Any
+
+
+def finite_float(text: str) -> float:
+    """A float that is a number: `nan` and `inf` pass every range check the pipelines make
+    (NaN compares false) and then give silent audio or a crash."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a finite number")
+    return value
+
+
+def device(text: str) -> str:
+    """cpu, cuda or cuda:N, where the GPU is visible (torch's own error names no option)."""
+    kind, _, index = text.partition(":")
+    if kind == "cpu" and not index:
+        return text
+    if kind != "cuda" or (index and not index.isdigit()):
+        raise argparse.ArgumentTypeError(f"{text!r}: use cpu, cuda or cuda:N")
+    import torch
+    if not torch.cuda.is_available():
+        raise argparse.ArgumentTypeError(
+            f"{text}: no CUDA device is visible here; use cpu (docs/installation.md says which "
+            "NVIDIA driver the installed torch needs)")
+    if index and int(index) >= torch.cuda.device_count():
+        raise argparse.ArgumentTypeError(
+            f"{text}: this machine has {torch.cuda.device_count()} CUDA device(s), cuda:0 .. "
+            f"cuda:{torch.cuda.device_count() - 1}")
+    return text
+
+
+def add_device_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--device", type=device, default="cpu",
+                        help="cpu, cuda or cuda:N (default cpu)")
+
+
+def read_input(path: Path) -> tuple[Any, int]:
+    """An input clip (channels, samples) and its rate; a missing, unreadable or empty file is
+    an AudioFileError naming it."""
+    from ..data.audio import AudioFileError, audio_read
+    if path.is_dir():
+        raise AudioFileError(f"{path} is a folder; give an audio file.")
+    audio, rate = audio_read(path)
+    if audio.shape[-1] == 0:
+        raise AudioFileError(f"{path}: the file holds no samples.")
+    return audio, rate
