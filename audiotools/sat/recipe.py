@@ -97,6 +97,14 @@ def config_paths(config_dir: Path, family: str, stem: str) -> dict[str, Path]:
             "dset": config_dir / "dset" / f"{stem}.yaml"}
 
 
+def _holds(path: Path, text: str) -> bool:
+    """Whether the file holds exactly this text (a binary file does not)."""
+    try:
+        return path.read_text(encoding="utf-8") == text
+    except UnicodeDecodeError:
+        return False
+
+
 def dora_command(config_dir: Path, family: str, stem: str) -> str:
     """The command that runs the recipe (with AUDIOTOOLS_CONFIG_PATH when Hydra needs it)."""
     command = f"dora run solver={family}/{stem}"
@@ -109,18 +117,23 @@ def write(migration: Migration, config_dir: Path, stem: str,
           manifest_dir: str = DEFAULT_MANIFEST_DIR, force: bool = False, reuse: bool = False,
           texts: dict[str, str] | None = None) -> Written:
     """Write the recipe, model and dset files and the manifests. An existing config file is
-    an error unless `force` (overwrite) or, with `reuse`, it holds exactly this content."""
+    an error unless `force` (overwrite) or, with `reuse`, it holds exactly this content; an
+    existing manifest is one unless `force` or it holds exactly these entries (manifests of
+    one --name are shared by every config dir, and another recipe may read them)."""
     texts = texts or render(migration, stem, manifest_dir)
     paths = config_paths(config_dir, migration.family, stem)
+    manifests = {split: resolve_path(_manifest_ref(manifest_dir, stem, split))
+                 for split in migration.manifests}
     clashing = [str(path) for kind, path in paths.items() if path.exists()
                 and not (reuse and path.read_text(encoding="utf-8") == texts[kind])]
+    clashing += [str(path) for split, path in manifests.items() if path.exists()
+                 and not _holds(path, texts[f"manifest:{split}"])]
     if clashing and not force:
         raise ConfigError(f"{', '.join(clashing)} already exist(s); pass --force to overwrite, "
                           "or choose another --name.")
     files = dict(paths)
     for split, entries in migration.manifests.items():
-        files[f"manifest:{split}"] = write_manifest(
-            entries, resolve_path(_manifest_ref(manifest_dir, stem, split)))
+        files[f"manifest:{split}"] = write_manifest(entries, manifests[split])
     for kind, path in paths.items():
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{path.name}.tmp")

@@ -71,6 +71,32 @@ def test_migrate_writes_the_recipe_and_lists_what_is_not_reproduced(sat_run, tmp
     assert cli(["migrate", *sat_run, "--force"]) == 0
 
 
+def test_manifests_another_recipe_reads_are_not_overwritten(sat_run, audio_dir, tmp_path,
+                                                           capsys):
+    """Manifests of one --name are shared by every config dir: a second migration of the same
+    data may rewrite them, one of other data may not without --force."""
+    assert cli(["migrate", *sat_run]) == 0
+    manifest = tmp_path / "manifests" / "tiny" / "train.jsonl"
+    first = manifest.read_text()
+    elsewhere = [*sat_run[:5], str(tmp_path / "config2"), *sat_run[6:]]
+    assert cli(["migrate", *elsewhere]) == 0 and manifest.read_text() == first
+    fewer = tmp_path / "fewer"
+    fewer.mkdir()
+    for clip in sorted(audio_dir.iterdir())[:2]:
+        (fewer / clip.name).write_bytes(clip.read_bytes())
+    other = write_json(tmp_path / "other.json", {
+        "dataset_type": "audio_dir", "datasets": [{"id": "music", "path": str(fewer)}],
+        "random_crop": True})
+    moved = [*elsewhere[:3], str(other), "--config-dir", str(tmp_path / "config3"),
+             *elsewhere[6:]]
+    capsys.readouterr()
+    assert cli(["migrate", *moved]) == 2
+    assert f"{manifest} already exist(s); pass --force" in capsys.readouterr().err
+    assert manifest.read_text() == first and not (tmp_path / "config3").exists()
+    assert cli(["migrate", *moved, "--force"]) == 0
+    assert len(manifest.read_text().splitlines()) == 2
+
+
 @pytest.mark.slow
 def test_migrated_recipe_trains_with_dora(sat_run, dora_dir, tmp_path, monkeypatch):
     monkeypatch.setenv("AUDIOTOOLS_CONFIG_PATH", f"file://{tmp_path / 'config'}")
