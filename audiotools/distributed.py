@@ -20,7 +20,7 @@ import torch
 from dora import distrib as dora_distrib
 from dora.distrib import DistribSpec
 
-from .errors import ConfigError
+from .errors import CheckpointError, ConfigError
 
 logger = logging.getLogger(__name__)
 
@@ -67,13 +67,22 @@ def _dora_run_args(argv: Sequence[str]) -> argparse.Namespace | None:
     return args if args.command == "run" else None
 
 
-def check_launch(cfg: Any, argv: Sequence[str] | None = None) -> None:
+def check_launch(cfg: Any, argv: Sequence[str] | None = None,
+                 folder: Path | None = None) -> None:
     """Refuse, before Dora creates the XP folder, a `dora run` that cannot start here: the
     error is printed once and nothing is left behind. Only `dora run` is checked: `dora grid`
-    prepares XPs on a login node for GPU jobs elsewhere."""
+    prepares XPs on a login node for GPU jobs elsewhere. `folder`: the XP's, which `--clear`
+    must not delete under a run that holds its lock (both would then write into it)."""
     args = _dora_run_args(sys.argv if argv is None else argv)
     if args is None:
         return
+    if args.clear and folder is not None:
+        from .experiments import is_running
+        if is_running(folder):
+            raise CheckpointError(
+                f"`dora run --clear` would delete {folder} under the run that holds its lock, "
+                "which would go on writing there. Stop that run first (Ctrl-C, kill, or "
+                "scancel for a SLURM job), then clear.")
     if cfg.device == "cuda" and not torch.cuda.is_available():
         raise ConfigError("device=cuda but no CUDA device is visible here; use device=cpu, or "
                           "device=auto (cuda when there is one). docs/installation.md says "

@@ -65,7 +65,7 @@ class AudiotoolsMain(HydraMain):
         except (HydraException, OmegaConfBaseException) as error:
             raise ConfigError(_explain_composition_error(error, argv)) from None
         validate_config(xp.cfg)
-        distributed.check_launch(xp.cfg)
+        distributed.check_launch(xp.cfg, folder=xp.folder)
         return xp
 
     def get_slurm_config(self) -> SlurmConfig:

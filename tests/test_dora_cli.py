@@ -99,6 +99,11 @@ def test_second_concurrent_run_is_refused(dora_dir):
         assert second.returncode != 0
         assert "is already running" in second.stderr
         assert "Traceback" not in second.stderr
+        # --clear would delete the folder under the first run, which would go on writing.
+        cleared = dora_command("run", "--clear", *args, check=False)
+        assert cleared.returncode != 0 and "Traceback" not in cleared.stderr
+        assert "would delete" in cleared.stderr and "Stop that run first" in cleared.stderr
+        assert any((f / "checkpoint.th").exists() for f in _xp_folders(dora_dir))
         assert first.poll() is None, "the first run must be unharmed"
     finally:
         os.killpg(first.pid, signal.SIGTERM)
