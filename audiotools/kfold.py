@@ -12,26 +12,39 @@ from dataclasses import dataclass
 from dora import XP
 from omegaconf import OmegaConf
 
+from .errors import ConfigError
+
 
 def fold_ids(overrides: Sequence[str]) -> list[int]:
     """The folds present in the data the overrides select (read once; audio features cached)."""
     import numpy as np
 
-    from .solvers.classifier import ClassifierConfig, load_arrays
+    from .families import validate_config
+    from .solvers.classifier import load_arrays
+    from .solvers.classifier_config import ClassifierConfig
     from .train import main
     xp = main.get_xp(list(overrides))
-    settings = ClassifierConfig.model_validate(_plain(xp.cfg))
+    settings = validate_config(xp.cfg)
+    if not isinstance(settings, ClassifierConfig):
+        given = next((arg for arg in reversed(overrides) if arg.startswith("solver=")),
+                     f"solver={xp.cfg.solver}")
+        raise ConfigError(f"kfold runs classifier recipes (solver=classifier/...); {given} is "
+                          f"a {xp.cfg.solver} recipe.")
     return [int(fold) for fold in np.unique(load_arrays(settings).folds)]
 
 
-def _plain(cfg) -> dict:
-    return OmegaConf.to_container(cfg, resolve=True)  # type: ignore[return-value]
+def _sets_fold(arg: str) -> bool:
+    return arg.lstrip("+~").startswith("dataset.fold=")
 
 
 def fold_argvs(overrides: Sequence[str]) -> list[list[str]]:
-    """One argv per fold: the user's overrides, then `dataset.fold=K`."""
-    kept = [arg for arg in overrides if not arg.startswith("dataset.fold=")]
-    return [[*kept, f"dataset.fold={fold}"] for fold in fold_ids(kept)]
+    """One argv per fold: the user's overrides, then `dataset.fold=K`. A `dataset.fold` of the
+    user's is refused: kfold would replace it, and the user meant one fold or all of them."""
+    given = [arg for arg in overrides if _sets_fold(arg)]
+    if given:
+        raise ConfigError(f"kfold sets dataset.fold itself (one XP per fold): drop {given[0]}. "
+                          "To train that fold alone, use `dora run` with the same overrides.")
+    return [[*overrides, f"dataset.fold={fold}"] for fold in fold_ids(overrides)]
 
 
 def fold_groups(xps: Sequence[XP]) -> list[list[XP]]:

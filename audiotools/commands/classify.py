@@ -10,11 +10,23 @@ NAME = "classify"
 HELP = "Predict the class of audio files with an exported classifier."
 
 
+def _at_least_one(text: str) -> int:
+    """A count of classes to print: 0 or less would show nothing the user asked for."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value}: give 1 or more classes to print")
+    return value
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("model", help="exported classifier (.safetensors), XP signature or "
                                       "//sig/SIG")
     parser.add_argument("files", type=Path, nargs="+", help="audio files (any rate, channels)")
-    parser.add_argument("--top", type=int, default=1, help="print the K most likely classes")
+    parser.add_argument("--top", type=_at_least_one, default=1, metavar="K",
+                        help="print the K (1 or more) most likely classes")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -30,6 +42,6 @@ def run(args: argparse.Namespace) -> int:
             failures += 1
             continue
         shown = "\t".join(f"{name}\t{probability:.4f}"
-                          for name, probability in ranking[:max(1, args.top)])
+                          for name, probability in ranking[:args.top])
         print(f"{path}\t{shown}")
     return 1 if failures else 0

@@ -96,6 +96,12 @@ def load_audio_folder(root: str | Path, mel: MelSettings = MelSettings(), *,
     groups = [_group(path, root, group_pattern) for path in kept_files]
     if folds_file:
         folds = _folds_from_file(resolve_path(folds_file), groups, kept_files)
+        found = len(np.unique(folds))
+        if found != num_folds:  # the file decides (docs/solvers/classifier.md); say so
+            logger.warning("dataset.num_folds=%d is not used: dataset.folds_file=%s assigns "
+                           "%d folds, which are the folds (dataset.num_folds=%d says so; "
+                           "dataset.folds_file=null deals the groups to num_folds folds).",
+                           num_folds, folds_file, found, found)
     else:
         folds = _deal_folds(groups, num_folds)
     return FeatureArrays(features, labels[kept].astype(np.int64), folds,

@@ -18,6 +18,8 @@ from ..errors import CheckpointError
 
 LATEST = "checkpoint.th"
 _EPOCH_FILE = re.compile(r"^checkpoint_(\d+)\.th$")
+# What Dora and the solver write in every XP folder (beside checkpoints).
+XP_FOLDER_MARKERS = (".argv.json", "history.json", ".hydra")
 
 
 def epoch_path(folder: Path, epoch: int) -> Path:
@@ -83,14 +85,39 @@ def load(path: Path) -> dict[str, Any]:
     return state
 
 
+def in_xp_folder(path: Path) -> bool:
+    """Whether `path` is an XP's own checkpoint (checkpoint.th or checkpoint_N.th in a folder
+    Dora made): only then is restarting the XP, which deletes that folder, a way out."""
+    if path.name != LATEST and not _EPOCH_FILE.match(path.name):
+        return False
+    return any((path.parent / marker).exists() for marker in XP_FOLDER_MARKERS)
+
+
+def _reason(error: Exception) -> str:
+    """What went wrong in one line: torch's weights_only refusal spans a dozen lines of advice
+    that does not apply here (audiotools never loads checkpoints with weights_only=False)."""
+    text = str(error)
+    if "Weights only load failed" in text:
+        detail = text.partition("WeightsUnpickler error:")[2].strip().splitlines()
+        text = "not a torch file audiotools wrote" + (f": {detail[0]}" if detail else "")
+    else:
+        text = " ".join(text.split())
+    if len(text) > 200:
+        text = text[:200] + "..."
+    return f"{type(error).__name__}: {text}"
+
+
 def _corrupt_message(path: Path, error: Exception) -> str:
+    message = f"Cannot read checkpoint {path} ({_reason(error)}). It is not overwritten; "
+    if not in_xp_folder(path):
+        return message + ("it is not the checkpoint of an XP folder `dora run` made: give an XP "
+                          "(SIG, //sig/SIG, its folder) or its checkpoint.th.")
     folder = path.parent
     older = [p.name for _, p in numbered_checkpoints(folder) if p != path]
     ways = [f"restart this XP from scratch with `dora run --clear ...` (deletes {folder})"]
     if older:
         ways.insert(0, f"restore an earlier checkpoint: cp {folder / older[-1]} {path}")
-    return (f"Cannot read checkpoint {path} ({type(error).__name__}: {error}). "
-            "It is not overwritten; ways out: " + "; or ".join(ways) + ".")
+    return message + "ways out: " + "; or ".join(ways) + "."
 
 
 def capture_rng() -> dict[str, Any]:

@@ -146,6 +146,35 @@ def from_checkpoint(path: Path) -> Export:
                       str(state.get("xp.sig", "")), len(state.get("history", [])), str(path))
 
 
+SOURCES = "an XP signature, //sig/SIG, an XP folder or its checkpoint.th"
+
+
+def _xp_source(source: str) -> Path:
+    """The checkpoint `audiotools export` reads for `source`; a file that is no XP
+    checkpoint (an export, audio...) is refused as what it is, before torch tries to
+    unpickle it and blames a damaged XP."""
+    path = resolve_path(source)
+    if path.is_file() and path.suffix != ".th":
+        if path.suffix == ".safetensors" and _readable_export(path):
+            raise CheckpointError(
+                f"{source} is already an exported model: use it as it is (audiotools "
+                f"classify/generate, continue_from=...). Export reads {SOURCES}.")
+        raise CheckpointError(f"{source} is not an XP checkpoint or XP folder: export reads "
+                              f"{SOURCES}.")
+    return checkpoint_of(source, path)
+
+
+def _readable_export(path: Path) -> bool:
+    try:
+        return export_version(path) is not None
+    except CheckpointError:
+        return False
+
+
 def export_checkpoint(source: str, out: Path) -> Path:
-    """Write the best weights of an XP's checkpoint as an exported model."""
-    return write(out, from_checkpoint(checkpoint_of(source)))
+    """Write the best weights of an XP's checkpoint as an exported model (an OUT not named
+    .safetensors is refused: tools pick the reader by its suffix)."""
+    if out.suffix != ".safetensors":
+        raise CheckpointError(f"{out}: an export is a safetensors file, so its name must end "
+                              f"in .safetensors (e.g. {out.stem or 'model'}.safetensors).")
+    return write(out, from_checkpoint(_xp_source(source)))

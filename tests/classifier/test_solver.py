@@ -147,3 +147,36 @@ def test_digits_labels_follow_the_digit_order(dora_dir):
     solver = build(make_xp("solver=classifier/debug"))
     assert solver.arrays.class_names[:3] == ["zero", "one", "two"]
     solver.close()
+
+
+def test_kfold_refuses_a_recipe_of_another_family(dora_dir, capsys):
+    assert cli(["kfold", "solver=diffusion/debug"]) == 2
+    err = capsys.readouterr().err
+    assert err == ("error: kfold runs classifier recipes (solver=classifier/...); "
+                   "solver=diffusion/debug is a diffusion recipe.\n")
+
+
+def test_kfold_refuses_a_fold_of_the_user(dora_dir, capsys):
+    assert cli(["kfold", "solver=classifier/debug", "dataset.fold=2"]) == 2
+    err = capsys.readouterr().err
+    assert "kfold sets dataset.fold itself" in err and "drop dataset.fold=2" in err
+    assert not list(dora_dir.glob("xps/*"))  # refused before any XP is made
+
+
+def test_num_folds_that_disagrees_with_the_folds_file_is_said_to_be_unused(dora_dir, caplog):
+    """The digits' folds file decides the folds (docs/solvers/classifier.md): a num_folds
+    that counts others is not silently dropped."""
+    solver = build(make_xp("solver=classifier/debug", "dataset.num_folds=2"))
+    assert sorted(set(solver.arrays.folds.tolist())) == [0, 1, 2, 3, 4]
+    solver.close()
+    assert ("dataset.num_folds=2 is not used: dataset.folds_file=//datasets/digits/folds.csv "
+            "assigns 5 folds") in caplog.text
+
+
+@pytest.mark.parametrize("top", ["0", "-1"])
+def test_classify_refuses_top_below_one(tmp_path, capsys, top):
+    with pytest.raises(SystemExit) as stopped:
+        cli(["classify", str(tmp_path / "none.safetensors"), str(tmp_path / "a.wav"),
+             "--top", top])
+    assert stopped.value.code == 2
+    assert f"argument --top: {top}: give 1 or more classes to print" in capsys.readouterr().err

@@ -78,3 +78,42 @@ def test_export_errors_are_clear(dora_dir, tmp_path, capsys):
     bogus.write_bytes(b"not safetensors")
     with pytest.raises(CheckpointError, match="Cannot read"):
         export.read(bogus)
+
+
+def test_export_refuses_what_is_no_xp_and_names_what_it_reads(dora_dir, tmp_path, capsys):
+    source = train("optim.epochs=1")
+    exported = tmp_path / "toy.safetensors"
+    assert cli(["export", source.xp.sig, str(exported)]) == 0
+    audio = tmp_path / "a.wav"
+    audio.write_bytes(b"RIFF not really audio")
+    capsys.readouterr()
+    for given, what in ((exported, "is already an exported model"),
+                        (audio, "is not an XP checkpoint or XP folder")):
+        assert cli(["export", str(given), str(tmp_path / "again.safetensors")]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and f"{given} {what}" in err
+        assert "//sig/SIG, an XP folder or its checkpoint.th" in err
+        assert "--clear" not in err and "deletes" not in err and "weights_only" not in err
+    assert not (tmp_path / "again.safetensors").exists()
+
+
+def test_export_refuses_an_output_not_named_safetensors(dora_dir, tmp_path, capsys):
+    source = train("optim.epochs=1")
+    out = tmp_path / "out.wav"
+    assert cli(["export", source.xp.sig, str(out)]) == 2
+    assert f"{out}: an export is a safetensors file" in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_unreadable_checkpoint_outside_an_xp_folder_advises_no_deletion(tmp_path):
+    from audiotools.io import checkpoint
+    path = tmp_path / "checkpoint.th"
+    export.write(tmp_path / "m.safetensors", export.Export("toy", {}, {"model": {
+        "w": torch.zeros(2)}}))
+    path.write_bytes((tmp_path / "m.safetensors").read_bytes())
+    with pytest.raises(CheckpointError) as error:
+        checkpoint.load(path)
+    message = str(error.value)
+    assert str(path) in message and "not the checkpoint of an XP folder" in message
+    assert "--clear" not in message and "deletes" not in message
+    assert "\n" not in message and "weights_only" not in message
