@@ -20,6 +20,17 @@ def finite_float(text: str) -> float:
     return value
 
 
+def positive_int(text: str) -> int:
+    """A count of 1 or more (0 or less would ask for nothing)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value}: give 1 or more")
+    return value
+
+
 def device(text: str) -> str:
     """cpu, cuda or cuda:N, where the GPU is visible (torch's own error names no option)."""
     kind, _, index = text.partition(":")

@@ -6,26 +6,17 @@ import argparse
 import sys
 from pathlib import Path
 
+from .arguments import positive_int
+
 NAME = "classify"
 HELP = "Predict the class of audio files with an exported classifier."
-
-
-def _at_least_one(text: str) -> int:
-    """A count of classes to print: 0 or less would show nothing the user asked for."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{value}: give 1 or more classes to print")
-    return value
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("model", help="exported classifier (.safetensors), XP signature or "
                                       "//sig/SIG")
     parser.add_argument("files", type=Path, nargs="+", help="audio files (any rate, channels)")
-    parser.add_argument("--top", type=_at_least_one, default=1, metavar="K",
+    parser.add_argument("--top", type=positive_int, default=1, metavar="K",
                         help="print the K (1 or more) most likely classes")
 
 

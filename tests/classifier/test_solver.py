@@ -179,4 +179,4 @@ def test_classify_refuses_top_below_one(tmp_path, capsys, top):
         cli(["classify", str(tmp_path / "none.safetensors"), str(tmp_path / "a.wav"),
              "--top", top])
     assert stopped.value.code == 2
-    assert f"argument --top: {top}: give 1 or more classes to print" in capsys.readouterr().err
+    assert f"argument --top: {top}: give 1 or more" in capsys.readouterr().err
