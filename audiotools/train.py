@@ -63,10 +63,35 @@ class AudiotoolsMain(HydraMain):
         except MissingMandatoryValue as error:
             raise ConfigError(missing_value_message(str(error.full_key))) from None
         except (HydraException, OmegaConfBaseException) as error:
-            raise ConfigError(_explain_composition_error(error, argv)) from None
+            unknown = re.search(r"Could not override '([^']+)'", str(error))
+            raise ConfigError((unknown and self._unknown_key(unknown.group(1), argv))
+                              or _explain_composition_error(error, argv)) from None
         validate_config(xp.cfg)
         distributed.check_launch(xp.cfg, folder=xp.folder)
         return xp
+
+    def _unknown_key(self, key: str, argv: Sequence[str]) -> str | None:
+        """`key=...` names no key of the recipe: the keys its section does have (Hydra's own
+        advice, `+key=...`, only moves the error to the schema). None when the config does
+        not compose without it either."""
+        others = [arg for arg in argv if arg.partition("=")[0].lstrip("+~") != key]
+        try:
+            cfg = super().get_xp(others).cfg
+        except (HydraException, OmegaConfBaseException):
+            return None
+        node: DictConfig = cfg
+        parts = key.split(".")
+        for depth, part in enumerate(parts):  # down to the first name the config lacks
+            if part not in node:
+                section = ".".join(parts[:depth])
+                where = f"section '{section}'" if section else "the config"
+                return (f"{'.'.join(parts[:depth + 1])}: unknown key in {where}. Valid keys: "
+                        f"{', '.join(sorted(node.keys()))}.")
+            child = node[part]
+            if not isinstance(child, DictConfig):
+                return None
+            node = child
+        return None
 
     def get_slurm_config(self) -> SlurmConfig:
         """config.yaml's `slurm:` with the team file's over it, for `dora grid`/`dora launch`

@@ -112,7 +112,8 @@ def test_second_concurrent_run_is_refused(dora_dir):
 
 @pytest.mark.parametrize("override,expected", [
     ("solver=nope/recipe", "solver=nope/recipe: no such recipe"),
-    ("optim.lrr=0.1", "optim.lrr"),
+    ("optim.lrr=0.1", "optim.lrr: unknown key in section 'optim'. Valid keys: accumulation"),
+    ("optimm.lr=0.1", "optimm: unknown key in the config. Valid keys: checkpoint"),
     ("optim.lr=fast", "optim.lr = 'fast'"),
     ("precision=bf16", "Input should be '32', 'bf16-mixed', '16-mixed' or 'auto'"),
 ])
