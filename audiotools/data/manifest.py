@@ -163,6 +163,22 @@ def _lines(path: Path) -> Iterator[tuple[int, str]]:
                 yield number, line
 
 
+def _entry(path: Path, number: int, line: str) -> dict[str, Any]:
+    """Line `number` of manifest `path` as an entry, its path made absolute."""
+    try:
+        entry = json.loads(line)
+    except json.JSONDecodeError as err:
+        raise ConfigError(f"{path}:{number}: not valid JSON ({err}).") from err
+    if not isinstance(entry, dict):
+        raise ConfigError(f"{path}:{number}: not a JSON object; each line is one file's entry.")
+    missing = [k for k in REQUIRED_KEYS if k not in entry]
+    if missing:
+        raise ConfigError(f"{path}:{number}: missing {', '.join(missing)}; each line needs "
+                          f"{', '.join(REQUIRED_KEYS)}.")
+    entry["path"] = str((path.parent / entry["path"]).resolve())
+    return entry
+
+
 def read_manifest(path: str | os.PathLike) -> list[dict[str, Any]]:
     """Entries of a manifest with absolute paths (relative ones are taken from the manifest's
     folder). Raises ConfigError naming the file and line of anything malformed."""
@@ -170,18 +186,11 @@ def read_manifest(path: str | os.PathLike) -> list[dict[str, Any]]:
     if not path.is_file():
         raise ConfigError(f"manifest {path} does not exist; build one with "
                           "`audiotools manifest ROOT OUT.jsonl`.")
-    entries = []
-    for number, line in _lines(path):
-        try:
-            entry = json.loads(line)
-        except json.JSONDecodeError as err:
-            raise ConfigError(f"{path}:{number}: not valid JSON ({err}).") from err
-        missing = [k for k in REQUIRED_KEYS if k not in entry]
-        if missing:
-            raise ConfigError(f"{path}:{number}: missing {', '.join(missing)}; each line needs "
-                              f"{', '.join(REQUIRED_KEYS)}.")
-        entry["path"] = str((path.parent / entry["path"]).resolve())
-        entries.append(entry)
+    try:
+        entries = [_entry(path, number, line) for number, line in _lines(path)]
+    except (UnicodeDecodeError, OSError) as err:  # audio, an archive, a .gz that is not gzip
+        raise ConfigError(f"{path} is not a manifest (JSON lines of text: {err}); build one "
+                          "with `audiotools manifest ROOT OUT.jsonl`.") from err
     if not entries:
         raise ConfigError(f"manifest {path} lists no files.")
     return entries

@@ -60,6 +60,11 @@ def write_shards(entries: list[dict[str, Any]], outdir: str | os.PathLike,
     if samples_per_shard < 1:
         raise ConfigError(f"samples_per_shard={samples_per_shard}; use a positive count.")
     outdir = Path(outdir)
+    missing = [entry["path"] for entry in entries if not Path(entry["path"]).is_file()]
+    if missing:
+        more = f" and {len(missing) - 1} more" if len(missing) > 1 else ""
+        raise ConfigError(f"{missing[0]}{more}: no such file, listed in the manifest; rebuild "
+                          "it with `audiotools manifest` (nothing was written).")
     previous = shard_folder_contents(outdir)
     if previous and not force:
         shown = ", ".join(path.name for path in previous[:3])

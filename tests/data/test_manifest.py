@@ -145,3 +145,14 @@ def test_read_manifest_names_file_and_line_of_bad_entries(tmp_path):
         read_manifest(path)
     with pytest.raises(ConfigError, match="does not exist"):
         read_manifest(tmp_path / "nope.jsonl")
+    path.write_text("[1, 2]\n")
+    with pytest.raises(ConfigError, match=r"m.jsonl:1: not a JSON object"):
+        read_manifest(path)
+    audio = tmp_path / "a.wav"
+    audio.write_bytes(b"RIFF\x24\x00\x00\x00WAVEfmt \x10\x00\x00\x00\x01\x00\xff\xfe")
+    with pytest.raises(ConfigError, match=r"a.wav is not a manifest \(JSON lines of text"):
+        read_manifest(audio)
+    fake = tmp_path / "x.jsonl.gz"
+    fake.write_text("plain")
+    with pytest.raises(ConfigError, match=r"x.jsonl.gz is not a manifest"):
+        read_manifest(fake)

@@ -35,6 +35,10 @@ def test_write_shards_and_index(entries, tmp_path):
     assert shard_urls(pattern) == [str(p) for p in paths]
     with pytest.raises(ConfigError, match="samples_per_shard=0"):
         write_shards(entries, tmp_path / "x", 0)
+    gone = [*entries, {**entries[0], "path": str(tmp_path / "gone.wav")}]
+    with pytest.raises(ConfigError, match=r"gone.wav: no such file, listed in the manifest"):
+        write_shards(gone, tmp_path / "y", 2)
+    assert not (tmp_path / "y").exists()
 
 
 def test_fixed_pass_yields_the_same_items_as_the_segment_dataset(entries, tmp_path):
