@@ -144,7 +144,7 @@ def test_user_errors_are_one_message_naming_the_path(tmp_path, folder, capsys, c
     else:
         cnn = {"channels": [4], "pools": [[2, 2]], "n_mels": 16, "num_classes": 2}
         codec = _export(tmp_path, "classifier", cnn, "cnn.safetensors")
-        expected = f"{codec} is a classifier model; this needs a autoencoder model"
+        expected = f"{codec} is a classifier model; this needs an autoencoder model"
     assert codec_eval["main"]([str(codec), str(audio)]) == 2
     captured = capsys.readouterr()
     assert captured.err.startswith("error: ") and expected in captured.err

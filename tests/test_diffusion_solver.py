@@ -193,6 +193,10 @@ def test_latent_diffusion_on_pre_encoded_latents_through_dora(tones, dora_dir):
                  export.Export("autoencoder", VAE, {"model": other.state_dict()}))
     with pytest.raises(CheckpointError, match="now holds other weights"):
         audiotools.load(out)
+    (tones / "vae.safetensors").unlink()  # the codec gone: said to be the model's codec
+    with pytest.raises(CheckpointError, match=r"was trained on the codec .*vae.safetensors, "
+                                              r"which cannot be loaded \(.*does not exist"):
+        audiotools.load(out)
 
 
 @pytest.mark.slow

@@ -111,7 +111,7 @@ def test_newer_format_unknown_family_and_wrong_family_are_refused(tmp_path):
     with pytest.raises(ConfigError, match="family='vocoder': no such model family"):
         audiotools.load(path)
     ae, _ = _autoencoder_export(tmp_path / "ae.safetensors")
-    with pytest.raises(CheckpointError, match="is a autoencoder model; this needs a classifier"):
+    with pytest.raises(CheckpointError, match="is an autoencoder model; this needs a classifier"):
         load_model(ae, family="classifier")
     with pytest.raises(CheckpointError, match="needs no sat_model_config"):
         audiotools.load(ae, sat_model_config={"model_type": "autoencoder"})

@@ -94,7 +94,12 @@ def trained_codec(described: Mapping[str, Any] | None, device: torch.device | st
     if identity is None and not Path(source).exists():
         raise CheckpointError(f"{label} takes its codec from {source}, which does not exist: "
                               f"put the codec there, or pass one: {_PASS_CODEC}.")
-    codec = load_codec(source, device, scale=described["scale"], stats=stats, **options)
+    try:
+        codec = load_codec(source, device, scale=described["scale"], stats=stats, **options)
+    except CheckpointError as error:
+        raise CheckpointError(f"{label} was trained on the codec {source}, which cannot be "
+                              f"loaded ({error}): put it back, or pass one: {_PASS_CODEC}."
+                              ) from None
     if identity is not None and codec.identity != identity:
         raise CheckpointError(
             f"{label} was trained on the codec {described['source']} (sha256 "

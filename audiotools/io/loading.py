@@ -112,10 +112,15 @@ def build_from_export(export: Export, device: str | torch.device = "cpu") -> Loa
     return LoadedModel(family, model.to(device).eval(), export)
 
 
+def _article(word: str) -> str:
+    return "an" if word[:1].lower() in "aeiou" else "a"
+
+
 def _expected(export: Export, family: str | None) -> Export:
     if family is not None and export.family != family:
-        raise CheckpointError(f"{export.label} is a {export.family or 'unknown'} model; this "
-                              f"needs a {family} model.")
+        found = export.family or "unknown"
+        raise CheckpointError(f"{export.label} is {_article(found)} {found} model; this needs "
+                              f"{_article(family)} {family} model.")
     return export
 
 
