@@ -138,6 +138,11 @@ def test_bad_numbers_devices_and_paths_are_one_error(models, tmp_path, capsys):
     _refused(["reconstruct", models.codec, str(clip), str(notes / "x.wav")], capsys,
              "notes.txt is a file")
     assert notes.read_text() == "mine" and not out.exists()
+    # Windows shorter than twice the overlap they share were mostly overlap (slow, no gain).
+    _refused(["reconstruct", models.codec, str(clip), str(out), "--chunk-seconds", "0.001"],
+             capsys, "chunk_seconds=0.001 is 0 frames", "windows need at least 64 frames")
+    _refused(["pre-encode", models.codec, str(tmp_path / "none.jsonl"), str(tmp_path / "pe"),
+              "--chunk-seconds", "0"], capsys, "--chunk-seconds=0.0", "longer than 0 s")
     assert cli(["reconstruct", models.codec, str(clip), str(tmp_path / "new/r.wav")]) == 0
     assert sf.info(tmp_path / "new/r.wav").frames == 8000
 

@@ -17,6 +17,8 @@ from typing import Any, Protocol, runtime_checkable
 import torch
 from torch import nn
 
+from .autoencoder.chunking import window_frames
+
 
 @runtime_checkable
 class Codec(Protocol):
@@ -126,7 +128,7 @@ class FrozenCodec(nn.Module):
     def _chunking(self, chunk_seconds: float | None) -> dict[str, int]:
         if chunk_seconds is None:
             return {}
-        return {"chunk_frames": max(2, round(chunk_seconds * self.frame_rate))}
+        return {"chunk_frames": window_frames(chunk_seconds, self.frame_rate)}
 
     @torch.no_grad()
     def encode_raw(self, audio: torch.Tensor, chunk_seconds: float | None = None,

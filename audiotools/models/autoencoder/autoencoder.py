@@ -26,14 +26,11 @@ from .bottlenecks import (
     TanhBottleneck,
     VAEBottleneck,
 )
-from .chunking import run_chunked
+from .chunking import DEFAULT_OVERLAP_FRAMES, run_chunked, window_frames
 from .config import AutoencoderConfig, validate_autoencoder_config
 from .oobleck import OobleckDecoder, OobleckEncoder
 from .seanet import SEANetDecoder, SEANetEncoder
 from .spectral import ISTFTDecoder, STFTEncoder
-
-# Frames shared by neighbouring windows in chunked encode/decode (as stable-audio-tools).
-DEFAULT_OVERLAP_FRAMES = 32
 
 
 @dataclass
@@ -194,14 +191,11 @@ class AudioAutoencoder(nn.Module):
         """Encode (deterministically) and decode audio of any length; same shape out.
 
         `chunk_seconds` bounds memory on long audio: windows of that duration overlapping by
-        DEFAULT_OVERLAP_FRAMES (at most half a window)."""
-        chunk_frames = None
-        overlap = DEFAULT_OVERLAP_FRAMES
-        if chunk_seconds is not None:
-            chunk_frames = max(2, round(chunk_seconds * self.frame_rate))
-            overlap = min(DEFAULT_OVERLAP_FRAMES, chunk_frames // 2)
-        latents = self.encode(audio, chunk_frames=chunk_frames, overlap_frames=overlap)
-        return self.decode(latents, chunk_frames, overlap)[..., :audio.shape[-1]]
+        DEFAULT_OVERLAP_FRAMES (at least twice that long)."""
+        chunk_frames = (None if chunk_seconds is None
+                        else window_frames(chunk_seconds, self.frame_rate))
+        latents = self.encode(audio, chunk_frames=chunk_frames)
+        return self.decode(latents, chunk_frames)[..., :audio.shape[-1]]
 
 
 def build_autoencoder(config: Mapping[str, Any] | BaseModel) -> AudioAutoencoder:

@@ -12,6 +12,24 @@ from collections.abc import Callable
 
 import torch
 
+from ...errors import ConfigError
+
+# Frames shared by neighbouring windows in chunked encode/decode (as stable-audio-tools).
+DEFAULT_OVERLAP_FRAMES = 32
+
+
+def window_frames(chunk_seconds: float, frame_rate: float,
+                  overlap_frames: int = DEFAULT_OVERLAP_FRAMES) -> int:
+    """Frames of a `chunk_seconds` window, refused below twice the overlap its neighbours
+    share: such windows are mostly overlap, slower than none and saving no memory."""
+    frames = round(chunk_seconds * frame_rate)
+    least = 2 * overlap_frames
+    if frames < least:
+        raise ConfigError(f"chunk_seconds={chunk_seconds:g} is {frames} frames at this model's "
+                          f"{frame_rate:g} frames/s; windows need at least {least} frames "
+                          f"({least / frame_rate:.3g} s), or none: the whole audio at once.")
+    return frames
+
 
 def run_chunked(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, chunk_frames: int,
                 overlap_frames: int, in_per_frame: int, out_per_frame: int) -> torch.Tensor:
