@@ -247,3 +247,6 @@ def test_inpaint_regenerates_the_region_only_and_needs_a_diffusion_model(models,
     _refused(["inpaint", models.diffusion, str(clip), "--start", "0.3", "--end", "0.2",
               "--out", str(other)], capsys, "--start 0.3 --end 0.2", "0.5")
     assert not other.exists()
+    _refused(["inpaint", models.diffusion, str(clip), "--start", "0.1", "--end", "0.2",
+              "--out", str(tmp_path / "." / "in.wav")], capsys, "(it is the input file)",
+             "--force")

@@ -25,7 +25,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    options.check_outputs([args.out], args.force)
+    options.check_outputs([args.out], args.force, args.input)
     if args.duration <= 0:
         raise ConfigError(f"--duration {args.duration:g}: give the seconds to add, > 0.")
     audio, rate = read_input(args.input)

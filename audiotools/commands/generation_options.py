@@ -143,8 +143,9 @@ def prepare(args: argparse.Namespace, command: str,
     return Generation(pipeline, family, infos, values, sampling)
 
 
-def check_outputs(paths: Sequence[Path], force: bool) -> None:
-    """Before any work: each path writable as audio, and none there unless --force."""
+def check_outputs(paths: Sequence[Path], force: bool, source: Path | None = None) -> None:
+    """Before any work: each path writable as audio, and none there unless --force (which
+    may replace the input file `source` too: the refusal says when a path is it)."""
     from ..data.audio import WRITE_FORMATS
     for path in paths:
         if path.suffix.lower() not in WRITE_FORMATS:
@@ -156,8 +157,10 @@ def check_outputs(paths: Sequence[Path], force: bool) -> None:
     if existing and not force:
         shown = ", ".join(existing[:5]) + (f" and {len(existing) - 5} more"
                                            if len(existing) > 5 else "")
-        raise ConfigError(f"{shown} exist{'s' if len(existing) == 1 else ''}; choose another "
-                          "--out or pass --force to overwrite.")
+        own = source is not None and any(Path(p).resolve() == source.resolve() for p in existing)
+        raise ConfigError(f"{shown} exist{'s' if len(existing) == 1 else ''}"
+                          f"{' (it is the input file)' if own else ''}; choose another --out or "
+                          "pass --force to overwrite.")
 
 
 def write(path: Path, audio: Any, rate: int, started: float) -> None:

@@ -26,7 +26,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    options.check_outputs([args.out], args.force)
+    options.check_outputs([args.out], args.force, args.input)
     audio, rate = read_input(args.input)
     seconds = audio.shape[-1] / rate
     if not 0 <= args.start < args.end <= seconds + 1e-6:
