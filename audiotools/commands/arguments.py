@@ -33,21 +33,12 @@ def positive_int(text: str) -> int:
 
 def device(text: str) -> str:
     """cpu, cuda or cuda:N, where the GPU is visible (torch's own error names no option)."""
-    kind, _, index = text.partition(":")
-    if kind == "cpu" and not index:
-        return text
-    if kind != "cuda" or (index and not index.isdigit()):
-        raise argparse.ArgumentTypeError(f"{text!r}: use cpu, cuda or cuda:N")
-    import torch
-    if not torch.cuda.is_available():
-        raise argparse.ArgumentTypeError(
-            f"{text}: no CUDA device is visible here; use cpu (docs/installation.md says which "
-            "NVIDIA driver the installed torch needs)")
-    if index and int(index) >= torch.cuda.device_count():
-        raise argparse.ArgumentTypeError(
-            f"{text}: this machine has {torch.cuda.device_count()} CUDA device(s), cuda:0 .. "
-            f"cuda:{torch.cuda.device_count() - 1}")
-    return text
+    from ..errors import ConfigError
+    from ..inference.inputs import checked_device
+    try:
+        return str(checked_device(text))
+    except ConfigError as error:
+        raise argparse.ArgumentTypeError(str(error).removeprefix("device=")) from None
 
 
 def add_device_argument(parser: argparse.ArgumentParser) -> None:

@@ -10,6 +10,7 @@ from ..data.audio import convert_audio
 from ..errors import ConfigError
 from ..io.export import Export
 from ..models.autoencoder import AudioAutoencoder
+from .inputs import checked_clip, checked_seconds
 
 
 @dataclass
@@ -37,10 +38,8 @@ class AutoencoderPipeline:
         return next(self.model.parameters()).device
 
     def _to_model(self, audio: torch.Tensor, sample_rate: int) -> torch.Tensor:
-        if audio.dim() != 2:
-            raise ValueError(f"Expected one clip as (channels, samples); got shape "
-                             f"{tuple(audio.shape)}.")
-        converted = convert_audio(audio.float(), sample_rate, self.sample_rate, self.channels)
+        audio, sample_rate = checked_clip(audio, sample_rate)
+        converted = convert_audio(audio, sample_rate, self.sample_rate, self.channels)
         return converted[None].to(self.device)
 
     @torch.no_grad()
@@ -60,8 +59,9 @@ class AutoencoderPipeline:
         """(audio, its sample rate) after encoding and decoding a clip (channels, samples):
         at the input's rate and channel count (`keep_format`), else the model's. Long clips go
         through in overlapping windows of `chunk_seconds` (None: at once)."""
-        if chunk_seconds is not None and chunk_seconds <= 0:
-            raise ConfigError(f"chunk_seconds={chunk_seconds} must be > 0 (or None: at once).")
+        if chunk_seconds is not None:
+            checked_seconds(chunk_seconds, "chunk_seconds", "a window in seconds (None: at once)")
+        audio, sample_rate = checked_clip(audio, sample_rate)
         output = self.model.reconstruct(self._to_model(audio, sample_rate),
                                         chunk_seconds=chunk_seconds)[0].cpu()
         if not keep_format:

@@ -10,6 +10,7 @@ import torch
 from ..data.audio_folder import MelSettings, audio_features, file_features
 from ..errors import CheckpointError
 from ..io.export import Export
+from .inputs import checked_clip
 
 Ranking = list[tuple[str, float]]
 
@@ -44,6 +45,7 @@ class ClassifierPipeline:
     def classify(self, audio: torch.Tensor, sample_rate: int) -> Ranking:
         """(class name, probability) pairs, most likely first, for a clip (channels, samples)
         at `sample_rate`."""
+        audio, sample_rate = checked_clip(audio, sample_rate)
         return self._rank(torch.from_numpy(audio_features(audio, sample_rate, self.mel)))
 
     def classify_file(self, path: str | Path) -> Ranking:

@@ -31,6 +31,7 @@ from ..models.diffusion import (
 )
 from ..sampling.diffusion import sample
 from .generative import SamplingSettings, exported_conditioners, sampling_defaults
+from .inputs import checked_clip, checked_seconds, checked_seed
 
 Values = Mapping[str, Any]
 # Sampling settings a pipeline takes from its XP's `generate:` section when a call omits them.
@@ -78,18 +79,15 @@ class DiffusionPipeline(SamplingSettings):
 
     def frames(self, duration: float) -> int:
         """Model frames for `duration` seconds, rounded up to what the model takes."""
-        if not duration or duration <= 0:
-            raise ConfigError(f"duration={duration}: give a length in seconds > 0.")
+        duration = checked_seconds(duration)
         multiple = self.model.length_multiple
         return math.ceil(math.ceil(duration * self.frame_rate - 1e-6) / multiple) * multiple
 
 
     def _to_model(self, audio: torch.Tensor, sample_rate: int) -> torch.Tensor:
         """(channels, samples) at any rate -> (1, channels, samples) in the model's format."""
-        if audio.dim() != 2:
-            raise ValueError(f"Expected one clip as (channels, samples); got shape "
-                             f"{tuple(audio.shape)}.")
-        return convert_audio(audio.float(), sample_rate, self.sample_rate,
+        audio, sample_rate = checked_clip(audio, sample_rate)
+        return convert_audio(audio, sample_rate, self.sample_rate,
                              self.channels)[None].to(self.device)
 
     def _encode(self, audio: torch.Tensor) -> torch.Tensor:
@@ -133,7 +131,8 @@ class DiffusionPipeline(SamplingSettings):
                 {**self.conditioners.unconditional(batch, negative), **own})
         return sample(model, (batch, model.io_channels, frames), objective=model.objective,
                       steps=int(self.setting("steps", steps)),
-                      sampler=str(self.setting("sampler", sampler)), seed=seed, cond=cond,
+                      sampler=str(self.setting("sampler", sampler)), seed=checked_seed(seed),
+                      cond=cond,
                       uncond=uncond, cfg_scale=scale,
                       cfg_rescale=float(self.setting("cfg_rescale", cfg_rescale)),
                       cfg_interval=tuple(self.setting("cfg_interval", cfg_interval)),
@@ -193,8 +192,7 @@ class DiffusionPipeline(SamplingSettings):
         """(audio, sample_rate): the clip followed by `duration` new seconds, in the model's
         format. `sampling`: the keyword settings of `generate`."""
         clip = self._to_model(audio, sample_rate)[0].cpu()
-        if duration <= 0:
-            raise ConfigError(f"duration={duration}: give the seconds to add, > 0.")
+        duration = checked_seconds(duration, what="the seconds to add,")
         prompt = clip.shape[-1] / self.sample_rate
         tail = torch.zeros(clip.shape[0], round(duration * self.sample_rate))
         return self.inpaint(torch.cat([clip, tail], dim=-1), self.sample_rate, prompt,

@@ -12,6 +12,7 @@ from ..conditioning import ConditionerSet
 from ..errors import ConfigError
 from ..io.export import Export
 from ..models.codec import FrozenCodec
+from .inputs import checked_finite
 
 
 def exported_conditioners(export: Export, codec: FrozenCodec | None, dim: int,
@@ -54,7 +55,8 @@ class SamplingSettings:
 
     def setting(self, key: str, given: Any = None) -> Any:
         """The value a call that gives `given` for `key` samples with."""
-        return given if given is not None else self.defaults.get(key, self.FALLBACK.get(key))
+        value = given if given is not None else self.defaults.get(key, self.FALLBACK.get(key))
+        return checked_finite(key, value)
 
     def value_sets(self, conditions: Values | Sequence[Values] | None,
                    ) -> tuple[list[Values], bool]:
@@ -64,4 +66,8 @@ class SamplingSettings:
             return [{name: None for name in self.conditioners.names()}], True
         if isinstance(conditions, Mapping):
             return [conditions], True
+        if isinstance(conditions, str) or not isinstance(conditions, Sequence) or not conditions \
+                or not all(isinstance(values, Mapping) for values in conditions):
+            raise ConfigError(f"conditions={conditions!r}: give a mapping of conditioner values "
+                              "(one clip), a non-empty list of them (a batch), or None.")
         return list(conditions), False

@@ -24,6 +24,7 @@ from ..models.codec import FrozenCodec, is_discrete
 from ..models.lm import LMModel
 from ..sampling.tokens import generate as generate_tokens
 from .generative import SamplingSettings, exported_conditioners, sampling_defaults
+from .inputs import checked_clip, checked_seconds, checked_seed
 
 Values = Mapping[str, Any]
 # Sampling settings a pipeline takes from its XP's `generate:` section when a call omits them.
@@ -104,8 +105,7 @@ class MusicGenPipeline(SamplingSettings):
 
     def frames(self, duration: float) -> int:
         """Codec frames that cover `duration` seconds."""
-        if not duration or duration <= 0:
-            raise ConfigError(f"duration={duration}: give a length in seconds > 0.")
+        duration = checked_seconds(duration)
         return math.ceil(duration * self.codec.frame_rate - 1e-6)
 
 
@@ -136,7 +136,7 @@ class MusicGenPipeline(SamplingSettings):
         cond = self.conditioners.encode(values) if self.conditioners.names() else None
         uncond = (self.conditioners.unconditional(len(values), negative)
                   if scale != 1.0 else None)
-        generator = torch.Generator(self.device).manual_seed(seed)
+        generator = torch.Generator(self.device).manual_seed(checked_seed(seed))
         try:
             return generate_tokens(
                 self.model, None, None if prompt is None else prompt.to(self.device), frames,
@@ -177,12 +177,10 @@ class MusicGenPipeline(SamplingSettings):
     def encode(self, audio: torch.Tensor, sample_rate: int) -> torch.Tensor:
         """Tokens (B, K, frames) of a clip (channels, samples) or a batch (B, channels,
         samples) at any rate and channel count."""
-        clips = audio if audio.dim() == 3 else audio[None]
-        if clips.dim() != 3:
-            raise ValueError(f"Expected a clip (channels, samples) or a batch (B, channels, "
-                             f"samples); got shape {tuple(audio.shape)}.")
-        batch = torch.stack([convert_audio(clip.float(), sample_rate, self.sample_rate,
-                                           self.channels) for clip in clips])
+        clips = audio if getattr(audio, "ndim", 0) == 3 else [audio]
+        checked = [checked_clip(clip, sample_rate) for clip in clips]
+        batch = torch.stack([convert_audio(clip, rate, self.sample_rate, self.channels)
+                             for clip, rate in checked])
         return self.codec.encode_to_tokens(batch.to(self.device))
 
     @torch.no_grad()
@@ -193,8 +191,8 @@ class MusicGenPipeline(SamplingSettings):
         reconstructs its tokens, followed by `duration` new seconds, in the model's format.
         The prompt's tokens are kept as given; `sampling`: the keyword settings of
         `generate`."""
-        if duration <= 0:
-            raise ConfigError(f"duration={duration}: give the seconds to add, > 0.")
+        audio, sample_rate = checked_clip(audio, sample_rate)
+        duration = checked_seconds(duration, what="the seconds to add,")
         prompt_seconds = audio.shape[-1] / sample_rate
         self._check_length(prompt_seconds, "the prompt")
         self._check_length(prompt_seconds + duration, "the prompt plus duration")

@@ -129,6 +129,8 @@ def load_model(source: str | Path, device: str | torch.device = "cpu",
     """The model of any source, in eval mode on `device`; `family` refuses any other family
     before building anything. `options` go to a foreign format (e.g. stable-audio-tools'
     `sat_model_config`)."""
+    from ..inference.inputs import checked_device
+    checked_device(device)
     kind, path = _locate(source)
     if kind != "foreign" and options:
         raise CheckpointError(f"{path} is an audiotools {kind}: it needs no "

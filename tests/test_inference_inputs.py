@@ -1,0 +1,93 @@
+"""What a caller hands the pipelines is checked before torch meets it: each bad clip, rate,
+length, seed, setting or device is one ConfigError naming it, never NaN audio, unscaled PCM,
+a dropped batch item or a deep torch error."""
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+import audiotools
+from audiotools.errors import ConfigError
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+@pytest.fixture(scope="module")
+def pipelines(tiny_models):
+    return {name: audiotools.load(getattr(tiny_models, name))
+            for name in ("diffusion", "musicgen", "classifier")} | {
+        "codec": audiotools.load(tiny_models.codec)}
+
+
+def _clip(seconds=0.25, rate=16000):
+    time = torch.arange(round(seconds * rate)) / rate
+    return 0.3 * torch.sin(2 * math.pi * 330 * time)[None]
+
+
+CLIP_CALLS = {
+    "codec": lambda p, audio, rate: p.reconstruct(audio, rate),
+    "classifier": lambda p, audio, rate: p.classify(audio, rate),
+    "diffusion": lambda p, audio, rate: p.continue_(audio, rate, 0.25, steps=1),
+    "musicgen": lambda p, audio, rate: p.continue_(audio, rate, 0.1),
+}
+
+
+@pytest.mark.parametrize("name", list(CLIP_CALLS))
+def test_every_pipeline_refuses_a_bad_clip_or_rate(pipelines, name):
+    call, pipeline, clip = CLIP_CALLS[name], pipelines[name], _clip()
+    cases = [
+        (clip, 0, "sample_rate=0: give the clip's rate in Hz"),
+        (clip, 22050.5, "sample_rate=22050.5"),
+        (clip, "16000", "sample_rate='16000'"),
+        ((clip * 32767).to(torch.int16), 16000, "torch.int16 samples; give float audio"),
+        (torch.full_like(clip, float("nan")), 16000, "NaN or infinite samples"),
+        (clip.T.contiguous(), 16000, "4000 channels of 1 samples; give (channels, samples)"),
+        (torch.zeros(1, 0), 16000, "holds no samples"),
+        (clip[None], 16000, "Expected one clip as (channels, samples)"),
+        ([0.0] * 100, 16000, "audio: a list; give a tensor"),
+    ]
+    for audio, rate, message in cases:
+        with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):
+            call(pipeline, audio, rate)
+    # A numpy clip and an integral float rate are what a tensor and an int are.
+    assert call(pipeline, clip.numpy(), 16000.0) is not None
+
+
+def test_lengths_seeds_settings_and_conditions(pipelines):
+    diffusion, musicgen = pipelines["diffusion"], pipelines["musicgen"]
+    piano = None  # every conditioner's null condition
+    for pipeline in (diffusion, musicgen):
+        for duration in (math.inf, math.nan, -1.0):
+            with pytest.raises(ConfigError, match=f"duration={duration}: give a"):
+                pipeline.generate(piano, duration)
+        for seed, shown in ((1.5, "1.5"), (-1, "-1"), (2 ** 64, str(2 ** 64))):
+            with pytest.raises(ConfigError, match=f"seed={shown}: give a whole number"):
+                pipeline.generate(piano, 0.1, seed=seed)
+        with pytest.raises(ConfigError, match="cfg_scale=nan: give a finite number"):
+            pipeline.generate(piano, 0.1, cfg_scale=math.nan)
+        for conditions in ([], [5], "piano"):
+            with pytest.raises(ConfigError, match="give a mapping of conditioner values"):
+                pipeline.generate(conditions, 0.1)
+    with pytest.raises(ConfigError, match="temperature=inf: give a finite number"):
+        musicgen.generate(piano, 0.1, temperature=math.inf)
+    with pytest.raises(ConfigError, match="duration=nan: give the seconds to add"):
+        diffusion.continue_(_clip(), 16000, math.nan)
+    with pytest.raises(ConfigError, match="chunk_seconds=inf: give a window in seconds"):
+        pipelines["codec"].reconstruct(_clip(), 16000, chunk_seconds=math.inf)
+    # MusicGen's encode takes a batch; continuing one dropped every clip but the first.
+    assert musicgen.encode(torch.stack([_clip(), _clip()]), 16000).shape[0] == 2
+    with pytest.raises(ConfigError, match="Expected one clip"):
+        musicgen.continue_(torch.stack([_clip(), _clip()]), 16000, 0.1)
+
+
+@pytest.mark.parametrize("device,message", [
+    ("gpu", "device='gpu': use cpu, cuda or cuda:N"),
+    ("cuda:x", "device='cuda:x': use cpu, cuda or cuda:N"),
+    *([("cuda", "device=cuda: no CUDA device is visible here")]
+      if not torch.cuda.is_available() else []),
+])
+def test_load_refuses_a_device_it_cannot_use(tiny_models, device, message):
+    with pytest.raises(ConfigError, match=message):
+        audiotools.load(tiny_models.codec, device=device)
