@@ -70,6 +70,13 @@ def test_lengths_seeds_settings_and_conditions(pipelines):
         for conditions in ([], [5], "piano"):
             with pytest.raises(ConfigError, match="give a mapping of conditioner values"):
                 pipeline.generate(conditions, 0.1)
+    with pytest.raises(ConfigError, match="steps=2.5: give a whole number"):
+        diffusion.generate(piano, 0.1, steps=2.5)
+    with pytest.raises(ConfigError, match="top_k=2.7: give a whole number"):
+        musicgen.generate(piano, 0.1, top_k=2.7)
+    assert diffusion.generate(piano, 0.1, steps=2.0)[0].shape == (1, 1600)
+    with pytest.raises(ConfigError, match="inpaint and continue_ make one clip"):
+        diffusion.inpaint(_clip(), 16000, 0.05, 0.1, [{}, {}], steps=1)
     with pytest.raises(ConfigError, match="temperature=inf: give a finite number"):
         musicgen.generate(piano, 0.1, temperature=math.inf)
     with pytest.raises(ConfigError, match="duration=nan: give the seconds to add"):

@@ -130,7 +130,7 @@ class DiffusionPipeline(SamplingSettings):
             uncond = model.condition_inputs(
                 {**self.conditioners.unconditional(batch, negative), **own})
         return sample(model, (batch, model.io_channels, frames), objective=model.objective,
-                      steps=int(self.setting("steps", steps)),
+                      steps=self.whole_setting("steps", steps),
                       sampler=str(self.setting("sampler", sampler)), seed=checked_seed(seed),
                       cond=cond,
                       uncond=uncond, cfg_scale=scale,
@@ -181,7 +181,10 @@ class DiffusionPipeline(SamplingSettings):
         keep = keep_mask(frames, math.floor(mask_start * self.frame_rate),
                          math.ceil(mask_end * self.frame_rate - 1e-6), 1, self.device)
         keep[..., length:] = 0.0  # padding up to the model's multiple is generated, then cut
-        values, _ = self.value_sets(conditions)
+        values, single = self.value_sets(conditions)
+        if not single:
+            raise ConfigError("inpaint and continue_ make one clip: give one mapping of "
+                              "conditions (or None), not a list.")
         result = self._sample(values, frames, seed, known=known, keep=keep, **sampling)
         return self._decode(result, clip.shape[-1])[0], self.sample_rate
 

@@ -58,6 +58,14 @@ class SamplingSettings:
         value = given if given is not None else self.defaults.get(key, self.FALLBACK.get(key))
         return checked_finite(key, value)
 
+    def whole_setting(self, key: str, given: Any = None) -> int:
+        """A setting that counts (steps, top_k): 2.5 would otherwise be cut to 2 unsaid."""
+        value = self.setting(key, given)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) \
+                or value != int(value):
+            raise ConfigError(f"{key}={value!r}: give a whole number.")
+        return int(value)
+
     def value_sets(self, conditions: Values | Sequence[Values] | None,
                    ) -> tuple[list[Values], bool]:
         """(one value set per item, whether a single clip was asked for); None: the null

@@ -142,7 +142,7 @@ class MusicGenPipeline(SamplingSettings):
                 self.model, None, None if prompt is None else prompt.to(self.device), frames,
                 cond, unconditional=uncond, cfg_scale=scale,
                 temperature=float(self.setting("temperature", temperature)),
-                top_k=int(self.setting("top_k", top_k)),
+                top_k=self.whole_setting("top_k", top_k),
                 top_p=float(self.setting("top_p", top_p)), generator=generator,
                 batch_size=len(values), callback=callback)
         except ValueError as error:
