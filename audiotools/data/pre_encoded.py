@@ -72,17 +72,20 @@ def _write_atomic(path: Path, tensors: dict[str, torch.Tensor], source: str) -> 
     os.replace(tmp, path)
 
 
-def _check_reusable(out: Path, splits: Mapping[str, list[dict[str, Any]]]) -> None:
-    """Before anything is written: `out` is new, empty or pre-encoded, and every file a rerun
-    would keep encodes the audio the manifest now puts at its place (a rerun over another
-    file list would otherwise label one file's latents with another's metadata)."""
+def _kept_files(out: Path, splits: Mapping[str, list[dict[str, Any]]], kind: str,
+                ) -> dict[Path, int]:
+    """The frames of each file an earlier run wrote and this one keeps, checked before
+    anything is written: `out` is new, empty or pre-encoded, and every kept file encodes the
+    audio the manifest now puts at its place (a rerun over another file list would otherwise
+    label one file's latents with another's metadata)."""
+    kept: dict[Path, int] = {}
     if not out.exists():
-        return
+        return kept
     if not (out / CODEC_FILE).exists():
         if any(out.iterdir()):
             raise ConfigError(f"{out} holds files and is not a pre-encoded folder (no "
                               f"{CODEC_FILE}); pre-encode into a new or empty folder.")
-        return
+        return kept
     for split, entries in splits.items():
         index = out / f"{split}.jsonl"
         indexed = [line["source"] for line in _index(out, split)] if index.exists() else []
@@ -92,6 +95,7 @@ def _check_reusable(out: Path, splits: Mapping[str, list[dict[str, Any]]]) -> No
                 continue
             with safe_open(str(target), framework="pt") as handle:
                 recorded = (handle.metadata() or {}).get("source")
+                kept[target] = handle.get_slice(kind).get_shape()[-1]
             if recorded is None and number < len(indexed):  # written before sources were
                 recorded = indexed[number]
             if recorded is not None and recorded != entry["path"]:
@@ -99,6 +103,7 @@ def _check_reusable(out: Path, splits: Mapping[str, list[dict[str, Any]]]) -> No
                     f"{target} encodes {recorded}, but file {number} of split {split} is now "
                     f"{entry['path']}: {out} was pre-encoded from another file list. "
                     "Pre-encode into another folder (or delete this one).")
+    return kept
 
 
 def _encode_file(codec: FrozenCodec, kind: str, path: str, chunk_seconds: float,
@@ -124,18 +129,17 @@ def pre_encode(codec: FrozenCodec, splits: Mapping[str, list[dict[str, Any]]], o
         found = json.loads(existing.read_text())
         check_same_codec(found, identity, str(out))
         identity["stats"] = found.get("stats")  # kept unless the train split is encoded
-    _check_reusable(out, splits)
-    write_text_atomic(existing, json.dumps(identity, indent=1))
     kind = identity["kind"]
+    kept = _kept_files(out, splits, kind)
+    write_text_atomic(existing, json.dumps(identity, indent=1))
     device = codec.mean.device
     for split, entries in splits.items():
         index = []
         files: Iterable[tuple[int, dict[str, Any]]] = enumerate(entries)
         for number, entry in (progress(files, split) if progress else files):
             target = out / split / f"{number:06d}.safetensors"
-            if target.exists():  # written by an earlier run: only its length is read
-                with safe_open(str(target), framework="pt") as handle:
-                    frames = handle.get_slice(kind).get_shape()[-1]
+            if target in kept:  # written by an earlier run
+                frames = kept[target]
             else:
                 values = _encode_file(codec, kind, entry["path"], chunk_seconds, device)
                 _write_atomic(target, {kind: values}, entry["path"])

@@ -10,7 +10,7 @@ from ..data.audio import convert_audio
 from ..errors import ConfigError
 from ..io.export import Export
 from ..models.autoencoder import AudioAutoencoder
-from .inputs import checked_clip, checked_seconds
+from .inputs import checked_clip, checked_rate, checked_seconds
 
 
 @dataclass
@@ -61,9 +61,9 @@ class AutoencoderPipeline:
         through in overlapping windows of `chunk_seconds` (None: at once)."""
         if chunk_seconds is not None:
             checked_seconds(chunk_seconds, "chunk_seconds", "a window in seconds (None: at once)")
-        audio, sample_rate = checked_clip(audio, sample_rate)
         output = self.model.reconstruct(self._to_model(audio, sample_rate),
                                         chunk_seconds=chunk_seconds)[0].cpu()
         if not keep_format:
             return output, self.sample_rate
-        return convert_audio(output, self.sample_rate, sample_rate, audio.shape[0]), sample_rate
+        rate = checked_rate(sample_rate)  # as _to_model checked it, with the clip
+        return convert_audio(output, self.sample_rate, rate, audio.shape[0]), rate

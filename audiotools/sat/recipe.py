@@ -18,6 +18,7 @@ import yaml
 from ..data.manifest import write_manifest
 from ..environment import CONFIG_DIR, config_dirs, resolve_path
 from ..errors import ConfigError
+from ..io.atomic import write_text_atomic
 from .migration import Migration
 from .options import DEFAULT_MANIFEST_DIR
 
@@ -135,8 +136,5 @@ def write(migration: Migration, config_dir: Path, stem: str,
     for split, entries in migration.manifests.items():
         files[f"manifest:{split}"] = write_manifest(entries, manifests[split])
     for kind, path in paths.items():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp")
-        tmp.write_text(texts[kind], encoding="utf-8")
-        tmp.replace(path)
+        write_text_atomic(path, texts[kind])
     return Written(stem, files, dora_command(config_dir, migration.family, stem))
