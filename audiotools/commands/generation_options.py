@@ -166,7 +166,6 @@ def check_outputs(paths: Sequence[Path], force: bool, source: Path | None = None
 def write(path: Path, audio: Any, rate: int, started: float) -> None:
     """Write the clip and say so: path, duration, seconds taken."""
     from ..data.audio import audio_write
-    path.parent.mkdir(parents=True, exist_ok=True)
     audio_write(path, audio, rate)
     print(f"{path}\t{audio.shape[-1] / rate:.2f} s\tin {time.perf_counter() - started:.2f} s")
     sys.stdout.flush()
