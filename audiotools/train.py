@@ -58,6 +58,12 @@ class AudiotoolsMain(HydraMain):
         from . import distributed
         from .config import missing_value_message
         from .families import validate_config
+        for arg in argv:  # Dora's signature asserts it (its traceback names neither)
+            if "=" not in arg:
+                raise ConfigError(f"{arg}: Dora takes removals as ~KEY=VALUE (the value the "
+                                  "key holds)." if arg.startswith("~") else
+                                  f"{arg}: an override is KEY=VALUE (e.g. optim.lr=1e-3, "
+                                  "solver=autoencoder/debug).")
         try:
             xp = super().get_xp(argv)
         except MissingMandatoryValue as error:
@@ -66,6 +72,8 @@ class AudiotoolsMain(HydraMain):
             unknown = re.search(r"Could not override '([^']+)'", str(error))
             raise ConfigError((unknown and self._unknown_key(unknown.group(1), argv))
                               or _explain_composition_error(error, argv)) from None
+        except AssertionError as error:  # Dora compares the XP's config with the recipe's
+            raise ConfigError(self._changed_structure(str(error), argv)) from None
         validate_config(xp.cfg)
         distributed.check_launch(xp.cfg, folder=xp.folder)
         return xp
@@ -92,6 +100,23 @@ class AudiotoolsMain(HydraMain):
                 return None
             node = child
         return None
+
+    def _changed_structure(self, error: str, argv: Sequence[str]) -> str:
+        """Dora's signature compares the XP's config with the recipe's key by key, and asserts
+        that no override replaced a section by a value or removed a key the base config has."""
+        section = re.search(r"Wrong type for (\S+), expected DictConfig", error)
+        missing = re.search(r"Missing key (\S+)", error)
+        for arg in argv:
+            key = arg.partition("=")[0].lstrip("+~")
+            leaf = key.split(".")[-1]
+            if section and leaf == section.group(1):
+                return (f"{arg}: '{key}' is a section of keys, not a value; set its keys one "
+                        f"at a time ({key}.KEY=VALUE).")
+            if missing and arg.startswith("~") and leaf == missing.group(1):
+                return (f"{arg}: an XP cannot remove a key the base config has (Dora's "
+                        f"signature compares the two key by key); set it instead ({key}=null, "
+                        "or the value you mean).")
+        return f"the overrides {' '.join(argv)} change the recipe's structure: {error}"
 
     def get_slurm_config(self) -> SlurmConfig:
         """config.yaml's `slurm:` with the team file's over it, for `dora grid`/`dora launch`

@@ -116,6 +116,11 @@ def test_second_concurrent_run_is_refused(dora_dir):
     ("optimm.lr=0.1", "optimm: unknown key in the config. Valid keys: checkpoint"),
     ("optim.lr=fast", "optim.lr = 'fast'"),
     ("precision=bf16", "Input should be '32', 'bf16-mixed', '16-mixed' or 'auto'"),
+    # Dora's own assertions, which printed a traceback naming neither the key nor the fix:
+    ("optim.lr", "optim.lr: an override is KEY=VALUE"),
+    ("optim=adam", "'optim' is a section of keys, not a value; set its keys one at a time"),
+    ("~optim.lr", "Dora takes removals as ~KEY=VALUE"),
+    ("~optim.lr=0.01", "an XP cannot remove a key the base config has"),
 ])
 def test_bad_config_gives_one_clear_error_and_no_xp(dora_dir, override, expected):
     args = ["solver=toy/debug", override] if not override.startswith("solver=") else [override]
