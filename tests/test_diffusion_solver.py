@@ -143,6 +143,27 @@ print(sorted(m for m in sys.modules if m.split('.')[0] in {TRAINING_STACK!r}
     assert result.stdout.strip() == "[]"
 
 
+def test_exported_diffusion_autoencoder_reconstructs_clips_and_batches(dora_dir, tmp_path):
+    solver = train("solver=diffusion/debug_autoencoder", "optim.epochs=1", *QUIET)
+    out = tmp_path / "dae.safetensors"
+    assert cli(["export", str(solver.folder), str(out)]) == 0
+    pipeline = audiotools.load(out)
+    time = torch.arange(8000) / 16000
+    clip = 0.3 * torch.sin(2 * math.pi * 330 * time)[None]
+    audio, rate = pipeline.reconstruct(clip, 16000, steps=2, seed=1)
+    assert rate == 16000 and audio.shape == clip.shape and torch.isfinite(audio).all()
+    assert torch.equal(audio, pipeline.reconstruct(clip, 16000, steps=2, seed=1)[0])
+    batch, _ = pipeline.reconstruct(torch.stack([clip, -clip]), 16000, steps=2, seed=1)
+    assert batch.shape == (2, *clip.shape)
+    assert torch.allclose(batch[0], audio, atol=1e-5)  # the same noise per item, either way
+    with pytest.raises(ConfigError, match="1 value sets of conditions for 2 clips"):
+        pipeline.reconstruct(torch.stack([clip, clip]), 16000, [{}], steps=2)
+    with pytest.raises(TypeError, match=r"^reconstruct\(\) got unexpected keyword argument"):
+        pipeline.reconstruct(clip, 16000, step=2)
+    with pytest.raises(ConfigError, match="a diffusion autoencoder decodes latents"):
+        pipeline.generate(duration=0.5, steps=2)
+
+
 @pytest.fixture
 def tones(tmp_path, monkeypatch):
     """Six labelled 1.5 s clips (one per ensemble) with train/valid/evaluate/generate

@@ -89,6 +89,61 @@ def test_lengths_seeds_settings_and_conditions(pipelines):
         musicgen.continue_(torch.stack([_clip(), _clip()]), 16000, 0.1)
 
 
+def test_settings_keywords_and_values_a_caller_gets_wrong(pipelines):
+    diffusion, musicgen = pipelines["diffusion"], pipelines["musicgen"]
+    piano = {"ensemble": "piano", "seconds_total": 1.0}
+    # A number given outside the range the conditioner was trained on was clamped unsaid
+    # (the command line refused it); metadata beyond it still reads as the nearest end.
+    for seconds in (30.0, -5):
+        with pytest.raises(ConfigError, match=rf"holds {seconds}, outside \[min=0, max=16\]"):
+            diffusion.generate({**piano, "seconds_total": seconds}, 0.1, steps=1)
+    assert diffusion.generate({**piano, "seconds_total": 16}, 0.1, steps=1)[0].shape == (1, 1600)
+    # A misspelt keyword named a private method (_sample(), generate_tokens()).
+    for call, method in ((lambda: diffusion.inpaint(_clip(), 16000, 0, 0.1, cfg_scal=2),
+                          "inpaint"),
+                         (lambda: diffusion.continue_(_clip(), 16000, 0.1, stepz=2),
+                          "continue_"),
+                         (lambda: musicgen.continue_(_clip(), 16000, 0.1, temprature=2),
+                          "continue_")):
+        with pytest.raises(TypeError, match=rf"^{method}\(\) got unexpected keyword argument"):
+            call()
+    with pytest.raises(TypeError, match="sampling settings are steps, sampler, cfg_scale"):
+        diffusion.inpaint(_clip(), 16000, 0, 0.1, cfg_scal=2)
+    bad = [({"cfg_interval": 0.5}, "cfg_interval=0.5: give two numbers"),
+           ({"cfg_interval": (0, 0.5, 1)}, "give two numbers"),
+           ({"cfg_interval": (0.0, "1")}, r"cfg_interval\[1\]='1': give a finite number"),
+           ({"cfg_interval": (0.9, 0.1)}, "needs 0 <= t_min <= t_max <= 1"),
+           ({"cfg_scale": "2"}, "cfg_scale='2': give a finite number"),
+           ({"cfg_rescale": 5}, r"cfg_rescale=5.0: must be in \[0, 1\]"),
+           ({"steps": 0}, "steps=0: must be >= 1"),
+           ({"sampler": "foo"}, "sampler='foo': known samplers"),
+           ({"cfg_scale": 2, "negative": [{}]}, "negative=.*: give a mapping")]
+    for settings, message in bad:
+        with pytest.raises(ConfigError, match=message):
+            diffusion.generate(piano, 0.1, **{"steps": 1, **settings})
+    with pytest.raises(ConfigError, match="cfg_scale='x': give a finite number"):
+        musicgen.generate(None, 0.1, cfg_scale="x")
+    for start, shown in (("0", "'0'"), (math.nan, "nan")):
+        with pytest.raises(ConfigError, match=f"mask_start={shown}: give a finite number"):
+            diffusion.inpaint(_clip(), 16000, start, 0.1, steps=1)
+
+
+def test_decode_refuses_what_are_not_latents(pipelines):
+    codec = pipelines["codec"]
+    latents = codec.encode(_clip(), 16000)
+    dim = latents.shape[0]
+    cases = [(latents.long(), "torch.int64 values; give one clip's latents as a float tensor"),
+             (latents[:, :0], rf"shape \({dim}, 0\)"),
+             (latents[:2], r"shape \(2, "),
+             (latents[None], rf"shape \(1, {dim}, "),
+             (latents * math.nan, "hold NaN or infinite values"),
+             (latents.tolist(), "latents: a list")]
+    for value, message in cases:
+        with pytest.raises(ConfigError, match=message):
+            codec.decode(value)
+    assert torch.equal(codec.decode(latents.numpy()), codec.decode(latents))
+
+
 @pytest.mark.parametrize("device,message", [
     ("gpu", "device='gpu': use cpu, cuda or cuda:N"),
     ("cuda:x", "device='cuda:x': use cpu, cuda or cuda:N"),

@@ -71,6 +71,11 @@ class Conditioner(nn.Module):
         """`value` checked and converted for `embed`; a ConfigError names `where`."""
         raise NotImplementedError
 
+    def prepare_given(self, value: Any, where: str) -> Any:
+        """A value a caller gives (not metadata) checked and converted: `prepare`, unless a
+        conditioner is stricter with what a user asks for than with what a dataset holds."""
+        return self.prepare(value, where)
+
     def embed(self, values: Sequence[Any]) -> Conditioning:
         """(B, length, dim) from B prepared values, on this conditioner's device."""
         raise NotImplementedError

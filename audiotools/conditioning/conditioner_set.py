@@ -122,7 +122,7 @@ class ConditionerSet(nn.Module):
                                   f"it (None: the null condition) or set "
                                   f"conditioners.{name}.default.")
             prepared.append(None if value is None else
-                            conditioner.prepare(value, f"values[{index}][{name!r}]"))
+                            conditioner.prepare_given(value, f"values[{index}][{name!r}]"))
         return conditioner.condition(prepared)
 
     def encode(self, values: Mapping[str, Any] | Sequence[Mapping[str, Any]]) -> Conditions:
@@ -142,6 +142,9 @@ class ConditionerSet(nn.Module):
         """The other branch of guidance: null conditions, except the conditioners `negative`
         names, encoded from its values for every item (a negative prompt,
         `{"prompt": "noisy, low quality"}`, or SAT's way: every value, the prompt negated)."""
+        if negative is not None and not isinstance(negative, Mapping):
+            raise ConfigError(f"negative={negative!r}: give a mapping of conditioner values "
+                              "(one for the whole batch), or None.")
         conditions = self.null(batch_size)
         if negative:
             items = self._items([negative] * batch_size)

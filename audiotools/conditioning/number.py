@@ -56,6 +56,16 @@ class NumberConditioner(Conditioner):
     def prepare(self, value: Any, where: str) -> float:
         return real_number(value, where, self.name)
 
+    def prepare_given(self, value: Any, where: str) -> float:
+        """A value a caller asks for lies in [min, max]: clamped, it would be quietly
+        another (seconds_total=30 on a model trained to 16 is asked for as 16)."""
+        number = self.prepare(value, where)
+        low, high = self.config.min, self.config.max
+        if not low <= number <= high:
+            raise ConfigError(f"conditioner {self.name!r}: {where} holds {value!r}, outside "
+                              f"[min={low:g}, max={high:g}], the range it was trained on.")
+        return number
+
     def normalised(self, values: Sequence[float]) -> torch.Tensor:
         """The values in [0, 1] (clamped), on this conditioner's device."""
         x = torch.tensor(values, dtype=torch.float32, device=self.device)

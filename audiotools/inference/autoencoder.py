@@ -10,7 +10,7 @@ from ..data.audio import convert_audio
 from ..errors import ConfigError
 from ..io.export import Export
 from ..models.autoencoder import AudioAutoencoder
-from .inputs import checked_clip, checked_rate, checked_seconds
+from .inputs import checked_clip, checked_latents, checked_rate, checked_seconds
 
 
 @dataclass
@@ -50,6 +50,7 @@ class AutoencoderPipeline:
     @torch.no_grad()
     def decode(self, latents: torch.Tensor) -> torch.Tensor:
         """Audio (channels, samples) at the model's sample rate from (latent_dim, frames)."""
+        latents = checked_latents(latents, self.model.latent_dim)
         return self.model.decode(latents[None].to(self.device))[0].cpu()
 
     @torch.no_grad()

@@ -31,7 +31,7 @@ from ..models.diffusion import (
 )
 from ..sampling.diffusion import sample
 from .generative import SamplingSettings, exported_conditioners, sampling_defaults
-from .inputs import checked_clip, checked_seconds, checked_seed
+from .inputs import checked_clip, checked_number, checked_seconds, checked_seed
 
 Values = Mapping[str, Any]
 # Sampling settings a pipeline takes from its XP's `generate:` section when a call omits them.
@@ -120,7 +120,7 @@ class DiffusionPipeline(SamplingSettings):
             real = torch.ones(latents.shape[0], latents.shape[-1], dtype=torch.bool,
                               device=latents.device)
             own[ENCODER_LATENTS] = Conditioning(latents.transpose(1, 2), real)
-        scale = float(self.setting("cfg_scale", cfg_scale))
+        scale = self.number_setting("cfg_scale", cfg_scale)
         if scale != 1.0 and not self.conditioners.names():
             raise ConfigError(f"cfg_scale={scale}: this model has no conditioners to guide by; "
                               "use cfg_scale=1.")
@@ -129,15 +129,18 @@ class DiffusionPipeline(SamplingSettings):
         if scale != 1.0:
             uncond = model.condition_inputs(
                 {**self.conditioners.unconditional(batch, negative), **own})
-        return sample(model, (batch, model.io_channels, frames), objective=model.objective,
-                      steps=self.whole_setting("steps", steps),
-                      sampler=str(self.setting("sampler", sampler)), seed=checked_seed(seed),
-                      cond=cond,
-                      uncond=uncond, cfg_scale=scale,
-                      cfg_rescale=float(self.setting("cfg_rescale", cfg_rescale)),
-                      cfg_interval=tuple(self.setting("cfg_interval", cfg_interval)),
-                      known=known, known_mask=None if keep is None else keep.bool(),
-                      shift=model.config.time_shift, device=self.device, callback=callback)
+        try:
+            return sample(model, (batch, model.io_channels, frames), objective=model.objective,
+                          steps=self.whole_setting("steps", steps),
+                          sampler=str(self.setting("sampler", sampler)),
+                          seed=checked_seed(seed), cond=cond, uncond=uncond, cfg_scale=scale,
+                          cfg_rescale=self.number_setting("cfg_rescale", cfg_rescale),
+                          cfg_interval=self.interval_setting("cfg_interval", cfg_interval),
+                          known=known, known_mask=None if keep is None else keep.bool(),
+                          shift=model.config.time_shift, device=self.device,
+                          callback=callback)
+        except ValueError as error:  # a setting out of range (steps=0, cfg_rescale=5, ...)
+            raise ConfigError(str(error)) from None
 
     @torch.no_grad()
     def generate(self, conditions: Values | Sequence[Values] | None = None,
@@ -169,6 +172,9 @@ class DiffusionPipeline(SamplingSettings):
         """(audio, sample_rate): the clip (channels, samples) at any rate with the seconds
         [mask_start, mask_end) generated anew and the rest kept, in the model's format.
         `sampling`: the keyword settings of `generate`."""
+        sampling = self.sampling_keywords("inpaint", sampling)
+        mask_start = checked_number(mask_start, "mask_start")
+        mask_end = checked_number(mask_end, "mask_end")
         clip = self._to_model(audio, sample_rate)
         total = clip.shape[-1] / self.sample_rate
         if not 0 <= mask_start < mask_end <= total + 1e-6:
@@ -194,6 +200,7 @@ class DiffusionPipeline(SamplingSettings):
                   **sampling: Any) -> tuple[torch.Tensor, int]:
         """(audio, sample_rate): the clip followed by `duration` new seconds, in the model's
         format. `sampling`: the keyword settings of `generate`."""
+        sampling = self.sampling_keywords("continue_", sampling)
         clip = self._to_model(audio, sample_rate)[0].cpu()
         duration = checked_seconds(duration, what="the seconds to add,")
         prompt = clip.shape[-1] / self.sample_rate
@@ -208,17 +215,20 @@ class DiffusionPipeline(SamplingSettings):
         """(audio, sample_rate) of a diffusion autoencoder: a clip (channels, samples) or a
         batch (B, channels, samples) at any rate, encoded and decoded by sampling, in the
         model's format. `sampling`: the keyword settings of `generate`."""
-        clips = audio if audio.dim() == 3 else audio[None]
+        sampling = self.sampling_keywords("reconstruct", sampling)
+        batched = getattr(audio, "ndim", 0) == 3
+        clips = audio if batched else [audio]
+        values, single = self.value_sets(conditions)
+        if single:
+            values = values * len(clips)
+        elif len(values) != len(clips):
+            raise ConfigError(f"{len(values)} value sets of conditions for {len(clips)} clips: "
+                              "give one per clip, or one mapping for all.")
         batch = torch.cat([self._to_model(clip, sample_rate) for clip in clips])
         data = self._encode(batch)
         frames = self.frames(data.shape[-1] / self.frame_rate)
         data = torch.nn.functional.pad(data, (0, frames - data.shape[-1]))
         latents = self.model.encode(data).latents
-        if conditions is None or isinstance(conditions, Mapping):
-            values = [conditions or {name: None for name in self.conditioners.names()}] * len(
-                clips)
-        else:
-            values = list(conditions)
         result = self._decode(self._sample(values, frames, seed, latents=latents, **sampling),
                               batch.shape[-1])
-        return (result if audio.dim() == 3 else result[0]), self.sample_rate
+        return (result if batched else result[0]), self.sample_rate

@@ -3,6 +3,7 @@ trained weights, the sampling defaults of the XP's `generate:` section, and how 
 settings and conditions are read."""
 from __future__ import annotations
 
+import inspect
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
@@ -12,7 +13,7 @@ from ..conditioning import ConditionerSet
 from ..errors import ConfigError
 from ..io.export import Export
 from ..models.codec import FrozenCodec
-from .inputs import checked_finite
+from .inputs import checked_finite, checked_number
 
 
 def exported_conditioners(export: Export, codec: FrozenCodec | None, dim: int,
@@ -57,6 +58,29 @@ class SamplingSettings:
         """The value a call that gives `given` for `key` samples with."""
         value = given if given is not None else self.defaults.get(key, self.FALLBACK.get(key))
         return checked_finite(key, value)
+
+    def number_setting(self, key: str, given: Any = None) -> float:
+        """A setting that is a real number (cfg_scale, temperature, ...)."""
+        return checked_number(self.setting(key, given), key)
+
+    def interval_setting(self, key: str, given: Any = None) -> tuple[float, float]:
+        """A setting that is a pair of numbers (cfg_interval)."""
+        value = self.setting(key, given)
+        if isinstance(value, str) or not isinstance(value, Sequence) or len(value) != 2:
+            raise ConfigError(f"{key}={value!r}: give two numbers (low, high).")
+        return checked_number(value[0], f"{key}[0]"), checked_number(value[1], f"{key}[1]")
+
+    def sampling_keywords(self, method: str, sampling: Mapping[str, Any]) -> Mapping[str, Any]:
+        """`sampling`, the keywords a method passes on to sampling, if `generate` takes
+        them all (else the error names the method the caller called, and the valid ones)."""
+        valid = [name for name, parameter in inspect.signature(self.generate).parameters.items()
+                 if parameter.kind is parameter.KEYWORD_ONLY and name != "seed"]
+        unknown = sorted(set(sampling) - set(valid))
+        if unknown:
+            raise TypeError(f"{method}() got unexpected keyword argument(s) "
+                            f"{', '.join(map(repr, unknown))}; its sampling settings are "
+                            f"{', '.join(valid)} (and seed).")
+        return sampling
 
     def whole_setting(self, key: str, given: Any = None) -> int:
         """A setting that counts (steps, top_k): 2.5 would otherwise be cut to 2 unsaid."""

@@ -61,6 +61,31 @@ def checked_seconds(value: Any, name: str = "duration", what: str = "a length in
     return float(value)
 
 
+def checked_number(value: Any, name: str) -> float:
+    """A finite real number (not a bool, not text)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.number)) \
+            or not math.isfinite(value):
+        raise ConfigError(f"{name}={value!r}: give a finite number.")
+    return float(value)
+
+
+def checked_latents(latents: Any, latent_dim: int) -> torch.Tensor:
+    """One clip's latents (latent_dim, frames) as float32, as `encode` gives them."""
+    if isinstance(latents, np.ndarray):
+        latents = torch.from_numpy(latents)
+    expected = f"give one clip's latents as a float tensor (latent_dim={latent_dim}, frames)"
+    if not isinstance(latents, torch.Tensor):
+        raise ConfigError(f"latents: a {type(latents).__name__}; {expected}.")
+    if latents.dim() != 2 or latents.shape[0] != latent_dim or latents.shape[1] == 0:
+        raise ConfigError(f"latents: shape {tuple(latents.shape)}; {expected}.")
+    if not latents.is_floating_point():
+        raise ConfigError(f"latents: {latents.dtype} values; {expected} (an RVQ or FSQ "
+                          "codec's tokens are not its latents).")
+    if not torch.isfinite(latents).all():
+        raise ConfigError("latents: hold NaN or infinite values.")
+    return latents.float()
+
+
 def checked_seed(seed: Any) -> int:
     """A seed torch takes: a whole number in [0, 2**63)."""
     if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) \

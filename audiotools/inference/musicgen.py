@@ -110,7 +110,7 @@ class MusicGenPipeline(SamplingSettings):
 
 
     def _check_length(self, seconds: float, what: str) -> None:
-        limit = float(self.setting("max_duration", None))
+        limit = self.number_setting("max_duration")
         if seconds > limit + 1e-6:
             raise ConfigError(f"{what} is {seconds:g} s, longer than max_duration={limit:g} s "
                               "(generate.max_duration).")
@@ -127,7 +127,7 @@ class MusicGenPipeline(SamplingSettings):
         values, _ = self.value_sets(conditions)
         if prompt is not None and len(values) == 1 < prompt.shape[0]:
             values = values * prompt.shape[0]
-        scale = float(self.setting("cfg_scale", cfg_scale))
+        scale = self.number_setting("cfg_scale", cfg_scale)
         if scale < 0:
             raise ConfigError(f"cfg_scale={scale} must be >= 0 (1: no guidance).")
         if scale != 1.0 and not self.conditioners.names():
@@ -141,9 +141,9 @@ class MusicGenPipeline(SamplingSettings):
             return generate_tokens(
                 self.model, None, None if prompt is None else prompt.to(self.device), frames,
                 cond, unconditional=uncond, cfg_scale=scale,
-                temperature=float(self.setting("temperature", temperature)),
+                temperature=self.number_setting("temperature", temperature),
                 top_k=self.whole_setting("top_k", top_k),
-                top_p=float(self.setting("top_p", top_p)), generator=generator,
+                top_p=self.number_setting("top_p", top_p), generator=generator,
                 batch_size=len(values), callback=callback)
         except ValueError as error:
             raise ConfigError(str(error)) from None
@@ -191,6 +191,7 @@ class MusicGenPipeline(SamplingSettings):
         reconstructs its tokens, followed by `duration` new seconds, in the model's format.
         The prompt's tokens are kept as given; `sampling`: the keyword settings of
         `generate`."""
+        sampling = self.sampling_keywords("continue_", sampling)
         audio, sample_rate = checked_clip(audio, sample_rate)
         duration = checked_seconds(duration, what="the seconds to add,")
         prompt_seconds = audio.shape[-1] / sample_rate

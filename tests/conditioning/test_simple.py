@@ -17,13 +17,21 @@ def test_a_number_is_one_token_normalised_and_clamped():
     conditioners = _set(seconds_total={"type": "number", "min": 0, "max": 100, "features": 8})
     number = conditioners["seconds_total"]
     assert number.normalised([-5.0, 0.0, 25.0, 100.0, 600.0]).tolist() == [0, 0, 0.25, 1, 1]
-    out = conditioners.encode([{"seconds_total": value} for value in (100, 600, 50, "50")])
-    condition = out["seconds_total"]
+    # A dataset item's metadata beyond the range reads as its end (a 600 s file as 100 s).
+    items = [{"path": f"{index}.wav", "seconds_total": value}
+             for index, value in enumerate((100, 600, 50, "50"))]
+    condition = conditioners(items)["seconds_total"]
     assert condition.embeddings.shape == (4, 1, 6) and condition.mask.all()
     same = torch.testing.assert_close
     same(condition.embeddings[0], condition.embeddings[1])  # 600 clamped to max
     same(condition.embeddings[2], condition.embeddings[3])  # text that reads 50
     assert (condition.embeddings[0] - condition.embeddings[2]).abs().max() > 1e-3
+    same(conditioners.encode({"seconds_total": 50})["seconds_total"].embeddings[0],
+         condition.embeddings[2])
+    # A value a caller asks for is not quietly another: outside the range is an error.
+    for value in (600, -5):
+        with pytest.raises(ConfigError, match=rf"holds {value}, outside \[min=0, max=100\]"):
+            conditioners.encode({"seconds_total": value})
 
 
 @pytest.mark.parametrize("value", ["fast", True, float("nan"), [1, 2]])
