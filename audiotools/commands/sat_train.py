@@ -2,8 +2,9 @@
 `train.py` command line, run as the equivalent Dora XP in this process.
 
 The recipe is written as solver/<family>/sat_<name>_<hash> (the hash covers everything
-converted), so the same command finds the same XP again and resumes it; a changed flag or
-config gives a new XP. (Named sat_train: audiotools/train.py is the Dora main.)
+converted but the DataLoader workers, a machine's setting), so the same command finds the same
+XP again, on any machine, and resumes it; a changed flag or config gives a new XP. (Named
+sat_train: audiotools/train.py is the Dora main.)
 """
 from __future__ import annotations
 
@@ -39,10 +40,12 @@ def run(args: argparse.Namespace) -> int:
     _make_visible(args.config_dir)
     migration, name = command.convert_from_args(args)
     texts = recipe.render(migration, "STEM", args.manifest_dir)
-    stem = recipe.content_stem(name, texts)
+    stem = recipe.content_stem(name, texts, args.config_dir, migration.family)
     written = recipe.write(migration, args.config_dir, stem, args.manifest_dir, reuse=True)
     command.report(migration, written)
-    xp = main.get_xp([f"solver={migration.family}/{stem}"])
+    # This machine's workers, whatever a reused recipe holds (outside the XP signature).
+    workers = migration.dataset["num_workers"]
+    xp = main.get_xp([f"solver={migration.family}/{stem}", f"dataset.num_workers={workers}"])
     print(f"XP {xp.sig} in {xp.folder}", flush=True)
     run_xp(xp)
     return 0

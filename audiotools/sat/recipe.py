@@ -2,8 +2,9 @@
 `model/autoencoder/<stem>.yaml`, `dset/<stem>.yaml`, plus the manifests the dset file reads.
 
 `migrate` never overwrites a config file without `force`. `audiotools train` names its recipe
-after a hash of everything written (`sat_<name>_<hash>`): the same command finds the same
-recipe and so the same XP, which then resumes; a changed option gives a new recipe and XP.
+after a hash of the settings written, DataLoader workers aside (`sat_<name>_<hash>`): the same
+command finds the same recipe and so the same XP, on any machine, which then resumes; a
+changed option gives a new recipe and XP.
 """
 from __future__ import annotations
 
@@ -79,10 +80,31 @@ def _model_default(family: str) -> str:
     return f"override {group}" if f"- {group}:" in default else group
 
 
-def content_stem(name: str, texts: dict[str, str]) -> str:
-    """`sat_<name>_<8 hex digits of the content>`: one recipe per distinct run."""
-    digest = hashlib.sha256(json.dumps(texts, sort_keys=True).encode()).hexdigest()[:8]
-    return f"sat_{slug(name)}_{digest}"
+# The dset file's DataLoader workers: a machine's setting (capped at its CPUs, which the
+# recipe's notes then say), outside the XP signature, so outside the recipe's name too.
+_WORKERS = re.compile(r"^num_workers: .*$", re.MULTILINE)
+
+
+def _digest(texts: dict[str, str]) -> str:
+    return hashlib.sha256(json.dumps(texts, sort_keys=True).encode()).hexdigest()[:8]
+
+
+def _settings(text: str) -> str:
+    """A file's keys and values: its comments (the notes) and num_workers aside."""
+    kept = "".join(line for line in text.splitlines(keepends=True) if not line.startswith("#"))
+    return _WORKERS.sub("num_workers: null", kept)
+
+
+def content_stem(name: str, texts: dict[str, str], config_dir: Path | None = None,
+                 family: str | None = None) -> str:
+    """`sat_<name>_<8 hex digits of the content>`: one recipe per distinct run, whatever the
+    machine's num_workers. A recipe in `config_dir` that an earlier version named after all of
+    its content, num_workers included, keeps that name, so its XP resumes."""
+    if config_dir is not None and family is not None:
+        earlier = f"sat_{slug(name)}_{_digest(texts)}"
+        if config_paths(config_dir, family, earlier)["solver"].exists():
+            return earlier
+    return f"sat_{slug(name)}_{_digest({kind: _settings(text) for kind, text in texts.items()})}"
 
 
 def slug(name: str) -> str:
@@ -100,10 +122,7 @@ def config_paths(config_dir: Path, family: str, stem: str) -> dict[str, Path]:
 
 def _holds(path: Path, text: str) -> bool:
     """Whether the file holds exactly this text (a binary file does not)."""
-    try:
-        return path.read_text(encoding="utf-8") == text
-    except UnicodeDecodeError:
-        return False
+    return _read(path) == text
 
 
 def dora_command(config_dir: Path, family: str, stem: str) -> str:
@@ -125,16 +144,27 @@ def write(migration: Migration, config_dir: Path, stem: str,
     paths = config_paths(config_dir, migration.family, stem)
     manifests = {split: resolve_path(_manifest_ref(manifest_dir, stem, split))
                  for split in migration.manifests}
-    clashing = [str(path) for kind, path in paths.items() if path.exists()
-                and not (reuse and path.read_text(encoding="utf-8") == texts[kind])]
+    # Reused: what exists holds these settings (written on a machine of other CPUs maybe).
+    kept = {kind for kind, path in paths.items() if reuse and path.exists()
+            and _settings(_read(path)) == _settings(texts[kind])}
+    clashing = [str(path) for kind, path in paths.items() if path.exists() and kind not in kept]
     clashing += [str(path) for split, path in manifests.items() if path.exists()
                  and not _holds(path, texts[f"manifest:{split}"])]
     if clashing and not force:
-        raise ConfigError(f"{', '.join(clashing)} already exist(s); pass --force to overwrite, "
-                          "or choose another --name.")
+        fix = (" with other settings; delete them to convert again, or choose another --name"
+               if reuse else "; pass --force to overwrite, or choose another --name")
+        raise ConfigError(f"{', '.join(clashing)} already exist(s){fix}.")
     files = dict(paths)
     for split, entries in migration.manifests.items():
         files[f"manifest:{split}"] = write_manifest(entries, manifests[split])
     for kind, path in paths.items():
-        write_text_atomic(path, texts[kind])
+        if kind not in kept:
+            write_text_atomic(path, texts[kind])
     return Written(stem, files, dora_command(config_dir, migration.family, stem))
+
+
+def _read(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        return ""

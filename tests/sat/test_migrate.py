@@ -11,6 +11,7 @@ import yaml
 from safetensors.torch import load_file
 
 from audiotools.cli import main as cli
+from audiotools.errors import ConfigError
 from audiotools.sat import load_autoencoder
 from tests.conftest import dora_command
 from tests.sat.conftest import CONFIGS, FIXTURES, sat_config, write_json
@@ -202,6 +203,42 @@ def test_train_recipe_names_follow_the_content(sat_run):
 
     assert stem() == stem() and stem().startswith("sat_tiny_")
     assert len({stem(), stem("--seed", "7"), stem("--batch-size", "3")}) == 3
+    # DataLoader workers are a machine's setting (capped at its CPUs), outside the XP.
+    assert stem("--num-workers", "0") == stem("--num-workers", "1") == stem()
+
+
+def test_train_reuses_a_recipe_another_machine_wrote_and_an_earlier_name(sat_run, tmp_path):
+    from audiotools.commands.sat_train import add_arguments
+    from audiotools.sat import command, recipe
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    config_dir = tmp_path / "trained"
+
+    def written(*extra: str) -> recipe.Written:
+        args = parser.parse_args([*sat_run, "--config-dir", str(config_dir), *extra])
+        migration, name = command.convert_from_args(args)
+        texts = recipe.render(migration, "STEM", args.manifest_dir)
+        stem = recipe.content_stem(name, texts, config_dir, migration.family)
+        return recipe.write(migration, config_dir, stem, args.manifest_dir, reuse=True)
+
+    first = written("--num-workers", "0")
+    dset = first.files["dset"].read_text()
+    assert "num_workers: 0" in dset
+    again = written("--num-workers", "1")
+    assert again.stem == first.stem and first.files["dset"].read_text() == dset
+    # A recipe named after all its content (num_workers included) keeps its name.
+    args = parser.parse_args([*sat_run, "--config-dir", str(config_dir), "--num-workers", "1"])
+    migration, name = command.convert_from_args(args)
+    texts = recipe.render(migration, "STEM", args.manifest_dir)
+    earlier = f"sat_{name}_{recipe._digest(texts)}"
+    recipe.write(migration, config_dir, earlier, args.manifest_dir, reuse=True)
+    assert written("--num-workers", "1").stem == earlier
+    # Other settings under the same name are refused with what train can do about them.
+    solver = first.files["solver"]
+    assert "\nseed: " in solver.read_text()
+    solver.write_text(solver.read_text().replace("\nseed: ", "\nseed: 1"))
+    with pytest.raises(ConfigError, match="delete them to convert again, or choose another"):
+        written("--num-workers", "0")
 
 
 @pytest.mark.parametrize("extra, words", [
