@@ -184,7 +184,7 @@ def sat_output(sat: torch.nn.Module, network: torch.nn.Module, x: torch.Tensor,
 def our_output(path: Path, config: dict, x: torch.Tensor, t: torch.Tensor,
                metadata: list[dict], prefer_ema: bool) -> tuple[torch.Tensor, object]:
     loaded = load_diffusion(path, config, prefer_ema=prefer_ema)
-    conditions = loaded.conditioners.encode(metadata)
+    conditions = from_metadata(loaded.conditioners, metadata)
     inputs = loaded.model.to(x.dtype).condition_inputs(conditions)
     return loaded.model(x, t, **_cast(inputs, x.dtype)), loaded
 
@@ -207,6 +207,12 @@ def random_sat(config: dict) -> torch.nn.Module:
 
 METADATA = [{"seconds_total": 12.5, "bpm": 120, "genre": "jazz"},
             {"seconds_total": 70.0, "bpm": 61, "genre": "rock"}]
+
+
+def from_metadata(conditioners, metadata: list[dict]) -> dict:
+    """Our conditions of a batch's metadata as training reads it (a number beyond its range
+    is clamped, as SAT's is; a value a caller gives outside it is refused instead)."""
+    return conditioners.eval()(metadata)
 
 
 def metadata_for(config: dict) -> list[dict]:
@@ -448,7 +454,7 @@ def check_adp_guidance(config: dict) -> bool:
         loaded = load_diffusion(path, config)
         model = loaded.model
         metadata = metadata_for(config)
-        cond = model.condition_inputs(loaded.conditioners.encode(metadata))
+        cond = model.condition_inputs(from_metadata(loaded.conditioners, metadata))
         uncond = model.condition_inputs(loaded.conditioners.null(len(metadata)))
         uncond["global_cond"] = cond["global_cond"]  # SAT's CFG keeps it
         inputs = sat_inputs(sat, metadata, torch.float32)
@@ -546,7 +552,7 @@ def check_adp_inpaint() -> bool:
         global_cond = sat.conditioner(metadata, "cpu")["seconds_total"][0].squeeze(1)
         expected = sat.model(x, t, input_concat_cond=concat, global_cond=global_cond)
         # Ours: the number's one token (what the model pools for its global condition).
-        ours = loaded.conditioners.encode(metadata)["seconds_total"].embeddings[:, 0]
+        ours = from_metadata(loaded.conditioners, metadata)["seconds_total"].embeddings[:, 0]
         got = loaded.model(x, t, input_concat_cond=concat, global_cond=ours)
     return compare("adp_1d inpainting denoiser, unwrapped .ckpt", expected, got) and ok
 

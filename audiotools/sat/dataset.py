@@ -47,13 +47,15 @@ class DataSource:
     rejections: list[Rejection] = field(default_factory=list)
     shards: list[str] = field(default_factory=list)
     epoch_steps: int = 2000
+    # `<where>.custom_metadata_module=<path>` of each entry that names one (checked, not run).
+    metadata_modules: list[str] = field(default_factory=list)
 
     @property
     def size(self) -> int:
         return len(self.entries) if self.kind == "files" else len(self.shards)
 
 
-def _check_metadata_module(path: str, where: str, notes: Notes) -> None:
+def _check_metadata_module(path: str, where: str, source: DataSource) -> None:
     module = Path(path)
     if not module.is_file():
         raise ConfigError(f"{where}.custom_metadata_module={path!r}: no such file.")
@@ -66,8 +68,7 @@ def _check_metadata_module(path: str, where: str, notes: Notes) -> None:
                for node in tree.body):
         raise ConfigError(f"{where}.custom_metadata_module={path!r} defines no "
                           "get_custom_metadata(info, audio) function.")
-    notes.difference(f"{where}.custom_metadata_module: checked, not run: its metadata feeds "
-                     "conditioning, which autoencoder training does not read")
+    source.metadata_modules.append(f"{where}.custom_metadata_module={path!r}")
 
 
 def _entries(config: Mapping[str, Any], where: str, notes: Notes) -> list[dict[str, Any]]:
@@ -79,6 +80,10 @@ def _entries(config: Mapping[str, Any], where: str, notes: Notes) -> list[dict[s
         if not isinstance(entry, Mapping) or "id" not in entry:
             raise ConfigError(f"{where}.datasets[{index}] needs an \"id\" (stable-audio-tools "
                               "requires it).")
+        for key in ("path", "s3_path", "custom_metadata_module"):
+            if entry.get(key) is not None and not isinstance(entry[key], str):
+                raise ConfigError(f"{where}.datasets[{index}].{key}={entry[key]!r}: give a "
+                                  "path as a string.")
         ignored = sorted(set(entry) - _ENTRY_KEYS)
         notes.unsupported_if(ignored, f"{where}.datasets[{index}] keys {ignored}: ignored (not "
                              "read by stable-audio-tools either)")
@@ -92,7 +97,7 @@ def _audio_dir(config: Mapping[str, Any], source: DataSource, where: str, worker
         if "path" not in entry:
             raise ConfigError(f"{label}: \"path\" is missing (the folder of audio files).")
         if entry.get("custom_metadata_module"):
-            _check_metadata_module(entry["custom_metadata_module"], label, notes)
+            _check_metadata_module(entry["custom_metadata_module"], label, source)
         root = Path(entry["path"]).expanduser()
         if not root.is_dir():
             raise ConfigError(f"{label}: path {str(root)!r} is not a folder.")
@@ -135,7 +140,7 @@ def _webdataset(config: Mapping[str, Any], source: DataSource, where: str,
     for index, entry in enumerate(_entries(config, where, notes)):
         label = f"{where}.datasets[{index}] ({entry['id']})"
         if entry.get("custom_metadata_module"):
-            _check_metadata_module(entry["custom_metadata_module"], label, notes)
+            _check_metadata_module(entry["custom_metadata_module"], label, source)
         if "s3_path" in entry:
             source.shards += _s3_shards(entry["s3_path"], entry.get("profile"), label)
         elif "path" in entry:

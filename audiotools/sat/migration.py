@@ -15,6 +15,7 @@ from typing import Any
 from ..data.manifest import Rejection
 from ..errors import ConfigError
 from ..families import family_for_sat_model_type
+from . import values
 from .dataset import DataSource, read_source
 from .model import (
     check_model_type,
@@ -90,9 +91,6 @@ def _run_keys(options: TrainingOptions, epochs: int, demo_every: int,
     keys["valid"] = keys["evaluate"] = {"every": valid_every}
     notes.difference(f"SAT trains until stopped; audiotools runs {epochs} epoch(s) of "
                      f"checkpoint_every={every} updates (--epochs, or optim.epochs=N)")
-    notes.unsupported_if(options.accum_batches > 1 or options.gradient_clip_val > 0,
-                         "accum_batches / gradient_clip_val: Lightning refuses both for SAT's "
-                         "autoencoder (manual optimization); audiotools applies them")
     if options.save_top_k not in (-1, 0):
         notes.difference(f"save_top_k={options.save_top_k}: the last {options.save_top_k} "
                          "epoch checkpoints are kept (the best weights are always kept)")
@@ -154,6 +152,13 @@ def _cluster_keys(options: TrainingOptions, keys: dict[str, Any], notes: Notes) 
 
 def _weights_keys(options: TrainingOptions, keys: dict[str, Any], notes: Notes,
                   family: str) -> None:
+    if family != "autoencoder" and "codec" not in keys:
+        for key in ("pretransform_ckpt_path", "remove_pretransform_weight_norm"):
+            if getattr(options, key):
+                raise ConfigError(f"{key}={getattr(options, key)}: this diffusion model has no "
+                                  "pretransform (the model config's model.pretransform), so "
+                                  "there is nothing to load it into (stable-audio-tools fails "
+                                  "here too); remove the option or add the pretransform.")
     ckpt = _existing(options.ckpt_path, "ckpt_path")
     pretrained = _existing(options.pretrained_ckpt_path, "pretrained_ckpt_path")
     if ckpt:
@@ -169,6 +174,9 @@ def _weights_keys(options: TrainingOptions, keys: dict[str, Any], notes: Notes,
                              f"weight_norm={options.remove_pretransform_weight_norm}: not "
                              "needed, the frozen codec gives the same outputs either way")
     else:
+        notes.unsupported_if(options.accum_batches > 1 or options.gradient_clip_val > 0,
+                             "accum_batches / gradient_clip_val: Lightning refuses both for "
+                             "SAT's autoencoder (manual optimization); audiotools applies them")
         notes.unsupported_if(options.pretransform_ckpt_path, "pretransform_ckpt_path: an "
                              "autoencoder has no pretransform")
         notes.unsupported_if(options.remove_pretransform_weight_norm, "remove_pretransform_"
@@ -180,6 +188,20 @@ def _weights_keys(options: TrainingOptions, keys: dict[str, Any], notes: Notes,
                          "command always resumes its XP")
     notes.unsupported_if(options.save_dir, f"save_dir={options.save_dir}: XPs live in "
                          "AUDIOTOOLS_DORA_DIR (or the team file's dora_dir)")
+
+
+def _metadata_modules(train: DataSource, valid: DataSource | None,
+                      conditioners: dict[str, Any], notes: Notes) -> None:
+    """SAT's custom metadata modules are checked, not run: what they would feed is named."""
+    for module in train.metadata_modules + (valid.metadata_modules if valid else []):
+        if not conditioners:
+            notes.difference(f"{module}: checked, not run: its metadata feeds conditioning, "
+                             "which this model does not have")
+            continue
+        notes.unsupported.append(
+            f"{module}: not run; the conditioners {', '.join(sorted(conditioners))} read each "
+            "item's own metadata here (its sidecar .json or manifest `meta`, docs/data.md), "
+            "and an item without a value takes the conditioner's default or is an error")
 
 
 def _split(source: DataSource, manifest: str, items: int | None,
@@ -261,7 +283,8 @@ def _audio_shape(raw: dict[str, Any], model_path: Path) -> tuple[int, int]:
         raise ConfigError(f"{model_path}: sample_size is missing (stable-audio-tools' train.py "
                           "reads the segment length from it).")
     # SAT feeds mono, or stereo otherwise.
-    return int(raw["sample_size"]), 1 if raw.get("audio_channels", 2) == 1 else 2
+    return (values.whole(raw["sample_size"], f"{model_path}: sample_size", low=1),
+            1 if raw.get("audio_channels", 2) == 1 else 2)
 
 
 def _autoencoder_part(raw: dict[str, Any], model_path: Path, notes: Notes) -> _ModelPart:
@@ -314,6 +337,7 @@ def _check_whole_latent_frames(converted: Any, sample_size: int, model_path: Pat
 
 def _diffusion_part(raw: dict[str, Any], model_path: Path, options: TrainingOptions,
                     notes: Notes) -> _ModelPart:
+    from ..models.diffusion import validate_diffusion_config
     from .diffusion import convert_diffusion_model, parameter_counts
     from .diffusion_training import convert_diffusion_training
     converted = convert_diffusion_model(raw, notes)
@@ -331,9 +355,10 @@ def _diffusion_part(raw: dict[str, Any], model_path: Path, options: TrainingOpti
         raise ConfigError(f"{model_path}: the network reads {network['io_channels']} channels but "
                           f"audio_channels={raw.get('audio_channels', 2)} gives {channels}.")
     _check_whole_latent_frames(converted, sample_size, model_path)
-    training = convert_diffusion_training(raw.get("training"), raw["model_type"],
-                                          converted.model["objective"], converted.conditioners,
-                                          notes)
+    training = convert_diffusion_training(
+        raw.get("training"), raw["model_type"], converted.model["objective"],
+        converted.conditioners, notes,
+        inpainting=validate_diffusion_config(converted.model).inpainting)
     solver.update(training.sections)
     solver["conditioners"] = converted.conditioners
     solver["conditioning"] = {**solver.get("conditioning", {}), **converted.conditioning}
@@ -363,6 +388,7 @@ def convert(options: TrainingOptions, epochs: int = 100, workers: int = 8) -> Mi
     if options.val_dataset_config:
         valid = read_source(read_json(options.val_dataset_config, "--val-dataset-config"),
                             "val_dataset_config", notes, workers)
+    _metadata_modules(train, valid, solver.get("conditioners") or {}, notes)
     dataset = _dataset(train, valid, part.sample_rate, part.channels,
                        part.sample_size / part.sample_rate,
                        options.batch_size * _gpus(options), _loader_workers(options, notes),

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import ConfigError
+from . import values
 from .notes import Notes
 
 # SAT's loss_configs when a config gives none (training/autoencoders.py).
@@ -71,7 +72,7 @@ class TrainingConversion:
 def _weight(weights: Mapping[str, Any], key: str, where: str) -> float:
     if key not in weights:
         raise ConfigError(f"{where}.weights.{key} is missing (stable-audio-tools requires it).")
-    return float(weights[key])
+    return values.number(weights[key], f"{where}.weights.{key}", low=0)
 
 
 def _spectral(section: Mapping[str, Any], notes: Notes) -> tuple[dict[str, Any], float]:
@@ -148,20 +149,27 @@ def convert_losses(loss_configs: Mapping[str, Any] | None, bottleneck: str,
             raise ConfigError(f"training.loss_configs.{key} is missing (stable-audio-tools "
                               "requires it).")
     spectral, spectral_weight = _spectral(configs["spectral"], notes)
-    time = configs["time"]
-    time_weights = time.get("weights") or {}
-    notes.unsupported_if(time_weights.get("l2", 0.0) > 0, "training.loss_configs.time.weights"
-                         f".l2={time_weights.get('l2')} (no L2 waveform loss in audiotools)")
+    time = values.section(configs["time"], "training.loss_configs.time")
+    time_weights = values.section(time.get("weights"), "training.loss_configs.time.weights")
+    l1, l2 = (values.number(time_weights.get(key, 0.0),
+                            f"training.loss_configs.time.weights.{key}", low=0)
+              for key in ("l1", "l2"))
+    notes.unsupported_if(l2 > 0, f"training.loss_configs.time.weights.l2={l2} (no L2 "
+                         "waveform loss in audiotools)")
     notes.unsupported_if(time.get("decay", 1.0) != 1.0, "training.loss_configs.time.decay="
                          f"{time.get('decay')} (the weight stays constant)")
     for extra in ("mrmel", "hubert"):
         weight = ((configs.get(extra) or {}).get("weights") or {}).get(extra, 0.0)
         notes.unsupported_if(weight > 0, f"training.loss_configs.{extra} (weight {weight}): "
                              "no such loss in audiotools")
-    kl_weight = ((configs.get("bottleneck") or {}).get("weights") or {}).get("kl", 1e-6)
+    bottleneck_weights = values.section(
+        values.section(configs.get("bottleneck"), "training.loss_configs.bottleneck")
+        .get("weights"), "training.loss_configs.bottleneck.weights")
+    kl_weight = values.number(bottleneck_weights.get("kl", 1e-6),
+                              "training.loss_configs.bottleneck.weights.kl", low=0)
     discriminator = _discriminator(configs.get("discriminator"), notes)
-    weights = {"spectral": spectral_weight, "l1": float(time_weights.get("l1", 0.0)),
-               "kl": float(kl_weight) if bottleneck == "vae" else 0.0,
+    weights = {"spectral": spectral_weight, "l1": l1,
+               "kl": kl_weight if bottleneck == "vae" else 0.0,
                # SAT weighs the RVQ's quantizer loss by 1.
                "commitment": 1.0 if bottleneck == "rvq" else 0.0,
                **discriminator.get("weights", {"adversarial": 0.0, "feature_matching": 0.0})}
@@ -188,7 +196,12 @@ def _optimizer(section: Mapping[str, Any], where: str, notes: Notes) -> dict[str
         else:
             notes.unsupported_if(config[key], f"{where}.config.{key}={config[key]!r}")
     settings = {key: config.get(key, default) for key, default in defaults.items()}
-    settings["betas"] = list(settings["betas"])
+    settings["lr"] = values.number(settings["lr"], f"{where}.config.lr", above=0)
+    settings["betas"] = values.numbers(settings["betas"], f"{where}.config.betas", 2, low=0,
+                                       high=1)
+    settings["eps"] = values.number(settings["eps"], f"{where}.config.eps", above=0)
+    settings["weight_decay"] = values.number(settings["weight_decay"],
+                                             f"{where}.config.weight_decay", low=0)
     return {"optimizer": name, **settings}
 
 
@@ -205,13 +218,17 @@ def _schedule(section: Mapping[str, Any] | None, lr: float, where: str,
     if extra:
         raise ConfigError(f"{where}.config: unknown keys {extra}; InverseLR takes inv_gamma, "
                           "power, warmup, final_lr.")
-    final_lr = float(config.get("final_lr", 0.0))
+    final_lr = values.number(config.get("final_lr", 0.0), f"{where}.config.final_lr", low=0)
     if final_lr > lr:
         raise ConfigError(f"{where}.config.final_lr={final_lr} exceeds the optimizer's "
                           f"lr={lr}.")
-    return {"name": "inverse", "inv_gamma": float(config.get("inv_gamma", 1.0)),
-            "power": float(config.get("power", 1.0)),
-            "exp_warmup": float(config.get("warmup", 0.0)), "min_lr_ratio": final_lr / lr}
+    return {"name": "inverse",
+            "inv_gamma": values.number(config.get("inv_gamma", 1.0), f"{where}.config.inv_gamma",
+                                       above=0),
+            "power": values.number(config.get("power", 1.0), f"{where}.config.power", low=0),
+            "exp_warmup": values.number(config.get("warmup", 0.0), f"{where}.config.warmup",
+                                        low=0, high=1),
+            "min_lr_ratio": final_lr / lr}
 
 
 def convert_optimizers(training: Mapping[str, Any], discriminator: bool,
@@ -225,9 +242,10 @@ def convert_optimizers(training: Mapping[str, Any], discriminator: bool,
             raise ConfigError("training.learning_rate or training.optimizer_configs is "
                               "required (stable-audio-tools builds its optimizers from them).")
         # SAT's default: AdamW(lr, betas=(0.8, 0.99)) for both networks, no schedule.
-        optim = {"optimizer": "adamw", "lr": float(lr), "betas": [0.8, 0.99], "eps": 1e-8,
+        lr = values.number(lr, "training.learning_rate", above=0)
+        optim = {"optimizer": "adamw", "lr": lr, "betas": [0.8, 0.99], "eps": 1e-8,
                  "weight_decay": 1e-2}
-        return {"optim": optim, "schedule": {"name": "none"}, "disc_lr": float(lr)}
+        return {"optim": optim, "schedule": {"name": "none"}, "disc_lr": lr}
     for key in ("autoencoder", *(("discriminator",) if discriminator else ())):
         if key not in configs or "optimizer" not in configs[key]:
             raise ConfigError(f"{where}.{key}.optimizer is missing (stable-audio-tools "
@@ -274,7 +292,7 @@ def convert_training(training: Mapping[str, Any] | None, bottleneck: str,
     optim["ema"] = dict(SAT_EMA) if training.get("use_ema", False) else {"use": False}
     sections.update(optim=optim, schedule=optimizers["schedule"])
     if discriminator:
-        warmup = int(training.get("warmup_steps", 0))
+        warmup = values.whole(training.get("warmup_steps", 0), "training.warmup_steps", low=0)
         sections["adversarial"].update(lr=optimizers["disc_lr"],
                                        warmup_steps=math.ceil(warmup / 2))
         notes.difference(
@@ -301,5 +319,5 @@ def convert_training(training: Mapping[str, Any] | None, bottleneck: str,
     notes.unsupported_if(set(demo) - {"demo_every"}, f"training.demo keys "
                          f"{sorted(set(demo) - {'demo_every'})}: audiotools' generate stage "
                          "writes reconstructions of the generate split instead")
-    demo_every = int(demo.get("demo_every", 2000))
+    demo_every = values.whole(demo.get("demo_every", 2000), "training.demo.demo_every", low=1)
     return TrainingConversion(sections, demo_every)

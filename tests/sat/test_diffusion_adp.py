@@ -203,7 +203,7 @@ def _conditional_outputs(model, conditioners) -> torch.Tensor:
     x = torch.randn(3, 1, 16, generator=generator)
     t = torch.rand(3, generator=generator)
     conditions = conditioners.encode([{"seconds_total": 3.0, "genre": "jazz"},
-                                      {"seconds_total": 70.0, "genre": "pop"},
+                                      {"seconds_total": 50.0, "genre": "pop"},
                                       {"seconds_total": None, "genre": None}])
     with torch.no_grad():
         return model(x, t, **model.condition_inputs(conditions))
