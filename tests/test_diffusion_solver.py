@@ -252,6 +252,33 @@ def test_data_in_another_format_than_the_codec_is_refused(tones, dora_dir):
                       f"dataset.pre_encoded={tones / 'latents'}", "model.network.io_channels=4"))
 
 
+def test_what_the_stages_read_is_refused_before_training(dora_dir, caplog):
+    """An embedder or generate condition the evaluate or generate stage would refuse stops the
+    run when it starts, not after the first epoch's training."""
+    cases = {("debug", "evaluate.embedder=bogus"): "embedder='bogus' is not known",
+             ("debug", "evaluate.embedder=vggish:/nowhere/v.pth"): "VGGish weights",
+             ("debug_cond", "+generate.conditions=[{ensemble: kazoo}]"):
+                 r"generate.conditions\[0\]: ensemble='kazoo' is not valid",
+             ("debug_cond", "+generate.conditions=[{seconds_total: 500}]"):
+                 r"seconds_total=500 is not valid; seconds_total \(number in \[0, 16\]\)"}
+    for (recipe, override), message in cases.items():
+        with pytest.raises((ConfigError, CheckpointError), match=message):
+            build(make_xp(f"solver=diffusion/{recipe}", override))
+    build(make_xp("solver=diffusion/debug", "generate.num_samples=5"))
+    assert "generate.num_samples=5: the generate split holds 2 items" in caplog.text
+
+
+def test_an_export_samples_as_long_as_its_xp_did(dora_dir, tmp_path):
+    """generate.duration null: the generate split's segment, in the XP and in its export."""
+    solver = train("solver=diffusion/debug", "optim.epochs=1", *QUIET)
+    # The recipe trains on 0.5 s segments and generates 1 s ones (its generate split's).
+    assert solver.split_duration("train") == 0.5 and solver.generate_duration() == 1.0
+    out = tmp_path / "debug.safetensors"
+    assert cli(["export", str(solver.folder), str(out)]) == 0
+    audio, rate = audiotools.load(out).generate(steps=1)
+    assert audio.shape[-1] == rate
+
+
 def test_bad_config_is_one_error_naming_the_key(dora_dir):
     from audiotools.train import main
     cases = {

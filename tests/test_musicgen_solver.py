@@ -211,6 +211,14 @@ def test_input_the_model_cannot_take_is_refused_before_training(codec, tmp_path,
                                           r"has no 'instrument_family'"):
         build(make_xp(*_debug(codec, "+conditioners.ensemble.key=instrument_family")))
 
+    # What generate and evaluate would sample past generate.max_duration (after training).
+    with pytest.raises(ConfigError, match=r"generate.duration \(else the generate split's "
+                                          r"segment_duration\) is 1 s, longer than "
+                                          r"generate.max_duration=0.5 s"):
+        build(make_xp(*_debug(codec, "generate.max_duration=0.5")))
+    with pytest.raises(ConfigError, match=r"the evaluate split's segment_duration is 1 s"):
+        build(make_xp(*_debug(codec, "generate.max_duration=0.5", "generate.every=0")))
+
     solver = build(make_xp(*_debug(codec, *QUIET)))
     info = [{"path": "bad.safetensors", "seek_time": 0.0, "seconds_start": 0.0,
              "seconds_total": 1.0, "meta": {"ensemble": "piano"}}]
@@ -220,6 +228,19 @@ def test_input_the_model_cannot_take_is_refused_before_training(codec, tmp_path,
                                           r"\[0, 16\) \(model.cardinality=16\)"):
         solver.run_step(0, batch, {})
     solver.close()
+
+
+@pytest.mark.parametrize("pattern", ["parallel", "unroll", "coarse_first"])
+def test_every_pattern_can_be_chosen_from_the_command_line(codec, dora_dir, pattern):
+    """The default recipe's `delays: null` merges into whichever type is chosen."""
+    from audiotools.families import validate_config
+    from audiotools.train import main
+    settings = validate_config(main.get_xp(_debug(codec, f"model.pattern.type={pattern}")).cfg)
+    assert settings.model.pattern.type == pattern
+    if pattern != "coarse_first":
+        with pytest.raises(ConfigError, match="model.pattern.delays"):
+            main.get_xp(_debug(codec, f"model.pattern.type={pattern}",
+                               "model.pattern.delays=[0,1]"))
 
 
 def test_non_finite_loss_stops_naming_the_step(codec, dora_dir, monkeypatch):

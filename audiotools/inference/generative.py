@@ -31,11 +31,14 @@ def exported_conditioners(export: Export, codec: FrozenCodec | None, dim: int,
 
 
 def sampling_defaults(export: Export, keys: Sequence[str]) -> dict[str, Any]:
-    """The `generate:` settings among `keys` the XP set: its duration (else the training
-    segment's, else the export's own), and its last CFG scale when it listed several."""
+    """The `generate:` settings among `keys` the XP set: its duration (else its generate
+    split's segment, or its training split's without one, as the XP's samples have; else the
+    export's own), and its last CFG scale when it listed several."""
     generate = dict(export.config.get("generate") or {})
     if generate.get("duration") is None:
-        generate["duration"] = ((export.config.get("dataset") or {}).get("segment_duration")
+        dataset = export.config.get("dataset") or {}
+        split = dataset.get("generate") or dataset.get("train") or {}
+        generate["duration"] = (split.get("segment_duration") or dataset.get("segment_duration")
                                 or export.info.get("segment_duration"))
     if isinstance(generate.get("cfg_scale"), list):
         generate["cfg_scale"] = generate["cfg_scale"][-1]

@@ -44,8 +44,10 @@ from ..data.pre_encoded import EncodedData
 from ..data.segments import collate_segments
 from ..environment import resolve_path
 from ..errors import ConfigError
+from ..inference.conditions import checked_values, describe_conditioners
 from ..io.codecs import codec_from_config
 from ..metrics.conditional import as_classifier
+from ..metrics.embeddings import AudioEmbedder, get_embedder
 from ..metrics.generation import format_report, generation_report, report_metrics
 from ..metrics.spectrogram import render_spectrogram
 from ..models.codec import FrozenCodec, LatentStats
@@ -111,6 +113,8 @@ class GenerativeSolver(StandardSolver):
         self.model = self.build_generative_model().to(self.device)
         self._check_lengths()
         self.judge = self._judge()
+        self.embedder = self._embedder()
+        self._check_generate()
         self.optimizer = self.build_optimizer([*self.model.parameters(),
                                                *self.conditioners.trainable_parameters()])
         self.register_stateful("model", "conditioners", "optimizer")
@@ -162,6 +166,9 @@ class GenerativeSolver(StandardSolver):
                               "`audiotools pre-encode` with the train split.")
         train.set_epoch(0)
         count = min(self.settings.stats_clips, len(train))
+        if count < self.settings.stats_clips:
+            logger.warning("stats_clips=%d: the training split holds %d segments; the "
+                           "statistics are measured on those.", self.settings.stats_clips, count)
         latents = []
         step = self.settings.dataset.batch_size
         for start in range(0, count, step):
@@ -172,8 +179,8 @@ class GenerativeSolver(StandardSolver):
         if not latents:
             raise AudioFileError("No training clip could be read to measure the codec's latent "
                                  "statistics (their paths are in the log above).")
-        logger.info("Latent statistics of %s measured on %d training clips.", codec.source,
-                    len(latents))
+        logger.info("Latent statistics of %s measured on %d training segments.",
+                    codec.source, len(latents))
         return LatentStats.measure(latents)
 
     # ------------------------------------------------------------------ what the data is
@@ -278,6 +285,33 @@ class GenerativeSolver(StandardSolver):
                               f"its classes: {list(judge.class_names)}.")
         return judge
 
+    def _embedder(self) -> AudioEmbedder | None:
+        """The embedder of evaluate.embedder, built now so that an unknown name or missing
+        weights stop the run before training (evaluate first runs after an epoch of it)."""
+        evaluate = self.settings.evaluate
+        return get_embedder(evaluate.embedder) if evaluate.every else None
+
+    def _check_generate(self) -> None:
+        """What the generate stage reads, checked before training: the values of
+        generate.conditions fit their conditioners (a number outside its range, an option it
+        does not have); more generate.num_samples than the generate split holds is said."""
+        generate = self.settings.generate
+        infos = describe_conditioners(self.conditioners)
+        for index, values in enumerate(generate.conditions):
+            checked_values(values, infos, f"generate.conditions[{index}]")
+        split = self.datasets.get("generate")
+        if generate.every and not generate.conditions and split is not None \
+                and not isinstance(split, IterableDataset) and len(split) < generate.num_samples:
+            logger.warning("generate.num_samples=%d: the generate split holds %d items; each "
+                           "generate stage makes %d samples per CFG scale.",
+                           generate.num_samples, len(split), len(split))
+
+    def generate_duration(self) -> float:
+        """Seconds of each sample: generate.duration, else the generate split's segment (the
+        training split's without one)."""
+        return self.settings.generate.duration or self.split_duration(
+            "generate" if "generate" in self.datasets else "train")
+
     # ------------------------------------------------------------------ data and conditions
     def data_batch(self, batch: Mapping[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
         """(data, frame mask): what the model reads for a batch (normalised latents, tokens
@@ -380,8 +414,7 @@ class GenerativeSolver(StandardSolver):
         if streamed and not distributed.is_rank_zero():
             return {}
         values, items = self._condition_sets()
-        duration = generate.duration or self.split_duration(
-            "generate" if "generate" in self.datasets else "train")
+        duration = self.generate_duration()
         batch_size = self.settings.dataset.batch_size
         starts = list(range(0, len(values), batch_size))
         share = starts if streamed else starts[distributed.rank()::distributed.world_size()]
@@ -481,7 +514,8 @@ class GenerativeSolver(StandardSolver):
             heldout_labels = [str(item["meta"].get(evaluate.label)) for item in heldout_items]
         heldout = self.real_audio(heldout_items, duration)
         report = generation_report(generated, self.real_audio(items, duration), heldout,
-                                   evaluate.embedder, self.sample_rate, classifier=self.judge,
+                                   self.embedder or evaluate.embedder, self.sample_rate,
+                                   classifier=self.judge,
                                    labels=labels, heldout_labels=heldout_labels,
                                    seed=evaluate.seed, via_codec=self.through_codec(heldout))
         logger.info("Generation report, epoch %d:\n%s", self.epoch, format_report(report))

@@ -42,6 +42,24 @@ class MusicGenSolver(GenerativeSolver):
         self._check_stored_tokens(model.cardinality)
         return model
 
+    def _check_generate(self) -> None:
+        """Also: what generate and evaluate sample fits generate.max_duration (inference
+        refuses longer; found now, not after an epoch of training)."""
+        super()._check_generate()
+        settings = self.settings
+        lengths = {}
+        if settings.generate.every:
+            lengths["generate.duration (else the generate split's segment_duration)"] = \
+                self.generate_duration()
+        if settings.evaluate.every and "evaluate" in self.datasets:
+            lengths["the evaluate split's segment_duration"] = self.split_duration("evaluate")
+        limit = settings.generate.max_duration
+        for what, seconds in lengths.items():
+            if seconds > limit + 1e-6:
+                raise ConfigError(f"{what} is {seconds:g} s, longer than generate.max_duration="
+                                  f"{limit:g} s, the longest audio the LM generates: raise "
+                                  "generate.max_duration or shorten it.")
+
     def _check_stored_tokens(self, cardinality: int) -> None:
         """Every file of pre-encoded splits holds codes in [0, cardinality): a corrupted one
         is named now, not at some batch of some epoch (audio is checked batch by batch)."""

@@ -40,10 +40,13 @@ class DelayPatternConfig(Section):
 
 class ParallelPatternConfig(Section):
     type: Literal["parallel"] = "parallel"
+    # No delays; null is taken, as the default recipe's `delays: null` merges into any type.
+    delays: None = None
 
 
 class UnrollPatternConfig(Section):
     type: Literal["unroll"] = "unroll"
+    delays: None = None  # as for parallel
 
 
 class CoarseFirstPatternConfig(Section):
