@@ -224,6 +224,31 @@ _ID_KEYS = ("cross_attention_cond_ids", "global_cond_ids", "prepend_cond_ids",
             "input_concat_ids")
 
 
+# What stable-audio-tools 0.0.19's factories read of a diffusion config, by model type
+# (models/diffusion.py, models/autoencoders.py); any other key is listed as ignored.
+_TOP_KEYS = ("model_type", "sample_rate", "sample_size", "audio_channels", "model", "training")
+_MODEL_KEYS = {
+    "diffusion_uncond": ("type", "config", "pretransform"),
+    "diffusion_autoencoder": ("encoder", "decoder", "bottleneck", "diffusion", "latent_dim",
+                              "downsampling_ratio", "io_channels", "pretransform"),
+}
+_COND_MODEL_KEYS = ("diffusion", "io_channels", "pretransform", "conditioning")
+_DIFFUSION_KEYS = ("type", "config", "diffusion_objective", "distribution_shift_options",
+                   *_ID_KEYS)
+
+
+def ignored_diffusion_keys(config: Mapping[str, Any]) -> list[str]:
+    """Keys of an SAT diffusion config that SAT's factories do not read (nor audiotools)."""
+    model = config.get("model") if isinstance(config.get("model"), Mapping) else {}
+    known = _MODEL_KEYS.get(config.get("model_type"), _COND_MODEL_KEYS)
+    keys = [*sorted(set(config) - set(_TOP_KEYS)),
+            *(f"model.{key}" for key in sorted(set(model) - set(known)))]
+    diffusion = model.get("diffusion")
+    if config.get("model_type") != "diffusion_autoencoder" and isinstance(diffusion, Mapping):
+        keys += [f"model.diffusion.{key}" for key in sorted(set(diffusion) - set(_DIFFUSION_KEYS))]
+    return keys
+
+
 def _ids(diffusion: Mapping[str, Any], dropped: set[str]) -> dict[str, list[str]]:
     """SAT's `*_ids` (the same keys here), without the conditioners not reproduced."""
     return {key: [str(name) for name in diffusion.get(key) or [] if name not in dropped]
@@ -239,6 +264,9 @@ def convert_diffusion_model(config: Mapping[str, Any], notes: Notes) -> Diffusio
                           f"{', '.join(DIFFUSION_MODEL_TYPES)}.")
     if "sample_rate" not in config:
         raise ConfigError("sample_rate is missing (stable-audio-tools requires it).")
+    ignored = ignored_diffusion_keys(config)
+    notes.unsupported_if(ignored, f"model config keys {ignored}: ignored (stable-audio-tools' "
+                         "diffusion models do not read them either)")
     model = _section(config.get("model"), "model")
     codec, pretransform = _pretransform(model.get("pretransform"), int(config["sample_rate"]),
                                         notes)

@@ -150,3 +150,18 @@ def test_a_metadata_module_names_the_conditioners_it_would_feed(tmp_path, audio_
     notes = out[out.index("Not supported"):out.index("Differences")]
     assert "custom_metadata_module=" in notes
     assert "the conditioners bpm, genre, seconds_total read each item's own metadata" in notes
+
+
+def test_keys_sat_does_not_read_are_listed():
+    from audiotools.sat.diffusion import convert_diffusion_model
+    config = copy.deepcopy(small_config())
+    config["baz"] = 1
+    config["model"]["foo"] = 2
+    config["model"]["diffusion"]["bar"] = 3
+    notes = Notes()
+    convert_diffusion_model(config, notes)
+    [line] = [line for line in notes.unsupported if line.startswith("model config keys")]
+    assert "['baz', 'model.foo', 'model.diffusion.bar']: ignored" in line
+    notes = Notes()
+    convert_diffusion_model(small_config(), notes)
+    assert not any(line.startswith("model config keys") for line in notes.unsupported)
