@@ -8,9 +8,13 @@ changed option gives a new recipe and XP.
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
+import os
 import re
+import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -141,6 +145,7 @@ def write(migration: Migration, config_dir: Path, stem: str,
     existing manifest is one unless `force` or it holds exactly these entries (manifests of
     one --name are shared by every config dir, and another recipe may read them)."""
     texts = texts or render(migration, stem, manifest_dir)
+    check_recipe(migration, texts, stem)
     paths = config_paths(config_dir, migration.family, stem)
     manifests = {split: resolve_path(_manifest_ref(manifest_dir, stem, split))
                  for split in migration.manifests}
@@ -161,6 +166,36 @@ def write(migration: Migration, config_dir: Path, stem: str,
         if kind not in kept:
             write_text_atomic(path, texts[kind])
     return Written(stem, files, dora_command(config_dir, migration.family, stem))
+
+
+def check_recipe(migration: Migration, texts: dict[str, str], stem: str) -> None:
+    """The recipe composes and validates as `dora run` will read it, checked in a scratch
+    config tree before anything is written: a value SAT takes that audiotools' schema refuses
+    would otherwise leave files that fail only at `dora run`."""
+    from ..train import main
+    with tempfile.TemporaryDirectory() as folder, _config_path(Path(folder)):
+        for kind, path in config_paths(Path(folder), migration.family, stem).items():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(texts[kind], encoding="utf-8")
+        try:
+            main.get_xp([f"solver={migration.family}/{stem}"])
+        except ConfigError as error:
+            raise ConfigError(f"the converted recipe does not validate, so nothing was "
+                              f"written: {error}") from None
+
+
+@contextlib.contextmanager
+def _config_path(folder: Path) -> Iterator[None]:
+    """AUDIOTOOLS_CONFIG_PATH naming `folder` for the block, then as it was."""
+    before = os.environ.get("AUDIOTOOLS_CONFIG_PATH")
+    os.environ["AUDIOTOOLS_CONFIG_PATH"] = f"file://{folder}"
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop("AUDIOTOOLS_CONFIG_PATH")
+        else:
+            os.environ["AUDIOTOOLS_CONFIG_PATH"] = before
 
 
 def _read(path: Path) -> str:

@@ -165,3 +165,17 @@ def test_keys_sat_does_not_read_are_listed():
     notes = Notes()
     convert_diffusion_model(small_config(), notes)
     assert not any(line.startswith("model config keys") for line in notes.unsupported)
+
+
+def test_migrate_writes_nothing_the_solver_would_refuse(tmp_path, audio_dir, capsys):
+    """Conditioning without configs converts (SAT reads `configs` with a default), but the ids
+    then name no conditioner and its demo guides by none: the recipe is checked as `dora run`
+    reads it, before writing."""
+    config = small_config()
+    config["model"]["conditioning"] = {"cond_dim": 32}
+    assert _migrate(tmp_path, config, "--pretransform-ckpt-path",
+                    str(FIXTURES / "tiny_vae.safetensors")) == 2
+    error = capsys.readouterr().err
+    assert "the converted recipe does not validate, so nothing was written" in error
+    assert "guidance needs conditioners" in error
+    assert not (tmp_path / "config").exists() and not (tmp_path / "m").exists()
