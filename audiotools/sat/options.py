@@ -141,8 +141,14 @@ def _unquote(value: str) -> str:
 def add_flags(parser: argparse.ArgumentParser) -> None:
     """SAT's train.py flags, kebab-case (`--batch-size`) and snake_case (`--batch_size`)."""
     group = parser.add_argument_group("stable-audio-tools options (override --defaults-ini)")
-    group.add_argument("--defaults-ini", type=Path,
-                       help="a stable-audio-tools defaults.ini ([DEFAULTS] section)")
+    group.add_argument("--defaults-ini", "--config-file", "--config_file", type=Path,
+                       dest="defaults_ini",
+                       help="a stable-audio-tools defaults.ini ([DEFAULTS] section); "
+                            "--config-file is prefigure's name for it. Unlike SAT's train.py, "
+                            "a defaults.ini in the current folder is read only when named")
+    group.add_argument("--wandb-config", "--wandb_config", metavar="URL",
+                       help="refused: prefigure pulls a run's config from W&B over the network; "
+                            "give its values as flags or in --defaults-ini")
     for name, field in TrainingOptions.model_fields.items():
         key = field.alias or name
         names = [f"--{key.replace('_', '-')}"] + ([f"--{key}"] if "_" in key else [])
@@ -152,6 +158,10 @@ def add_flags(parser: argparse.ArgumentParser) -> None:
 
 def resolve(args: argparse.Namespace) -> TrainingOptions:
     """Options from SAT's defaults, then --defaults-ini, then the flags."""
+    if getattr(args, "wandb_config", None):
+        raise ConfigError(f"--wandb-config={args.wandb_config}: pulling a run's config from "
+                          "W&B is not supported (it needs the network and the W&B run); give "
+                          "its values as flags or in --defaults-ini.")
     values: dict[str, Any] = {}
     sources: dict[str, str] = {}
     ini_path = getattr(args, "defaults_ini", None)

@@ -179,3 +179,14 @@ def test_migrate_writes_nothing_the_solver_would_refuse(tmp_path, audio_dir, cap
     assert "the converted recipe does not validate, so nothing was written" in error
     assert "guidance needs conditioners" in error
     assert not (tmp_path / "config").exists() and not (tmp_path / "m").exists()
+
+
+def test_prefigure_flags_are_taken_or_refused_by_name(tmp_path, audio_dir, capsys):
+    ini = tmp_path / "defaults.ini"
+    ini.write_text("[DEFAULTS]\nbatch_size = 3\n")
+    model = {**UNCOND, "training": {"learning_rate": 1e-4}}
+    assert _migrate(tmp_path, model, "--config-file", str(ini)) == 0
+    assert "dataset.batch_size=3 is the global batch" in capsys.readouterr().out
+    assert _migrate(tmp_path, model, "--wandb-config", "https://wandb.ai/x/y", "--force") == 2
+    assert "--wandb-config=https://wandb.ai/x/y: pulling a run's config from W&B is not " \
+           "supported" in capsys.readouterr().err
