@@ -32,6 +32,14 @@ class Section(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_default=True)
 
 
+def unread_settings(section: BaseModel, read: tuple[str, ...], where: str) -> list[str]:
+    """`where.key=value` for each key of `section` (but `read`) set away from its default:
+    what the section's other choices make it ignore, for the solver to say so."""
+    return [f"{where}.{name}={getattr(section, name)!r}"
+            for name, field in type(section).model_fields.items()
+            if name not in read and getattr(section, name) != field.default]
+
+
 def validate_by_type(value: Any, registry: dict[str, type[Section]]) -> Any:
     """Validate a `{type: ..., ...}` mapping with the section its type names (before
     pydantic's union matching), so that faults read `model.encoder.channels` rather than a

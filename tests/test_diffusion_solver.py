@@ -264,8 +264,10 @@ def test_what_the_stages_read_is_refused_before_training(dora_dir, caplog):
     for (recipe, override), message in cases.items():
         with pytest.raises((ConfigError, CheckpointError), match=message):
             build(make_xp(f"solver=diffusion/{recipe}", override))
-    build(make_xp("solver=diffusion/debug", "generate.num_samples=5"))
+    build(make_xp("solver=diffusion/debug", "generate.num_samples=5", "timesteps.mean=0.5"))
     assert "generate.num_samples=5: the generate split holds 2 items" in caplog.text
+    assert "timesteps.mean=0.5: not read, timesteps.type=uniform does not use them" \
+        in caplog.text
 
 
 def test_an_export_samples_as_long_as_its_xp_did(dora_dir, tmp_path):

@@ -194,7 +194,8 @@ def test_bad_config_is_one_error_naming_the_key(codec, dora_dir):
     assert not (dora_dir / "xps").exists() or not any((dora_dir / "xps").iterdir())
 
 
-def test_input_the_model_cannot_take_is_refused_before_training(codec, tmp_path, dora_dir):
+def test_input_the_model_cannot_take_is_refused_before_training(codec, tmp_path, dora_dir,
+                                                                 caplog):
     vae = tiny_codec(tmp_path / "vae.safetensors", AUTOENCODER)
     with pytest.raises(ConfigError, match=r"vae.safetensors: this codec has continuous latents "
                                           r"\(bottleneck 'vae'\); a token model needs a "
@@ -219,7 +220,11 @@ def test_input_the_model_cannot_take_is_refused_before_training(codec, tmp_path,
     with pytest.raises(ConfigError, match=r"the evaluate split's segment_duration is 1 s"):
         build(make_xp(*_debug(codec, "generate.max_duration=0.5", "generate.every=0")))
 
-    solver = build(make_xp(*_debug(codec, *QUIET)))
+    solver = build(make_xp(*_debug(codec, *QUIET, "model.positional_embedding=rope",
+                                   "model.positional_scale=2.0", "generate.top_k=16")))
+    assert "generate.top_k=16: not read, it keeps all of the model.cardinality=16 codes" \
+        in caplog.text
+    assert "model.positional_scale=2.0: not read, rotary positions" in caplog.text
     info = [{"path": "bad.safetensors", "seek_time": 0.0, "seconds_start": 0.0,
              "seconds_total": 1.0, "meta": {"ensemble": "piano"}}]
     batch = {"tokens": torch.full((1, 2, 5), 16), "padding_mask": torch.ones(1, 5, dtype=bool),

@@ -19,6 +19,7 @@ from typing import Any
 import torch
 
 from ..conditioning import Conditioning, Conditions
+from ..config import unread_settings
 from ..errors import ConfigError
 from ..inference.diffusion import DiffusionPipeline
 from ..models.diffusion import (
@@ -36,12 +37,25 @@ from .generative import GenerativeSolver, Item
 VALID_SEED = 1_000_003
 
 
+# What each timestep sampler reads of `timesteps:` (models/diffusion/objectives.py).
+TIMESTEP_KEYS = {"uniform": (), "logit_normal": ("mean", "std"),
+                 "trunc_logit_normal": ("truncation",)}
+
+
 class DiffusionSolver(GenerativeSolver):
     config_schema = DiffusionSolverConfig
     best_metric = "loss"
     best_mode = "min"
     settings: DiffusionSolverConfig
     model: DiffusionModel
+
+    def _check_settings(self) -> None:
+        """Also: the `timesteps` keys the chosen sampler does not read are said."""
+        super()._check_settings()
+        timesteps = self.settings.timesteps
+        read = ("type", *TIMESTEP_KEYS[timesteps.type])
+        self.say_unread(unread_settings(timesteps, read, "timesteps"),
+                        f"timesteps.type={timesteps.type} does not use them")
 
     def build_generative_model(self) -> DiffusionModel:
         model = build_diffusion_model(self.settings.model)

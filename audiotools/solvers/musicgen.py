@@ -42,10 +42,11 @@ class MusicGenSolver(GenerativeSolver):
         self._check_stored_tokens(model.cardinality)
         return model
 
-    def _check_generate(self) -> None:
+    def _check_settings(self) -> None:
         """Also: what generate and evaluate sample fits generate.max_duration (inference
-        refuses longer; found now, not after an epoch of training)."""
-        super()._check_generate()
+        refuses longer; found now, not after an epoch of training); settings that do nothing
+        here (a top_k of every code, a scale of rotary positions) are said."""
+        super()._check_settings()
         settings = self.settings
         lengths = {}
         if settings.generate.every:
@@ -53,7 +54,14 @@ class MusicGenSolver(GenerativeSolver):
                 self.generate_duration()
         if settings.evaluate.every and "evaluate" in self.datasets:
             lengths["the evaluate split's segment_duration"] = self.split_duration("evaluate")
-        limit = settings.generate.max_duration
+        model, generate = settings.model, settings.generate
+        if model.positional_embedding == "rope" and model.positional_scale != 1.0:
+            self.say_unread([f"model.positional_scale={model.positional_scale}"],
+                            "rotary positions (model.positional_embedding=rope) have no scale")
+        if generate.top_k >= model.cardinality:
+            self.say_unread([f"generate.top_k={generate.top_k}"], f"it keeps all of the "
+                            f"model.cardinality={model.cardinality} codes: no top-k filtering")
+        limit = generate.max_duration
         for what, seconds in lengths.items():
             if seconds > limit + 1e-6:
                 raise ConfigError(f"{what} is {seconds:g} s, longer than generate.max_duration="
