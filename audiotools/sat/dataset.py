@@ -137,6 +137,10 @@ def _webdataset(config: Mapping[str, Any], source: DataSource, where: str,
                 raise ConfigError(f"{where}.pre_encoded=true: pre-encoded latents are not "
                                   "supported (audiotools has no latent datasets yet).")
             notes.unsupported.append(f"{where}.{key}={config[key]!r}")
+    if config.get("resampled_shards", True):
+        notes.difference(f"{where}.resampled_shards (SAT's default true): SAT draws shards with "
+                         "replacement; audiotools reads each shard once per epoch, in an order "
+                         "shuffled per epoch")
     for index, entry in enumerate(_entries(config, where, notes)):
         label = f"{where}.datasets[{index}] ({entry['id']})"
         if entry.get("custom_metadata_module"):
@@ -169,6 +173,8 @@ def read_source(config: Mapping[str, Any], where: str, notes: Notes,
     ignored = sorted(set(config) - _KNOWN_KEYS)
     notes.unsupported_if(ignored, f"{where} keys {ignored}: ignored (not read by "
                          "stable-audio-tools either)")
+    notes.unsupported_if(not config.get("drop_last", True), f"{where}.drop_last=false: "
+                         "audiotools drops the last partial training batch (SAT's default)")
     source = DataSource(where, "files" if kind == "audio_dir" else "shards",
                         random_crop=bool(config.get("random_crop", True)))
     if kind == "audio_dir":

@@ -81,6 +81,13 @@ def test_local_webdataset_is_listed_and_read_in_sat_layout(tmp_path):
                     "datasets": [{"id": "local", "path": str(tmp_path / "shards")}]}, notes)
     assert source.shards == [str(folder / "a.tar"), str(folder / "b.tar")]
     assert source.epoch_steps == 10 and "volume_norm=True" in notes.unsupported[0]
+    assert any("SAT draws shards with replacement" in line for line in notes.differences)
+    notes = Notes()
+    _read({"dataset_type": "wds", "drop_last": False, "resampled_shards": False,
+           "datasets": [{"id": "local", "path": str(tmp_path / "shards")}]}, notes)
+    assert not any("with replacement" in line for line in notes.differences)
+    assert any("drop_last=false: audiotools drops the last partial training batch" in line
+               for line in notes.unsupported)
     items = list(ShardDataset(source.shards, 16000, 1, 1.0, random_segments=False,
                               min_segment_ratio=0.5))
     assert [item["info"]["meta"] for item in items] == [{"prompt": "wind"}] * 2 + [
