@@ -39,8 +39,7 @@ def run(args: argparse.Namespace) -> int:
     from ..train import main
     _make_visible(args.config_dir)
     migration, name = command.convert_from_args(args)
-    texts = recipe.render(migration, "STEM", args.manifest_dir)
-    stem = recipe.content_stem(name, texts, args.config_dir, migration.family)
+    stem = recipe.train_stem(migration, name, args.config_dir, args.manifest_dir)
     written = recipe.write(migration, args.config_dir, stem, args.manifest_dir, reuse=True)
     command.report(migration, written)
     # This machine's workers, whatever a reused recipe holds (outside the XP signature).

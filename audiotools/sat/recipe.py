@@ -2,9 +2,9 @@
 `model/autoencoder/<stem>.yaml`, `dset/<stem>.yaml`, plus the manifests the dset file reads.
 
 `migrate` never overwrites a config file without `force`. `audiotools train` names its recipe
-after a hash of the settings written, DataLoader workers aside (`sat_<name>_<hash>`): the same
-command finds the same recipe and so the same XP, on any machine, which then resumes; a
-changed option gives a new recipe and XP.
+after a hash of the settings written, DataLoader workers aside (`sat_<name>_<hash>`), or finds
+the recipe of these settings it wrote before: the same command finds the same recipe and so
+the same XP, on any machine, which then resumes; a changed option gives a new recipe and XP.
 """
 from __future__ import annotations
 
@@ -99,16 +99,20 @@ def _settings(text: str) -> str:
     return _WORKERS.sub("num_workers: null", kept)
 
 
-def content_stem(name: str, texts: dict[str, str], config_dir: Path | None = None,
-                 family: str | None = None) -> str:
-    """`sat_<name>_<8 hex digits of the content>`: one recipe per distinct run, whatever the
-    machine's num_workers. A recipe in `config_dir` that an earlier version named after all of
-    its content, num_workers included, keeps that name, so its XP resumes."""
-    if config_dir is not None and family is not None:
-        earlier = f"sat_{slug(name)}_{_digest(texts)}"
-        if config_paths(config_dir, family, earlier)["solver"].exists():
-            return earlier
-    return f"sat_{slug(name)}_{_digest({kind: _settings(text) for kind, text in texts.items()})}"
+def train_stem(migration: Migration, name: str, config_dir: Path, manifest_dir: str) -> str:
+    """`audiotools train`'s recipe name: a recipe of `config_dir` named `sat_<name>_*` that
+    holds these settings (its comments, the notes, and num_workers aside) if there is one, so
+    the same command finds the same XP again, whatever machine or audiotools version wrote
+    the recipe; else `sat_<name>_<8 hex digits of the settings>`."""
+    prefix = f"sat_{slug(name)}_"
+    for path in sorted((config_dir / "solver" / migration.family).glob(f"{prefix}*.yaml")):
+        texts = render(migration, path.stem, manifest_dir)
+        if all(existing.is_file() and _settings(_read(existing)) == _settings(texts[kind])
+               for kind, existing in config_paths(config_dir, migration.family,
+                                                  path.stem).items()):
+            return path.stem
+    texts = render(migration, "STEM", manifest_dir)
+    return prefix + _digest({kind: _settings(text) for kind, text in texts.items()})
 
 
 def slug(name: str) -> str:

@@ -189,7 +189,7 @@ def test_validation_set_and_shards(sat_run, audio_dir, dora_dir, tmp_path, monke
     assert list(cfg.dataset.valid.shards) == [str(shards / "0.tar")]
 
 
-def test_train_recipe_names_follow_the_content(sat_run):
+def test_train_recipe_names_follow_the_content(sat_run, tmp_path):
     """`audiotools train` names its recipe after everything converted: the same options give
     the same recipe (and XP), another option another one."""
     from audiotools.commands.sat_train import add_arguments
@@ -198,8 +198,9 @@ def test_train_recipe_names_follow_the_content(sat_run):
     def stem(*extra: str) -> str:
         parser = argparse.ArgumentParser()
         add_arguments(parser)
-        migration, name = command.convert_from_args(parser.parse_args([*sat_run, *extra]))
-        return recipe.content_stem(name, recipe.render(migration, "STEM", "//reference/sat"))
+        args = parser.parse_args([*sat_run, *extra])
+        migration, name = command.convert_from_args(args)
+        return recipe.train_stem(migration, name, tmp_path / "empty", args.manifest_dir)
 
     assert stem() == stem() and stem().startswith("sat_tiny_")
     assert len({stem(), stem("--seed", "7"), stem("--batch-size", "3")}) == 3
@@ -207,38 +208,42 @@ def test_train_recipe_names_follow_the_content(sat_run):
     assert stem("--num-workers", "0") == stem("--num-workers", "1") == stem()
 
 
-def test_train_reuses_a_recipe_another_machine_wrote_and_an_earlier_name(sat_run, tmp_path):
+def test_train_finds_the_recipe_of_its_settings_whoever_wrote_it(sat_run, tmp_path):
     from audiotools.commands.sat_train import add_arguments
     from audiotools.sat import command, recipe
     parser = argparse.ArgumentParser()
     add_arguments(parser)
     config_dir = tmp_path / "trained"
 
-    def written(*extra: str) -> recipe.Written:
+    def convert(*extra: str):
         args = parser.parse_args([*sat_run, "--config-dir", str(config_dir), *extra])
         migration, name = command.convert_from_args(args)
-        texts = recipe.render(migration, "STEM", args.manifest_dir)
-        stem = recipe.content_stem(name, texts, config_dir, migration.family)
-        return recipe.write(migration, config_dir, stem, args.manifest_dir, reuse=True)
+        return migration, name, args.manifest_dir
+
+    def written(*extra: str) -> recipe.Written:
+        migration, name, manifests = convert(*extra)
+        stem = recipe.train_stem(migration, name, config_dir, manifests)
+        return recipe.write(migration, config_dir, stem, manifests, reuse=True)
 
     first = written("--num-workers", "0")
     dset = first.files["dset"].read_text()
     assert "num_workers: 0" in dset
-    again = written("--num-workers", "1")
+    again = written("--num-workers", "1")  # another machine's workers: the same recipe
     assert again.stem == first.stem and first.files["dset"].read_text() == dset
-    # A recipe named after all its content (num_workers included) keeps its name.
-    args = parser.parse_args([*sat_run, "--config-dir", str(config_dir), "--num-workers", "1"])
-    migration, name = command.convert_from_args(args)
-    texts = recipe.render(migration, "STEM", args.manifest_dir)
-    earlier = f"sat_{name}_{recipe._digest(texts)}"
-    recipe.write(migration, config_dir, earlier, args.manifest_dir, reuse=True)
-    assert written("--num-workers", "1").stem == earlier
-    # Other settings under the same name are refused with what train can do about them.
+    # A recipe of these settings under another name of this run (an earlier version's
+    # naming, or notes worded otherwise) is found, so its XP resumes.
+    migration, name, manifests = convert("--seed", "5")
+    recipe.write(migration, config_dir, "sat_tiny_0123abcd", manifests, reuse=True)
+    solver = config_dir / "solver" / "autoencoder" / "sat_tiny_0123abcd.yaml"
+    solver.write_text("# notes of another version\n" + solver.read_text())
+    assert written("--seed", "5").stem == "sat_tiny_0123abcd"
+    # Other settings under the name train would use are refused with what to do.
     solver = first.files["solver"]
     assert "\nseed: " in solver.read_text()
     solver.write_text(solver.read_text().replace("\nseed: ", "\nseed: 1"))
+    migration, name, manifests = convert("--num-workers", "0")
     with pytest.raises(ConfigError, match="delete them to convert again, or choose another"):
-        written("--num-workers", "0")
+        recipe.write(migration, config_dir, first.stem, manifests, reuse=True)
 
 
 @pytest.mark.parametrize("extra, words", [
