@@ -3,7 +3,11 @@ models (a tab per model, what its family does) and to browse the experiments of 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import signal
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from ..errors import ConfigError
 from .arguments import add_device_argument, finite_float
@@ -43,14 +47,35 @@ def run(args: argparse.Namespace) -> int:
     if args.dora_dir is not None and not args.dora_dir.is_dir():
         raise ConfigError(f"--dora-dir={args.dora_dir}: no such folder.")
     try:
-        from ..ui.app import build_app, launch, load_entries
+        from ..ui.app import build_app, check_address, launch, load_entries
         from ..ui.context import UIContext
     except ModuleNotFoundError as missing:
         raise ConfigError(f"The web UI needs {missing.name}, which is not installed: "
                           'pip install -e ".[ui]"') from None
+    check_address(args.host, args.port)
     entries = load_entries(args.models, args.device)
-    app = build_app(entries, folder, UIContext(max_duration=args.max_duration))
-    print(f"Serving {len(entries)} model(s) on http://{args.host}:{args.port} (Ctrl-C stops).",
-          flush=True)
-    launch(app, args.host, args.port)
+    context = UIContext(max_duration=args.max_duration)
+    try:
+        app = build_app(entries, folder, context)
+        url = launch(app, args.host, args.port, args.max_duration)
+        print(f"Serving {len(entries)} model(s) on {url} (Ctrl-C stops); results go to "
+              f"{context.outputs.path}, kept when it stops (removed if none was made).",
+              flush=True)
+        with _stopped_by_sigterm():
+            app.block_thread()
+    finally:
+        context.outputs.remove_if_empty()
     return 0
+
+
+@contextlib.contextmanager
+def _stopped_by_sigterm() -> Iterator[None]:
+    """SIGTERM (`kill`, a service manager) stops the server as Ctrl-C does, so that an
+    unused results folder is removed either way."""
+    def interrupt(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)

@@ -2,8 +2,10 @@
 family's `ui_tab`, audiotools.families) and the experiments tab over a dora dir."""
 from __future__ import annotations
 
+import errno
 import os
 import re
+import socket
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,7 +17,9 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
 import gradio as gr  # noqa: E402
 
+from ..errors import ConfigError  # noqa: E402
 from ..families import Family  # noqa: E402
+from .components import upload_limit  # noqa: E402
 from .context import UIContext  # noqa: E402
 from .experiments_tab import experiments_tab  # noqa: E402
 
@@ -104,9 +108,48 @@ def build_app(entries: Sequence[LoadedEntry], dora_dir: Path | None,
     return app
 
 
-def launch(app: gr.Blocks, host: str, port: int | None, *, block: bool = True) -> str:
-    """Serve the page; returns its address (with `block` False, at once)."""
-    _, url, _ = app.launch(server_name=host, server_port=port, prevent_thread_lock=not block,
-                           theme=THEME, css=CSS, ssr_mode=False, show_error=False,
-                           footer_links=["api"], quiet=not block)
+def _bracketless(host: str) -> str:
+    """`[::1]` (as a URL writes it) is the address ::1."""
+    return host[1:-1] if host.startswith("[") and host.endswith("]") else host
+
+
+def check_address(host: str, port: int) -> None:
+    """Refuse, before any model is loaded, a --host this machine cannot listen on or a
+    --port already taken: Gradio would say so only after the loading, blaming the port."""
+    try:
+        family, kind, _, _, address = socket.getaddrinfo(_bracketless(host), port,
+                                                         type=socket.SOCK_STREAM)[0]
+    except (socket.gaierror, UnicodeError) as error:
+        reason = getattr(error, "strerror", None) or error
+        raise ConfigError(f"--host={host}: not an address or a name that resolves ({reason}); "
+                          "give one of this machine's, e.g. 127.0.0.1 or 0.0.0.0.") from None
+    with socket.socket(family, kind) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the server binds
+        try:
+            probe.bind(address)
+        except OSError as error:
+            raise _address_error(host, port, error) from None
+
+
+def _address_error(host: str, port: int, error: OSError) -> ConfigError:
+    if error.errno == errno.EADDRINUSE:
+        return ConfigError(f"--port={port}: already in use on {host}; give another --port.")
+    if error.errno == errno.EACCES:
+        return ConfigError(f"--port={port}: not allowed for this user ({error.strerror}); "
+                           "give a port above 1023.")
+    return ConfigError(f"--host={host}: cannot listen there ({error.strerror}); give an "
+                       "address of this machine, e.g. 127.0.0.1 or 0.0.0.0.")
+
+
+def launch(app: gr.Blocks, host: str, port: int, max_seconds: float) -> str:
+    """Start serving the page (in the background: `app.block_thread()` waits) and return its
+    address. Uploads over what `max_seconds` of audio can weigh are refused as they come in."""
+    try:
+        _, url, _ = app.launch(server_name=host, server_port=port, prevent_thread_lock=True,
+                               theme=THEME, css=CSS, ssr_mode=False, show_error=False,
+                               footer_links=["api"], quiet=True,
+                               max_file_size=upload_limit(max_seconds))
+    except OSError:  # taken since check_address (Gradio's message names a port range)
+        raise ConfigError(f"--port={port}: already in use on {host}; give another "
+                          "--port.") from None
     return url

@@ -19,7 +19,7 @@ def classifier_tab(pipeline: ClassifierPipeline, context: UIContext, name: str) 
 
     @shows_errors
     def classify(path: str | None) -> dict[str, float]:
-        audio, rate = read_upload(path, "the audio to classify")
+        audio, rate = read_upload(path, "the audio to classify", context.max_duration)
         return dict(pipeline.classify(audio, rate))
 
     button.click(classify, [clip], probabilities, api_name=f"{name}_classify")

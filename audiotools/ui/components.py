@@ -2,26 +2,36 @@
 of Gradio's components, spectrogram images, and the form of a model's conditions."""
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
+import math
 import tempfile
 import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import gradio as gr
 import torch
 from PIL import Image
 
 from ..conditioning import ConditionerSet
-from ..data.audio import AudioFileError, audio_read, audio_write
+from ..data.audio import AudioFileError, audio_info, audio_read, audio_write, convert_audio
 from ..errors import AudiotoolsError, ConfigError
 from ..inference.conditions import ConditionerInfo, checked_values, describe_conditioners
+from ..inference.inputs import checked_clip
 from ..plotting import figure_image, spectrogram_figure
 
 logger = logging.getLogger(__name__)
+C = TypeVar("C", bound=gr.components.Component)
+
+# The fewest samples a spectrogram takes (audiotools.plotting.spectrogram_figure).
+SPECTROGRAM_SAMPLES = 16
+# The most an upload of the longest audio may weigh per second: 32-bit float at 192 kHz in
+# stereo (or 8 channels at 48 kHz), uncompressed.
+UPLOAD_RATE, UPLOAD_CHANNELS = 192_000, 2
 
 
 def shows_errors(handler: Callable[..., Any]) -> Callable[..., Any]:
@@ -43,34 +53,116 @@ def shows_errors(handler: Callable[..., Any]) -> Callable[..., Any]:
     return guarded
 
 
-def check_duration(seconds: float | None, limit: float, what: str = "Duration") -> float:
-    """`seconds`, if in (0, limit]; else a message naming `what` and the page's limit."""
-    if seconds is None or not 0 < seconds <= limit:
-        given = "nothing" if seconds is None else f"{seconds:g} s"
-        raise ConfigError(f"{what} must be more than 0 and at most {limit:g} seconds "
-                          f"(audiotools ui --max-duration); got {given}.")
+def _is_number(value: Any) -> bool:
+    return (not isinstance(value, bool) and isinstance(value, (int, float))
+            and math.isfinite(value))
+
+
+def _number(value: float | int) -> str:
+    return str(value) if isinstance(value, int) else f"{value:g}"
+
+
+def _given(value: Any, unit: str = "") -> str:
+    """A value as a message quotes it: `nothing` for an empty input."""
+    if value is None:
+        return "nothing"
+    return f"{_number(value)}{unit}" if _is_number(value) else repr(value)
+
+
+def field_name(label: str) -> str:
+    """An input's name in messages: its label without the hint in parentheses."""
+    return label.split(" (")[0]
+
+
+def checked_number(value: Any, name: str, minimum: float, maximum: float,
+                   whole: bool = False) -> float | int:
+    """`value` of a number input if a (whole) number in [minimum, maximum]; else a message
+    naming the input and its range (a program can send any value, a browser an empty one)."""
+    kind = "a whole number" if whole else "a number"
+    if not _is_number(value) or not minimum <= value <= maximum \
+            or (whole and not float(value).is_integer()):
+        raise ConfigError(f"{name} must be {kind} from {_number(minimum)} to "
+                          f"{_number(maximum)}; got {_given(value)}.")
+    return int(value) if whole else float(value)
+
+
+def check_duration(seconds: Any, limit: float, what: str = "Duration",
+                   shortest: float = 0.0) -> float:
+    """`seconds`, if more than 0, at least `shortest` (what the model or a spectrogram needs)
+    and at most `limit`; else a message naming `what` and the page's limits, before any
+    work is done."""
+    if not _is_number(seconds) or not (0 < seconds and shortest <= seconds <= limit):
+        low = f"at least {shortest:.3g}" if shortest > 0 else "more than 0"
+        raise ConfigError(f"{what} must be {low} and at most {limit:g} seconds "
+                          f"(audiotools ui --max-duration); got {_given(seconds, ' s')}.")
     return float(seconds)
 
 
-def read_upload(path: str | None, what: str,
-                max_seconds: float | None = None) -> tuple[torch.Tensor, int]:
-    """(audio (channels, samples), sample rate) of an uploaded file; a missing, unreadable or
-    (over `max_seconds`) too long upload is a message naming the file by its uploaded name."""
+def check_total(prompt_seconds: float, added: float, limit: float) -> None:
+    """A continuation is the upload and the seconds added: together at most `limit`."""
+    if prompt_seconds + added > limit + 1e-9:
+        raise ConfigError(f"The upload ({prompt_seconds:.3g} s) and Seconds to add "
+                          f"({added:g} s) make {prompt_seconds + added:.3g} s, more than "
+                          f"{limit:g} seconds (audiotools ui --max-duration); add fewer "
+                          "seconds or upload a shorter clip.")
+
+
+def read_upload(path: str | None, what: str, max_seconds: float,
+                min_seconds: float = 0.0) -> tuple[torch.Tensor, int]:
+    """(audio (channels, samples), sample rate) of an uploaded file. A missing, unreadable,
+    too short or too long (from its header, before decoding it) or unusable (NaN) upload is
+    a message naming the file by its uploaded name, never Gradio's temporary path."""
     if not path:
-        raise gr.Error(f"Upload {what} first.", print_exception=False)
+        raise ConfigError(f"Upload {what} first.")
     name = Path(path).name
     try:
-        audio, rate = audio_read(path)
+        info = audio_info(path)
     except AudioFileError as error:
-        raise gr.Error(str(error).replace(str(path), name), print_exception=False) from None
-    if max_seconds is not None:
-        check_duration(audio.shape[-1] / rate, max_seconds, name)
-    return audio, rate
+        raise AudioFileError(str(error).replace(str(path), name)) from None
+    shortest = max(min_seconds, SPECTROGRAM_SAMPLES / info.sample_rate)
+    check_duration(info.frames / info.sample_rate, max_seconds, name, shortest)
+    try:
+        return checked_clip(*audio_read(path))
+    except AudioFileError as error:
+        raise AudioFileError(str(error).replace(str(path), name)) from None
+    except ConfigError as error:  # checked_clip calls the clip "audio"
+        raise AudioFileError(f"{name}: {str(error).removeprefix('audio: ')}") from None
+
+
+def upload_limit(max_seconds: float) -> int:
+    """The largest upload (bytes) the server takes: `max_seconds` of uncompressed 32-bit
+    audio at UPLOAD_RATE in UPLOAD_CHANNELS, and a header; anything bigger is too long
+    anyway, and is refused before it fills the disk."""
+    return math.ceil(max_seconds * UPLOAD_RATE * UPLOAD_CHANNELS * 4) + (1 << 20)
+
+
+def _as_sent(payload: Any) -> Any:
+    return payload
+
+
+def unchecked(component: C) -> C:
+    """`component` (a gr.Number or gr.Slider) with its range binding the browser only: what
+    a request sends reaches the handler as sent, whose checks name the field and its range
+    (Gradio's own check names neither, and fails with no message on text or None). An
+    instance attribute, not a subclass: Gradio writes a .pyi next to every subclass."""
+    component.preprocess = _as_sent
+    return component
+
+
+def number_input(*args: Any, **kwargs: Any) -> gr.Number:
+    """A gr.Number the handler checks (`unchecked`)."""
+    return unchecked(gr.Number(*args, **kwargs))
+
+
+def slider_input(*args: Any, **kwargs: Any) -> gr.Slider:
+    """A gr.Slider the handler checks (`unchecked`)."""
+    return unchecked(gr.Slider(*args, **kwargs))
 
 
 class OutputFolder:
-    """Where the page's results are written before Gradio serves them: one temporary
-    folder per server, each result under a new name (nothing is overwritten)."""
+    """Where the page's results are written before Gradio serves them: one new folder per
+    server, each result under a new name (nothing is overwritten). The results are the
+    user's: the folder stays when the server stops, unless nothing was written to it."""
 
     def __init__(self) -> None:
         self.path = Path(tempfile.mkdtemp(prefix="audiotools-ui-"))
@@ -79,6 +171,10 @@ class OutputFolder:
         path = self.path / f"{stem}-{uuid.uuid4().hex[:8]}.wav"
         audio_write(path, audio, sample_rate)
         return str(path)
+
+    def remove_if_empty(self) -> None:
+        with contextlib.suppress(OSError):  # not empty (or already gone): kept
+            self.path.rmdir()
 
 
 def spectrogram(audio: torch.Tensor, sample_rate: int, title: str) -> Image.Image:
@@ -94,15 +190,31 @@ def describe_audio(audio: torch.Tensor, sample_rate: int) -> str:
 @dataclass
 class ConditionForm:
     """One input per conditioner of a model; `values` turns what they hold into the checked
-    `{conditioner: value}` mapping the pipelines take (empty: the null condition)."""
+    `{conditioner: value}` mapping the pipelines take (empty: the null condition). An audio
+    condition's upload is read here, as every upload is (`formats`: its codec's rate and
+    channels), so its messages name the field and the file."""
 
     infos: list[ConditionerInfo]
     components: list[gr.components.Component]
+    formats: dict[str, tuple[int, int]] = field(default_factory=dict)
+    max_seconds: float = 60.0
 
     def values(self, raw: Sequence[Any]) -> dict[str, Any]:
         given = {info.name: None if value is None or value == "" else value
                  for info, value in zip(self.infos, raw, strict=True)}
-        return checked_values(given, self.infos, "Conditions")
+        typed = checked_values({name: value for name, value in given.items()
+                                if name not in self.formats}, self.infos, "Conditions")
+        clips = {name: self._clip(name, path) for name, path in given.items()
+                 if name in self.formats and path is not None}
+        return {name: typed.get(name, clips.get(name)) for name in given}
+
+    def _clip(self, name: str, path: str) -> torch.Tensor:
+        rate, channels = self.formats[name]
+        try:
+            audio, sample_rate = read_upload(path, name, self.max_seconds)
+        except AudiotoolsError as error:
+            raise type(error)(f"Conditions: {name}: {error}") from None
+        return convert_audio(audio, sample_rate, rate, channels)
 
 
 def _condition_input(info: ConditionerInfo) -> gr.components.Component:
@@ -112,9 +224,9 @@ def _condition_input(info: ConditionerInfo) -> gr.components.Component:
     if info.type in ("number", "int"):
         default = info.default if info.default is not None else (info.min + info.max) / 2
         integral = info.type == "int"
-        return gr.Number(round(default) if integral else default, minimum=info.min,
-                         maximum=info.max, precision=0 if integral else None,
-                         label=f"{info.name} ({info.min:g} to {info.max:g})")
+        return number_input(round(default) if integral else default, minimum=info.min,
+                            maximum=info.max, precision=0 if integral else None,
+                            label=f"{info.name} ({info.min:g} to {info.max:g})")
     if info.type == "text":
         return gr.Textbox(info.default or "", label=info.name, lines=2,
                           placeholder="Describe the audio; empty: no condition")
@@ -122,7 +234,12 @@ def _condition_input(info: ConditionerInfo) -> gr.components.Component:
                     label=f"{info.name} (first {info.seconds:g} s)")
 
 
-def condition_form(conditioners: ConditionerSet) -> ConditionForm:
-    """Inputs for a model's conditioners, each showing what its type accepts."""
+def condition_form(conditioners: ConditionerSet, max_seconds: float) -> ConditionForm:
+    """Inputs for a model's conditioners, each showing what its type accepts; an audio
+    upload longer than `max_seconds` is refused."""
     infos = describe_conditioners(conditioners)
-    return ConditionForm(infos, [_condition_input(info) for info in infos])
+    formats = {info.name: (conditioners[info.name].codec.sample_rate,
+                           conditioners[info.name].codec.channels)
+               for info in infos if info.type == "audio"}
+    return ConditionForm(infos, [_condition_input(info) for info in infos], formats,
+                         max_seconds)

@@ -13,67 +13,95 @@ import torch
 
 from ..errors import ConfigError
 from ..inference.diffusion import DiffusionPipeline
+from ..inference.inputs import SEED_LIMIT
 from ..inference.musicgen import MusicGenPipeline
 from ..sampling.diffusion import SAMPLERS
 from .components import (
+    SPECTROGRAM_SAMPLES,
     ConditionForm,
     check_duration,
+    check_total,
+    checked_number,
     condition_form,
     describe_audio,
+    field_name,
+    number_input,
     read_upload,
     shows_errors,
+    slider_input,
     spectrogram,
 )
 from .context import UIContext
 
 Pipeline = DiffusionPipeline | MusicGenPipeline
+# The smallest top-p the slider offers: the sampler takes (0, 1].
+TOP_P_MIN = 0.01
 
 
 @dataclass
 class Control:
-    """One sampling setting: the keyword the pipeline takes and its input."""
+    """One sampling setting: the keyword the pipeline takes and its input (a slider's value
+    is checked against its range here, as the browser keeps it, with its name)."""
 
     key: str
     component: gr.components.Component
+    whole: bool = False
+
+    def checked(self, value: Any) -> Any:
+        component = self.component
+        if not isinstance(component, gr.Slider):
+            return value  # a dropdown: Gradio checks its choices, naming the value
+        return checked_number(value, field_name(component.label), component.minimum,
+                              component.maximum, self.whole)
 
 
 def diffusion_controls(pipeline: DiffusionPipeline) -> list[Control]:
     defaults = pipeline.defaults
     guided = bool(pipeline.conditioners.names())
     return [
-        Control("steps", gr.Slider(1, 250, value=defaults.get("steps", 50), step=1,
-                                   label="Steps")),
+        Control("steps", slider_input(1, 250, value=defaults.get("steps", 50), step=1,
+                                      label="Steps"), whole=True),
         Control("sampler", gr.Dropdown(list(SAMPLERS), value=defaults.get("sampler",
                                                                            "dpmpp_2m"),
                                        label="Sampler")),
-        Control("cfg_scale", gr.Slider(0, 15, value=defaults.get("cfg_scale", 1.0) if guided
-                                       else 1.0, step=0.1, interactive=guided,
-                                       label="CFG scale" if guided
-                                       else "CFG scale (no conditioners)")),
+        cfg_control(defaults, guided),
     ]
+
+
+def cfg_control(defaults: dict[str, Any], guided: bool) -> Control:
+    return Control("cfg_scale", slider_input(0, 15, value=defaults.get("cfg_scale", 1.0)
+                                             if guided else 1.0, step=0.1, interactive=guided,
+                                             label="CFG scale" if guided
+                                             else "CFG scale (no conditioners)"))
 
 
 def musicgen_controls(pipeline: MusicGenPipeline) -> list[Control]:
     defaults = pipeline.defaults
     guided = bool(pipeline.conditioners.names())
     return [
-        Control("temperature", gr.Slider(0.05, 2.0, value=defaults.get("temperature", 1.0),
-                                         step=0.05, label="Temperature")),
-        Control("top_k", gr.Slider(0, pipeline.model.cardinality,
-                                   value=min(defaults.get("top_k", 250),
-                                             pipeline.model.cardinality),
-                                   step=1, label="Top-k (0: off)")),
-        Control("top_p", gr.Slider(0.0, 1.0, value=defaults.get("top_p", 1.0), step=0.01,
-                                   label="Top-p (0 or 1: off)")),
-        Control("cfg_scale", gr.Slider(0, 15, value=defaults.get("cfg_scale", 1.0) if guided
-                                       else 1.0, step=0.1, interactive=guided,
-                                       label="CFG scale" if guided
-                                       else "CFG scale (no conditioners)")),
+        Control("temperature", slider_input(0.05, 2.0, value=defaults.get("temperature", 1.0),
+                                            step=0.05, label="Temperature")),
+        Control("top_k", slider_input(0, pipeline.model.cardinality,
+                                      value=min(defaults.get("top_k", 250),
+                                                pipeline.model.cardinality),
+                                      step=1, label="Top-k (0: off)"), whole=True),
+        # The sampler takes top_p in (0, 1], 1 keeping every token: 0 is no setting.
+        Control("top_p", slider_input(TOP_P_MIN, 1.0, value=defaults.get("top_p", 1.0),
+                                      step=TOP_P_MIN, label="Top-p (1: off)")),
+        cfg_control(defaults, guided),
     ]
 
 
 CONTROLS: dict[type, Callable[[Any], list[Control]]] = {
     DiffusionPipeline: diffusion_controls, MusicGenPipeline: musicgen_controls}
+
+
+def shortest(pipeline: Pipeline) -> float:
+    """The shortest audio (seconds) a panel makes: a model frame, and enough samples for its
+    spectrogram; shorter requests are refused before sampling."""
+    frame_rate = (pipeline.frame_rate if isinstance(pipeline, DiffusionPipeline)
+                  else pipeline.codec.frame_rate)
+    return max(1 / frame_rate, SPECTROGRAM_SAMPLES / pipeline.sample_rate)
 
 
 def duration_limit(pipeline: Pipeline, context: UIContext) -> float:
@@ -97,13 +125,11 @@ class Settings:
 
     def parse(self, values: Sequence[Any]) -> tuple[int, dict[str, Any], dict[str, Any]]:
         """(seed, sampling keywords, conditions) from the values of `components`."""
-        seed, rest = values[0], values[1:]
-        if seed is None or seed < 0:
-            raise ConfigError(f"Seed must be a whole number >= 0; got {seed}.")
+        seed = checked_number(values[0], "Seed", 0, SEED_LIMIT - 1, whole=True)
         count = len(self.controls)
-        sampling = {control.key: value for control, value in zip(self.controls, rest[:count],
-                                                                 strict=True)}
-        return int(seed), sampling, self.conditions.values(rest[count:])
+        sampling = {control.key: control.checked(value)
+                    for control, value in zip(self.controls, values[1:count + 1], strict=True)}
+        return int(seed), sampling, self.conditions.values(values[count + 1:])
 
     def sample(self, context: UIContext, stem: str, method: Callable[..., Any],
                values: Sequence[Any], progress: gr.Progress, *args: Any) -> tuple[Any, ...]:
@@ -118,11 +144,11 @@ class Settings:
         return result(context, audio, rate, stem, started, seed)
 
 
-def settings(pipeline: Pipeline) -> Settings:
+def settings(pipeline: Pipeline, context: UIContext) -> Settings:
     with gr.Accordion("Conditions", open=True, visible=bool(pipeline.conditioners.names())):
-        form = condition_form(pipeline.conditioners)
+        form = condition_form(pipeline.conditioners, context.max_duration)
     with gr.Accordion("Sampling", open=False):
-        seed = gr.Number(0, precision=0, minimum=0, label="Seed")
+        seed = number_input(0, precision=0, minimum=0, label="Seed")
         controls = CONTROLS[type(pipeline)](pipeline)
     return Settings(seed, controls, form)
 
@@ -150,17 +176,18 @@ def generate_panel(pipeline: Pipeline, context: UIContext, name: str) -> None:
     limit = duration_limit(pipeline, context)
     with gr.Row():
         with gr.Column():
-            duration = gr.Number(pipeline.setting("duration") or min(limit, 5.0),
-                                 minimum=0, maximum=limit, label=f"Duration (s, up to {limit:g})",
-                                 elem_id=f"{name}-generate-duration")
-            inputs = settings(pipeline)
+            duration = number_input(pipeline.setting("duration") or min(limit, 5.0),
+                                    minimum=0, maximum=limit,
+                                    label=f"Duration (s, up to {limit:g})",
+                                    elem_id=f"{name}-generate-duration")
+            inputs = settings(pipeline, context)
             button = gr.Button("Generate", variant="primary", elem_id=f"{name}-generate-button")
         with gr.Column():
             results = outputs("Generated", f"{name}-generate")
 
     @shows_errors
     def generate(seconds: float | None, *values: Any, progress: gr.Progress = gr.Progress()):
-        seconds = check_duration(seconds, limit)
+        seconds = check_duration(seconds, limit, shortest=shortest(pipeline))
         return inputs.sample(context, "generated", _generate, values, progress, seconds)
 
     def _generate(seconds: float, conditions: Any, **settings: Any):
@@ -176,9 +203,9 @@ def continue_panel(pipeline: Pipeline, context: UIContext, name: str) -> None:
         with gr.Column():
             prompt = gr.Audio(sources=["upload"], type="filepath", label="Audio to continue",
                               elem_id=f"{name}-continue-input")
-            duration = gr.Number(min(limit, 2.0), minimum=0, maximum=limit,
-                                 label=f"Seconds to add (up to {limit:g})")
-            inputs = settings(pipeline)
+            duration = number_input(min(limit, 2.0), minimum=0, maximum=limit,
+                                    label=f"Seconds to add (up to {limit:g} with the upload)")
+            inputs = settings(pipeline, context)
             button = gr.Button("Continue", variant="primary", elem_id=f"{name}-continue-button")
         with gr.Column():
             results = outputs("Continued", f"{name}-continue")
@@ -186,8 +213,9 @@ def continue_panel(pipeline: Pipeline, context: UIContext, name: str) -> None:
     @shows_errors
     def continue_(path: str | None, seconds: float | None, *values: Any,
                   progress: gr.Progress = gr.Progress()):
+        seconds = check_duration(seconds, limit, "Seconds to add", shortest(pipeline))
         audio, rate = read_upload(path, "the audio to continue", limit)
-        seconds = check_duration(seconds, limit, "Seconds to add")
+        check_total(audio.shape[-1] / rate, seconds, limit)
         return inputs.sample(context, "continued", pipeline.continue_, values, progress, audio,
                              rate, seconds)
 
@@ -201,9 +229,9 @@ def inpaint_panel(pipeline: DiffusionPipeline, context: UIContext, name: str) ->
             clip = gr.Audio(sources=["upload"], type="filepath", label="Audio to inpaint",
                             elem_id=f"{name}-inpaint-input")
             with gr.Row():
-                start = gr.Number(0.0, minimum=0, label="Region start (s)")
-                end = gr.Number(1.0, minimum=0, label="Region end (s)")
-            inputs = settings(pipeline)
+                start = number_input(0.0, minimum=0, label="Region start (s)")
+                end = number_input(1.0, minimum=0, label="Region end (s)")
+            inputs = settings(pipeline, context)
             button = gr.Button("Inpaint", variant="primary", elem_id=f"{name}-inpaint-button")
         with gr.Column():
             results = outputs("Inpainted", f"{name}-inpaint")
@@ -211,14 +239,25 @@ def inpaint_panel(pipeline: DiffusionPipeline, context: UIContext, name: str) ->
     @shows_errors
     def inpaint(path: str | None, mask_start: float | None, mask_end: float | None,
                 *values: Any, progress: gr.Progress = gr.Progress()):
-        audio, rate = read_upload(path, "the audio to inpaint", context.max_duration)
         if mask_start is None or mask_end is None:
             raise ConfigError("Give the region's start and end in seconds.")
+        audio, rate = read_upload(path, "the audio to inpaint", context.max_duration,
+                                  shortest(pipeline))
+        mask_start, mask_end = region(mask_start, mask_end, audio.shape[-1] / rate)
         return inputs.sample(context, "inpainted", pipeline.inpaint, values, progress, audio,
                              rate, mask_start, mask_end)
 
     button.click(inpaint, [clip, start, end, *inputs.components], results,
                  api_name=f"{name}_inpaint")
+
+
+def region(start: Any, end: Any, seconds: float) -> tuple[float, float]:
+    """The region to inpaint, within the upload's `seconds` and not empty."""
+    start = checked_number(start, "Region start", 0, seconds)
+    end = checked_number(end, "Region end", 0, seconds)
+    if end <= start:
+        raise ConfigError(f"Region end ({end:g} s) must be after Region start ({start:g} s).")
+    return start, end
 
 
 def reconstruct_panel(pipeline: DiffusionPipeline, context: UIContext, name: str) -> None:
@@ -227,7 +266,7 @@ def reconstruct_panel(pipeline: DiffusionPipeline, context: UIContext, name: str
         with gr.Column():
             clip = gr.Audio(sources=["upload"], type="filepath", label="Audio to reconstruct",
                             elem_id=f"{name}-reconstruct-input")
-            inputs = settings(pipeline)
+            inputs = settings(pipeline, context)
             button = gr.Button("Reconstruct", variant="primary",
                                elem_id=f"{name}-reconstruct-button")
         with gr.Column():
@@ -235,7 +274,8 @@ def reconstruct_panel(pipeline: DiffusionPipeline, context: UIContext, name: str
 
     @shows_errors
     def reconstruct(path: str | None, *values: Any, progress: gr.Progress = gr.Progress()):
-        audio, rate = read_upload(path, "the audio to reconstruct", context.max_duration)
+        audio, rate = read_upload(path, "the audio to reconstruct", context.max_duration,
+                                  shortest(pipeline))
         return inputs.sample(context, "reconstructed", pipeline.reconstruct, values, progress,
                              audio, rate)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -10,6 +11,7 @@ import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -43,9 +45,9 @@ def wait_until_serving(url: str, process: subprocess.Popen, log: Path,
 
 
 @pytest.fixture(scope="session")
-def ui_url(tiny_models, tmp_path_factory) -> Iterator[str]:
-    """The address of `audiotools ui` serving the four tiny models and their dora dir, run as
-    a person runs it (the console script, its own process), on one thread."""
+def ui_server(tiny_models, tmp_path_factory) -> Iterator[SimpleNamespace]:
+    """`audiotools ui` serving the four tiny models and their dora dir, run as a person runs
+    it (the console script, its own process), on one thread: its address and its log."""
     port = free_port()
     models = [getattr(tiny_models, family) for family in FAMILIES]
     log = tmp_path_factory.mktemp("ui") / "server.log"
@@ -58,10 +60,22 @@ def ui_url(tiny_models, tmp_path_factory) -> Iterator[str]:
                                    env={**os.environ, "OMP_NUM_THREADS": "1"})
     try:
         wait_until_serving(url, process, log)
-        yield url
+        yield SimpleNamespace(url=url, log=log)
     finally:
         process.terminate()
         try:
             process.wait(timeout=20)
         except subprocess.TimeoutExpired:
             process.kill()
+
+
+@pytest.fixture(scope="session")
+def ui_url(ui_server) -> str:
+    return ui_server.url
+
+
+def results_folder(log: Path) -> Path:
+    """Where a server writes its results, as its startup line says."""
+    found = re.search(r"results go to (\S+), kept when it stops", log.read_text())
+    assert found, f"no results folder in the startup line:\n{log.read_text()}"
+    return Path(found.group(1))

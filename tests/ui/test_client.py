@@ -5,13 +5,15 @@ from __future__ import annotations
 
 import math
 
+import httpx
+import numpy as np
 import pytest
 import soundfile as sf
 import torch
 
 import audiotools
 from audiotools.data.audio import audio_write
-from tests.ui.conftest import MAX_DURATION
+from tests.ui.conftest import MAX_DURATION, results_folder
 
 gradio_client = pytest.importorskip("gradio_client")
 
@@ -107,9 +109,10 @@ def test_reconstruct_shows_both_spectrograms_and_classify_gives_probabilities(cl
 
 def test_bad_input_is_a_message_and_the_server_keeps_serving(client, tmp_path):
     AppError = gradio_client.exceptions.AppError
-    with pytest.raises(AppError, match=f"greater than maximum value {MAX_DURATION}"):
+    with pytest.raises(AppError, match=f"Duration must be at least 0.001 and at most "
+                                       f"{MAX_DURATION:g} seconds .*; got {MAX_DURATION + 1:g} s"):
         client.predict(MAX_DURATION + 1, 0, *DIFFUSION, api_name="/diffusion_generate")
-    with pytest.raises(AppError, match="Duration must be more than 0"):
+    with pytest.raises(AppError, match="Duration must be at least 0.001 .*; got 0 s"):
         client.predict(0, 0, *DIFFUSION, api_name="/diffusion_generate")
     text = tmp_path / "notes.wav"
     text.write_text("not audio at all")
@@ -118,9 +121,10 @@ def test_bad_input_is_a_message_and_the_server_keeps_serving(client, tmp_path):
     assert "Traceback" not in str(error.value) and str(tmp_path) not in str(error.value)
     long = audio_write(tmp_path / "long.wav", torch.zeros(1, int(RATE * (MAX_DURATION + 5))),
                        RATE)
-    with pytest.raises(AppError, match=f"long.wav must be more than 0 and at most "
-                                       f"{MAX_DURATION:g} seconds"):
-        client.predict(gradio_client.handle_file(str(long)), api_name="/autoencoder_reconstruct")
+    for endpoint in ("/autoencoder_reconstruct", "/classifier_classify"):
+        with pytest.raises(AppError, match=f"long.wav must be at least .* and at most "
+                                           f"{MAX_DURATION:g} seconds"):
+            client.predict(gradio_client.handle_file(str(long)), api_name=endpoint)
     with pytest.raises(AppError, match="Upload the audio to reconstruct first"):
         client.predict(None, api_name="/autoencoder_reconstruct")
     with pytest.raises(AppError, match="kazoo band is not in the list of choices"):
@@ -128,6 +132,108 @@ def test_bad_input_is_a_message_and_the_server_keeps_serving(client, tmp_path):
                        api_name="/diffusion_generate")
     path, _, _ = client.predict(0.3, 0, *DIFFUSION, api_name="/diffusion_generate")
     assert _read(path)[0].shape == (1, round(0.3 * RATE))
+
+
+def test_top_p_is_offered_from_above_0_to_1_which_is_off(client):
+    sliders = [component["props"] for component in client.config["components"]
+               if component["props"].get("label", "").startswith("Top-p")]
+    assert sliders and all(props["label"] == "Top-p (1: off)" and props["minimum"] > 0
+                           and props["maximum"] == props["value"] == 1 for props in sliders)
+    with pytest.raises(gradio_client.exceptions.AppError,
+                       match=r"Top-p must be a number from 0.01 to 1; got 0\."):
+        client.predict(0.5, 1, 1.0, 8, 0.0, 3.0, "mallets", 0.5, api_name="/musicgen_generate")
+
+
+def test_continue_keeps_the_upload_and_the_added_seconds_within_max_duration(client,
+                                                                           tmp_path):
+    long = audio_write(tmp_path / "long.wav", 0.1 * torch.randn(1, 15 * RATE), RATE)
+    for endpoint, settings in (("/diffusion_continue", DIFFUSION),
+                               ("/musicgen_continue", MUSICGEN)):
+        with pytest.raises(gradio_client.exceptions.AppError,
+                           match=f"The upload \\(15 s\\) and Seconds to add \\(10 s\\) make "
+                                 f"25 s, more than {MAX_DURATION:g} seconds"):
+            client.predict(gradio_client.handle_file(str(long)), 10, 0, *settings,
+                           api_name=endpoint)
+
+
+@pytest.mark.parametrize(("seconds", "controls", "message"), [
+    ("ten", (4, "euler", 3.0), "Duration must be at least 0.001 and at most 20 seconds "
+                               ".*; got 'ten'"),
+    (None, (4, "euler", 3.0), "Duration must be at least 0.001 .*; got nothing"),
+    (0.5, (None, "euler", 3.0), "Steps must be a whole number from 1 to 250; got nothing"),
+    (0.5, ("many", "euler", 3.0), "Steps must be a whole number from 1 to 250; got 'many'"),
+    (0.5, (251, "euler", 3.0), "Steps must be a whole number from 1 to 250; got 251"),
+    (0.5, (2.5, "euler", 3.0), "Steps must be a whole number from 1 to 250; got 2.5"),
+    (0.5, (4, "euler", 16), "CFG scale must be a number from 0 to 15; got 16"),
+])
+def test_numbers_out_of_range_or_not_numbers_are_messages_naming_the_field(
+        client, seconds, controls, message):
+    """Gradio's own range check ("Value 251 is greater than maximum value 250.") named no
+    field, and text or null failed inside it with no message at all."""
+    with pytest.raises(gradio_client.exceptions.AppError, match=message):
+        client.predict(seconds, 0, *controls, "piano", 0.7, api_name="/diffusion_generate")
+
+
+def test_seeds_conditions_and_regions_out_of_range_name_their_field(client, tone):
+    AppError = gradio_client.exceptions.AppError
+    with pytest.raises(AppError, match=f"Seed must be a whole number from 0 to {2**63 - 1}; "
+                                       "got -1"):
+        client.predict(0.5, -1, *DIFFUSION, api_name="/diffusion_generate")
+    with pytest.raises(AppError, match=r"Conditions: seconds_total=99 is not valid; "
+                                       r"seconds_total \(number in \[0, 16\]\)"):
+        client.predict(0.5, 0, 4, "euler", 3.0, "piano", 99, api_name="/diffusion_generate")
+    with pytest.raises(AppError, match="Conditions: seconds_total='x' is not valid"):
+        client.predict(0.5, 0, 4, "euler", 3.0, "piano", "x", api_name="/diffusion_generate")
+    with pytest.raises(AppError, match="Region start must be a number from 0 to 1; got -1"):
+        client.predict(gradio_client.handle_file(tone), -1, 0.5, 0, *DIFFUSION,
+                       api_name="/diffusion_inpaint")
+
+
+def test_nan_and_infinity_sent_raw_are_messages_naming_the_field(ui_url):
+    """gradio_client cannot send NaN (JSON has none), a browser or a script can."""
+    call = f"{ui_url}gradio_api/call/diffusion_generate"
+    for data, message in (("NaN, 0, 4, \"euler\", 3.0", "Duration must be at least"),
+                          ("0.5, NaN, 4, \"euler\", 3.0", "Seed must be a whole number"),
+                          ("0.5, 0, 4, \"euler\", Infinity", "CFG scale must be a number")):
+        event = httpx.post(call, content=f'{{"data": [{data}, "piano", 0.7]}}',
+                           headers={"Content-Type": "application/json"}).json()["event_id"]
+        answer = httpx.get(f"{call}/{event}", timeout=60).text
+        assert "event: error" in answer and message in answer, answer
+
+
+def test_too_short_is_refused_before_any_work(client, ui_server, tmp_path):
+    AppError = gradio_client.exceptions.AppError
+    results = results_folder(ui_server.log)
+    written = set(results.iterdir())
+    with pytest.raises(AppError, match=r"Duration must be at least 0.001 .*; got 1e-09 s"):
+        client.predict(1e-9, 0, *DIFFUSION, api_name="/diffusion_generate")
+    with pytest.raises(AppError, match=r"Duration must be at least 0.004 .*; got 1e-09 s"):
+        client.predict(1e-9, 0, *MUSICGEN, api_name="/musicgen_generate")
+    tiny = gradio_client.handle_file(str(audio_write(tmp_path / "tiny.wav",
+                                                     0.1 * torch.randn(1, 10), RATE)))
+    for args, endpoint in (((tiny,), "/autoencoder_reconstruct"), ((tiny,), "/classifier_classify"),
+                           ((tiny, 0.5, 0, *DIFFUSION), "/diffusion_continue"),
+                           ((tiny, 0, 0.0005, 0, *DIFFUSION), "/diffusion_inpaint")):
+        with pytest.raises(AppError, match=r"tiny.wav must be at least 0.001 and at most "
+                                           r"20 seconds .*; got 0.000625 s"):
+            client.predict(*args, api_name=endpoint)
+    assert set(results.iterdir()) == written  # nothing made, nothing left behind
+
+
+def test_unusable_uploads_are_named_by_their_file(client, tmp_path):
+    nan = tmp_path / "holes.wav"
+    sf.write(nan, np.full(RATE, np.nan, dtype="float32"), RATE, subtype="FLOAT")
+    with pytest.raises(gradio_client.exceptions.AppError,
+                       match=r"^holes.wav: holds NaN or infinite samples\.$"):
+        client.predict(gradio_client.handle_file(str(nan)), api_name="/autoencoder_reconstruct")
+
+
+def test_an_upload_bigger_than_the_longest_audio_is_refused_as_it_comes(ui_url):
+    """A 33 MiB upload: more than 20 s of 32-bit stereo at 192 kHz (the client refuses it
+    too, from the page's config; the server must, whatever sends it)."""
+    answer = httpx.post(f"{ui_url}gradio_api/upload",
+                        files={"files": ("big.wav", bytes(33 << 20), "audio/wav")})
+    assert answer.status_code == 413 and "maximum allowed size" in answer.text
 
 
 def test_experiments_lists_the_dora_dir(client, tiny_models):
