@@ -73,7 +73,7 @@ class AudiotoolsMain(HydraMain):
             raise ConfigError((unknown and self._unknown_key(unknown.group(1), argv))
                               or _explain_composition_error(error, argv)) from None
         except AssertionError as error:  # Dora compares the XP's config with the recipe's
-            raise ConfigError(self._changed_structure(str(error), argv)) from None
+            raise ConfigError(_structure_error(str(error), argv)) from None
         validate_config(xp.cfg)
         distributed.check_launch(xp.cfg, folder=xp.folder)
         return xp
@@ -101,28 +101,29 @@ class AudiotoolsMain(HydraMain):
             node = child
         return None
 
-    def _changed_structure(self, error: str, argv: Sequence[str]) -> str:
-        """Dora's signature compares the XP's config with the recipe's key by key, and asserts
-        that no override replaced a section by a value or removed a key the base config has."""
-        section = re.search(r"Wrong type for (\S+), expected DictConfig", error)
-        missing = re.search(r"Missing key (\S+)", error)
-        for arg in argv:
-            key = arg.partition("=")[0].lstrip("+~")
-            leaf = key.split(".")[-1]
-            if section and leaf == section.group(1):
-                return (f"{arg}: '{key}' is a section of keys, not a value; set its keys one "
-                        f"at a time ({key}.KEY=VALUE).")
-            if missing and arg.startswith("~") and leaf == missing.group(1):
-                return (f"{arg}: an XP cannot remove a key the base config has (Dora's "
-                        f"signature compares the two key by key); set it instead ({key}=null, "
-                        "or the value you mean).")
-        return f"the overrides {' '.join(argv)} change the recipe's structure: {error}"
-
     def get_slurm_config(self) -> SlurmConfig:
         """config.yaml's `slurm:` with the team file's over it, for `dora grid`/`dora launch`
         (their flags and the grid's `launcher.slurm_` still apply on top)."""
         from .slurm import with_team_settings
         return with_team_settings(super().get_slurm_config())
+
+
+def _structure_error(error: str, argv: Sequence[str]) -> str:
+    """Dora's signature compares the XP's config with the recipe's key by key, and asserts
+    that no override replaced a section by a value or removed a key the base config has."""
+    section = re.search(r"Wrong type for (\S+), expected DictConfig", error)
+    missing = re.search(r"Missing key (\S+)", error)
+    for arg in argv:
+        key = arg.partition("=")[0].lstrip("+~")
+        leaf = key.split(".")[-1]
+        if section and leaf == section.group(1):
+            return (f"{arg}: '{key}' is a section of keys, not a value; set its keys one "
+                    f"at a time ({key}.KEY=VALUE).")
+        if missing and arg.startswith("~") and leaf == missing.group(1):
+            return (f"{arg}: an XP cannot remove a key the base config has (Dora's "
+                    f"signature compares the two key by key); set it instead ({key}=null, "
+                    "or the value you mean).")
+    return f"the overrides {' '.join(argv)} change the recipe's structure: {error}"
 
 
 def _explain_composition_error(error: Exception, argv: Sequence[str]) -> str:
