@@ -35,9 +35,21 @@ class Section(BaseModel):
 def unread_settings(section: BaseModel, read: tuple[str, ...], where: str) -> list[str]:
     """`where.key=value` for each key of `section` (but `read`) set away from its default:
     what the section's other choices make it ignore, for the solver to say so."""
-    return [f"{where}.{name}={getattr(section, name)!r}"
-            for name, field in type(section).model_fields.items()
-            if name not in read and getattr(section, name) != field.default]
+    unread = []
+    for name, field in type(section).model_fields.items():
+        value = getattr(section, name)
+        if name in read or value == field.get_default(call_default_factory=True):
+            continue
+        if isinstance(value, BaseModel):  # a nested section: its keys that differ
+            unread += unread_settings(value, (), f"{where}.{name}")
+        else:
+            unread.append(f"{where}.{name}={value!r}")
+    return unread
+
+
+def keys_but(section: BaseModel, *names: str) -> tuple[str, ...]:
+    """The keys of `section` other than `names` (what it reads when only those are unread)."""
+    return tuple(name for name in type(section).model_fields if name not in names)
 
 
 def validate_by_type(value: Any, registry: dict[str, type[Section]]) -> Any:

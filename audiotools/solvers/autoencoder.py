@@ -17,6 +17,7 @@ from typing import Any
 import torch
 
 from .. import distributed
+from ..config import keys_but, unread_settings
 from ..data.audio import AudioFileError, audio_write
 from ..data.builders import build_audio_datasets
 from ..data.segments import collate_segments
@@ -75,6 +76,51 @@ class AutoencoderSolver(StandardSolver):
         complex_loss = settings.losses.complex
         self.complex_loss = CompressedSpectrumLoss(
             complex_loss.fft_sizes, complex_loss.hop_sizes, complex_loss.power).to(self.device)
+
+    def check_settings(self) -> None:
+        """Also: the discriminator's scales fit a training segment and it trains at all; the
+        settings of a term the run leaves out (weight 0, no discriminator, another
+        bottleneck) are said."""
+        super().check_settings()
+        settings = self.settings
+        losses, model = settings.losses, settings.model
+        if self.discriminator is not None:
+            self._check_discriminator()
+        else:
+            self.say_unread(unread_settings(settings.adversarial, (), "adversarial"),
+                            "losses.weights.adversarial and feature_matching are 0: no "
+                            "discriminator")
+        if losses.weights.complex == 0:
+            self.say_unread(unread_settings(losses.complex, (), "losses.complex"),
+                            "losses.weights.complex=0")
+        if losses.spectral.scale is None:
+            self.say_unread(unread_settings(losses.spectral, keys_but(losses.spectral, "n_bins"),
+                                            "losses.spectral"),
+                            "losses.spectral.scale=null reads linear STFT bins")
+        absent = {"vae": ("commitment",), "rvq": ("kl",)}.get(model.bottleneck.type,
+                                                              ("kl", "commitment"))
+        self.say_unread(unread_settings(losses.weights, keys_but(losses.weights, *absent),
+                                        "losses.weights"),
+                        f"a {model.bottleneck.type} bottleneck gives no such term")
+        encoder = model.encoder
+        if encoder.type == "stft" and encoder.features == "magnitude":
+            self.say_unread([f"model.encoder.phase={encoder.phase}"] if encoder.phase != "frame"
+                            else [], "model.encoder.features=magnitude reads no phase")
+
+    def _check_discriminator(self) -> None:
+        adversarial, data = self.settings.adversarial, self.settings.dataset
+        total = self.settings.optim.epochs * self.updates_per_epoch
+        if adversarial.warmup_steps >= total:
+            logger.warning("adversarial.warmup_steps=%d: the run has %d updates, so the "
+                           "discriminator never trains.", adversarial.warmup_steps, total)
+        own = data.train.segment_duration if data.train is not None else None
+        samples = round((own or data.segment_duration or 0) * self.model.sample_rate)
+        if samples and max(adversarial.n_ffts) > samples:
+            raise ConfigError(f"adversarial.n_ffts={adversarial.n_ffts}: the discriminator's "
+                              f"largest STFT needs {max(adversarial.n_ffts)} samples, a "
+                              f"training segment holds {samples}; use n_ffts up to {samples} "
+                              "(with hop_lengths and win_lengths to match) or longer "
+                              "segments.")
 
     def build_dataloaders(self) -> None:
         data = self.settings.dataset

@@ -13,7 +13,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
@@ -22,7 +22,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from .. import distributed, logs
-from ..config import SolverConfig
+from ..config import SolverConfig, unread_settings
 from ..errors import CheckpointError, NonFiniteLossError
 from ..families import validate_config
 from ..io import checkpoint
@@ -32,7 +32,7 @@ from .continuation import continue_from
 from .ema import ModelEMA
 from .loading import EpochLoader
 from .lock import XPLock
-from .optim import build_optimizer
+from .optim import SCHEDULE_KEYS, build_optimizer
 from .optimizer_unit import OptimizerUnit
 from .precision import autocast, resolve_precision
 from .results import ResultLogger
@@ -81,6 +81,7 @@ class StandardSolver(flashy.BaseSolver):
         self.build_dataloaders()
         self._build_optimizer_units()
         self._log_parameter_counts()
+        self.check_settings()
 
     # ------------------------------------------------------------------ to implement
     def build_model(self) -> None:
@@ -171,6 +172,35 @@ class StandardSolver(flashy.BaseSolver):
         return autocast(self.precision, self.device)
 
     # ------------------------------------------------------------------ setup
+    def check_settings(self) -> None:
+        """Before training: settings the run will not read, or that cannot act, are said (a
+        family adds its own checks; one that would fail later is an error now)."""
+        settings = self.settings
+        schedule, total = settings.schedule, settings.optim.epochs * self.updates_per_epoch
+        self.say_unread(unread_settings(schedule, ("name", *SCHEDULE_KEYS[schedule.name]),
+                                        "schedule"),
+                        f"schedule.name={schedule.name} does not use them")
+        if schedule.warmup_steps >= total:
+            logger.warning("schedule.warmup_steps=%d: the run has %d updates, so the rate "
+                           "never leaves its warm-up.", schedule.warmup_steps, total)
+        if not settings.optim.ema.use:
+            self.say_unread(unread_settings(settings.optim.ema, ("use",), "optim.ema"),
+                            "optim.ema.use=false")
+        if not settings.valid.every:
+            waiting = [what for what, on in (
+                ("schedule.name=plateau", schedule.name == "plateau"),
+                (f"early_stop.patience={settings.early_stop.patience}",
+                 settings.early_stop.patience is not None)) if on]
+            logger.warning("valid.every=0: no valid stage runs, so no best state is kept "
+                           "(`audiotools export` needs one)%s.",
+                           f" and {', '.join(waiting)} never act" if waiting else "")
+
+    @staticmethod
+    def say_unread(settings: Sequence[str], why: str) -> None:
+        """Settings the run will not read (they still name another XP): said once, at start."""
+        if settings:
+            logger.warning("%s: not read, %s.", ", ".join(settings), why)
+
     def _build_optimizer_units(self) -> None:
         """One unit per optimizer. Their scalers and schedules are saved as 'scaler' and
         'scheduler' for the main optimizer, 'scaler.<name>', 'scheduler.<name>' for others."""

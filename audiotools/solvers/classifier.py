@@ -70,7 +70,15 @@ class ClassifierSolver(StandardSolver):
             if configured is not None and configured != from_data:
                 raise ConfigError(f"model.{key}={configured} but the data has {from_data}; "
                                   f"set model.{key}=null to take it from the data.")
-        self.model = build_cnn(self.model_section()).to(self.device)
+        try:
+            self.model = build_cnn(self.model_section()).to(self.device)
+        except ValueError as error:  # pools the data's mel bands cannot take
+            raise ConfigError(f"model: {error}") from None
+        frames = self.arrays.features.shape[-1]
+        if frames < self.model.min_frames:
+            raise ConfigError(f"model.pools: their time pools need {self.model.min_frames} "
+                              f"frames, the features have {frames} (dataset.num_frames); give "
+                              "more frames or smaller time pools.")
         self.optimizer = self.build_optimizer(self.model.parameters())
         self.register_stateful("model", "optimizer")
         self.register_best_state("model")

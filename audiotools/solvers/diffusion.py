@@ -49,9 +49,9 @@ class DiffusionSolver(GenerativeSolver):
     settings: DiffusionSolverConfig
     model: DiffusionModel
 
-    def _check_settings(self) -> None:
+    def check_settings(self) -> None:
         """Also: the `timesteps` keys the chosen sampler does not read are said."""
-        super()._check_settings()
+        super().check_settings()
         timesteps = self.settings.timesteps
         read = ("type", *TIMESTEP_KEYS[timesteps.type])
         self.say_unread(unread_settings(timesteps, read, "timesteps"),

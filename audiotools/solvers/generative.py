@@ -114,7 +114,6 @@ class GenerativeSolver(StandardSolver):
         self._check_lengths()
         self.judge = self._judge()
         self.embedder = self._embedder()
-        self._check_settings()
         self.optimizer = self.build_optimizer([*self.model.parameters(),
                                                *self.conditioners.trainable_parameters()])
         self.register_stateful("model", "conditioners", "optimizer")
@@ -291,10 +290,11 @@ class GenerativeSolver(StandardSolver):
         evaluate = self.settings.evaluate
         return get_embedder(evaluate.embedder) if evaluate.every else None
 
-    def _check_settings(self) -> None:
-        """What the generate stage reads, checked before training: the values of
-        generate.conditions fit their conditioners (a number outside its range, an option it
-        does not have); more generate.num_samples than the generate split holds is said."""
+    def check_settings(self) -> None:
+        """Also what the generate stage reads: the values of generate.conditions fit their
+        conditioners (a number outside its range, an option it does not have); more
+        generate.num_samples than the generate split holds is said."""
+        super().check_settings()
         generate = self.settings.generate
         infos = describe_conditioners(self.conditioners)
         for index, values in enumerate(generate.conditions):
@@ -305,12 +305,6 @@ class GenerativeSolver(StandardSolver):
             logger.warning("generate.num_samples=%d: the generate split holds %d items; each "
                            "generate stage makes %d samples per CFG scale.",
                            generate.num_samples, len(split), len(split))
-
-    @staticmethod
-    def say_unread(settings: Sequence[str], why: str) -> None:
-        """Settings the run will not read (they still name another XP): said once, at start."""
-        if settings:
-            logger.warning("%s: not read, %s.", ", ".join(settings), why)
 
     def generate_duration(self) -> float:
         """Seconds of each sample: generate.duration, else the generate split's segment (the

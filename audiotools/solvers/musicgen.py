@@ -42,11 +42,11 @@ class MusicGenSolver(GenerativeSolver):
         self._check_stored_tokens(model.cardinality)
         return model
 
-    def _check_settings(self) -> None:
+    def check_settings(self) -> None:
         """Also: what generate and evaluate sample fits generate.max_duration (inference
         refuses longer; found now, not after an epoch of training); settings that do nothing
         here (a top_k of every code, a scale of rotary positions) are said."""
-        super()._check_settings()
+        super().check_settings()
         settings = self.settings
         lengths = {}
         if settings.generate.every:

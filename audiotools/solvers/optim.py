@@ -30,6 +30,15 @@ def build_optimizer(params: Iterable[torch.nn.Parameter], cfg: OptimConfig,
     return torch.optim.AdamW(params, **kwargs)
 
 
+# What each schedule reads of `schedule:` besides its name (_Multiplier, build_scheduler).
+SCHEDULE_KEYS: dict[str, tuple[str, ...]] = {
+    "none": ("warmup_steps",), "linear_warmup": ("warmup_steps",),
+    "cosine": ("warmup_steps", "min_lr_ratio"),
+    "step": ("warmup_steps", "step_size", "gamma"), "inverse_sqrt": ("warmup_steps",),
+    "inverse": ("warmup_steps", "inv_gamma", "power", "exp_warmup", "min_lr_ratio"),
+    "plateau": ("plateau",)}
+
+
 class _Multiplier:
     """lr multiplier as a function of the update index; a class (not a closure) so that
     LambdaLR's state_dict stays plain data."""

@@ -12,6 +12,7 @@ import torch
 
 from .. import distributed
 from ..config import OptimConfig, ScheduleConfig
+from ..errors import ConfigError
 from .optim import Scheduler, build_scheduler
 
 
@@ -72,6 +73,6 @@ class OptimizerUnit:
         if not isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
             return
         if self.plateau_metric not in metrics:
-            raise KeyError(f"schedule.plateau.metric={self.plateau_metric!r} is not a valid "
-                           f"metric; valid metrics are {sorted(metrics)}.")
+            raise ConfigError(f"schedule.plateau.metric={self.plateau_metric!r} is not a "
+                              f"valid metric; valid metrics are {sorted(metrics)}.")
         scheduler.step(metrics[self.plateau_metric])
