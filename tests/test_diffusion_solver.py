@@ -228,7 +228,7 @@ def test_latent_diffusion_on_a_recipe_codec_encoding_audio_through_dora(dora_dir
     result = dora_command("run", "solver=diffusion/debug_latent", "dataset.source=files",
                           "codec.source=//recipe/autoencoder/debug", "stats_clips=8",
                           f"model.network.io_channels={VAE['latent_dim']}")
-    assert "measured on 8 training clips" in result.stderr
+    assert "measured on 8 training segments" in result.stderr
     [folder] = [path for path in (dora_dir / "xps").iterdir()
                 if "diffusion" in (path / ".argv.json").read_text()]
     stats = torch.load(folder / "checkpoint.th", weights_only=True)["frozen"]["codec"]["stats"]
