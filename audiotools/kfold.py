@@ -13,6 +13,7 @@ from dora import XP
 from omegaconf import OmegaConf
 
 from .errors import ConfigError
+from .experiments import load_history
 
 
 def fold_ids(overrides: Sequence[str]) -> list[int]:
@@ -30,7 +31,13 @@ def fold_ids(overrides: Sequence[str]) -> list[int]:
                      f"solver={xp.cfg.solver}")
         raise ConfigError(f"kfold runs classifier recipes (solver=classifier/...); {given} is "
                           f"a {xp.cfg.solver} recipe.")
-    return [int(fold) for fold in np.unique(load_arrays(settings).folds)]
+    folds = [int(fold) for fold in np.unique(load_arrays(settings).folds)]
+    if len(folds) < 2:
+        where = (f"dataset.folds_file={settings.dataset.folds_file} assigns"
+                 if getattr(settings.dataset, "folds_file", None) else "the data holds")
+        raise ConfigError(f"{where} {len(folds)} fold: cross-validation holds each fold out "
+                          "in turn and needs at least 2.")
+    return folds
 
 
 def _sets_fold(arg: str) -> bool:
@@ -76,8 +83,7 @@ class FoldResult:
 def results(xps: Sequence[XP]) -> list[FoldResult]:
     rows = []
     for xp in xps:
-        xp.link.load()
-        history = xp.link.history
+        history = load_history(xp.folder)
         rows.append(FoldResult(int(xp.cfg.dataset.fold), xp.sig, len(history),
                                best_valid(history)))
     return rows

@@ -7,6 +7,8 @@ team file is checked here, so a typo fails before anything is submitted.
 from __future__ import annotations
 
 import dataclasses
+import shutil
+import subprocess
 import typing
 from typing import Any
 
@@ -42,3 +44,22 @@ def with_team_settings(base: SlurmConfig) -> SlurmConfig:
             raise ConfigError(f"{path}: slurm.{key}={value!r} is not a valid {expected} "
                               f"({error.errors()[0]['msg']}).") from None
     return dataclasses.replace(base, **settings)
+
+
+def check_clear(argv: list[str]) -> None:
+    """`dora grid NAME --clear` deletes the grid's XP folders before it submits them again:
+    refused, with nothing deleted, when no SLURM cluster answers here (the submission would
+    fail after the deletion)."""
+    if "--clear" not in argv or "--dry_run" in argv:
+        return
+    sinfo = shutil.which("sinfo")
+    try:
+        answered = sinfo is not None and subprocess.run(
+            [sinfo, "-h"], capture_output=True, timeout=30).returncode == 0
+    except (OSError, subprocess.TimeoutExpired):
+        answered = False
+    if not answered:
+        raise ConfigError("--clear deletes the grid's XP folders before submitting them again, "
+                          "and no SLURM cluster answers here (sinfo), so nothing was deleted. "
+                          "Without a cluster, run the grid with `audiotools grid NAME`; to "
+                          "restart one XP, move its folder aside yourself.")

@@ -4,6 +4,7 @@ validate the composed config -> seed (offset by rank) -> threads -> distributed 
 """
 from __future__ import annotations
 
+import ast
 import logging
 import os
 import re
@@ -15,6 +16,7 @@ from typing import TYPE_CHECKING
 from dora import XP, get_xp
 from dora.conf import SlurmConfig
 from dora.distrib import get_distrib_spec
+from dora.explore import ProcessException
 from dora.hydra import HydraMain
 from hydra.errors import HydraException
 from omegaconf import DictConfig, OmegaConf
@@ -22,6 +24,7 @@ from omegaconf.errors import MissingMandatoryValue, OmegaConfBaseException
 
 from . import environment, logs, xp_config
 from .errors import AudiotoolsError, ConfigError
+from .experiments import load_history
 from .io.checkpoint import LATEST
 
 if TYPE_CHECKING:
@@ -37,14 +40,32 @@ _NO_SLURM = 'Could not detect "srun"'
 def _print_user_errors(exc_type: type[BaseException], exc: BaseException,
                        tb: TracebackType | None) -> None:
     """Errors a user caused are printed as their message alone; anything else keeps its trace."""
-    if isinstance(exc, AudiotoolsError):
-        print(f"error: {exc}", file=sys.stderr)
+    passed_on = _passed_on_message(exc) if isinstance(exc, ProcessException) else None
+    if isinstance(exc, AudiotoolsError) or passed_on is not None:
+        print(f"error: {passed_on or exc}", file=sys.stderr)
     elif isinstance(exc, RuntimeError) and _NO_SLURM in str(exc):
         print("error: `dora grid` and `dora launch` submit jobs to SLURM, and this machine has "
               "no srun. Without a cluster, run the grid's XPs here with `audiotools grid NAME` "
               "(docs/cluster.md).", file=sys.stderr)
     else:
         sys.__excepthook__(exc_type, exc, tb)
+
+
+def _passed_on_message(exc: ProcessException) -> str | None:
+    """The message of an audiotools error that Dora's process pool (`dora grid`) passed on as
+    its repr (`ConfigError('...')`); None for any other error."""
+    match = re.fullmatch(r"(\w+)\((.*)\)", str(exc), re.DOTALL)
+    if match is None or match.group(1) not in _error_names(AudiotoolsError):
+        return None
+    try:
+        message = ast.literal_eval(match.group(2))
+    except (ValueError, SyntaxError):
+        return None
+    return message if isinstance(message, str) else None
+
+
+def _error_names(base: type[BaseException]) -> set[str]:
+    return {base.__name__}.union(*(_error_names(sub) for sub in base.__subclasses__()))
 
 
 class AudiotoolsMain(HydraMain):
@@ -101,10 +122,16 @@ class AudiotoolsMain(HydraMain):
             node = child
         return None
 
+    def get_xp_history(self, xp: XP) -> list[dict]:
+        """The XP's history.json (`dora grid`'s table, `dora info`); a damaged one is an error
+        naming the file, not a JSON traceback."""
+        return load_history(xp.folder)
+
     def get_slurm_config(self) -> SlurmConfig:
         """config.yaml's `slurm:` with the team file's over it, for `dora grid`/`dora launch`
         (their flags and the grid's `launcher.slurm_` still apply on top)."""
-        from .slurm import with_team_settings
+        from .slurm import check_clear, with_team_settings
+        check_clear(sys.argv[1:])
         return with_team_settings(super().get_slurm_config())
 
 
@@ -181,8 +208,7 @@ def _finished(settings: SolverConfig) -> bool:
     xp = get_xp()
     if settings.work_after_training() or not (xp.folder / LATEST).exists():
         return False
-    xp.link.load()  # history.json, read as the solver's restore reads it
-    return len(xp.link.history) >= settings.optim.epochs
+    return len(load_history(xp.folder)) >= settings.optim.epochs
 
 
 @_decorate

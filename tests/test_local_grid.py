@@ -95,3 +95,61 @@ def test_dora_grid_without_slurm_points_to_the_local_grid(dora_dir, tmp_path):
     assert result.returncode != 0
     assert "this machine has no srun" in result.stderr
     assert "`audiotools grid NAME`" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_dora_grid_clear_without_a_cluster_deletes_nothing(dora_dir, tmp_path):
+    """--clear deletes the grid's XPs before submitting them again: with no cluster answering,
+    the submission would fail after the deletion."""
+    env = write_grid(tmp_path / "grids", "classifier.kfold", RECIPE, folds=1)
+    assert audiotools("grid", "classifier.kfold", env=env).returncode == 0
+    [folder] = (dora_dir / "xps").iterdir()
+    empty = tmp_path / "bin"
+    empty.mkdir()
+    result = subprocess.run([str(Path(sys.executable).parent / "dora"), "grid",
+                             "classifier.kfold", "--clear", "--no_monitoring"], cwd=REPO,
+                            env={**os.environ, **env, "PATH": str(empty)}, input="y\n",
+                            capture_output=True, text=True, timeout=240)
+    assert result.returncode != 0 and "Traceback" not in result.stderr
+    assert "no SLURM cluster answers here (sinfo), so nothing was deleted" in result.stderr
+    assert (folder / "checkpoint.th").is_file() and (folder / "history.json").is_file()
+
+
+def test_dora_grid_with_a_bad_override_is_one_error(dora_dir, tmp_path):
+    """Dora's process pool passes the config error on as its repr: printed as the message."""
+    env = write_grid(tmp_path / "grids", "classifier.kfold", RECIPE, folds=0,
+                     extra=[[*RECIPE, "optim.lrr=1e-3"]])
+    result = subprocess.run([str(Path(sys.executable).parent / "dora"), "grid",
+                             "classifier.kfold", "--dry_run"], cwd=REPO,
+                            env={**os.environ, **env}, capture_output=True, text=True,
+                            timeout=240)
+    assert result.returncode != 0 and "Traceback" not in result.stderr
+    assert "error: optim.lrr: unknown key in section 'optim'" in result.stderr
+
+
+def test_grid_mistakes_are_one_error(dora_dir, tmp_path):
+    env = write_grid(tmp_path / "grids", "classifier.kfold", RECIPE, folds=0)
+    empty = audiotools("grid", "classifier.kfold", "--dry-run", env=env)
+    assert empty.returncode == 2 and "Traceback" not in empty.stderr
+    assert "grid 'classifier.kfold' launches no XP" in empty.stderr
+    missing = audiotools("grid", "classifier.kfold", env={**env,
+                                                          "AUDIOTOOLS_GRID_PACKAGE": "nosuchpkg"})
+    assert missing.returncode == 2 and "Traceback" not in missing.stderr
+    assert "AUDIOTOOLS_GRID_PACKAGE=nosuchpkg: no such importable package" in missing.stderr
+
+
+def test_a_damaged_history_is_named_not_a_json_traceback(dora_dir, monkeypatch):
+    from audiotools import kfold
+    from audiotools.errors import ConfigError
+    from audiotools.solvers import classifier
+    from audiotools.train import main
+    xp = main.get_xp([*RECIPE, "dataset.fold=0"])
+    xp.folder.mkdir(parents=True)
+    (xp.folder / "history.json").write_text('[{"train": {"loss"')  # cut mid-write
+    for read in (lambda: kfold.results([xp]), lambda: main.get_xp_history(xp)):
+        with pytest.raises(ConfigError, match="history.json: unreadable history"):
+            read()
+    # A folds file of one fold: nothing to hold out in turn.
+    monkeypatch.setattr(classifier, "load_arrays", lambda settings: type(
+        "Arrays", (), {"folds": [0, 0, 0]})())
+    with pytest.raises(ConfigError, match="folds.csv assigns 1 fold: cross-validation holds"):
+        kfold.fold_ids(RECIPE)

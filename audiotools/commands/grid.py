@@ -20,6 +20,10 @@ def run(args: argparse.Namespace) -> int:
     from .. import kfold, local_grid
     explorer = local_grid.load_explorer(args.name)
     sheeps = local_grid.grid_sheeps(explorer)
+    if not sheeps:
+        from ..errors import ConfigError
+        raise ConfigError(f"grid {args.name!r} launches no XP: its explorer calls the launcher "
+                          "for none.")
     if not args.dry_run:
         local_grid.run_in_turn(sheeps)
     local_grid.print_table(explorer, sheeps)

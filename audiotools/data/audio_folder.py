@@ -99,9 +99,9 @@ def load_audio_folder(root: str | Path, mel: MelSettings = MelSettings(), *,
         found = len(np.unique(folds))
         if found != num_folds:  # the file decides (docs/solvers/classifier.md); say so
             logger.warning("dataset.num_folds=%d is not used: dataset.folds_file=%s assigns "
-                           "%d folds, which are the folds (dataset.num_folds=%d says so; "
-                           "dataset.folds_file=null deals the groups to num_folds folds).",
-                           num_folds, folds_file, found, found)
+                           "%d fold(s), which are the folds%s; dataset.folds_file=null deals "
+                           "the groups to num_folds folds.", num_folds, folds_file, found,
+                           f" (dataset.num_folds={found} says so)" if found >= 2 else "")
     else:
         folds = _deal_folds(groups, num_folds)
     return FeatureArrays(features, labels[kept].astype(np.int64), folds,
