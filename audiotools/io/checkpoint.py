@@ -107,13 +107,21 @@ def _reason(error: Exception) -> str:
     return f"{type(error).__name__}: {text}"
 
 
+def _same_file(one: Path, other: Path) -> bool:
+    try:
+        return one.samefile(other)
+    except OSError:
+        return False
+
+
 def _corrupt_message(path: Path, error: Exception) -> str:
     message = f"Cannot read checkpoint {path} ({_reason(error)}). It is not overwritten; "
     if not in_xp_folder(path):
         return message + ("it is not the checkpoint of an XP folder `dora run` made: give an XP "
                           "(SIG, //sig/SIG, its folder) or its checkpoint.th.")
     folder = path.parent
-    older = [p.name for _, p in numbered_checkpoints(folder) if p != path]
+    # Numbered checkpoints are hard links: the newest may be this very (damaged) file.
+    older = [p.name for _, p in numbered_checkpoints(folder) if not _same_file(p, path)]
     ways = [f"restart this XP from scratch with `dora run --clear ...` (deletes {folder})"]
     if older:
         ways.insert(0, f"restore an earlier checkpoint: cp {folder / older[-1]} {path}")

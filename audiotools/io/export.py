@@ -8,6 +8,7 @@ family registry) kept them in the XP config and the family's own info, and still
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -87,9 +88,15 @@ def write(path: Path, export: Export) -> Path:
                 "sig": export.sig, "epoch": str(export.epoch),
                 "modules": json.dumps(sorted(export.weights))}
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     save_file(flat, str(tmp), metadata=metadata)
-    tmp.replace(path)
+    try:  # a link, unlike a rename, fails if another export got there first
+        os.link(tmp, path)
+    except FileExistsError:
+        raise CheckpointError(f"{path} exists (written while this export ran); remove it or "
+                              "choose another output path.") from None
+    finally:
+        tmp.unlink(missing_ok=True)
     return path
 
 

@@ -40,15 +40,19 @@ def continue_from(solver: StandardSolver, source: str) -> None:
     path = resolve_path(source)
     names = solver.best.names
     weights = training_weights(source, {name: getattr(solver, name) for name in names})
-    loaded = 0
+    empty = []
     for name in names:
         if name not in weights:
             logger.warning("continue_from %s: no weights for module '%s'.", path, name)
             continue
-        loaded += load_module(getattr(solver, name), weights[name], f"{path} [{name}]")
+        if load_module(getattr(solver, name), weights[name], f"{path} [{name}]") == 0:
+            empty.append(name)
         if name in solver.ema:
             solver.ema[name].reset()
-    if loaded == 0:
+    # The model itself (the first module) must take something: a run that continued from a
+    # model of another size would otherwise train from scratch, a log line aside.
+    if names and (names[0] in empty or len(empty) == len(names)):
         raise CheckpointError(
-            f"continue_from={source}: no tensor of {path} fits this model "
-            f"(modules {names}); is it from another model family or architecture?")
+            f"continue_from={source}: no tensor of {path} fits this model's "
+            f"{names[0] if names[0] in empty else 'modules'} (modules {names}); is it from "
+            "another model family, architecture or size?")

@@ -82,6 +82,18 @@ def test_corrupt_checkpoint_is_refused_and_kept(dora_dir):
     assert path.read_bytes() == b"PK\x03\x04 torn"
 
 
+def test_a_checkpoint_damaged_in_place_is_not_offered_as_its_own_copy(dora_dir):
+    """keep_last=1: checkpoint_2.th is a hard link of checkpoint.th, damaged with it."""
+    solver = train("optim.epochs=2", "checkpoint.keep_last=1")
+    path = solver.folder / "checkpoint.th"
+    assert path.samefile(solver.folder / "checkpoint_2.th")
+    with open(path, "r+b") as handle:  # in place: both names see it
+        handle.truncate(100)
+    with pytest.raises(CheckpointError) as error:
+        train("optim.epochs=2", "checkpoint.keep_last=1")
+    assert "--clear" in str(error.value) and "cp " not in str(error.value)
+
+
 def test_kill_during_checkpoint_write_keeps_previous(dora_dir, monkeypatch):
     solver = train("optim.epochs=1")
     path = solver.folder / "checkpoint.th"

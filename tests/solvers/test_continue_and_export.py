@@ -51,6 +51,34 @@ def test_continue_from_nothing_fitting_is_an_error(dora_dir, tmp_path):
     solver.close()
 
 
+def test_continue_from_a_model_of_another_size_is_an_error(dora_dir, tmp_path):
+    """The model takes nothing, though another module (or a fixed buffer) would: the run
+    would train from scratch, a log line aside."""
+    path = tmp_path / "other_size.th"
+    torch.save({"best_state": {"model": {"0.weight": torch.zeros(3, 3)},
+                               "extra": {"w": torch.zeros(1)}}}, path)
+    solver = build(make_xp(f"continue_from={path}"))
+    with pytest.raises(CheckpointError, match="no tensor of .* fits this model's model"):
+        solver.restore()
+    solver.close()
+
+
+def test_two_exports_to_one_path_keep_the_first(dora_dir, tmp_path, monkeypatch):
+    source = train("optim.epochs=1")
+    out = tmp_path / "toy.safetensors"
+    save_file = export.save_file
+
+    def raced(flat, name, metadata):  # another export lands while this one writes
+        save_file(flat, name, metadata=metadata)
+        out.write_bytes(b"the other export")
+
+    monkeypatch.setattr(export, "save_file", raced)
+    with pytest.raises(CheckpointError, match="exists \\(written while this export ran\\)"):
+        export.export_checkpoint(source.xp.sig, out)
+    assert out.read_bytes() == b"the other export"
+    assert not list(tmp_path.glob(".toy.safetensors.*"))  # no temporary file left
+
+
 def test_export_roundtrip_and_continue_from_export(dora_dir, tmp_path, capsys):
     source = train("optim.epochs=2")
     out = tmp_path / "toy.safetensors"
