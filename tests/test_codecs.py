@@ -139,6 +139,30 @@ def test_pre_encode_writes_resumes_and_refuses_another_codec(tmp_path):
     assert [p.name for p in mine.iterdir()] == ["train.jsonl"]
 
 
+def test_a_damaged_pre_encoded_folder_is_named_file_by_file(tmp_path):
+    codec = load_codec(_codec_export(tmp_path))
+    entries = _clips(tmp_path)
+    out = tmp_path / "latents"
+    pre_encode(codec, {"train": entries}, out)
+    target = out / "train/000001.safetensors"
+    target.write_bytes(target.read_bytes()[:100])  # cut short
+    for read in (lambda: pre_encode(codec, {"train": entries}, out),
+                 lambda: PreEncodedDataset(out, "train", 1.0, random_segments=False)[1]):
+        with pytest.raises(ConfigError, match=r"000001.safetensors: damaged pre-encoded file "
+                                              r".*delete it and re-run `audiotools pre-encode`"):
+            read()
+    target.unlink()
+    pre_encode(codec, {"train": entries}, out)  # the way out: it encodes what is missing
+    assert PreEncodedDataset(out, "train", 1.0, random_segments=False)[1]["latents"].shape[0] \
+        == VAE["latent_dim"]
+    (out / "train.jsonl").write_text('{"file": "train/000000.safetensors"\n')
+    with pytest.raises(ConfigError, match=r"train.jsonl: damaged"):
+        PreEncodedDataset(out, "train", 1.0)
+    (out / "codec.json").write_text("{")
+    with pytest.raises(ConfigError, match=r"codec.json: damaged"):
+        pre_encode(codec, {"train": entries}, out)
+
+
 def test_pre_encoded_segments_are_deterministic_and_padded(tmp_path):
     codec = load_codec(_codec_export(tmp_path))
     out = tmp_path / "latents"

@@ -15,14 +15,15 @@ index) determinism), in frames.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import safe_open
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load as load_tensors
 from safetensors.torch import save_file
 
@@ -43,7 +44,26 @@ def read_codec_file(root: Path) -> dict[str, Any]:
     if not path.exists():
         raise ConfigError(f"{root} is not a pre-encoded dataset (no {CODEC_FILE}); write one "
                           "with `audiotools pre-encode CODEC DSET OUT`.")
-    return json.loads(path.read_text())
+    return _json(path.read_text(), path)
+
+
+def _json(text: str, path: Path) -> Any:
+    try:
+        return json.loads(text)
+    except ValueError as error:
+        raise ConfigError(f"{path}: damaged ({error}); pre-encode into a new folder.") from None
+
+
+@contextlib.contextmanager
+def _opened(path: Path) -> Iterator[Any]:
+    """A pre-encoded file, opened; a damaged one is an error naming it and the way out."""
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            yield handle
+    except (SafetensorError, OSError) as error:
+        raise ConfigError(f"{path}: damaged pre-encoded file ({error}); delete it and re-run "
+                          "`audiotools pre-encode` with the same arguments, which encodes "
+                          "what is missing.") from None
 
 
 def describe(codec: FrozenCodec) -> dict[str, Any]:
@@ -93,7 +113,7 @@ def _kept_files(out: Path, splits: Mapping[str, list[dict[str, Any]]], kind: str
             target = out / split / f"{number:06d}.safetensors"
             if not target.exists():
                 continue
-            with safe_open(str(target), framework="pt") as handle:
+            with _opened(target) as handle:
                 recorded = (handle.metadata() or {}).get("source")
                 kept[target] = handle.get_slice(kind).get_shape()[-1]
             if recorded is None and number < len(indexed):  # written before sources were
@@ -126,7 +146,7 @@ def pre_encode(codec: FrozenCodec, splits: Mapping[str, list[dict[str, Any]]], o
     identity = describe(codec)
     existing = out / CODEC_FILE
     if existing.exists():
-        found = json.loads(existing.read_text())
+        found = _json(existing.read_text(), existing)
         check_same_codec(found, identity, str(out))
         identity["stats"] = found.get("stats")  # kept unless the train split is encoded
     kind = identity["kind"]
@@ -160,12 +180,18 @@ def _index(root: Path, split: str) -> list[dict[str, Any]]:
     path = root / f"{split}.jsonl"
     if not path.exists():
         raise ConfigError(f"{root} has no pre-encoded split {split!r} ({path} is missing).")
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return [_json(line, path) for line in path.read_text().splitlines() if line.strip()]
+
+
+def load_stored(path: Path) -> dict[str, torch.Tensor]:
+    """Every tensor of one pre-encoded file (a damaged file: an error naming it)."""
+    with _opened(path) as handle:
+        return {key: handle.get_tensor(key) for key in handle.keys()}  # noqa: SIM118
 
 
 def _read(root: Path, file: str, kind: str, start: int = 0, stop: int | None = None,
           ) -> torch.Tensor:
-    with safe_open(str(root / file), framework="pt") as handle:
+    with _opened(root / file) as handle:
         values = handle.get_slice(kind)
         stop = values.get_shape()[-1] if stop is None else stop
         return values[:, start:stop]

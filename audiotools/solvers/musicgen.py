@@ -16,11 +16,10 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
-from safetensors.torch import load_file
 from torch.nn import functional as F
 
 from ..conditioning.values import item_name
-from ..data.pre_encoded import PreEncodedDataset
+from ..data.pre_encoded import PreEncodedDataset, load_stored
 from ..errors import ConfigError
 from ..inference.musicgen import MusicGenPipeline, check_codec_fits
 from ..models.lm import LMModel, build_lm
@@ -76,7 +75,7 @@ class MusicGenSolver(GenerativeSolver):
                 continue
             for entry in dataset.entries:
                 path = dataset.root / entry["file"]
-                fault = _range_fault(load_file(str(path))["tokens"], cardinality)
+                fault = _range_fault(load_stored(path)["tokens"], cardinality)
                 if fault:
                     raise ConfigError(f"dataset.{split}: {path} (of {entry['source']}) holds "
                                       f"{fault}; re-run audiotools pre-encode.")
