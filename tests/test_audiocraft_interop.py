@@ -174,6 +174,21 @@ def test_unsupported_nested_lm_options_are_named(tmp_path, change, name):
         load_lm(path)
 
 
+@pytest.mark.parametrize(("change", "words"), [
+    (lambda c: c["transformer_lm"].update(dim="abc"), "invalid literal for int"),
+    (lambda c: c["transformer_lm"].update(hidden_scale="x"), "could not convert string"),
+    (lambda c: c["classifier_free_guidance"].update(inference_coef="high"), "high"),
+    (lambda c: c["transformer_lm"].update(num_heads=3), "audiotools refuses"),
+    (lambda c: c.update(conditioners=["description"]), "'list' object"),
+])
+def test_lm_options_of_the_wrong_type_are_one_error_naming_the_file(tmp_path, change, words):
+    config = lm_xp_config()
+    change(config)
+    path = save_package(tmp_path / "state_dict.bin", config, audiocraft_lm_state(our_lm()))
+    with pytest.raises(CheckpointError, match=f"{re.escape(str(path))}: its xp.cfg .*{words}"):
+        load_lm(path)
+
+
 def test_lm_weights_that_do_not_fit_are_named(tmp_path):
     state = audiocraft_lm_state(our_lm())
     extra = dict(state, **{"transformer.layers.0.layer_scale_1.scale": torch.ones(32)})
@@ -344,6 +359,30 @@ def test_unsupported_encodec_options_are_named(tmp_path, change, name):
                         audiocraft_encodec_state(our_encodec()))
     with pytest.raises(CheckpointError, match=f"xp.cfg {name}="):
         load_compression_model(path)
+
+
+def test_encodec_options_of_the_wrong_type_are_one_error_naming_the_file(tmp_path):
+    state = audiocraft_encodec_state(our_encodec())
+    for number, change in enumerate((lambda c: c["encodec"].update(sample_rate="fast"),
+                                     lambda c: c.update(seanet=["x"]))):
+        config = copy.deepcopy(encodec_xp_config())
+        change(config)
+        path = save_package(tmp_path / f"{number}.bin", config, state)
+        with pytest.raises(CheckpointError, match=f"{re.escape(str(path))}: its xp.cfg holds"):
+            load_compression_model(path)
+
+
+def test_continue_from_a_compression_package_takes_what_fits(tmp_path):
+    """continue_from loads what fits (and logs the rest), as from any checkpoint; only
+    reading the package as its own model requires every tensor."""
+    path = save_package(tmp_path / "compression_state_dict.bin", encodec_xp_config(),
+                        audiocraft_encodec_state(our_encodec()))
+    section = our_encodec_section()
+    section["bottleneck"] = {**section["bottleneck"], "num_quantizers":
+                             section["bottleneck"]["num_quantizers"] + 1}
+    model = build_autoencoder(section)
+    weights = training_weights(str(path), {"model": model})["model"]
+    assert weights and not any(".layers.3." in key for key in weights)
 
 
 def test_encodec_weights_that_do_not_fit_are_named(tmp_path):

@@ -22,7 +22,7 @@ from ..errors import CheckpointError, ConfigError
 from ..models.autoencoder import AudioAutoencoder, build_autoencoder
 from ..models.autoencoder.config import AutoencoderConfig, validate_autoencoder_config
 from ..sat.checkpoints import match_weights
-from .package import Package, read_package
+from .package import Package, read_package, reads_xp_cfg
 
 # AudioCraft 1.3.0's constructor defaults (SEANetEncoder/Decoder, ResidualVectorQuantizer) for
 # the keys a section may leave out.
@@ -94,6 +94,7 @@ def _bottleneck(package: Package) -> dict[str, Any]:
             "quantizer_dropout": bool(rvq["q_dropout"]), "min_quantizers": 1}
 
 
+@reads_xp_cfg
 def compression_settings(package: Package) -> AutoencoderConfig:
     """The autoencoder `model:` section of a compression package."""
     package.require("compression_model", None, ("encodec",), "EnCodec models")
@@ -116,9 +117,11 @@ def compression_settings(package: Package) -> AutoencoderConfig:
                               f"audiotools cannot build: {error}") from None
 
 
-def compression_weights(package: Package, model: AudioAutoencoder) -> dict[str, torch.Tensor]:
+def compression_weights(package: Package, model: AudioAutoencoder,
+                        strict: bool = True) -> dict[str, torch.Tensor]:
     """The package's `best_state` in `model`'s layout; CheckpointError naming what does not
-    fit."""
+    fit (`strict`: the model the package's own xp.cfg describes), else what fits
+    (continue_from, which logs the rest)."""
     own = model.state_dict()
     renamed = {}
     for key, value in package.weights.items():
@@ -131,7 +134,7 @@ def compression_weights(package: Package, model: AudioAutoencoder) -> dict[str, 
                 key = target
         renamed[key] = value
     weights, report = match_weights(renamed, model)
-    if not report.complete:
+    if strict and not report.complete:
         raise CheckpointError(f"{package.path}: best_state does not fit the EnCodec model its "
                               f"xp.cfg describes: {report}.")
     return weights

@@ -28,7 +28,7 @@ import torch
 
 from ..errors import CheckpointError
 from ..models.lm import LMConfig, LMModel, build_lm
-from .package import Package, read_package
+from .package import Package, read_package, reads_xp_cfg
 
 logger = logging.getLogger(__name__)
 
@@ -144,6 +144,7 @@ def _conditioners(package: Package, fused: set[str]) -> dict[str, dict[str, Any]
     return out
 
 
+@reads_xp_cfg
 def lm_settings(package: Package) -> tuple[LMConfig, dict[str, dict[str, Any]], float, float]:
     """(model section, conditioners section, joint dropout, guidance scale) of an LM package."""
     package.require("lm_model", None, ("transformer_lm",), "the MusicGen transformer_lm")

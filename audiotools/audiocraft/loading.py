@@ -74,7 +74,7 @@ class AudioCraftFormat:
         from ..models.autoencoder import AudioAutoencoder
         if isinstance(model, AudioAutoencoder):
             from .encodec import compression_weights
-            return compression_weights(read_package(path, "compression"), model)
+            return compression_weights(read_package(path, "compression"), model, strict=False)
         from ..conditioning import ConditionerSet
         from ..models.lm import LMModel
         from .lm import lm_settings, lm_weights

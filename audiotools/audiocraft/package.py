@@ -8,14 +8,17 @@ of the AudioCraft constructor it feeds, so a converted model is the one AudioCra
 """
 from __future__ import annotations
 
+import functools
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import torch
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
+from pydantic import ValidationError
 
 from ..errors import CheckpointError
 
@@ -26,6 +29,26 @@ COMPRESSION_FILE = "compression_state_dict.bin"
 Kind = Literal["lm", "compression"]
 _FILES: dict[Kind, str] = {"lm": LM_FILE, "compression": COMPRESSION_FILE}
 _REQUIRED = object()
+T = TypeVar("T")
+
+
+def reads_xp_cfg(convert: Callable[[Package], T]) -> Callable[[Package], T]:
+    """`convert(package)`, with a value of its xp.cfg that is not what the model takes (text
+    where a number goes, a list where a section goes, a size the model's schema refuses)
+    raised as one CheckpointError naming the package, not from deep in the conversion."""
+    @functools.wraps(convert)
+    def checked(package: Package) -> T:
+        try:
+            return convert(package)
+        except ValidationError as error:
+            found = "; ".join(f"{'.'.join(map(str, item['loc']))}: {item['msg']}"
+                              for item in error.errors())
+            raise CheckpointError(f"{package.path}: its xp.cfg describes a model audiotools "
+                                  f"refuses ({found}).") from None
+        except (TypeError, ValueError, AttributeError) as error:
+            raise CheckpointError(f"{package.path}: its xp.cfg holds a value of another type "
+                                  f"than the model takes ({error}).") from None
+    return checked
 
 
 @dataclass
