@@ -28,7 +28,7 @@ from safetensors.torch import load as load_tensors
 from safetensors.torch import save_file
 
 from ..errors import ConfigError
-from ..io.atomic import write_text_atomic
+from ..io.atomic import umask_mode, write_text_atomic
 from ..models.codec import FrozenCodec, LatentStats, is_discrete
 from .audio import AudioFileError, audio_read
 from .segments import SegmentSampler
@@ -89,6 +89,7 @@ def _write_atomic(path: Path, tensors: dict[str, torch.Tensor], source: str) -> 
     tmp = path.with_name(f".{path.name}.tmp")
     save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp),
               metadata={"source": source})
+    umask_mode(tmp)
     os.replace(tmp, path)
 
 

@@ -90,7 +90,12 @@ def in_xp_folder(path: Path) -> bool:
     Dora made): only then is restarting the XP, which deletes that folder, a way out."""
     if path.name != LATEST and not _EPOCH_FILE.match(path.name):
         return False
-    return any((path.parent / marker).exists() for marker in XP_FOLDER_MARKERS)
+    return is_xp_folder(path.parent)
+
+
+def is_xp_folder(folder: Path) -> bool:
+    """Whether `folder` is one Dora made for an XP (`dora run --clear` deletes it whole)."""
+    return any((folder / marker).exists() for marker in XP_FOLDER_MARKERS)
 
 
 def _reason(error: Exception) -> str:

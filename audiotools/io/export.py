@@ -20,6 +20,7 @@ from safetensors.torch import load_file, save_file
 from ..environment import resolve_path, xp_folder
 from ..errors import CheckpointError
 from . import checkpoint
+from .atomic import umask_mode
 
 FORMAT_PREFIX = "audiotools.export/"
 VERSION = 2
@@ -90,6 +91,7 @@ def write(path: Path, export: Export) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     save_file(flat, str(tmp), metadata=metadata)
+    umask_mode(tmp)
     try:  # a link, unlike a rename, fails if another export got there first
         os.link(tmp, path)
     except FileExistsError:
@@ -184,4 +186,9 @@ def export_checkpoint(source: str, out: Path) -> Path:
     if out.suffix != ".safetensors":
         raise CheckpointError(f"{out}: an export is a safetensors file, so its name must end "
                               f"in .safetensors (e.g. {out.stem or 'model'}.safetensors).")
+    folder = next((parent for parent in Path(out).resolve().parents
+                   if checkpoint.is_xp_folder(parent)), None)
+    if folder is not None:
+        raise CheckpointError(f"{out} is inside the XP folder {folder}, which `dora run "
+                              "--clear` deletes with everything in it; export outside it.")
     return write(out, from_checkpoint(_xp_source(source)))

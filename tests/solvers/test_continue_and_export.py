@@ -133,6 +133,27 @@ def test_export_refuses_an_output_not_named_safetensors(dora_dir, tmp_path, caps
     assert not out.exists()
 
 
+def test_an_export_is_as_readable_as_any_file_the_user_writes(dora_dir, tmp_path):
+    """safetensors writes 0600 whatever the umask: a team could not read a shared export."""
+    import os
+    source = train("optim.epochs=1")
+    umask = os.umask(0o022)
+    try:
+        out = export.export_checkpoint(source.xp.sig, tmp_path / "toy.safetensors")
+    finally:
+        os.umask(umask)
+    assert out.stat().st_mode & 0o777 == 0o644
+
+
+def test_export_refuses_an_output_inside_an_xp_folder(dora_dir, capsys):
+    """`dora run --clear` deletes an XP's folder whole, an export written there with it."""
+    source = train("optim.epochs=1")
+    out = source.folder / "exports" / "toy.safetensors"
+    assert cli(["export", source.xp.sig, str(out)]) == 2
+    assert f"is inside the XP folder {source.folder}" in capsys.readouterr().err
+    assert not out.exists()
+
+
 def test_unreadable_checkpoint_outside_an_xp_folder_advises_no_deletion(tmp_path):
     from audiotools.io import checkpoint
     path = tmp_path / "checkpoint.th"
