@@ -224,6 +224,12 @@ def test_files_that_are_not_audiocraft_packages_are_named(tmp_path):
     torch.save({"xp.cfg": OmegaConf.create(lm_xp_config()), "best_state": {}}, pickled)
     with pytest.raises(CheckpointError, match="export_lm or export_encodec"):
         load_lm(pickled)
+    cut = tmp_path / "cut" / "state_dict.bin"
+    cut.parent.mkdir()
+    cut.write_bytes(pickled.read_bytes()[:50])
+    with pytest.raises(CheckpointError, match="damaged or cut short") as error:
+        load_lm(cut)
+    assert "export_lm" not in str(error.value)
     lm = save_package(tmp_path / "lm" / "state_dict.bin", lm_xp_config(),
                       audiocraft_lm_state(our_lm()))
     with pytest.raises(CheckpointError, match="holds an AudioCraft lm model"):

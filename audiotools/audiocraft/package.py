@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import pickle
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -128,10 +129,14 @@ def read_package(path: str | Path, kind: Kind | None = None) -> Package:
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:  # torch raises many types for foreign or unsafe files
-        raise CheckpointError(
-            f"Cannot read {path} as a file of tensors and text ({type(error).__name__}: "
-            f"{error}). An AudioCraft training checkpoint holds Python objects: export it first "
-            "with audiocraft.utils.export.export_lm or export_encodec.") from None
+        refused = isinstance(error, pickle.UnpicklingError) and "weights_only" in str(error)
+        why = ("An AudioCraft training checkpoint holds Python objects: export it first with "
+               "audiocraft.utils.export.export_lm or export_encodec." if refused else
+               "It is damaged or cut short (a download or copy that did not finish?), or not "
+               "a torch file.")
+        raise CheckpointError(f"Cannot read {path} as a file of tensors and text "
+                              f"({type(error).__name__}: {str(error).splitlines()[0]}). "
+                              f"{why}") from None
     if not isinstance(state, dict):
         raise CheckpointError(f"{path} holds a {type(state).__name__}, not an AudioCraft "
                               "package (a dict with 'xp.cfg' and 'best_state').")
