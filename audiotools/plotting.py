@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import math
+import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -169,7 +170,12 @@ def figure_png(figure: Figure, path: Path) -> Path:
         raise ConfigError(f"{path}: cannot write a figure as {path.suffix or 'no suffix'!r}; "
                           f"use one of {', '.join('.' + kind for kind in sorted(supported))}.")
     path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, dpi=DPI, bbox_inches="tight")
+    tmp = path.with_name(f".{path.stem}.{os.getpid()}{path.suffix}")  # the suffix: the format
+    try:
+        figure.savefig(tmp, dpi=DPI, bbox_inches="tight")
+        os.replace(tmp, path)  # a failed render leaves the earlier file whole
+    finally:
+        tmp.unlink(missing_ok=True)
     return path
 
 

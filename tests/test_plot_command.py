@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 from PIL import Image
 
 from audiotools.cli import main
@@ -39,6 +40,18 @@ def test_plot_writes_an_image_and_refuses_to_overwrite(tmp_path, capsys):
     assert "exists" in capsys.readouterr().err and out.read_bytes() == before
     assert main([*args, "--force", "--metric", "train.loss"]) == 0
     assert "train.loss" in capsys.readouterr().out
+    # A render that fails part-way leaves the earlier image whole, and no temporary file.
+    from matplotlib.figure import Figure
+    before = out.read_bytes()
+
+    def failing(self, name, **kwargs):
+        Path(name).write_bytes(b"half an image")
+        raise RuntimeError("the renderer failed")
+
+    with pytest.MonkeyPatch.context() as patch, pytest.raises(RuntimeError):
+        patch.setattr(Figure, "savefig", failing)
+        main([*args, "--force"])
+    assert out.read_bytes() == before and sorted(out.parent.iterdir()) == [out]
 
 
 def test_plot_errors_name_the_xp_or_metric(tmp_path, capsys, monkeypatch):
