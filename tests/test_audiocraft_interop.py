@@ -156,36 +156,28 @@ def test_unsupported_lm_options_are_named(tmp_path, section, key, value):
         load_lm(path)
 
 
-@pytest.mark.parametrize(("change", "name"), [
-    (lambda c: c["codebooks_pattern"]["delay"].update(flatten_first=2),
-     "codebooks_pattern.delay.flatten_first"),
-    (lambda c: c["conditioners"]["description"].update(model="lut"),
-     "conditioners.description.model"),
-    (lambda c: c["conditioners"]["description"]["t5"].update(finetune=True),
-     "conditioners.description.t5.finetune"),
-    (lambda c: c["transformer_lm"].update(positional_embedding="rope", positional_scale=0.5),
-     "transformer_lm.positional_scale"),
-])
-def test_unsupported_nested_lm_options_are_named(tmp_path, change, name):
-    config = lm_xp_config()
-    change(config)
-    path = save_package(tmp_path / "state_dict.bin", config, audiocraft_lm_state(our_lm()))
-    with pytest.raises(CheckpointError, match=f"xp.cfg {name}="):
-        load_lm(path)
-
-
 @pytest.mark.parametrize(("change", "words"), [
-    (lambda c: c["transformer_lm"].update(dim="abc"), "invalid literal for int"),
-    (lambda c: c["transformer_lm"].update(hidden_scale="x"), "could not convert string"),
-    (lambda c: c["classifier_free_guidance"].update(inference_coef="high"), "high"),
-    (lambda c: c["transformer_lm"].update(num_heads=3), "audiotools refuses"),
-    (lambda c: c.update(conditioners=["description"]), "'list' object"),
+    (lambda c: c["codebooks_pattern"]["delay"].update(flatten_first=2),
+     "xp.cfg codebooks_pattern.delay.flatten_first="),
+    (lambda c: c["conditioners"]["description"].update(model="lut"),
+     "xp.cfg conditioners.description.model="),
+    (lambda c: c["conditioners"]["description"]["t5"].update(finetune=True),
+     "xp.cfg conditioners.description.t5.finetune="),
+    (lambda c: c["transformer_lm"].update(positional_embedding="rope", positional_scale=0.5),
+     "xp.cfg transformer_lm.positional_scale="),
+    # Values of another type than the model takes: one error naming the package.
+    (lambda c: c["transformer_lm"].update(dim="abc"), "its xp.cfg .*invalid literal for int"),
+    (lambda c: c["transformer_lm"].update(hidden_scale="x"),
+     "its xp.cfg .*could not convert string"),
+    (lambda c: c["classifier_free_guidance"].update(inference_coef="high"), "its xp.cfg .*high"),
+    (lambda c: c["transformer_lm"].update(num_heads=3), "its xp.cfg .*audiotools refuses"),
+    (lambda c: c.update(conditioners=["description"]), "its xp.cfg .*'list' object"),
 ])
-def test_lm_options_of_the_wrong_type_are_one_error_naming_the_file(tmp_path, change, words):
+def test_nested_lm_options_audiotools_cannot_take_are_named(tmp_path, change, words):
     config = lm_xp_config()
     change(config)
     path = save_package(tmp_path / "state_dict.bin", config, audiocraft_lm_state(our_lm()))
-    with pytest.raises(CheckpointError, match=f"{re.escape(str(path))}: its xp.cfg .*{words}"):
+    with pytest.raises(CheckpointError, match=f"{re.escape(str(path))}: .*{words}"):
         load_lm(path)
 
 
