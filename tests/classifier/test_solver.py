@@ -170,7 +170,7 @@ def test_num_folds_that_disagrees_with_the_folds_file_is_said_to_be_unused(dora_
     assert sorted(set(solver.arrays.folds.tolist())) == [0, 1, 2, 3, 4]
     solver.close()
     assert ("dataset.num_folds=2 is not used: dataset.folds_file=//datasets/digits/folds.csv "
-            "assigns 5 folds") in caplog.text
+            "assigns 5 fold(s), which are the folds (dataset.num_folds=5 says so)") in caplog.text
 
 
 @pytest.mark.parametrize("top", ["0", "-1"])

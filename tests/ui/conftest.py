@@ -74,8 +74,12 @@ def ui_url(ui_server) -> str:
     return ui_server.url
 
 
-def results_folder(log: Path) -> Path:
-    """Where a server writes its results, as its startup line says."""
-    found = re.search(r"results go to (\S+), kept when it stops", log.read_text())
-    assert found, f"no results folder in the startup line:\n{log.read_text()}"
+def results_folder(log: Path, timeout: float = 30.0) -> Path:
+    """Where a server writes its results, as its startup line says (printed once the page
+    serves, so it may come a moment after the page answers)."""
+    deadline = time.monotonic() + timeout
+    while not (found := re.search(r"results go to (\S+), kept when it stops", log.read_text())):
+        assert time.monotonic() < deadline, f"no results folder in the startup line:\n" \
+                                            f"{log.read_text()}"
+        time.sleep(0.2)
     return Path(found.group(1))
