@@ -16,13 +16,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Every fold in turn; a fold that fails is reported and the others still run (as in
+    `audiotools grid`), the summary covers those that have results, and the exit status says
+    whether any failed."""
     from .. import kfold
+    from ..errors import AudiotoolsError
     from ..local_grid import run_xp
     from ..train import main
     xps = [main.get_xp(argv) for argv in kfold.fold_argvs(args.overrides)]
+    failed = 0
     if not args.summary:
         for xp in xps:
             print(f"Fold {xp.cfg.dataset.fold}: XP {xp.sig}", flush=True)
-            run_xp(xp)
+            try:
+                run_xp(xp)
+            except AudiotoolsError as error:
+                print(f"error: fold {xp.cfg.dataset.fold}, XP {xp.sig}: {error}", flush=True)
+                failed += 1
     print(kfold.summary(kfold.results(xps)))
-    return 0
+    return 1 if failed else 0

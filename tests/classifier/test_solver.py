@@ -149,6 +149,25 @@ def test_digits_labels_follow_the_digit_order(dora_dir):
     solver.close()
 
 
+def test_kfold_runs_the_other_folds_when_one_fails(dora_dir, monkeypatch, capsys):
+    """As `audiotools grid` does: the failing fold is named, the rest run, the exit is 1."""
+    from audiotools import local_grid
+    from audiotools.errors import XPLockedError
+    ran = []
+
+    def run_xp(xp):
+        ran.append(xp.cfg.dataset.fold)
+        if xp.cfg.dataset.fold == 1:
+            raise XPLockedError("another process is running this XP")
+
+    monkeypatch.setattr(local_grid, "run_xp", run_xp)
+    assert cli(["kfold", "solver=classifier/debug"]) == 1
+    out = capsys.readouterr().out
+    assert ran == [0, 1, 2, 3, 4]
+    assert "error: fold 1, XP " in out and "another process is running this XP" in out
+    assert "best valid accuracy" in out and out.count("not trained") == 5  # the summary
+
+
 def test_kfold_refuses_a_recipe_of_another_family(dora_dir, capsys):
     assert cli(["kfold", "solver=diffusion/debug"]) == 2
     err = capsys.readouterr().err
