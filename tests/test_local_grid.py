@@ -153,3 +153,13 @@ def test_a_damaged_history_is_named_not_a_json_traceback(dora_dir, monkeypatch):
         "Arrays", (), {"folds": [0, 0, 0]})())
     with pytest.raises(ConfigError, match="folds.csv assigns 1 fold: cross-validation holds"):
         kfold.fold_ids(RECIPE)
+
+
+def test_the_classifier_table_leaves_metrics_a_recipe_does_not_log_blank():
+    from audiotools.grids.classifier._explorers import ClassifierExplorer
+    full = [{"valid": {"accuracy": 0.5, "macro_f1": 0.4, "loss": 1.2}},
+            {"valid": {"accuracy": 0.7, "macro_f1": 0.6, "loss": 0.9}}]
+    assert ClassifierExplorer.process_history(None, full) == {"valid": {
+        "epoch": 2, "best_acc": 0.7, "acc": 0.7, "macro_f1": 0.6, "loss": 0.9}}
+    assert ClassifierExplorer.process_history(None, [{"valid": {"loss": 1.0}}]) == {
+        "valid": {"epoch": 1, "best_acc": None, "loss": 1.0}}

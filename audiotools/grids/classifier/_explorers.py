@@ -22,6 +22,8 @@ class ClassifierExplorer(Explorer):
         if not valid:
             return {"valid": {"epoch": len(history)}}
         last = valid[-1]
-        return {"valid": {"epoch": len(history), "best_acc": best_valid(history),
-                          "acc": last["accuracy"], "macro_f1": last["macro_f1"],
-                          "loss": last["loss"]}}
+        row = {"epoch": len(history), "best_acc": best_valid(history)}
+        # A metric the valid stage did not log (a recipe of other metrics) is left blank.
+        row.update({column: last[metric] for column, metric in (
+            ("acc", "accuracy"), ("macro_f1", "macro_f1"), ("loss", "loss")) if metric in last})
+        return {"valid": row}
