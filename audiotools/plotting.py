@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import io
 import math
-import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .errors import ConfigError
 from .experiments import metric_names, metric_values
+from .io.atomic import atomic_path
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -169,13 +169,8 @@ def figure_png(figure: Figure, path: Path) -> Path:
     if suffix not in supported:
         raise ConfigError(f"{path}: cannot write a figure as {path.suffix or 'no suffix'!r}; "
                           f"use one of {', '.join('.' + kind for kind in sorted(supported))}.")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.{os.getpid()}{path.suffix}")  # the suffix: the format
-    try:
+    with atomic_path(path) as tmp:  # a failed render leaves the earlier file whole
         figure.savefig(tmp, dpi=DPI, bbox_inches="tight")
-        os.replace(tmp, path)  # a failed render leaves the earlier file whole
-    finally:
-        tmp.unlink(missing_ok=True)
     return path
 
 

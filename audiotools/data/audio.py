@@ -20,6 +20,7 @@ import torch
 import torchaudio
 
 from ..errors import AudiotoolsError, ConfigError
+from ..io.atomic import atomic_path
 
 AudioSource = str | os.PathLike | BinaryIO
 
@@ -152,13 +153,10 @@ def audio_write(path: str | os.PathLike, wav: torch.Tensor | np.ndarray, sample_
         data = np.clip(data, -1.0, 1.0)
     if path.parent.exists() and not path.parent.is_dir():
         raise AudioFileError(f"{path}: cannot write it, {path.parent} is a file.")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
     try:
-        sf.write(tmp, data, sample_rate, format=fmt, subtype=subtype,
-                 compression_level=compression_level)
+        with atomic_path(path) as tmp:
+            sf.write(tmp, data, sample_rate, format=fmt, subtype=subtype,
+                     compression_level=compression_level)
     except (sf.LibsndfileError, OSError) as err:
-        tmp.unlink(missing_ok=True)
         raise AudioFileError(f"{path}: cannot write it ({err}).") from err
-    os.replace(tmp, path)
     return path

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -28,7 +27,7 @@ from safetensors.torch import load as load_tensors
 from safetensors.torch import save_file
 
 from ..errors import ConfigError
-from ..io.atomic import umask_mode, write_text_atomic
+from ..io.atomic import atomic_path, write_text_atomic
 from ..models.codec import FrozenCodec, LatentStats, is_discrete
 from .audio import AudioFileError, audio_read
 from .segments import SegmentSampler
@@ -85,12 +84,9 @@ def check_same_codec(found: Mapping[str, Any], expected: Mapping[str, Any], wher
 def _write_atomic(path: Path, tensors: dict[str, torch.Tensor], source: str) -> None:
     """The file's tensors, with the audio they encode named in its metadata (`source`), so a
     rerun can tell whether the file it would keep encodes the file it is asked for."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp),
-              metadata={"source": source})
-    umask_mode(tmp)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp),
+                  metadata={"source": source})
 
 
 def _kept_files(out: Path, splits: Mapping[str, list[dict[str, Any]]], kind: str,

@@ -52,19 +52,23 @@ def checked_clip(audio: Any, sample_rate: Any) -> tuple[torch.Tensor, int]:
     return audio.float(), checked_rate(sample_rate)
 
 
+def is_real_number(value: Any) -> bool:
+    """A finite real number: not a bool, not text, not NaN or infinite."""
+    return (not isinstance(value, bool) and isinstance(value, (int, float, np.number))
+            and math.isfinite(value))
+
+
 def checked_seconds(value: Any, name: str = "duration", what: str = "a length in seconds"
                     ) -> float:
     """A finite number of seconds above 0."""
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.number)) \
-            or not math.isfinite(value) or value <= 0:
+    if not is_real_number(value) or value <= 0:
         raise ConfigError(f"{name}={value}: give {what} > 0.")
     return float(value)
 
 
 def checked_number(value: Any, name: str) -> float:
     """A finite real number (not a bool, not text)."""
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.number)) \
-            or not math.isfinite(value):
+    if not is_real_number(value):
         raise ConfigError(f"{name}={value!r}: give a finite number.")
     return float(value)
 

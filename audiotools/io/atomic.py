@@ -1,17 +1,36 @@
 """Writing files so that a reader (or a run killed mid-write) never sees them torn: the content
-goes to a temporary file beside it, which then replaces the file in one rename; and with the
+goes to a temporary file beside it, which then becomes the file in one step; and with the
 permissions any file the user writes gets."""
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 
-def write_text_atomic(path: Path, text: str) -> None:
+@contextlib.contextmanager
+def atomic_path(path: Path, exclusive: bool = False) -> Iterator[Path]:
+    """A temporary path beside `path` (its suffix kept: writers pick the format by it) for the
+    block to write; then it becomes `path`, replacing it, or with `exclusive` only if `path`
+    is still absent (FileExistsError otherwise: a link, unlike a rename, cannot replace). The
+    temporary file never stays behind."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp{path.suffix}")
+    try:
+        yield tmp
+        umask_mode(tmp)
+        if exclusive:
+            os.link(tmp, path)
+        else:
+            os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
 
 
 def umask_mode(path: Path) -> None:

@@ -8,7 +8,6 @@ family registry) kept them in the XP config and the family's own info, and still
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,7 +19,7 @@ from safetensors.torch import load_file, save_file
 from ..environment import resolve_path, xp_folder
 from ..errors import CheckpointError
 from . import checkpoint
-from .atomic import umask_mode
+from .atomic import atomic_path
 
 FORMAT_PREFIX = "audiotools.export/"
 VERSION = 2
@@ -88,17 +87,12 @@ def write(path: Path, export: Export) -> Path:
                 "config": json.dumps(export.config), "info": json.dumps(export.info),
                 "sig": export.sig, "epoch": str(export.epoch),
                 "modules": json.dumps(sorted(export.weights))}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    save_file(flat, str(tmp), metadata=metadata)
-    umask_mode(tmp)
-    try:  # a link, unlike a rename, fails if another export got there first
-        os.link(tmp, path)
-    except FileExistsError:
+    try:
+        with atomic_path(path, exclusive=True) as tmp:
+            save_file(flat, str(tmp), metadata=metadata)
+    except FileExistsError:  # another export got there first
         raise CheckpointError(f"{path} exists (written while this export ran); remove it or "
                               "choose another output path.") from None
-    finally:
-        tmp.unlink(missing_ok=True)
     return path
 
 

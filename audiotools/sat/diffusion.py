@@ -21,6 +21,7 @@ from typing import Any
 from ..config import validate_section
 from ..errors import ConfigError
 from ..models.diffusion.config import ENCODER_BOTTLENECKS, ENCODER_LATENTS, DiffusionEncoderConfig
+from . import values
 from .adp import ADP_TYPES, adp_network, check_adp_ids
 from .model import convert_encoder
 from .notes import Notes
@@ -86,14 +87,6 @@ class DiffusionConversion:
     # The SAT autoencoder config of the pretransform (`model_type: autoencoder`).
     pretransform: dict[str, Any] | None
     not_reproduced: list[NotReproduced] = field(default_factory=list)
-
-
-def _section(value: Any, where: str) -> dict[str, Any]:
-    if value is None:
-        return {}
-    if not isinstance(value, Mapping):
-        raise ConfigError(f"{where} must be a JSON object, got {type(value).__name__}.")
-    return dict(value)
 
 
 def dit_network(config: Mapping[str, Any], where: str, io_key: str = "io_channels",
@@ -166,12 +159,12 @@ def convert_conditioning(section: Mapping[str, Any] | None, notes: Notes,
                          ) -> tuple[dict[str, Any], int | None, list[NotReproduced]]:
     """Our conditioners, their width (SAT's cond_dim) and what is not reproduced."""
     where = "model.conditioning"
-    section = _section(section, where)
+    section = values.section(section, where)
     if not section:
         return {}, None, []
     if "cond_dim" not in section:
         raise ConfigError(f"{where}.cond_dim is missing (stable-audio-tools requires it).")
-    default_keys = _section(section.get("default_keys"), f"{where}.default_keys")
+    default_keys = values.section(section.get("default_keys"), f"{where}.default_keys")
     notes.unsupported_if(section.get("pre_encoded_keys"), f"{where}.pre_encoded_keys: "
                          "audiotools encodes every condition from the metadata")
     conditioners: dict[str, Any] = {}
@@ -187,7 +180,7 @@ def convert_conditioning(section: Mapping[str, Any] | None, notes: Notes,
         if kind not in _BUILT:
             raise ConfigError(f"{entry_where}.type={kind!r} is not a stable-audio-tools "
                               f"conditioner type; known: {', '.join([*_BUILT, *NOT_BUILT])}.")
-        converted = _conditioner(kind, _section(entry.get("config"), entry_where),
+        converted = _conditioner(kind, values.section(entry.get("config"), entry_where),
                                  entry_where, notes)
         if ident in default_keys:
             converted["key"] = str(default_keys[ident])
@@ -201,7 +194,7 @@ def _pretransform(section: Mapping[str, Any] | None, sample_rate: int,
                   notes: Notes) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
     """(codec section without its source, SAT autoencoder config) of a pretransform."""
     where = "model.pretransform"
-    section = _section(section, where)
+    section = values.section(section, where)
     if not section:
         return None, None
     kind = section.get("type")
@@ -216,7 +209,7 @@ def _pretransform(section: Mapping[str, Any] | None, sample_rate: int,
             notes.difference(f"{where}.{key}: a memory setting of SAT's pretransform; "
                              "audiotools encodes the batch at once in the run's precision")
     autoencoder = {"model_type": "autoencoder", "sample_rate": sample_rate,
-                   "model": _section(section.get("config"), f"{where}.config")}
+                   "model": values.section(section.get("config"), f"{where}.config")}
     return {"scale": float(section.get("scale", 1.0))}, autoencoder
 
 
@@ -267,12 +260,12 @@ def convert_diffusion_model(config: Mapping[str, Any], notes: Notes) -> Diffusio
     ignored = ignored_diffusion_keys(config)
     notes.unsupported_if(ignored, f"model config keys {ignored}: ignored (stable-audio-tools' "
                          "diffusion models do not read them either)")
-    model = _section(config.get("model"), "model")
+    model = values.section(config.get("model"), "model")
     codec, pretransform = _pretransform(model.get("pretransform"), int(config["sample_rate"]),
                                         notes)
     if kind == "diffusion_uncond":
         network_type = model.get("type")
-        config_section = _section(model.get("config"), "model.config")
+        config_section = values.section(model.get("config"), "model.config")
         if network_type == "adp_uncond_1d":
             network = adp_network(network_type, config_section, "model.config")
         elif network_type == "dit":
@@ -292,9 +285,9 @@ def convert_diffusion_model(config: Mapping[str, Any], notes: Notes) -> Diffusio
     network_type, where = diffusion["type"], "model.diffusion.config"
     if network_type in ADP_TYPES:
         check_adp_ids(network_type, _ids(diffusion, set()), "model.diffusion")
-        network = adp_network(network_type, _section(diffusion.get("config"), where), where)
+        network = adp_network(network_type, values.section(diffusion.get("config"), where), where)
     else:
-        network = dit_network(_section(diffusion.get("config"), where), where)
+        network = dit_network(values.section(diffusion.get("config"), where), where)
     _check_io_channels(model, network)
     conditioners, dim, dropped = convert_conditioning(model.get("conditioning"), notes)
     section: dict[str, Any] = {"objective": objective,
@@ -304,7 +297,7 @@ def convert_diffusion_model(config: Mapping[str, Any], notes: Notes) -> Diffusio
         _adp_notes(network, section, notes)
     shift = diffusion.get("distribution_shift_options")
     if shift is not None:
-        shift = _section(shift, "model.diffusion.distribution_shift_options")
+        shift = values.section(shift, "model.diffusion.distribution_shift_options")
         notes.unsupported_if(shift.pop("use_sine", False), "model.diffusion."
                              "distribution_shift_options.use_sine: the linear shift is used")
         unknown = sorted(set(shift) - set(_SHIFT_KEYS))
@@ -318,7 +311,7 @@ def convert_diffusion_model(config: Mapping[str, Any], notes: Notes) -> Diffusio
 
 def _diffusion_section(model: Mapping[str, Any], others: tuple[str, ...] = ()) -> dict[str, Any]:
     """`model.diffusion`, which must name a DiT or one of the `others` networks."""
-    diffusion = _section(model.get("diffusion"), "model.diffusion")
+    diffusion = values.section(model.get("diffusion"), "model.diffusion")
     if not diffusion:
         raise ConfigError("model.diffusion is missing (stable-audio-tools requires it).")
     if diffusion.get("type") not in ("dit", *others):
@@ -372,7 +365,7 @@ def _autoencoder_section(model: dict[str, Any], notes: Notes) -> dict[str, Any]:
     ignored = sorted(set(diffusion) - {"type", "config"})
     notes.unsupported_if(ignored, f"model.diffusion keys {ignored}: stable-audio-tools' "
                          "diffusion autoencoder reads only type and config; ignored")
-    config = _section(diffusion.get("config"), "model.diffusion.config")
+    config = values.section(diffusion.get("config"), "model.diffusion.config")
     if "diffusion_objective" not in config:
         raise ConfigError("model.diffusion.config.diffusion_objective is missing "
                           "(stable-audio-tools' DiTWrapper requires it).")

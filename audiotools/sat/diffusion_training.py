@@ -177,7 +177,7 @@ def _inpainting(training: Mapping[str, Any], inpainting: bool,
         notes.unsupported.append(f"{where}: ignored, the model reads no inpaint_mask and "
                                  "inpaint_masked_input (its input_concat_ids)")
         return None
-    mask = dict(values.section(section.get("mask_kwargs"), f"{where}.mask_kwargs"))
+    mask = values.section(section.get("mask_kwargs"), f"{where}.mask_kwargs")
     converted: dict[str, Any] = {}
     if "max_mask_segments" in mask:
         converted["max_segments"] = values.whole(mask.pop("max_mask_segments"),

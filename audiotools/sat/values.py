@@ -40,14 +40,14 @@ def whole(value: Any, where: str, *, low: int | None = None) -> int:
     return int(result)
 
 
-def section(value: Any, where: str) -> Mapping[str, Any]:
-    """A JSON object; absent (None) reads as an empty one."""
+def section(value: Any, where: str) -> dict[str, Any]:
+    """A JSON object, as a copy the caller may change; absent (None) reads as an empty one."""
     if value is None:
         return {}
     if not isinstance(value, Mapping):
         raise ConfigError(f"{where}: holds {type(value).__name__} {value!r}; give a JSON "
                           "object ({...}).")
-    return value
+    return dict(value)
 
 
 def numbers(value: Any, where: str, count: int | None = None, **bounds: float) -> list[float]:

@@ -103,16 +103,17 @@ class AutoencoderSolver(StandardSolver):
                                         "losses.weights"),
                         f"a {model.bottleneck.type} bottleneck gives no such term")
         encoder = model.encoder
-        if encoder.type == "stft" and encoder.features == "magnitude":
-            self.say_unread([f"model.encoder.phase={encoder.phase}"] if encoder.phase != "frame"
-                            else [], "model.encoder.features=magnitude reads no phase")
+        if encoder.type == "stft" and encoder.features == "magnitude" \
+                and encoder.phase != "frame":
+            self.say_unread([f"model.encoder.phase={encoder.phase}"],
+                            "model.encoder.features=magnitude reads no phase")
 
     def _check_discriminator(self) -> None:
         adversarial, data = self.settings.adversarial, self.settings.dataset
-        total = self.settings.optim.epochs * self.updates_per_epoch
-        if adversarial.warmup_steps >= total:
+        if adversarial.warmup_steps >= self.total_updates:
             logger.warning("adversarial.warmup_steps=%d: the run has %d updates, so the "
-                           "discriminator never trains.", adversarial.warmup_steps, total)
+                           "discriminator never trains.", adversarial.warmup_steps,
+                           self.total_updates)
         own = data.train.segment_duration if data.train is not None else None
         samples = round((own or data.segment_duration or 0) * self.model.sample_rate)
         if samples and max(adversarial.n_ffts) > samples:

@@ -176,7 +176,7 @@ class StandardSolver(flashy.BaseSolver):
         """Before training: settings the run will not read, or that cannot act, are said (a
         family adds its own checks; one that would fail later is an error now)."""
         settings = self.settings
-        schedule, total = settings.schedule, settings.optim.epochs * self.updates_per_epoch
+        schedule, total = settings.schedule, self.total_updates
         self.say_unread(unread_settings(schedule, ("name", *SCHEDULE_KEYS[schedule.name]),
                                         "schedule"),
                         f"schedule.name={schedule.name} does not use them")
@@ -204,7 +204,7 @@ class StandardSolver(flashy.BaseSolver):
     def _build_optimizer_units(self) -> None:
         """One unit per optimizer. Their scalers and schedules are saved as 'scaler' and
         'scheduler' for the main optimizer, 'scaler.<name>', 'scheduler.<name>' for others."""
-        total = self.settings.optim.epochs * self.updates_per_epoch
+        total = self.total_updates
         main = [_MAIN] if self.optimizer is not None else []
         for name in [*main, *self._extra_optimizer_names]:
             unit = OptimizerUnit(getattr(self, name), self.settings.optim, self.settings.schedule,
@@ -232,6 +232,11 @@ class StandardSolver(flashy.BaseSolver):
         if configured is not None:
             return configured
         return max(1, len(self.loaders["train"]) // self.settings.optim.accumulation)
+
+    @property
+    def total_updates(self) -> int:
+        """The run's updates, all epochs: what schedules and warm-ups are measured against."""
+        return self.settings.optim.epochs * self.updates_per_epoch
 
     def _train_batches(self) -> Iterator[Any]:
         """Exactly updates_per_epoch * accumulation batches, cycling the train loader with a

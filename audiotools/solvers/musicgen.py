@@ -46,20 +46,19 @@ class MusicGenSolver(GenerativeSolver):
         refuses longer; found now, not after an epoch of training); settings that do nothing
         here (a top_k of every code, a scale of rotary positions) are said."""
         super().check_settings()
-        settings = self.settings
-        lengths = {}
-        if settings.generate.every:
-            lengths["generate.duration (else the generate split's segment_duration)"] = \
-                self.generate_duration()
-        if settings.evaluate.every and "evaluate" in self.datasets:
-            lengths["the evaluate split's segment_duration"] = self.split_duration("evaluate")
-        model, generate = settings.model, settings.generate
+        model, generate = self.settings.model, self.settings.generate
         if model.positional_embedding == "rope" and model.positional_scale != 1.0:
             self.say_unread([f"model.positional_scale={model.positional_scale}"],
                             "rotary positions (model.positional_embedding=rope) have no scale")
         if generate.top_k >= model.cardinality:
             self.say_unread([f"generate.top_k={generate.top_k}"], f"it keeps all of the "
                             f"model.cardinality={model.cardinality} codes: no top-k filtering")
+        lengths = {}
+        if generate.every:
+            lengths["generate.duration (else the generate split's segment_duration)"] = \
+                self.generate_duration()
+        if self.settings.evaluate.every and "evaluate" in self.datasets:
+            lengths["the evaluate split's segment_duration"] = self.split_duration("evaluate")
         limit = generate.max_duration
         for what, seconds in lengths.items():
             if seconds > limit + 1e-6:

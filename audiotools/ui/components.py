@@ -21,7 +21,7 @@ from ..conditioning import ConditionerSet
 from ..data.audio import AudioFileError, audio_info, audio_read, audio_write, convert_audio
 from ..errors import AudiotoolsError, ConfigError
 from ..inference.conditions import ConditionerInfo, checked_values, describe_conditioners
-from ..inference.inputs import checked_clip
+from ..inference.inputs import checked_clip, is_real_number
 from ..plotting import figure_image, spectrogram_figure
 
 logger = logging.getLogger(__name__)
@@ -53,11 +53,6 @@ def shows_errors(handler: Callable[..., Any]) -> Callable[..., Any]:
     return guarded
 
 
-def _is_number(value: Any) -> bool:
-    return (not isinstance(value, bool) and isinstance(value, (int, float))
-            and math.isfinite(value))
-
-
 def _number(value: float | int) -> str:
     return str(value) if isinstance(value, int) else f"{value:g}"
 
@@ -66,7 +61,7 @@ def _given(value: Any, unit: str = "") -> str:
     """A value as a message quotes it: `nothing` for an empty input."""
     if value is None:
         return "nothing"
-    return f"{_number(value)}{unit}" if _is_number(value) else repr(value)
+    return f"{_number(value)}{unit}" if is_real_number(value) else repr(value)
 
 
 def field_name(label: str) -> str:
@@ -74,12 +69,12 @@ def field_name(label: str) -> str:
     return label.split(" (")[0]
 
 
-def checked_number(value: Any, name: str, minimum: float, maximum: float,
-                   whole: bool = False) -> float | int:
+def checked_field(value: Any, name: str, minimum: float, maximum: float,
+                  whole: bool = False) -> float | int:
     """`value` of a number input if a (whole) number in [minimum, maximum]; else a message
     naming the input and its range (a program can send any value, a browser an empty one)."""
     kind = "a whole number" if whole else "a number"
-    if not _is_number(value) or not minimum <= value <= maximum \
+    if not is_real_number(value) or not minimum <= value <= maximum \
             or (whole and not float(value).is_integer()):
         raise ConfigError(f"{name} must be {kind} from {_number(minimum)} to "
                           f"{_number(maximum)}; got {_given(value)}.")
@@ -91,7 +86,7 @@ def check_duration(seconds: Any, limit: float, what: str = "Duration",
     """`seconds`, if more than 0, at least `shortest` (what the model or a spectrogram needs)
     and at most `limit`; else a message naming `what` and the page's limits, before any
     work is done."""
-    if not _is_number(seconds) or not (0 < seconds and shortest <= seconds <= limit):
+    if not is_real_number(seconds) or not (0 < seconds and shortest <= seconds <= limit):
         low = f"at least {shortest:.3g}" if shortest > 0 else "more than 0"
         raise ConfigError(f"{what} must be {low} and at most {limit:g} seconds "
                           f"(audiotools ui --max-duration); got {_given(seconds, ' s')}.")

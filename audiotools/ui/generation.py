@@ -21,7 +21,7 @@ from .components import (
     ConditionForm,
     check_duration,
     check_total,
-    checked_number,
+    checked_field,
     condition_form,
     describe_audio,
     field_name,
@@ -51,8 +51,8 @@ class Control:
         component = self.component
         if not isinstance(component, gr.Slider):
             return value  # a dropdown: Gradio checks its choices, naming the value
-        return checked_number(value, field_name(component.label), component.minimum,
-                              component.maximum, self.whole)
+        return checked_field(value, field_name(component.label), component.minimum,
+                             component.maximum, self.whole)
 
 
 def diffusion_controls(pipeline: DiffusionPipeline) -> list[Control]:
@@ -125,7 +125,7 @@ class Settings:
 
     def parse(self, values: Sequence[Any]) -> tuple[int, dict[str, Any], dict[str, Any]]:
         """(seed, sampling keywords, conditions) from the values of `components`."""
-        seed = checked_number(values[0], "Seed", 0, SEED_LIMIT - 1, whole=True)
+        seed = checked_field(values[0], "Seed", 0, SEED_LIMIT - 1, whole=True)
         count = len(self.controls)
         sampling = {control.key: control.checked(value)
                     for control, value in zip(self.controls, values[1:count + 1], strict=True)}
@@ -253,8 +253,8 @@ def inpaint_panel(pipeline: DiffusionPipeline, context: UIContext, name: str) ->
 
 def region(start: Any, end: Any, seconds: float) -> tuple[float, float]:
     """The region to inpaint, within the upload's `seconds` and not empty."""
-    start = checked_number(start, "Region start", 0, seconds)
-    end = checked_number(end, "Region end", 0, seconds)
+    start = checked_field(start, "Region start", 0, seconds)
+    end = checked_field(end, "Region end", 0, seconds)
     if end <= start:
         raise ConfigError(f"Region end ({end:g} s) must be after Region start ({start:g} s).")
     return start, end
