@@ -292,3 +292,14 @@ def test_a_diffusion_autoencoder_takes_whole_latent_frames_and_scales_its_encode
     for (name, value), other in zip(plain.named_parameters(), halved.parameters(), strict=True):
         expected = value * 0.5 if name.startswith("encoder.") else value
         torch.testing.assert_close(other, expected, msg=name)
+
+
+def test_a_diffusion_autoencoder_encoder_of_the_wrong_width_names_the_key_and_the_fix():
+    encoder = {"latent_dim": 2, "bottleneck": {"type": "vae"},
+               "encoder": {"type": "oobleck", "channels": 2, "c_mults": [1], "strides": [4],
+                           "latent_dim": 2}}
+    section = {"network": {**TINY_DIT, "input_concat_dim": 2}, "encoder": encoder,
+               "input_concat_ids": ["encoder_latents"]}
+    with pytest.raises(ConfigError, match="encoder.latent_dim=2 does not fit: the vae bottleneck "
+                       "takes 4 channels for latent_dim=2; set encoder.latent_dim to 4 or null"):
+        build_diffusion_model(section)

@@ -255,6 +255,16 @@ BottleneckConfig = (VAEBottleneckConfig | TanhBottleneckConfig | RVQBottleneckCo
                     | FSQBottleneckConfig | NoBottleneckConfig)
 
 
+def check_encoder_fits(encoder: Any, bottleneck: Any, latent_dim: int) -> None:
+    """Refuse an encoder whose output channels are not what the bottleneck takes in."""
+    wanted = bottleneck.input_dim(latent_dim)
+    if encoder.latent_dim not in (None, wanted):
+        raise ValueError(
+            f"encoder.latent_dim={encoder.latent_dim} does not fit: the {bottleneck.type} "
+            f"bottleneck takes {wanted} channels for latent_dim={latent_dim}; set "
+            f"encoder.latent_dim to {wanted} or null")
+
+
 class AutoencoderConfig(Section):
     sample_rate: int = Field(ge=1000)
     channels: PositiveInt
@@ -285,12 +295,7 @@ class AutoencoderConfig(Section):
 
     @model_validator(mode="after")
     def _parts_fit(self) -> AutoencoderConfig:
-        encoder_dim = self.bottleneck.input_dim(self.latent_dim)
-        if self.encoder.latent_dim not in (None, encoder_dim):
-            raise ValueError(
-                f"encoder.latent_dim={self.encoder.latent_dim} does not fit: the "
-                f"{self.bottleneck.type} bottleneck takes {encoder_dim} channels for "
-                f"latent_dim={self.latent_dim}; set encoder.latent_dim to {encoder_dim} or null")
+        check_encoder_fits(self.encoder, self.bottleneck, self.latent_dim)
         if self.decoder.latent_dim not in (None, self.latent_dim):
             raise ValueError(
                 f"decoder.latent_dim={self.decoder.latent_dim} differs from "

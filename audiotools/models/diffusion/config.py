@@ -45,6 +45,7 @@ from ..autoencoder.config import (
     NoBottleneckConfig,
     TanhBottleneckConfig,
     VAEBottleneckConfig,
+    check_encoder_fits,
 )
 
 # Conditions a diffusion model makes itself, by the name its `input_concat_ids` give them.
@@ -337,11 +338,7 @@ class DiffusionEncoderConfig(Section):
 
     @model_validator(mode="after")
     def _latent_dim_fits(self) -> DiffusionEncoderConfig:
-        wanted = self.bottleneck.input_dim(self.latent_dim)
-        if self.encoder.latent_dim not in (None, wanted):
-            raise ValueError(f"encoder.latent_dim={self.encoder.latent_dim}: the "
-                             f"{self.bottleneck.type} bottleneck takes {wanted} channels for "
-                             f"latent_dim={self.latent_dim}; set it to {wanted} or null")
+        check_encoder_fits(self.encoder, self.bottleneck, self.latent_dim)
         return self
 
     @property
