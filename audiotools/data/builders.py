@@ -66,6 +66,21 @@ class AudioDataConfig(SplitConfig):
     generate: SplitConfig | None = None
 
 
+def shadowed_defaults(settings: AudioDataConfig) -> list[str]:
+    """`dataset.key=value` for each top-level key set away from its default that every
+    defined split sets for itself: no split reads it (e.g. `+dataset.manifest=` over a
+    dset whose splits each name their manifest)."""
+    splits = [own for own in (getattr(settings, s) for s in SPLITS) if own is not None]
+    shadowed = []
+    for name in SplitConfig.model_fields:
+        value = getattr(settings, name)
+        default = type(settings).model_fields[name].get_default(call_default_factory=True)
+        if (value is not None and value != default and splits
+                and all(getattr(own, name) is not None for own in splits)):
+            shadowed.append(f"dataset.{name}={value!r}")
+    return shadowed
+
+
 def read_manifests(manifest: str | list[str]) -> list[dict[str, Any]]:
     """The entries of a `manifest` key: one manifest, or several in order."""
     paths = [manifest] if isinstance(manifest, str) else list(manifest)

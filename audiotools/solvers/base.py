@@ -23,6 +23,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from .. import distributed, logs
 from ..config import SolverConfig, unread_settings
+from ..data.builders import AudioDataConfig, shadowed_defaults
 from ..errors import CheckpointError, NonFiniteLossError
 from ..families import validate_config
 from ..io import checkpoint
@@ -183,6 +184,9 @@ class StandardSolver(flashy.BaseSolver):
         if schedule.warmup_steps >= total:
             logger.warning("schedule.warmup_steps=%d: the run has %d updates, so the rate "
                            "never leaves its warm-up.", schedule.warmup_steps, total)
+        dataset = getattr(settings, "dataset", None)
+        if isinstance(dataset, AudioDataConfig):
+            self.say_unread(shadowed_defaults(dataset), "every split sets its own")
         if not settings.optim.ema.use:
             self.say_unread(unread_settings(settings.optim.ema, ("use",), "optim.ema"),
                             "optim.ema.use=false")

@@ -30,6 +30,8 @@ def test_shared_settings_a_run_will_not_read_are_said(dora_dir, caplog):
     text = _warnings(caplog, "solver=autoencoder/debug", "schedule.name=cosine",
                      "schedule.warmup_steps=100")
     assert "schedule.warmup_steps=100: the run has 8 updates" in text
+    text = _warnings(caplog, "solver=autoencoder/debug", "+dataset.manifest=mine.jsonl")
+    assert "dataset.manifest='mine.jsonl': not read, every split sets its own" in text
     # The shipped recipe states nothing it does not read.
     assert "not read" not in _warnings(caplog, "solver=autoencoder/debug")
 
