@@ -24,7 +24,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..data.manifest import rejection_report_path, scan_tree, write_manifest, write_rejections
+    from ..data.manifest import (
+        other_manifest,
+        rejection_report_path,
+        scan_tree,
+        write_manifest,
+        write_rejections,
+    )
     from ..environment import resolve_path
     from ..errors import ConfigError
     if args.min_frames < 1:
@@ -35,7 +41,10 @@ def run(args: argparse.Namespace) -> int:
                           "of those names.")
     if out.exists() and not args.force:
         raise ConfigError(f"{out} exists; choose another OUT or pass --force to replace it.")
-    report = rejection_report_path(out)
+    report, other = rejection_report_path(out), other_manifest(out)
+    if report.exists() and other.exists() and not args.force:
+        raise ConfigError(f"{report} is the rejection report of {other}, which shares it; "
+                          "choose another OUT name or pass --force to replace the report.")
     entries, rejections = scan_tree(root, args.workers, args.amplitude, args.min_frames,
                                     exclude=(out, report))
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -21,6 +21,7 @@ import numpy as np
 import soundfile as sf
 
 from ..errors import ConfigError
+from ..io.atomic import atomic_path, write_text_atomic
 from .audio import AudioFileError, audio_info
 
 REQUIRED_KEYS = ("path", "duration", "sample_rate", "channels")
@@ -84,6 +85,8 @@ def _decode_stats(path: Path, amplitude: bool) -> tuple[int, float, float]:
 def scan_file(path: Path, amplitude: bool = False, min_frames: int = 16,
               ) -> dict[str, Any] | Rejection:
     """A manifest entry for `path` (absolute path), or the reason it cannot be used."""
+    if path.is_symlink() and not path.exists():
+        return Rejection(str(path), f"a broken link (to {os.readlink(path)})")
     try:
         if path.stat().st_size == 0:
             return Rejection(str(path), "empty file (0 bytes)")
@@ -109,17 +112,27 @@ def scan_file(path: Path, amplitude: bool = False, min_frames: int = 16,
 def candidate_files(root: Path, exclude: Iterable[Path] = (),
                     suffixes: Collection[str] | None = None) -> list[Path]:
     """Every non-hidden file under root except JSON sidecars and `exclude` (only those with
-    one of `suffixes`, lower-cased, when given), sorted."""
+    one of `suffixes`, lower-cased, when given), sorted, each once. Links are followed, but a
+    folder reached a second way (a link back up the tree, or a second link to it) is not read
+    again, and a file reached by two names is listed once, by its target; a broken link keeps
+    its own name, for its rejection to name it."""
     skip = {p.resolve() for p in exclude}
-    found = []
+    found: set[Path] = set()
+    folders_read: set[Path] = set()
     for folder, dirs, files in os.walk(root, followlinks=True):
+        real = Path(folder).resolve()
+        if real in folders_read:
+            dirs[:] = []
+            continue
+        folders_read.add(real)
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
         for name in files:
-            path = Path(folder, name).resolve()
+            link = Path(folder, name)
+            path = link.resolve() if link.exists() else link.absolute()
             if suffixes is not None and path.suffix.lower() not in suffixes:
                 continue
             if not name.startswith(".") and path.suffix != ".json" and path not in skip:
-                found.append(path)
+                found.add(path)
     return sorted(found)
 
 
@@ -145,14 +158,11 @@ def write_manifest(entries: Iterable[dict[str, Any]], out: str | os.PathLike,
     """Write JSON lines (gzip when `out` ends in .gz); `relative` stores paths relative to the
     manifest's folder."""
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp")
-    with _open_text(tmp, "w", gz=out.suffix == ".gz") as f:
+    with atomic_path(out) as tmp, _open_text(tmp, "w", gz=out.suffix == ".gz") as f:
         for entry in entries:
             if relative:
                 entry = {**entry, "path": os.path.relpath(entry["path"], out.parent.resolve())}
             f.write(json.dumps(entry, ensure_ascii=False) + "\n")
-    os.replace(tmp, out)
     return out
 
 
@@ -203,7 +213,15 @@ def rejection_report_path(out: str | os.PathLike) -> Path:
     return out.with_name(f"{stem}.rejected.tsv")
 
 
+def other_manifest(out: str | os.PathLike) -> Path:
+    """`x.jsonl` ↔ `x.jsonl.gz`: the manifest that shares `out`'s rejection report."""
+    out = Path(out)
+    if out.name.endswith(".gz"):
+        return out.with_name(out.name.removesuffix(".gz"))
+    return out.with_name(out.name + ".gz")
+
+
 def write_rejections(rejections: list[Rejection], report: Path) -> Path:
     lines = ["path\treason"] + [f"{r.path}\t{r.reason}" for r in rejections]
-    report.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    write_text_atomic(report, "\n".join(lines) + "\n")
     return report

@@ -122,6 +122,35 @@ def test_command_keeps_an_existing_out_unless_forced(messy_tree, tmp_path):
     assert len(read_manifest(out)) == len(good)
 
 
+def test_the_other_manifest_of_a_name_keeps_its_rejection_report(messy_tree, tmp_path):
+    """`m.jsonl` and `m.jsonl.gz` share `m.rejected.tsv`: the second is refused unless
+    forced, so the first one's report is not replaced in silence."""
+    root, _, bad = messy_tree
+    _run_manifest(str(root), str(tmp_path / "m.jsonl"), "--workers", "1")
+    report = tmp_path / "m.rejected.tsv"
+    kept = report.read_text()
+    with pytest.raises(ConfigError, match=r"m.rejected.tsv is the rejection report of "
+                                          r".*m.jsonl, which shares it"):
+        _run_manifest(str(root / "nested"), str(tmp_path / "m.jsonl.gz"), "--workers", "1")
+    assert report.read_text() == kept and len(kept.splitlines()) == 1 + len(bad)
+    _run_manifest(str(root / "nested"), str(tmp_path / "m.jsonl.gz"), "--force")
+    assert report.read_text() == "path\treason\n"
+
+
+def test_links_are_followed_once_and_a_broken_one_is_named(tmp_path, write_tone):
+    root = tmp_path / "root"
+    write_tone("root/a.wav", 0.5)
+    write_tone("root/sub/b.wav", 0.5)
+    (root / "sub" / "up").symlink_to(root, target_is_directory=True)  # a loop
+    (root / "again").symlink_to(root / "sub", target_is_directory=True)  # a second way in
+    (root / "link.wav").symlink_to(root / "a.wav")
+    (root / "broken.wav").symlink_to(root / "gone.wav")
+    entries, rejections = scan_tree(root, workers=1)
+    assert [e["path"] for e in entries] == [str(root / "a.wav"), str(root / "sub" / "b.wav")]
+    assert [(r.path, r.reason) for r in rejections] == [
+        (str(root / "broken.wav"), f"a broken link (to {root / 'gone.wav'})")]
+
+
 def test_root_without_usable_audio_is_a_clear_error(tmp_path):
     (tmp_path / "r").mkdir()
     (tmp_path / "r" / "x.wav").write_bytes(b"RIFF")
