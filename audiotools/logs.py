@@ -51,15 +51,15 @@ def setup_logging(folder: Path | None, rank: int, level: str = "INFO") -> None:
 
 class Progress:
     """Iterate `iterable`, showing `update(**metrics)` values in a bar (terminal) and in
-    `updates` evenly spaced log lines."""
+    `updates` evenly spaced log lines (of an unknown `total`, a stream's: none)."""
 
-    def __init__(self, logger: logging.Logger, name: str, iterable: Iterable, total: int,
-                 updates: int, formatter: Any):
+    def __init__(self, logger: logging.Logger, name: str, iterable: Iterable,
+                 total: int | None, updates: int, formatter: Any):
         self.logger = logger
         self.name = name
         self.iterable = iterable
         self.total = total
-        self.every = max(1, total // updates) if updates > 0 else 0
+        self.every = max(1, total // updates) if updates > 0 and total is not None else 0
         self.formatter = formatter
         self.metrics: dict[str, Any] = {}
         show_bar = sys.stderr.isatty() and logging.getLogger().isEnabledFor(logging.INFO)

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import soundfile as sf
 import torch.utils.data
 import webdataset as wds
 from webdataset.shardlists import expand_urls
@@ -40,7 +41,11 @@ logger = logging.getLogger(__name__)
 INDEX_NAME = "index.json"
 # The codec of pre-encoded data (data/pre_encoded.py), also beside their shards' index.
 CODEC_FILE = "codec.json"
-AUDIO_EXTENSIONS = ("flac", "wav", "ogg", "mp3", "aiff", "aif", "au", "w64")
+# A sample's audio member: by the common extensions, then by the name of any format soundfile
+# reads (what `write_shards` stores a file of another extension under).
+AUDIO_EXTENSIONS = tuple(dict.fromkeys(
+    ("flac", "wav", "ogg", "mp3", "aiff", "aif", "au", "w64", "opus")
+    + tuple(name.lower() for name in sf.available_formats())))
 
 
 def shard_folder_contents(outdir: Path) -> list[Path]:
@@ -81,7 +86,7 @@ def write_shards(entries: list[dict[str, Any]], outdir: str | os.PathLike,
             for offset, entry in enumerate(chunk):
                 audio = Path(entry["path"])
                 sink.write({"__key__": f"{start + offset:09d}",
-                            audio.suffix.lstrip(".").lower() or "wav": audio.read_bytes(),
+                            _member_name(audio): audio.read_bytes(),
                             "json": json.dumps(entry, ensure_ascii=False).encode()})
         os.replace(tmp, path)
         shards.append({"name": path.name, "samples": len(chunk),
@@ -112,12 +117,23 @@ def shard_urls(spec: str | list[str]) -> list[str]:
     return urls
 
 
-def _audio_key(sample: dict[str, Any]) -> str:
+def _member_name(audio: Path) -> str:
+    """A file's member name in a shard: its extension when a reader looks for it (`.oga`,
+    `.caf` or none: the name of the format soundfile reads it as)."""
+    extension = audio.suffix.lstrip(".").lower()
+    return extension if extension in AUDIO_EXTENSIONS else sf.info(str(audio)).format.lower()
+
+
+def _audio_key(sample: dict[str, Any]) -> str | None:
+    """The sample's audio member; None (with a warning) when it has none, e.g. a shard cut
+    off between a sample's JSON and its audio."""
     for key in AUDIO_EXTENSIONS:
         if key in sample:
             return key
-    raise ValueError(f"shard sample {sample.get('__key__')} from {sample.get('__url__')} has no "
-                     f"audio member (looked for {', '.join(AUDIO_EXTENSIONS)}).")
+    logger.warning("Skipping shard sample %s from %s: no audio member (looked for the names "
+                   "of the formats soundfile reads: %s).", sample.get("__key__"),
+                   sample.get("__url__"), ", ".join(AUDIO_EXTENSIONS[:8]) + ", ...")
+    return None
 
 
 def _sample_entry(sample: dict[str, Any], data: bytes) -> dict[str, Any] | None:
@@ -210,7 +226,10 @@ class ShardDataset(torch.utils.data.IterableDataset):
                 ) -> tuple[dict[str, Any], Callable[[float], dict[str, Any]]] | None:
         """A shard sample's entry (duration, metadata) and the reader of its segment at a
         start second; None to skip it (logged). Pre-encoded shards read tensors instead."""
-        data = sample[_audio_key(sample)]
+        key = _audio_key(sample)
+        if key is None:
+            return None
+        data = sample[key]
         entry = _sample_entry(sample, data)
         if entry is None:
             return None

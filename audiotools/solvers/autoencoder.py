@@ -206,7 +206,7 @@ class AutoencoderSolver(StandardSolver):
         """SI-SNR, mel distance, multi-resolution STFT distance and frame-rate buzz per item,
         averaged over the evaluate split (valid when there is no evaluate split); a quantized
         model adds each codebook's perplexity and unused codes over the whole split."""
-        loader = self.loaders.get("evaluate") or self.loaders["valid"]
+        loader = self.loaders["evaluate" if "evaluate" in self.loaders else "valid"]
         loader.set_epoch(0)
         totals = torch.zeros(4, dtype=torch.float64)
         count = 0

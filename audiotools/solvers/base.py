@@ -280,11 +280,15 @@ class StandardSolver(flashy.BaseSolver):
             return settings.decay
         return min(settings.decay, 1 - self._updates_done ** -settings.warmup_power)
 
-    def _run_batches(self, batches: Any, total: int) -> dict[str, float]:
+    def _run_batches(self, batches: Any, total: int | None) -> dict[str, float]:
+        """Run a stage's steps; the metrics are averaged over its batches and then over the
+        ranks, each weighted by the batches it ran (`total` may be None: a stream)."""
         average = flashy.averager()
         metrics: dict[str, float] = {}
         progress = self.log_progress(self.current_stage, batches, total=total)
+        ran = 0
         for idx, batch in enumerate(progress):
+            ran = idx + 1
             self._batch_index = idx
             with self.autocast:
                 step_metrics = self.run_step(idx, batch, {})
@@ -298,7 +302,7 @@ class StandardSolver(flashy.BaseSolver):
                     self._after_update()
             metrics = average(values)
             progress.update(**metrics)
-        return distributed.average_metrics(metrics, total)
+        return distributed.average_metrics(metrics, ran)
 
     def train_stage(self) -> dict[str, float]:
         for module in self._registered_modules():
@@ -317,7 +321,7 @@ class StandardSolver(flashy.BaseSolver):
         loader = self.loaders["valid"]
         loader.set_epoch(0)
         with self._eval_mode(), self._swap_weights(self._ema_weights()):
-            return self._run_batches(loader, len(loader))
+            return self._run_batches(loader, loader.batches())
 
     def evaluate_stage(self) -> dict[str, Any]:
         with self._eval_mode(), self._swap_weights(self._best_weights()):
@@ -509,8 +513,13 @@ class StandardSolver(flashy.BaseSolver):
 
     def log_progress(self, stage_name: str, iterable: Any, total: int | None = None,
                      updates: int | None = None) -> logs.Progress:
+        """A stage's progress over `iterable`, of `total` items (by default a loader's
+        batches: None for a stream, which is counted as it is read)."""
         name = f"{stage_name.capitalize()} | Epoch {self.epoch}"
-        count = len(iterable) if total is None else total
+        if total is not None:
+            count = total
+        else:
+            count = iterable.batches() if isinstance(iterable, EpochLoader) else len(iterable)
         return logs.Progress(logger, name, iterable, count,
                              self.settings.logging.log_updates if updates is None else updates,
                              self.formatter)

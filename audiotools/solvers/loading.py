@@ -120,5 +120,13 @@ class EpochLoader:
     def __len__(self) -> int:
         return len(self.loader)
 
+    def batches(self) -> int | None:
+        """Batches of one pass; None for a stream that is only counted by reading it (a
+        fixed pass over shards without num_samples)."""
+        try:
+            return len(self.loader)
+        except TypeError:
+            return None
+
     def __iter__(self) -> Iterator[Any]:
         return iter(self.loader)

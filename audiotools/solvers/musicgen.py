@@ -149,7 +149,7 @@ class MusicGenSolver(GenerativeSolver):
         base's generation report."""
         loader = self.loaders["evaluate"]
         loader.set_epoch(0)
-        token_metrics = self._run_batches(loader, len(loader))
+        token_metrics = self._run_batches(loader, loader.batches())
         token_metrics.pop("loss", None)
         return {**token_metrics, **super().evaluate()}
 

@@ -141,3 +141,22 @@ def test_reconstruct_refuses_a_negative_chunk_length(tmp_path, capsys):
                 "--chunk-seconds", "-1"]) == 2
     assert "--chunk-seconds=-1.0 must be >= 0" in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_fixed_passes_over_shards_are_counted_as_read(dora_dir, tmp_path, monkeypatch):
+    """`num_samples: null` on a shards split (music_small_shards' own valid and evaluate) is
+    one pass over every fixed segment; valid and evaluate ran `len()` of it and raised."""
+    from audiotools.data.manifest import read_manifest
+    from audiotools.data.shards import write_shards
+    from audiotools.environment import DATASETS_DIR
+
+    monkeypatch.setenv("AUDIOTOOLS_REFERENCE_DIR", str(tmp_path))
+    for split in ("train", "valid", "evaluate"):
+        entries = read_manifest(DATASETS_DIR / "music_small" / f"{split}.jsonl")[:1]
+        write_shards(entries, tmp_path / "music_small_shards" / split, samples_per_shard=1)
+    solver = train("solver=autoencoder/debug", "dset=music_small_shards", "optim.epochs=1",
+                   "dataset.valid.num_samples=null", "dataset.evaluate.num_samples=null",
+                   "+dataset.valid.segment_duration=4", "+dataset.evaluate.segment_duration=4",
+                   "generate.every=0")
+    history = solver.history[-1]
+    assert history["valid"]["loss"] > 0 and history["evaluate"]["si_snr"] < 100

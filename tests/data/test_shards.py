@@ -3,6 +3,7 @@ from __future__ import annotations
 import json
 
 import pytest
+import soundfile as sf
 import torch
 from torch.utils.data import DataLoader
 
@@ -115,6 +116,32 @@ def test_pipe_and_corrupt_shards(entries, tmp_path):
     with pytest.warns(UserWarning, match="shard-000001.tar"):
         paths = {item["info"]["path"] for item in dataset}
     assert paths == {entries[i]["path"] for i in (0, 1, 4)}
+
+
+def test_a_sample_without_its_audio_is_skipped_and_any_readable_format_is_kept(
+        entries, tmp_path, caplog):
+    """A shard cut between a sample's JSON and its audio skips that sample (it raised); files
+    of other extensions (`.caf`, none) are stored under their format's name and read back."""
+    import shutil
+
+    import webdataset as wds
+
+    caf, bare = tmp_path / "set" / "f.caf", tmp_path / "set" / "noext"
+    sf.write(caf, sf.read(entries[0]["path"])[0], 22050, format="CAF")
+    shutil.copy(entries[1]["path"], bare)  # a flac without its extension
+    found, _ = scan_tree(tmp_path / "set")
+    write_shards(found, tmp_path / "shards", samples_per_shard=8)
+    dataset = ShardDataset(str(tmp_path / "shards"), 16000, 1, 1.0, random_segments=False)
+    assert {item["info"]["path"] for item in dataset} == {e["path"] for e in found}
+    cut = tmp_path / "cut" / "shard-000000.tar"
+    cut.parent.mkdir()
+    with wds.TarWriter(str(cut)) as sink:
+        sink.write({"__key__": "000000000", "json": json.dumps(entries[0]).encode()})
+        sink.write({"__key__": "000000001", "wav": open(entries[2]["path"], "rb").read(),
+                    "json": json.dumps(entries[2]).encode()})
+    items = list(ShardDataset(str(cut), 16000, 1, 1.0, random_segments=False))
+    assert {item["info"]["path"] for item in items} == {entries[2]["path"]}
+    assert "Skipping shard sample 000000000" in caplog.text and "no audio member" in caplog.text
 
 
 def test_shards_from_the_command_line(entries, tmp_path):
