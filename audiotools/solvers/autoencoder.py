@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import torch
+from torch.utils.data import IterableDataset
 
 from .. import distributed
 from ..config import keys_but, unread_settings
@@ -250,16 +251,14 @@ class AutoencoderSolver(StandardSolver):
     def generate(self) -> dict[str, Any]:
         """Reconstructions and references under <xp>/samples/<epoch>/, also logged as audio
         and spectrogram images."""
-        loader = self.loaders.get("generate")
-        if loader is None or not distributed.is_rank_zero():
+        if "generate" not in self.loaders or not distributed.is_rank_zero():
             return {}
-        loader.set_epoch(0)
         out_dir = self.folder / "samples" / str(self.epoch)
         out_dir.mkdir(parents=True, exist_ok=True)
         sample_rate = self.model.sample_rate
         suffix = self.settings.generate.format
         written = 0
-        for batch in loader:
+        for batch in self._whole_split("generate"):
             audio = batch["audio"].to(self.device)
             with self.autocast:
                 reconstruction = self.model(audio).audio.float().clamp(-1, 1)
@@ -272,6 +271,20 @@ class AutoencoderSolver(StandardSolver):
                 self._log_spectrograms(name, reference, estimate)
                 written += 1
         return {"samples": written}
+
+    def _whole_split(self, split: str) -> Iterator[dict[str, Any]]:
+        """The split's batches as one process reads them, whatever the number of ranks (the
+        loader holds this rank's share); a stream of shards: this rank's stream."""
+        loader = self.loaders[split]
+        loader.set_epoch(0)
+        dataset = loader.dataset
+        if isinstance(dataset, IterableDataset):
+            yield from loader
+            return
+        size = self.settings.dataset.batch_size
+        for start in range(0, len(dataset), size):
+            yield collate_segments([dataset[index]
+                                    for index in range(start, min(start + size, len(dataset)))])
 
     def _log_spectrograms(self, name: str, reference: torch.Tensor,
                           estimate: torch.Tensor) -> None:

@@ -160,3 +160,17 @@ def test_fixed_passes_over_shards_are_counted_as_read(dora_dir, tmp_path, monkey
                    "generate.every=0")
     history = solver.history[-1]
     assert history["valid"]["loss"] > 0 and history["evaluate"]["si_snr"] < 100
+
+
+def test_generate_writes_the_whole_split_whatever_the_ranks(dora_dir):
+    """Under DDP the generate loader holds this rank's share; rank 0 wrote only that (one of
+    the debug recipe's two clips with 2 ranks), renumbered. It reads the split whole."""
+    solver = build(make_xp("solver=autoencoder/debug"))
+    sampler = solver.loaders["generate"].sampler
+    sampler.world = 2  # as rank 0 of 2 processes holds it
+    assert len(list(solver.loaders["generate"])) == 1
+    assert solver.generate() == {"samples": 2}
+    names = sorted(p.name for p in (solver.folder / "samples" / str(solver.epoch)).iterdir())
+    assert names == ["000_reconstruction.wav", "000_reference.wav", "001_reconstruction.wav",
+                     "001_reference.wav"]
+    solver.close()
