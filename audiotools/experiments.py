@@ -185,7 +185,8 @@ def samples(folder: Path) -> list[Path]:
         if len(parts) > 1 and parts[0].isdigit():
             return 0, int(parts[0]), "/".join(parts[1:])
         return 1, 0, "/".join(parts)
-    files = [p for p in root.rglob("*") if p.suffix.lower() in AUDIO_SUFFIXES and p.is_file()]
+    files = [p for p in root.rglob("*") if p.suffix.lower() in AUDIO_SUFFIXES and p.is_file()
+             and not p.name.startswith(".")]  # a temporary file of a killed write
     return sorted(files, key=key)
 
 

@@ -214,7 +214,7 @@ def test_metric_names_and_samples(tmp_path):
     assert "train.duration" in metric_names(history, durations=True)
     folder = make_xp(tmp_path, "smp1")
     for name in ("10/001.wav", "10/000.flac", "5/001.wav", "5/000.wav", "5/notes.txt",
-                 "loose.wav"):
+                 "loose.wav", "5/.002.wav.123.tmp.wav"):  # the last: a killed write's
         path = folder / "samples" / name
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(b"")

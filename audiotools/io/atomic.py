@@ -28,6 +28,14 @@ def atomic_path(path: Path, exclusive: bool = False) -> Iterator[Path]:
         tmp.unlink(missing_ok=True)
 
 
+def remove_temporaries(folder: Path) -> None:
+    """Remove what `atomic_path` left in `folder` in a process killed mid-write (SIGKILL runs
+    no `finally`): for a writer that owns the folder, e.g. an XP's, which its lock keeps to
+    one run."""
+    for stale in folder.glob(".*.tmp*"):
+        stale.unlink(missing_ok=True)
+
+
 def write_text_atomic(path: Path, text: str) -> None:
     with atomic_path(path) as tmp:
         tmp.write_text(text, encoding="utf-8")

@@ -23,6 +23,7 @@ from ..data.audio import AudioFileError, audio_write
 from ..data.builders import build_audio_datasets
 from ..data.segments import collate_segments
 from ..errors import ConfigError
+from ..io.atomic import remove_temporaries
 from ..losses.adversarial import GANLoss, feature_matching_loss
 from ..losses.complex import CompressedSpectrumLoss
 from ..losses.spectral import spectral_loss
@@ -255,6 +256,7 @@ class AutoencoderSolver(StandardSolver):
             return {}
         out_dir = self.folder / "samples" / str(self.epoch)
         out_dir.mkdir(parents=True, exist_ok=True)
+        remove_temporaries(out_dir)
         sample_rate = self.model.sample_rate
         suffix = self.settings.generate.format
         written = 0

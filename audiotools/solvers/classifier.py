@@ -18,6 +18,7 @@ from ..data import hub
 from ..data.audio_folder import load_audio_folder
 from ..data.features import FeatureArrays, load_features, split_by_fold
 from ..errors import ConfigError
+from ..io.atomic import atomic_path
 from ..metrics.classification import (
     accuracy,
     confusion_matrix,
@@ -134,7 +135,8 @@ class ClassifierSolver(StandardSolver):
         matrix = self._gathered_matrix()
         if distributed.is_rank_zero():
             image = render_confusion_matrix(matrix, self.arrays.class_names)
-            image.save(self.folder / "confusion_matrix.png")
+            with atomic_path(self.folder / "confusion_matrix.png") as tmp:
+                image.save(tmp)
             pixels = torch.from_numpy(np.array(image)).permute(2, 0, 1)
             self.log_image("evaluate", "confusion_matrix", pixels)
         return {"accuracy": accuracy(matrix), "macro_f1": macro_f1(matrix)}

@@ -45,6 +45,7 @@ from ..data.segments import collate_segments
 from ..environment import resolve_path
 from ..errors import ConfigError
 from ..inference.conditions import checked_values, describe_conditioners
+from ..io.atomic import atomic_path, remove_temporaries
 from ..io.codecs import codec_from_config
 from ..metrics.conditional import as_classifier
 from ..metrics.embeddings import AudioEmbedder, get_embedder
@@ -440,6 +441,7 @@ class GenerativeSolver(StandardSolver):
         batches = {key: batch for gathered in shares for key, batch in gathered.items()}
         out_dir = self.folder / "samples" / str(self.epoch)
         out_dir.mkdir(parents=True, exist_ok=True)
+        remove_temporaries(out_dir)
         records = []
         for number, scale in enumerate(generate.cfg_scale):
             common = {"cfg_scale": scale, "duration": duration, **self.sampling_record()}
@@ -468,7 +470,8 @@ class GenerativeSolver(StandardSolver):
             name = f"{index:03d}{suffix}"
             audio_write(out_dir / f"{name}.{generate.format}", clip, self.sample_rate)
             image = render_spectrogram(clip, self.sample_rate)
-            image.save(out_dir / f"{name}.png")
+            with atomic_path(out_dir / f"{name}.png") as tmp:
+                image.save(tmp)
             self.log_audio("generate", name, clip, self.sample_rate)
             pixels = torch.from_numpy(np.array(image.convert("RGB"))).permute(2, 0, 1)
             self.log_image("generate", f"{name}_spectrogram", pixels)

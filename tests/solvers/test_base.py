@@ -242,3 +242,15 @@ def test_early_stop_epoch_runs_evaluate_and_generate(dora_dir):
                    "evaluate.every=5", "generate.every=5")
     assert len(solver.history) == 2
     assert set(solver.history[-1]) == {"train", "valid", "evaluate", "generate"}
+
+
+def test_a_killed_write_leaves_no_temporary_for_the_next_generate(tmp_path):
+    """SIGKILL runs no `finally`: a generate stage first removes what atomic_path left in its
+    samples folder, and nothing else."""
+    from audiotools.io.atomic import remove_temporaries
+
+    for name in (".000_cfg1.wav.999.tmp.wav", ".000_cfg1.png.999.tmp.png", "000_cfg1.wav",
+                 ".keep"):
+        (tmp_path / name).write_bytes(b"x")
+    remove_temporaries(tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".keep", "000_cfg1.wav"]
