@@ -447,9 +447,13 @@ class StandardSolver(flashy.BaseSolver):
     def restore(self) -> bool:
         self.xp.link.load()
         if self.checkpoint_path.exists():
+            on_disk = len(self.history)
             self.load_state_dict(checkpoint.load(self.checkpoint_path))
             logger.info("Resuming from %s after epoch %d.", self.checkpoint_path,
                         len(self.history))
+            if len(self.history) != on_disk and distributed.is_rank_zero():
+                # Killed between the checkpoint and history.json: the checkpoint's is whole.
+                self.xp.link.update_history(self.history)
             if self.settings.continue_from:
                 logger.info("continue_from=%s ignored: this XP's own checkpoint wins.",
                             self.settings.continue_from)

@@ -118,6 +118,17 @@ def test_history_without_checkpoint_is_an_error_not_a_restart(dora_dir):
         train("optim.epochs=1")
 
 
+def test_a_kill_between_checkpoint_and_history_is_mended_by_the_rerun(dora_dir):
+    """The last epoch's checkpoint written, its history.json line not: the rerun resumes
+    from the checkpoint and writes the history it holds (the epoch was lost for good)."""
+    solver = train("optim.epochs=2")
+    path = solver.folder / "history.json"
+    whole = json.loads(path.read_text())
+    path.write_text(json.dumps(whole[:1]))
+    train("optim.epochs=2")
+    assert json.loads(path.read_text()) == whole
+
+
 def test_second_run_of_the_same_xp_is_refused(dora_dir):
     xp = make_xp()
     with open(xp.folder / "lock", "a+") as holder:
