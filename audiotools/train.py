@@ -216,9 +216,20 @@ def main(cfg: DictConfig) -> None:
     try:
         train(cfg)
     except AudiotoolsError as error:
-        if any(getattr(handler, "stream", None) is sys.stderr
-               for handler in logging.getLogger().handlers):
-            logger.error("%s", error)  # the console and solver.log.0 both get it
-        else:
-            print(f"error: {error}", file=sys.stderr)
+        _report(str(error))
         sys.exit(1)
+    except KeyboardInterrupt:
+        done = len(load_history(get_xp().folder))
+        _report(f"interrupted; the same command resumes after epoch {done}, the last one "
+                "checkpointed." if done else "interrupted before the first checkpoint; the "
+                "same command starts the XP again.")
+        sys.exit(130)
+
+
+def _report(message: str) -> None:
+    """An error line on the console, and in solver.log.0 once logging is set up."""
+    if any(getattr(handler, "stream", None) is sys.stderr
+           for handler in logging.getLogger().handlers):
+        logger.error("%s", message)
+    else:
+        print(f"error: {message}", file=sys.stderr)

@@ -105,9 +105,16 @@ def test_second_concurrent_run_is_refused(dora_dir):
         assert "would delete" in cleared.stderr and "Stop that run first" in cleared.stderr
         assert any((f / "checkpoint.th").exists() for f in _xp_folders(dora_dir))
         assert first.poll() is None, "the first run must be unharmed"
+        # Ctrl-C: one line saying where the run will resume, not a traceback.
+        os.killpg(first.pid, signal.SIGINT)
+        _, stderr = first.communicate(timeout=60)
+        assert first.returncode == 130, stderr[-2000:]
+        assert "interrupted; the same command resumes after epoch" in stderr
+        assert "Traceback" not in stderr
     finally:
-        os.killpg(first.pid, signal.SIGTERM)
-        first.wait()
+        if first.poll() is None:
+            os.killpg(first.pid, signal.SIGTERM)
+            first.wait()
 
 
 @pytest.mark.parametrize("override,expected", [
