@@ -20,7 +20,7 @@ import torch
 from dora import distrib as dora_distrib
 from dora.distrib import DistribSpec
 
-from .errors import CheckpointError, ConfigError
+from .errors import CheckpointError, ConfigError, XPLockedError
 
 logger = logging.getLogger(__name__)
 
@@ -76,13 +76,25 @@ def check_launch(cfg: Any, argv: Sequence[str] | None = None,
     args = _dora_run_args(sys.argv if argv is None else argv)
     if args is None:
         return
-    if args.clear and folder is not None:
+    if folder is not None:
         from .experiments import is_running
-        if is_running(folder):
+        if is_running(folder) and args.clear:
             raise CheckpointError(
                 f"`dora run --clear` would delete {folder} under the run that holds its lock, "
                 "which would go on writing there. Stop that run first (Ctrl-C, kill, or "
                 "scancel for a SLURM job), then clear.")
+        if is_running(folder):  # before DDP workers meet at the XP's port, which it holds
+            holder = (folder / "lock").read_text().strip() or "another process"
+            raise XPLockedError(
+                f"XP {folder.name} is already running (pid {holder} holds {folder / 'lock'}). "
+                "Wait for it to finish or stop it; two runs of one XP would overwrite each "
+                "other.")
+    if args.ddp_workers is not None and args.ddp_workers < 1:
+        raise ConfigError(f"--ddp_workers={args.ddp_workers}: give the number of processes, "
+                          "1 or more (with -d).")
+    if args.ddp_workers is not None and not args.ddp:
+        raise ConfigError(f"--ddp_workers={args.ddp_workers} without -d runs one process; "
+                          f"`dora run -d --ddp_workers {args.ddp_workers} ...` runs them.")
     if cfg.device == "cuda" and not torch.cuda.is_available():
         raise ConfigError("device=cuda but no CUDA device is visible here; use device=cpu, or "
                           "device=auto (cuda when there is one). docs/installation.md says "

@@ -8,10 +8,11 @@ import os
 
 import pytest
 import torch
+from omegaconf import OmegaConf
 from torch.utils.data import TensorDataset
 
 from audiotools.distributed import _dora_run_args, check_launch
-from audiotools.errors import ConfigError
+from audiotools.errors import ConfigError, XPLockedError
 from audiotools.solvers.loading import EpochLoader
 from audiotools.solvers.loggers import check_wandb_login
 from tests.conftest import dora_command
@@ -127,3 +128,31 @@ def test_more_loader_workers_than_cpus_is_a_warning_naming_the_key(caplog, monke
     [record] = caplog.records
     assert f"dataset.num_workers={cpus + 1} DataLoader workers on {cpus} CPU(s)" in \
         record.getMessage()
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["dora", "run", "-d", "--ddp_workers=-1"], r"--ddp_workers=-1: give the number of "
+                                                r"processes, 1 or more"),
+    (["dora", "run", "-d", "--ddp_workers", "0"], "--ddp_workers=0: give the number"),
+    (["dora", "run", "--ddp_workers", "2"], r"--ddp_workers=2 without -d runs one process"),
+])
+def test_a_worker_count_that_starts_no_ddp_is_refused(argv, message):
+    """Dora started no worker for -1 and exited 0, having trained nothing."""
+    cfg = OmegaConf.create({"device": "cpu", "logging": {"wandb": {"mode": "disabled"}}})
+    with pytest.raises(ConfigError, match=message):
+        check_launch(cfg, argv)
+
+
+def test_a_running_xp_is_refused_before_ddp_workers_meet_at_its_port(tmp_path):
+    """The second `dora run -d` of a running XP failed with EADDRINUSE from the rendezvous,
+    a traceback, before the solver could take the lock."""
+    import fcntl
+
+    cfg = OmegaConf.create({"device": "cpu", "logging": {"wandb": {"mode": "disabled"}}})
+    with open(tmp_path / "lock", "a+") as holder:
+        fcntl.flock(holder, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        holder.write("4242")
+        holder.flush()
+        with pytest.raises(XPLockedError, match=r"is already running \(pid 4242 holds"):
+            check_launch(cfg, ["dora", "run", "-d", "--ddp_workers", "2"], folder=tmp_path)
+    check_launch(cfg, ["dora", "run", "-d", "--ddp_workers", "2"], folder=tmp_path)
