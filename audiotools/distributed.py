@@ -178,12 +178,16 @@ def broadcast_module(module: torch.nn.Module) -> None:
 
 def average_buffers(module: torch.nn.Module) -> None:
     """Average floating buffers (BatchNorm statistics) across ranks after a training stage."""
+    average_tensors(buffer for buffer in module.buffers() if torch.is_floating_point(buffer))
+
+
+def average_tensors(tensors: Iterable[torch.Tensor]) -> None:
+    """Replace each tensor, in place, by its mean over the ranks."""
     if world_size() == 1:
         return
-    for buffer in module.buffers():
-        if torch.is_floating_point(buffer):
-            torch.distributed.all_reduce(buffer.data, op=torch.distributed.ReduceOp.SUM)
-            buffer.data.div_(world_size())
+    for tensor in tensors:
+        torch.distributed.all_reduce(tensor.data, op=torch.distributed.ReduceOp.SUM)
+        tensor.data.div_(world_size())
 
 
 def average_metrics(metrics: dict[str, float], count: float = 1.0) -> dict[str, float]:

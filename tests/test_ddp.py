@@ -115,3 +115,31 @@ def test_indivisible_global_batch_is_a_clear_error(dora_dir):
     assert result.returncode != 0
     assert ("dataset.batch_size=15 is the global batch, split over 2 processes, so it must be "
             "divisible by 2: use 14 or 16.") in result.stderr
+
+
+def test_ddp_resume_with_batchnorm_and_ema_repeats_the_uninterrupted_history(dora_dir, tmp_path):
+    """Each rank's BatchNorm statistics move with its own batches, and so did each rank's EMA
+    of them: valid scored another model on each rank, and a resumed run (every rank loading
+    rank 0's EMA) logged other valid losses than the uninterrupted one. The EMA's buffers are
+    averaged over the ranks after each training stage, as the model's are."""
+    args = ["solver=classifier/debug", "optim.epochs=3", "early_stop.patience=100"]
+    reference = _run(tmp_path / "reference", *DDP, *args)
+    dora = Path(sys.executable).parent / "dora"
+    process = subprocess.Popen([str(dora), *DDP, *args], cwd=REPO, env=dict(os.environ),
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                               start_new_session=True)
+    history: list = []
+    deadline = time.time() + 120
+    while time.time() < deadline and not history:
+        files = list((dora_dir / "xps").glob("*/history.json"))
+        if files:
+            history = json.loads(files[0].read_text() or "[]")
+        time.sleep(0.01)
+    time.sleep(0.1)  # inside epoch 2
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+    folder = _xp_folder(dora_dir)
+    assert len(json.loads((folder / "history.json").read_text())) == 1, "kill missed epoch 2"
+    dora_command(*DDP, *args)
+    assert _losses(folder, "valid") == _losses(reference, "valid")
+    assert _losses(folder, "train") == _losses(reference, "train")

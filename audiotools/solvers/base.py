@@ -313,6 +313,8 @@ class StandardSolver(flashy.BaseSolver):
         metrics = self._run_batches(self._train_batches(), total)
         for module in self._registered_modules():
             distributed.average_buffers(module)
+        for ema in self.ema.values():  # else valid scores another EMA on each rank
+            distributed.average_tensors(ema.buffer_shadows())
         if self.optimizer is not None:
             metrics["lr"] = self.optimizer.param_groups[0]["lr"]
         return metrics

@@ -41,6 +41,12 @@ class ModelEMA:
             shadows, values = zip(*averaged, strict=True)
             torch._foreach_lerp_(list(shadows), list(values), 1 - decay)
 
+    def buffer_shadows(self) -> list[torch.Tensor]:
+        """The averages of the module's floating buffers: per rank under DDP, where each
+        rank's BatchNorm statistics move with its own batches."""
+        return [self.shadow[name] for name, buffer in self.module.named_buffers()
+                if torch.is_floating_point(buffer) and name in self.shadow]
+
     def weights(self) -> dict[str, torch.Tensor]:
         """The averaged weights in the module's own dtypes, ready for load_state_dict."""
         own = self.module.state_dict()
