@@ -122,8 +122,23 @@ def resolve_device(device: str) -> torch.device:
 def init(device: str) -> None:
     """Initialise torch.distributed when the launcher asked for several processes:
     gloo on CPU, nccl on CUDA."""
+    if int(os.environ.get("WORLD_SIZE") or 1) > 1:
+        stop_with_parent()
     backend = "nccl" if resolve_device(device).type == "cuda" else "gloo"
     dora_distrib.init(backend=backend)
+
+
+def stop_with_parent() -> None:
+    """SIGTERM this process when the one that started it dies (Linux): Dora's launcher does not
+    stop its DDP workers when it is killed alone, and they trained on as orphans."""
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
+    import signal
+    pr_set_pdeathsig = 1
+    ctypes.CDLL(None).prctl(pr_set_pdeathsig, signal.SIGTERM)
+    if os.getppid() == 1:  # it died before the call above
+        os.kill(os.getpid(), signal.SIGTERM)
 
 
 def rank() -> int:

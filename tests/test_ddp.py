@@ -7,6 +7,7 @@ the split itself (BatchNorm statistics per rank, per-rank dropout seeds, summati
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -143,3 +144,49 @@ def test_ddp_resume_with_batchnorm_and_ema_repeats_the_uninterrupted_history(dor
     dora_command(*DDP, *args)
     assert _losses(folder, "valid") == _losses(reference, "valid")
     assert _losses(folder, "train") == _losses(reference, "train")
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            found.append(int(stat.parent.name))
+    return found
+
+
+def _alive(pid: int) -> bool:
+    """Running, not a zombie waiting to be reaped."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="prctl is Linux's")
+def test_workers_stop_when_the_launcher_is_killed_alone(dora_dir):
+    """`kill -9` of `dora run -d` (not of its process group) left both workers training as
+    orphans, writing checkpoints to the end."""
+    args = ["solver=classifier/debug", "optim.epochs=200", "early_stop.patience=1000"]
+    dora = Path(sys.executable).parent / "dora"
+    launcher = subprocess.Popen([str(dora), *DDP, *args], cwd=REPO, env=dict(os.environ),
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                start_new_session=True)
+    try:
+        deadline = time.time() + 120
+        while time.time() < deadline and not list((dora_dir / "xps").glob("*/history.json")):
+            time.sleep(0.05)
+        workers = _children(launcher.pid)
+        assert len(workers) == 2
+        os.kill(launcher.pid, signal.SIGKILL)
+        launcher.wait()
+        deadline = time.time() + 30
+        while time.time() < deadline and any(_alive(pid) for pid in workers):
+            time.sleep(0.1)
+        assert not any(_alive(pid) for pid in workers)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(launcher.pid, signal.SIGKILL)
