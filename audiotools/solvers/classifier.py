@@ -106,7 +106,9 @@ class ClassifierSolver(StandardSolver):
         if self.is_training:
             predictions = logits.argmax(dim=1)
             return {"loss": loss, "accuracy": (predictions == labels).float().mean()}
-        self._matrix += confusion_matrix(labels, logits.argmax(dim=1), self.arrays.num_classes)
+        real = ~self.loaders["valid"].padding_rows(idx, len(labels)).to(labels.device)
+        self._matrix += confusion_matrix(labels[real], logits.argmax(dim=1)[real],
+                                         self.arrays.num_classes)
         return {"loss": loss}
 
     def valid_stage(self) -> dict[str, float]:
@@ -130,8 +132,8 @@ class ClassifierSolver(StandardSolver):
                                    dtype=torch.int64)
         # Under the configured precision, as in valid: the two accuracies are of one model.
         with self.autocast:
-            for batch in self.loaders["valid"]:
-                self.run_step(0, batch, {})
+            for idx, batch in enumerate(self.loaders["valid"]):
+                self.run_step(idx, batch, {})
         matrix = self._gathered_matrix()
         if distributed.is_rank_zero():
             image = render_confusion_matrix(matrix, self.arrays.class_names)

@@ -120,6 +120,15 @@ class EpochLoader:
     def __len__(self) -> int:
         return len(self.loader)
 
+    def padding_rows(self, batch_index: int, rows: int) -> torch.Tensor:
+        """Which of the `rows` items of this rank's batch `batch_index` are padding: under DDP
+        an evaluation split that does not divide by the ranks is padded by wrapping around,
+        and a metric exact over the split leaves those copies out."""
+        if self.sampler is None or self.sampler.drop_tail:
+            return torch.zeros(rows, dtype=torch.bool)
+        positions = batch_index * self.loader.batch_size + torch.arange(rows)
+        return self.sampler.rank + self.sampler.world * positions >= self.sampler.length
+
     def batches(self) -> int | None:
         """Batches of one pass; None for a stream that is only counted by reading it (a
         fixed pass over shards without num_samples)."""

@@ -116,6 +116,24 @@ def test_global_batch_must_divide_across_processes(monkeypatch):
         EpochLoader(data, batch_size=128, shuffle=True, num_workers=0, seed=0)
 
 
+@pytest.mark.parametrize("rank,padding", [(0, [False] * 4), (1, [False, False, False, True])])
+def test_the_copies_that_pad_an_evaluation_split_are_known(monkeypatch, rank, padding):
+    """7 items over 2 ranks: rank 1 reads 1, 3, 5 and item 0 again, which a metric exact
+    over the split (the classifier's confusion matrix) leaves out."""
+    monkeypatch.setattr(distributed, "world_size", lambda: 2)
+    monkeypatch.setattr(distributed, "rank", lambda: rank)
+    loader = EpochLoader(TensorDataset(torch.arange(7)), batch_size=4, shuffle=False,
+                         num_workers=0, seed=0)
+    batches = [batch.tolist() for batch, in loader]
+    assert sum(batches, []) == ([0, 2, 4, 6] if rank == 0 else [1, 3, 5, 0])
+    rows = [loader.padding_rows(index, len(batch)).tolist()
+            for index, batch in enumerate(batches)]
+    assert sum(rows, []) == padding
+    training = EpochLoader(TensorDataset(torch.arange(7)), batch_size=2, shuffle=True,
+                           num_workers=0, seed=0)
+    assert not training.padding_rows(0, 1).any()  # its tail is dropped, not padded
+
+
 def test_streaming_datasets_get_the_epoch_and_no_sampler():
     class Stream(torch.utils.data.IterableDataset):
         def __init__(self):
