@@ -308,6 +308,11 @@ def test_data_the_model_cannot_take_is_refused_before_training(dora_dir):
                                           r"has no 'instrument_family'"):
         build(make_xp("solver=diffusion/debug_cond",
                       "+conditioners.ensemble.key=instrument_family"))
+    # A value the conditioner refuses: it stopped the run when its item was first drawn.
+    with pytest.raises(ConfigError, match=r"dataset.train: conditioner 'ensemble': item .* "
+                                          r"\(ensemble\) holds '.*', not one of the options "
+                                          r"\['piano'\]"):
+        build(make_xp("solver=diffusion/debug_cond", "conditioners.ensemble.options=[piano]"))
     with pytest.raises(ConfigError, match=r"dataset.segment_duration=0.5 \(split train\) is 8000 "
                                           r"frames .* not a multiple of 48 "
                                           r"\(model.network.patch_size=48\)"):

@@ -22,7 +22,7 @@ from ..environment import resolve_path
 from ..errors import ConfigError
 from .base import Conditioner, Conditioning, masked
 from .config import AudioConditionerConfig
-from .values import MissingValue, lookup, missing_error
+from .values import MissingValue, item_name, lookup, missing_error
 
 if TYPE_CHECKING:
     from ..models.codec import Codec
@@ -51,6 +51,13 @@ class AudioConditioner(Conditioner):
         if isinstance(value, str) and not value.startswith(("/", "~")) and "path" in info:
             return Path(info["path"]).parent / value
         return resolve_path(value) if isinstance(value, str) else value
+
+    def check_item(self, info: Mapping[str, Any]) -> None:
+        """The item's clip is a file (reading every clip would cost what training does)."""
+        value = self.item_value(info)
+        if isinstance(value, str | Path) and not Path(value).is_file():
+            raise ConfigError(f"conditioner {self.name!r}: item {item_name(info)} ({self.key}) "
+                              f"names {value}, which is not a file.")
 
     def prepare(self, value: Any, where: str) -> torch.Tensor:
         """The clip as (channels, samples) at the codec's rate, cut to `seconds`."""

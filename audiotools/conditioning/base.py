@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from .config import ConditionerConfig
-from .values import MissingValue, lookup, missing_error
+from .values import MissingValue, item_name, lookup, missing_error
 
 
 @dataclass
@@ -70,6 +70,15 @@ class Conditioner(nn.Module):
     def prepare(self, value: Any, where: str) -> Any:
         """`value` checked and converted for `embed`; a ConfigError names `where`."""
         raise NotImplementedError
+
+    def prepare_item(self, info: Mapping[str, Any]) -> Any:
+        """A dataset item's value, prepared; errors name the item and the key."""
+        return self.prepare(self.item_value(info), f"item {item_name(info)} ({self.key})")
+
+    def check_item(self, info: Mapping[str, Any]) -> None:
+        """Raise now what `prepare_item` would raise for this item at some batch of some
+        epoch (a conditioner whose `prepare` reads files checks less, more cheaply)."""
+        self.prepare_item(info)
 
     def prepare_given(self, value: Any, where: str) -> Any:
         """A value a caller gives (not metadata) checked and converted: `prepare`, unless a

@@ -21,7 +21,6 @@ from .base import Conditioner, Conditioning
 from .categorical import IntConditioner, OptionsConditioner
 from .config import ConditionerConfig, validate_conditioners
 from .number import NumberConditioner
-from .values import item_name
 
 if TYPE_CHECKING:
     from ..models.codec import Codec
@@ -85,9 +84,7 @@ class ConditionerSet(nn.Module):
         """Conditions of a dataset batch (its `info` list); CFG dropout in training mode."""
         conditions = {}
         for name, conditioner in self.conditioners.items():
-            values = [conditioner.prepare(conditioner.item_value(item),
-                                          f"item {item_name(item)} ({conditioner.key})")
-                      for item in info]
+            values = [conditioner.prepare_item(item) for item in info]
             conditions[name] = conditioner.condition(values)
         if self.training and info:
             conditions = self._dropout(conditions, len(info), generator)

@@ -250,7 +250,7 @@ class GenerativeSolver(StandardSolver):
                         "channels": entry.get("channels"), "meta": entry.get("meta", {})}
                 for name in self.conditioners.names():
                     try:
-                        self.conditioners[name].item_value(info)
+                        self.conditioners[name].check_item(info)
                     except ConfigError as error:
                         raise ConfigError(f"dataset.{split}: {error}") from None
 

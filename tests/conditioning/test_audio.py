@@ -49,6 +49,10 @@ def test_a_path_in_the_metadata_is_read_from_the_item_folder(codec, tmp_path):
     missing = {"path": str(tmp_path / "song.wav"), "meta": {"reference": "absent.wav"}}
     with pytest.raises(ConfigError, match="conditioner 'reference': item .*song.wav"):
         conditioners([missing])
+    conditioners["reference"].check_item(item)  # at start: the clip is a file, not read
+    with pytest.raises(ConfigError, match=r"item .*song.wav \(reference\) names "
+                                          r".*absent.wav, which is not a file"):
+        conditioners["reference"].check_item(missing)
 
 
 def test_the_codec_stays_frozen_and_outside_the_state(codec):
