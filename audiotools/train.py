@@ -100,14 +100,22 @@ class AudiotoolsMain(HydraMain):
         return xp
 
     def _unknown_key(self, key: str, argv: Sequence[str]) -> str | None:
-        """`key=...` names no key of the recipe: the keys its section does have (Hydra's own
-        advice, `+key=...`, only moves the error to the schema). None when the config does
-        not compose without it either."""
+        """`key=...` names no key of the recipe: a key of the schema that the recipe's YAML
+        does not set is added with `+key=...`; any other, the keys its section does have.
+        None when the config does not compose without it either."""
         others = [arg for arg in argv if arg.partition("=")[0].lstrip("+~") != key]
         try:
             cfg = super().get_xp(others).cfg
         except (HydraException, OmegaConfBaseException):
             return None
+        added = [f"+{arg.lstrip('+~')}" for arg in argv
+                 if arg.partition("=")[0].lstrip("+~") == key]
+        refusal = self._schema_refusal(key, [*others, *added])
+        if refusal is None:
+            return (f"{key}: a key this recipe's YAML does not set, so Hydra takes it as an "
+                    f"addition: {' '.join(added)}.")
+        if refusal:
+            return refusal
         node: DictConfig = cfg
         parts = key.split(".")
         for depth, part in enumerate(parts):  # down to the first name the config lacks
@@ -120,6 +128,23 @@ class AudiotoolsMain(HydraMain):
             if not isinstance(child, DictConfig):
                 return None
             node = child
+        return None
+
+    def _schema_refusal(self, key: str, argv: Sequence[str]) -> str | None:
+        """The family's schema on `key` set by these overrides: None when it knows the key
+        (its value may still be refused, which the run then says), else its line naming the
+        keys it has ("" when it says nothing of the key)."""
+        from .families import validate_config
+        try:
+            validate_config(super().get_xp(argv).cfg)
+        except AudiotoolsError as error:
+            parts = key.split(".")
+            named = tuple(f"{'.'.join(parts[:n])}: unknown key" for n in range(1, len(parts) + 1))
+            lines = [line.strip() for line in str(error).splitlines()
+                     if line.strip().startswith(named)]
+            return lines[0] if lines else None
+        except (HydraException, OmegaConfBaseException, AssertionError):
+            return ""
         return None
 
     def get_xp_history(self, xp: XP) -> list[dict]:

@@ -120,7 +120,7 @@ def test_second_concurrent_run_is_refused(dora_dir):
 @pytest.mark.parametrize("override,expected", [
     ("solver=nope/recipe", "solver=nope/recipe: no such recipe"),
     ("optim.lrr=0.1", "optim.lrr: unknown key in section 'optim'. Valid keys: accumulation"),
-    ("optimm.lr=0.1", "optimm: unknown key in the config. Valid keys: checkpoint"),
+    ("optimm.lr=0.1", "optimm: unknown key in the root config. Valid keys: checkpoint"),
     ("optim.lr=fast", "optim.lr = 'fast'"),
     ("precision=bf16", "Input should be '32', 'bf16-mixed', '16-mixed' or 'auto'"),
     # Dora's own assertions, which printed a traceback naming neither the key nor the fix:
@@ -137,6 +137,20 @@ def test_bad_config_gives_one_clear_error_and_no_xp(dora_dir, override, expected
     assert result.stderr.count("error:") == 1
     assert "Traceback" not in result.stderr
     assert _xp_folders(dora_dir) == []
+
+
+def test_a_key_of_the_schema_that_the_recipe_leaves_unset_is_added_with_plus(dora_dir):
+    """docs/data.md lists the keys a split may set; the recipe's YAML sets few of them, and
+    the refusal listed only those."""
+    result = dora_command("run", "solver=autoencoder/debug", "dataset.train.weighted=true",
+                          check=False)
+    assert result.returncode != 0
+    assert ("dataset.train.weighted: a key this recipe's YAML does not set, so Hydra takes it "
+            "as an addition: +dataset.train.weighted=true") in result.stderr
+    result = dora_command("run", "solver=autoencoder/debug", "dataset.valid.weightd=true",
+                          check=False)
+    assert ("dataset.valid.weightd: unknown key in section 'dataset.valid'. Valid keys: "
+            "channels, manifest") in result.stderr  # the schema's keys, not the recipe's
 
 
 def test_missing_solver_lists_recipes(dora_dir):
