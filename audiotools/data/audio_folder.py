@@ -38,7 +38,7 @@ from .features import FeatureArrays
 
 logger = logging.getLogger(__name__)
 
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: files with non-finite samples are skipped
 LOG_EPS = 1e-6
 
 
@@ -117,8 +117,17 @@ def _scan(root: Path, names: Sequence[str] | None) -> list[tuple[str, list[Path]
     if names is not None and sorted(names) != found:
         raise ConfigError(f"dataset.classes={list(names)} does not match the class folders of "
                           f"{root}: {found}. List each folder once, or set dataset.classes=null.")
+    loose = sorted(p.name for p in root.iterdir() if not p.is_dir() and not p.name.startswith("."))
+    if loose:
+        logger.warning("dataset.root=%s holds %d file(s) outside the class folders, which are "
+                       "not read (e.g. %s): each class is a subfolder.", root, len(loose),
+                       loose[0])
     classes = []
     for folder in (root / name for name in (found if names is None else names)):
+        broken = sorted(p for p in folder.rglob("*") if p.is_symlink() and not p.exists())
+        if broken:
+            logger.warning("Skipped %d broken link(s) in %s, e.g. %s.", len(broken), folder,
+                           broken[0])
         files = sorted(p for p in folder.rglob("*")  # sidecar metadata is not audio
                        if p.is_file() and p.suffix != ".json"
                        and not any(part.startswith(".") for part in p.relative_to(root).parts))
@@ -194,6 +203,8 @@ def _read_mono(path: Path, sample_rate: int) -> torch.Tensor:
     data, rate = soundfile.read(path, dtype="float32", always_2d=True)
     if len(data) == 0:
         raise ValueError("no audio frames")
+    if not np.isfinite(data).all():
+        raise ValueError("non-finite samples (NaN/inf)")
     wave = torch.from_numpy(data).mean(dim=1)
     return resample(wave, rate, sample_rate)
 
@@ -224,7 +235,11 @@ def _check_classes(classes: list[tuple[str, list[Path]]], kept_labels: np.ndarra
 def _group(path: Path, root: Path, pattern: str | None) -> str:
     if pattern is None:
         return str(path.relative_to(root))
-    match = re.search(pattern, path.name)
+    try:
+        match = re.search(pattern, path.name)
+    except re.error as error:
+        raise ConfigError(f"dataset.group_pattern={pattern!r} is not a regular expression "
+                          f"({error}).") from None
     if match is None:
         raise ConfigError(f"dataset.group_pattern={pattern!r} does not match the file name "
                           f"{path.name!r} ({path}).")

@@ -218,6 +218,27 @@ def test_unreadable_files_are_reported_and_skipped(own_root, tmp_path, caplog):
     assert "spk0_9.wav" in caplog.text
 
 
+def test_non_finite_samples_loose_files_broken_links_and_a_bad_pattern_are_said(
+        own_root, tmp_path, caplog):
+    """A file with inf samples made NaN features and a non-finite loss that blamed the
+    learning rate; files beside the class folders and broken links were passed over in
+    silence; an invalid group_pattern raised re.error."""
+    samples = np.full(1200, 0.1, dtype=np.float32)
+    samples[5] = np.inf
+    soundfile.write(own_root / "hum" / "spk0_9.wav", samples, 8000, subtype="FLOAT")
+    _tone(own_root / "loose_0.wav", 440.0, 8000, 1)
+    (own_root / "beep" / "gone.wav").symlink_to(own_root / "nowhere.wav")
+    with caplog.at_level(logging.WARNING):
+        arrays = _load(own_root, tmp_path / "cache")
+    assert np.isfinite(arrays.features).all() and len(arrays.labels) == 54
+    assert any("spk0_9.wav: non-finite samples (NaN/inf)" in line for line in arrays.skipped)
+    assert "holds 1 file(s) outside the class folders, which are not read" in caplog.text
+    assert "Skipped 1 broken link(s)" in caplog.text and "gone.wav" in caplog.text
+    with pytest.raises(ConfigError, match=r"dataset.group_pattern='\(\[' is not a regular "
+                                          r"expression"):
+        _load(own_root, tmp_path / "cache2", group_pattern="([")
+
+
 def test_class_with_no_readable_file(tmp_path):
     for name in ("good", "bad"):
         (tmp_path / "audio" / name).mkdir(parents=True)
