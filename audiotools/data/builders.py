@@ -38,7 +38,7 @@ class SplitConfig(Section):
     sample_rate: int | None = Field(None, ge=1)
     channels: int | None = Field(None, ge=1)
     segment_duration: float | None = Field(None, gt=0.0)
-    min_segment_ratio: float | None = Field(None, ge=0.0, le=1.0)
+    min_segment_ratio: float | None = Field(None, gt=0.0, le=1.0)
     num_samples: int | None = Field(None, ge=1)
     weighted: bool | None = None
     random_segments: bool | None = None
@@ -53,7 +53,7 @@ class AudioDataConfig(SplitConfig):
     the ones every split inherits unless it sets its own."""
 
     source: Literal["files", "shards", "pre_encoded"] = "files"
-    min_segment_ratio: float = Field(0.5, ge=0.0, le=1.0)
+    min_segment_ratio: float = Field(0.5, gt=0.0, le=1.0)
     weighted: bool = False
     return_info: bool = True
     segments_per_file: int = Field(1, ge=1)

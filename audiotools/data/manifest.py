@@ -25,6 +25,8 @@ from ..io.atomic import atomic_path, write_text_atomic
 from .audio import AudioFileError, audio_info
 
 REQUIRED_KEYS = ("path", "duration", "sample_rate", "channels")
+ENTRY_TYPES: dict[str, type | tuple[type, ...]] = {
+    "path": str, "duration": (int, float), "sample_rate": int, "channels": int}
 BLOCK_FRAMES = 1 << 18
 
 
@@ -185,6 +187,13 @@ def _entry(path: Path, number: int, line: str) -> dict[str, Any]:
     if missing:
         raise ConfigError(f"{path}:{number}: missing {', '.join(missing)}; each line needs "
                           f"{', '.join(REQUIRED_KEYS)}.")
+    wrong = [f"{key}={entry[key]!r}" for key, kinds in ENTRY_TYPES.items()
+             if not isinstance(entry[key], kinds) or isinstance(entry[key], bool)
+             or (key != "path" and not entry[key] > 0)]
+    if wrong:
+        raise ConfigError(f"{path}:{number}: {', '.join(wrong)}; path is a string, duration a "
+                          "positive number of seconds, sample_rate and channels positive "
+                          "integers.")
     entry["path"] = str((path.parent / entry["path"]).resolve())
     return entry
 
@@ -194,8 +203,8 @@ def read_manifest(path: str | os.PathLike) -> list[dict[str, Any]]:
     folder). Raises ConfigError naming the file and line of anything malformed."""
     path = Path(path)
     if not path.is_file():
-        raise ConfigError(f"manifest {path} does not exist; build one with "
-                          "`audiotools manifest ROOT OUT.jsonl`.")
+        raise ConfigError(f"manifest {path} {'is a folder' if path.is_dir() else 'does not exist'}"
+                          "; build one with `audiotools manifest ROOT OUT.jsonl`.")
     try:
         entries = [_entry(path, number, line) for number, line in _lines(path)]
     except (UnicodeDecodeError, OSError) as err:  # audio, an archive, a .gz that is not gzip

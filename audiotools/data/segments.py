@@ -109,7 +109,13 @@ class SegmentSampler(Dataset):
                 f"{name}: segment_duration={segment_duration}, min_segment_ratio="
                 f"{min_segment_ratio}; need segment_duration > 0 and 0 < min_segment_ratio <= 1.")
         shortest = segment_duration * min_segment_ratio
+        if not entries:
+            raise ConfigError(f"{name}: the manifest lists no files.")
         self.entries = [e for e in entries if e["duration"] >= shortest]
+        if len(self.entries) < len(entries):
+            logger.info("%s: %d of %d files last under %.3f s (min_segment_ratio * "
+                        "segment_duration) and are left out.", name,
+                        len(entries) - len(self.entries), len(entries), shortest)
         if not self.entries:
             raise ConfigError(
                 f"{name}: none of the {len(entries)} files lasts {shortest:.3f} s "
@@ -165,6 +171,12 @@ class SegmentDataset(SegmentSampler):
         super().__init__(entries, segment_duration, seed=seed, random_segments=random_segments,
                          num_samples=num_samples, weighted=weighted,
                          min_segment_ratio=min_segment_ratio, name=name)
+        wider = next((e for e in self.entries
+                      if 1 < int(e["channels"]) < channels), None)
+        if wider is not None:  # found now, not at the batch that draws it
+            raise ConfigError(f"{name}: channels={channels}, but {wider['path']} has "
+                              f"{wider['channels']}; use channels=1, channels<="
+                              f"{wider['channels']}, or mono sources.")
         self.sample_rate = sample_rate
         self.channels = channels
         self.return_info = return_info

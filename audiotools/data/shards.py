@@ -117,11 +117,17 @@ def shard_urls(spec: str | list[str]) -> list[str]:
     return urls
 
 
-def _member_name(audio: Path) -> str:
-    """A file's member name in a shard: its extension when a reader looks for it (`.oga`,
-    `.caf` or none: the name of the format soundfile reads it as)."""
-    extension = audio.suffix.lstrip(".").lower()
-    return extension if extension in AUDIO_EXTENSIONS else sf.info(str(audio)).format.lower()
+def _member_name(path: Path) -> str:
+    """A file's member name in a shard: its extension when the audio reader looks for it,
+    else (`.oga`, `.caf`, none) the name of the format soundfile reads it as; a file that is
+    not audio (pre-encoded `.safetensors`) keeps its extension."""
+    extension = path.suffix.lstrip(".").lower()
+    if extension in AUDIO_EXTENSIONS:
+        return extension
+    try:
+        return sf.info(str(path)).format.lower()
+    except (sf.LibsndfileError, RuntimeError):
+        return extension
 
 
 def _audio_key(sample: dict[str, Any]) -> str | None:

@@ -174,6 +174,12 @@ def test_read_manifest_names_file_and_line_of_bad_entries(tmp_path):
         read_manifest(path)
     with pytest.raises(ConfigError, match="does not exist"):
         read_manifest(tmp_path / "nope.jsonl")
+    with pytest.raises(ConfigError, match=r"manifest .* is a folder"):
+        read_manifest(tmp_path)
+    path.write_text('{"path": "a.wav", "duration": "2.0", "sample_rate": 8000, "channels": 0}\n')
+    with pytest.raises(ConfigError, match=r"m.jsonl:1: duration='2.0', channels=0; path is a "
+                                          r"string, duration a positive number"):
+        read_manifest(path)  # a hand-written line: a TypeError at the first batch before
     path.write_text("[1, 2]\n")
     with pytest.raises(ConfigError, match=r"m.jsonl:1: not a JSON object"):
         read_manifest(path)

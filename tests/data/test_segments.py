@@ -82,6 +82,20 @@ def test_min_segment_ratio_bounds_the_padding(entries):
     assert min(int(dataset[i]["padding_mask"].sum()) for i in range(200)) >= 12000
 
 
+def test_what_no_batch_could_read_is_refused_when_the_split_is_built(entries, caplog):
+    """A stereo file under channels=6 stopped the run at the batch that drew it; an empty
+    manifest read "none of the 0 files lasts ..."; files too short are counted in the log."""
+    with pytest.raises(ConfigError, match=r"dataset: channels=6, but .*long.wav has 2; use "
+                                          r"channels=1, channels<=2, or mono sources"):
+        SegmentDataset(entries, 16000, 6, 1.0)
+    assert SegmentDataset(entries[1:], 16000, 6, 1.0).channels == 6  # mono files repeat
+    with pytest.raises(ConfigError, match="dataset: the manifest lists no files"):
+        SegmentDataset([], 16000, 1, 1.0)
+    with caplog.at_level(logging.INFO):
+        SegmentDataset(entries, 16000, 1, 4.0, min_segment_ratio=1.0)
+    assert "2 of 3 files last under 4.000 s (min_segment_ratio * segment_duration)" in caplog.text
+
+
 def test_duration_weighting(entries):
     counts = {}
     for weighted in (False, True):
