@@ -172,14 +172,24 @@ def _structure_error(error: str, argv: Sequence[str]) -> str:
             return (f"{arg}: '{key}' is a section of keys, not a value; set its keys one "
                     f"at a time ({key}.KEY=VALUE).")
         if missing and arg.startswith("~") and leaf == missing.group(1):
-            return (f"{arg}: an XP cannot remove a key the base config has (Dora's "
-                    f"signature compares the two key by key); set it instead ({key}=null, "
-                    "or the value you mean).")
+            return _no_removal(arg)
     return f"the overrides {' '.join(argv)} change the recipe's structure: {error}"
+
+
+def _no_removal(arg: str) -> str:
+    key = arg.partition("=")[0].lstrip("+~")
+    return (f"{arg}: an XP cannot remove a key the base config has (Dora's signature "
+            f"compares the two key by key); set it instead ({key}=null, or the value you "
+            "mean).")
 
 
 def _explain_composition_error(error: Exception, argv: Sequence[str]) -> str:
     message = str(error).strip()
+    removed = re.search(r"Could not delete from config. The value of '([^']+)' is", message)
+    if removed:  # Hydra's advice, the value the key holds, only leads to Dora's refusal
+        arg = next((a for a in argv if a.startswith("~")
+                    and a.partition("=")[0].lstrip("~") == removed.group(1)), removed.group(1))
+        return _no_removal(arg)
     missing = re.search(r"Could not find '(solver/[^']+)'", message)
     if missing:
         from .environment import available_recipes

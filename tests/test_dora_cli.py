@@ -128,6 +128,7 @@ def test_second_concurrent_run_is_refused(dora_dir):
     ("optim=adam", "'optim' is a section of keys, not a value; set its keys one at a time"),
     ("~optim.lr", "Dora takes removals as ~KEY=VALUE"),
     ("~optim.lr=0.01", "an XP cannot remove a key the base config has"),
+    ("~optim.lr=1", "~optim.lr=1: an XP cannot remove a key the base config has"),
 ])
 def test_bad_config_gives_one_clear_error_and_no_xp(dora_dir, override, expected):
     args = ["solver=toy/debug", override] if not override.startswith("solver=") else [override]

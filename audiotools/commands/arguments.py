@@ -7,6 +7,9 @@ import math
 from pathlib import Path
 from typing import Any
 
+# What a command's MODEL may be (audiotools.load reads each).
+MODEL_SOURCES = "exported .safetensors, XP signature or //sig/SIG, XP folder, //recipe/..."
+
 
 def finite_float(text: str) -> float:
     """A float that is a number: `nan` and `inf` pass every range check the pipelines make

@@ -6,23 +6,25 @@ import argparse
 import sys
 from pathlib import Path
 
-from .arguments import positive_int
+from .arguments import MODEL_SOURCES, positive_int
 
 NAME = "classify"
 HELP = "Predict the class of audio files with an exported classifier."
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("model", help="exported classifier (.safetensors), XP signature or "
-                                      "//sig/SIG")
+    parser.add_argument("model", help=f"a classifier: {MODEL_SOURCES}")
     parser.add_argument("files", type=Path, nargs="+", help="audio files (any rate, channels)")
     parser.add_argument("--top", type=positive_int, default=1, metavar="K",
                         help="print the K (1 or more) most likely classes")
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..errors import AudiotoolsError
+    from ..errors import AudiotoolsError, ConfigError
     from ..io.loading import load_pipeline
+    missing = [str(path) for path in args.files if not path.is_file()]
+    if missing:  # a typo, found before the model loads; a file that does not decode is its own line
+        raise ConfigError(f"{', '.join(missing)}: no such audio file.")
     classifier = load_pipeline(args.model, family="classifier")
     failures = 0
     for path in args.files:

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError
-from .arguments import add_device_argument, finite_float
+from .arguments import MODEL_SOURCES, add_device_argument, finite_float
 
 # The sampling options each generative family's pipeline takes (argparse dests).
 SAMPLING: dict[str, tuple[str, ...]] = {
@@ -40,10 +40,11 @@ def _flag(dest: str) -> str:
     return "--" + dest.replace("_", "-")
 
 
-def add_model_argument(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("model", help="exported .safetensors, XP signature or //sig/SIG, XP "
-                                      "folder, //recipe/..., or an AudioCraft MusicGen folder "
-                                      "(a diffusion or musicgen model)")
+def add_model_argument(parser: argparse.ArgumentParser, musicgen: bool = True) -> None:
+    """The model positional; `musicgen=False` for a command only diffusion models serve."""
+    parser.add_argument("model", help=f"{MODEL_SOURCES}, or an AudioCraft MusicGen folder (a "
+                                      "diffusion or musicgen model)" if musicgen else
+                                      f"{MODEL_SOURCES} (a diffusion model)")
 
 
 def add_options(parser: argparse.ArgumentParser, out_help: str,

@@ -15,7 +15,7 @@ HELP = "Regenerate a region of an audio file with a diffusion model (exported fi
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    options.add_model_argument(parser)
+    options.add_model_argument(parser, musicgen=False)
     parser.add_argument("input", type=Path, help="the audio to inpaint (any rate, channels)")
     parser.add_argument("--start", type=finite_float, required=True, metavar="S",
                         help="start of the region to regenerate, in seconds")

@@ -7,15 +7,15 @@ import time
 from pathlib import Path
 
 from ..errors import ConfigError
-from .arguments import add_device_argument, finite_float, read_input
+from .arguments import MODEL_SOURCES, add_device_argument, finite_float, read_input
 
 NAME = "reconstruct"
 HELP = "Encode and decode an audio file through an autoencoder (exported file or XP)."
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("model", help="exported .safetensors, XP signature or //sig/SIG, or a "
-                                      "stable-audio-tools checkpoint (.ckpt/.safetensors)")
+    parser.add_argument("model", help=f"{MODEL_SOURCES}, or a stable-audio-tools checkpoint "
+                                      "(.ckpt/.safetensors)")
     parser.add_argument("input", type=Path, help="audio file (any rate and channel count)")
     parser.add_argument("output", type=Path, help="output audio file (.wav .flac .ogg .mp3)")
     parser.add_argument("--chunk-seconds", type=finite_float, default=10.0,

@@ -199,3 +199,11 @@ def test_classify_refuses_top_below_one(tmp_path, capsys, top):
              "--top", top])
     assert stopped.value.code == 2
     assert f"argument --top: {top}: give 1 or more" in capsys.readouterr().err
+
+
+def test_classify_refuses_a_missing_file_before_loading_the_model(tmp_path, capsys):
+    """It loaded the model, then said "System error" on the file's line."""
+    (tmp_path / "a.wav").write_bytes(b"")
+    assert cli(["classify", str(tmp_path / "none.safetensors"), str(tmp_path / "a.wav"),
+                str(tmp_path / "gone.wav")]) == 2
+    assert f"{tmp_path / 'gone.wav'}: no such audio file." in capsys.readouterr().err
