@@ -115,8 +115,10 @@ class DiffusionPipeline(SamplingSettings):
             own.update(inpaint_conditions(given, mask))
         if model.config.encoder is not None:
             if latents is None:
-                raise ConfigError("a diffusion autoencoder decodes latents: use "
-                                  "reconstruct(audio, sample_rate)")
+                raise ConfigError("a diffusion autoencoder decodes latents, it does not "
+                                  "generate from conditions alone: in Python, "
+                                  "audiotools.load(MODEL).reconstruct(audio, sample_rate) "
+                                  "encodes a clip and decodes it (no command does yet)")
             real = torch.ones(latents.shape[0], latents.shape[-1], dtype=torch.bool,
                               device=latents.device)
             own[ENCODER_LATENTS] = Conditioning(latents.transpose(1, 2), real)
