@@ -52,8 +52,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 2
     except OSError as error:  # a path given: missing, not a folder, not writable, disk full
-        print(f"error: {error}", file=sys.stderr)
+        print(f"error: {_path_error(error)}", file=sys.stderr)
         return 2
+
+
+def _path_error(error: OSError) -> str:
+    """What an OSError means for the path it names: mkdir of an output's folder where a file
+    stands says "File exists", which reads as if the output itself were there."""
+    if isinstance(error, FileExistsError | NotADirectoryError) and error.filename:
+        return (f"{error.filename}: a file stands where a folder is needed for the output; "
+                "choose another path or move the file.")
+    return str(error)
 
 
 if __name__ == "__main__":

@@ -151,6 +151,14 @@ def test_links_are_followed_once_and_a_broken_one_is_named(tmp_path, write_tone)
         (str(root / "broken.wav"), f"a broken link (to {root / 'gone.wav'})")]
 
 
+def test_an_out_under_a_file_names_the_file_in_the_way(messy_tree, tmp_path, capsys):
+    root, _, _ = messy_tree
+    (tmp_path / "notes").write_text("mine")
+    assert cli.main(["manifest", str(root), str(tmp_path / "notes" / "m.jsonl")]) == 2
+    assert (f"error: {tmp_path / 'notes'}: a file stands where a folder is needed for the "
+            "output") in capsys.readouterr().err
+
+
 def test_root_without_usable_audio_is_a_clear_error(tmp_path):
     (tmp_path / "r").mkdir()
     (tmp_path / "r" / "x.wav").write_bytes(b"RIFF")
