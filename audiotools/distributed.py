@@ -76,19 +76,18 @@ def check_launch(cfg: Any, argv: Sequence[str] | None = None,
     args = _dora_run_args(sys.argv if argv is None else argv)
     if args is None:
         return
-    if folder is not None:
-        from .experiments import is_running
-        if is_running(folder) and args.clear:
+    from .experiments import is_running
+    if folder is not None and is_running(folder):
+        if args.clear:
             raise CheckpointError(
                 f"`dora run --clear` would delete {folder} under the run that holds its lock, "
                 "which would go on writing there. Stop that run first (Ctrl-C, kill, or "
                 "scancel for a SLURM job), then clear.")
-        if is_running(folder):  # before DDP workers meet at the XP's port, which it holds
-            holder = (folder / "lock").read_text().strip() or "another process"
-            raise XPLockedError(
-                f"XP {folder.name} is already running (pid {holder} holds {folder / 'lock'}). "
-                "Wait for it to finish or stop it; two runs of one XP would overwrite each "
-                "other.")
+        # Refused here, before DDP workers meet at the XP's port, which the run holds.
+        holder = (folder / "lock").read_text().strip() or "another process"
+        raise XPLockedError(
+            f"XP {folder.name} is already running (pid {holder} holds {folder / 'lock'}). "
+            "Wait for it to finish or stop it; two runs of one XP would overwrite each other.")
     if args.ddp_workers is not None and args.ddp_workers < 1:
         raise ConfigError(f"--ddp_workers={args.ddp_workers}: give the number of processes, "
                           "1 or more (with -d).")
