@@ -49,8 +49,17 @@ def with_team_settings(base: SlurmConfig) -> SlurmConfig:
 def check_clear(argv: list[str]) -> None:
     """`dora grid NAME --clear` deletes the grid's XP folders before it submits them again:
     refused, with nothing deleted, when no SLURM cluster answers here (the submission would
-    fail after the deletion)."""
-    if "--clear" not in argv or "--dry_run" in argv:
+    fail after the deletion). Read as Dora reads it, abbreviations (`--cl`) included."""
+    import contextlib
+    import io
+
+    from dora.__main__ import get_parser
+    try:
+        with contextlib.redirect_stderr(io.StringIO()):
+            args, _ = get_parser().parse_known_args(list(argv))
+    except SystemExit:  # not a command line Dora takes: it refuses it itself
+        return
+    if not getattr(args, "clear", False) or getattr(args, "dry_run", False):
         return
     sinfo = shutil.which("sinfo")
     try:

@@ -105,13 +105,14 @@ def test_dora_grid_clear_without_a_cluster_deletes_nothing(dora_dir, tmp_path):
     [folder] = (dora_dir / "xps").iterdir()
     empty = tmp_path / "bin"
     empty.mkdir()
-    result = subprocess.run([str(Path(sys.executable).parent / "dora"), "grid",
-                             "classifier.kfold", "--clear", "--no_monitoring"], cwd=REPO,
-                            env={**os.environ, **env, "PATH": str(empty)}, input="y\n",
-                            capture_output=True, text=True, timeout=240)
-    assert result.returncode != 0 and "Traceback" not in result.stderr
-    assert "no SLURM cluster answers here (sinfo), so nothing was deleted" in result.stderr
-    assert (folder / "checkpoint.th").is_file() and (folder / "history.json").is_file()
+    for clear in ("--clear", "--cl"):  # Dora takes an abbreviation as the flag
+        result = subprocess.run([str(Path(sys.executable).parent / "dora"), "grid",
+                                 "classifier.kfold", clear, "--no_monitoring"], cwd=REPO,
+                                env={**os.environ, **env, "PATH": str(empty)}, input="y\n",
+                                capture_output=True, text=True, timeout=240)
+        assert result.returncode != 0 and "Traceback" not in result.stderr
+        assert "no SLURM cluster answers here (sinfo), so nothing was deleted" in result.stderr
+        assert (folder / "checkpoint.th").is_file() and (folder / "history.json").is_file()
 
 
 def test_dora_grid_with_a_bad_override_is_one_error(dora_dir, tmp_path):
