@@ -39,6 +39,8 @@ from .features import FeatureArrays
 logger = logging.getLogger(__name__)
 
 CACHE_VERSION = 2  # 2: files with non-finite samples are skipped
+# What a file beside the class folders is said for (a folds file or notes there are not).
+AUDIO_SUFFIXES = frozenset({".wav", ".flac", ".ogg", ".mp3", ".aif", ".aiff", ".opus"})
 LOG_EPS = 1e-6
 
 
@@ -117,11 +119,12 @@ def _scan(root: Path, names: Sequence[str] | None) -> list[tuple[str, list[Path]
     if names is not None and sorted(names) != found:
         raise ConfigError(f"dataset.classes={list(names)} does not match the class folders of "
                           f"{root}: {found}. List each folder once, or set dataset.classes=null.")
-    loose = sorted(p.name for p in root.iterdir() if not p.is_dir() and not p.name.startswith("."))
+    loose = sorted(p.name for p in root.iterdir()
+                   if p.suffix.lower() in AUDIO_SUFFIXES and not p.is_dir())
     if loose:
-        logger.warning("dataset.root=%s holds %d file(s) outside the class folders, which are "
-                       "not read (e.g. %s): each class is a subfolder.", root, len(loose),
-                       loose[0])
+        logger.warning("dataset.root=%s holds %d audio file(s) outside the class folders, "
+                       "which are not read (e.g. %s): each class is a subfolder.", root,
+                       len(loose), loose[0])
     classes = []
     for folder in (root / name for name in (found if names is None else names)):
         broken = sorted(p for p in folder.rglob("*") if p.is_symlink() and not p.exists())

@@ -232,7 +232,7 @@ def test_non_finite_samples_loose_files_broken_links_and_a_bad_pattern_are_said(
         arrays = _load(own_root, tmp_path / "cache")
     assert np.isfinite(arrays.features).all() and len(arrays.labels) == 54
     assert any("spk0_9.wav: non-finite samples (NaN/inf)" in line for line in arrays.skipped)
-    assert "holds 1 file(s) outside the class folders, which are not read" in caplog.text
+    assert "holds 1 audio file(s) outside the class folders, which are not read" in caplog.text
     assert "Skipped 1 broken link(s)" in caplog.text and "gone.wav" in caplog.text
     with pytest.raises(ConfigError, match=r"dataset.group_pattern='\(\[' is not a regular "
                                           r"expression"):
