@@ -16,6 +16,7 @@ from flashy.loggers.base import ExperimentLogger
 
 from .. import distributed
 from ..config import LoggingConfig
+from ..experiments import load_history
 from .loggers import LocalFSLogger, TensorboardLogger, WandbLogger
 
 
@@ -39,7 +40,11 @@ class ResultLogger:
         if settings.tensorboard:
             tensorboard_dir = folder / "tensorboard"
             tensorboard_dir.mkdir(exist_ok=True)
-            loggers["tensorboard"] = TensorboardLogger(tensorboard_dir, True)
+            # A resumed run drops what an interrupted epoch logged after the last commit, which
+            # it logs again (TensorBoard showed such an epoch twice).
+            committed = len(load_history(folder))
+            loggers["tensorboard"] = TensorboardLogger(tensorboard_dir, True,
+                                                       purge_step=committed + 1)
         if settings.wandb.mode != "disabled":
             loggers["wandb"] = WandbLogger.for_xp(settings.wandb.mode, settings.wandb.project,
                                                   settings.wandb.entity, settings.wandb.group)

@@ -265,3 +265,27 @@ def test_a_killed_write_leaves_no_temporary_for_the_next_generate(tmp_path):
         (tmp_path / name).write_bytes(b"x")
     remove_temporaries(tmp_path)
     assert sorted(p.name for p in tmp_path.iterdir()) == [".keep", "000_cfg1.wav"]
+
+
+def test_a_resumed_run_logs_the_interrupted_epoch_to_tensorboard_once(dora_dir, monkeypatch):
+    """Interrupted in epoch 2's valid stage, after its train summary went to TensorBoard: the
+    resumed run logs epoch 2 again, and TensorBoard showed it twice."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    xp = make_xp("optim.epochs=3")
+    solver = build(xp)
+    original = type(solver).run_step
+
+    def interrupted(self, idx, batch, metrics):
+        if not self.is_training and self.epoch == 2:
+            raise KeyboardInterrupt
+        return original(self, idx, batch, metrics)
+
+    monkeypatch.setattr(type(solver), "run_step", interrupted)
+    with xp.enter(), pytest.raises(KeyboardInterrupt):
+        solver.run()
+    monkeypatch.setattr(type(solver), "run_step", original)
+    resumed = train("optim.epochs=3")
+    events = EventAccumulator(str(resumed.folder / "tensorboard"))
+    events.Reload()
+    assert [event.step for event in events.Scalars("train/loss")] == [1, 2, 3]
