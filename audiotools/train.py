@@ -8,7 +8,9 @@ import ast
 import logging
 import os
 import re
+import signal
 import sys
+import threading
 from collections.abc import Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING
@@ -248,6 +250,7 @@ def _finished(settings: SolverConfig) -> bool:
 
 @_decorate
 def main(cfg: DictConfig) -> None:
+    _stop_on_sigterm()
     try:
         train(cfg)
     except AudiotoolsError as error:
@@ -259,6 +262,22 @@ def main(cfg: DictConfig) -> None:
                 "checkpointed." if done else "interrupted before the first checkpoint; the "
                 "same command starts the XP again.")
         sys.exit(130)
+
+
+def _stop_on_sigterm() -> None:
+    """SIGTERM (`kill`, a `timeout`) stops a one-process run as Ctrl-C does, so its loggers
+    close: W&B offline wrote nothing of a session killed without that. Not in SLURM jobs,
+    where submitit handles the signals, nor in DDP ranks, which may wait in a collective that
+    a Python handler would only interrupt when it returns."""
+    if "SLURM_JOB_ID" in os.environ or int(os.environ.get("WORLD_SIZE") or 1) > 1:
+        return
+    if threading.current_thread() is not threading.main_thread():
+        return
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, interrupt)
 
 
 def _report(message: str) -> None:

@@ -117,6 +117,28 @@ def test_second_concurrent_run_is_refused(dora_dir):
             first.wait()
 
 
+def test_sigterm_stops_a_run_as_ctrl_c_does(dora_dir):
+    """The loggers close (W&B offline had written nothing of a session killed by SIGTERM)."""
+    args = ["solver=toy/debug", "optim.epochs=50", "dataset.num_samples=4096"]
+    dora = Path(sys.executable).parent / "dora"
+    run = subprocess.Popen([str(dora), "run", *args], cwd=REPO, env=dict(os.environ),
+                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                           start_new_session=True)
+    try:
+        deadline = time.time() + 120
+        while time.time() < deadline and not any(
+                (f / "checkpoint.th").exists() for f in _xp_folders(dora_dir)):
+            time.sleep(0.05)
+        run.send_signal(signal.SIGTERM)
+        _, stderr = run.communicate(timeout=60)
+        assert run.returncode == 130, stderr[-2000:]
+        assert "interrupted; the same command resumes after epoch" in stderr
+    finally:
+        if run.poll() is None:
+            os.killpg(run.pid, signal.SIGKILL)
+            run.wait()
+
+
 @pytest.mark.parametrize("override,expected", [
     ("solver=nope/recipe", "solver=nope/recipe: no such recipe"),
     ("optim.lrr=0.1", "optim.lrr: unknown key in section 'optim'. Valid keys: accumulation"),
