@@ -1,6 +1,7 @@
 """The `audiotools` console script: one sub-command per module in `audiotools.commands`.
 
-Each command module defines `NAME`, `HELP`, `add_arguments(parser)` and `run(args) -> int`.
+Each command module defines `NAME`, `HELP`, `add_arguments(parser)` and `run(args) -> int`,
+and may define `INTERRUPTED`, what the Ctrl-C line adds (how to go on).
 Training itself goes through `dora run`; these commands are the tools around it.
 """
 from __future__ import annotations
@@ -40,7 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
         module = importlib.import_module(f"audiotools.commands.{module_name}")
         command = sub.add_parser(module.NAME, help=module.HELP, description=module.HELP)
         module.add_arguments(command)
-        command.set_defaults(_run=module.run)
+        command.set_defaults(_run=module.run, _interrupted=getattr(module, "INTERRUPTED", ""))
     return parser
 
 
@@ -54,6 +55,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except OSError as error:  # a path given: missing, not a folder, not writable, disk full
         print(f"error: {_path_error(error)}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print(f"error: interrupted{args._interrupted}.", file=sys.stderr)
+        return 130
 
 
 def _path_error(error: OSError) -> str:

@@ -29,3 +29,18 @@ def test_every_command_answers_help(module_name, capsys):
         build_parser().parse_args([name, "--help"])
     assert exit_info.value.code == 0
     assert "usage: audiotools " + name in capsys.readouterr().out
+
+
+def test_ctrl_c_is_one_line_saying_how_to_go_on(monkeypatch, capsys):
+    """It printed a KeyboardInterrupt traceback of torch's frames."""
+    from audiotools import cli
+    from audiotools.commands import kfold
+
+    def interrupted(args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(kfold, "run", interrupted)
+    assert cli.main(["kfold", "solver=classifier/debug"]) == 130
+    assert capsys.readouterr().err == (
+        "error: interrupted; the same command goes on: finished folds are skipped, the "
+        "interrupted one resumes from its last checkpoint.\n")

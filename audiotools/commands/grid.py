@@ -7,6 +7,8 @@ import argparse
 
 NAME = "grid"
 HELP = "Run a Dora grid's XPs in turn on this machine (resumable), then print its table."
+INTERRUPTED = ("; the same command goes on: finished XPs are skipped, the interrupted one "
+               "resumes from its last checkpoint")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

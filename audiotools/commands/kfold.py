@@ -6,6 +6,8 @@ import argparse
 
 NAME = "kfold"
 HELP = "Train every cross-validation fold in turn (resumable XPs) and summarise accuracy."
+INTERRUPTED = ("; the same command goes on: finished folds are skipped, the interrupted one "
+               "resumes from its last checkpoint")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -12,6 +12,7 @@ from .arguments import add_device_argument, finite_float
 NAME = "pre-encode"
 HELP = ("Encode a dataset once with a codec (latents or tokens) for latent and token models; "
         "resumable.")
+INTERRUPTED = "; the same command goes on from the files already encoded"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
