@@ -53,14 +53,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 2
     except OSError as error:  # a path given: missing, not a folder, not writable, disk full
-        print(f"error: {_path_error(error)}", file=sys.stderr)
+        print(f"error: {path_error(error)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print(f"error: interrupted{args._interrupted}.", file=sys.stderr)
         return 130
 
 
-def _path_error(error: OSError) -> str:
+def path_error(error: OSError) -> str:
     """What an OSError means for the path it names: mkdir of an output's folder where a file
     stands says "File exists", which reads as if the output itself were there."""
     if isinstance(error, FileExistsError | NotADirectoryError) and error.filename:

@@ -104,16 +104,25 @@ def run_in_turn(sheeps: Sequence[LocalSheep]) -> None:
     for index, sheep in enumerate(sheeps):
         print(f"[{index + 1}/{len(sheeps)}] XP {sheep.xp.sig}: {' '.join(sheep.xp.argv)}",
               flush=True)
-        try:
-            run_xp(sheep.xp)
-        except AudiotoolsError as error:
-            print(f"error: XP {sheep.xp.sig}: {error}", flush=True)
-            sheep.local_state = "FAILED"
-        except Exception:  # a bug in one XP must not cost the rest of the grid
-            logger.exception("XP %s failed", sheep.xp.sig)
-            sheep.local_state = "FAILED"
-        else:
-            sheep.local_state = "COMPLETED"
+        ran = run_reporting(sheep.xp, f"XP {sheep.xp.sig}")
+        sheep.local_state = "COMPLETED" if ran else "FAILED"
+
+
+def run_reporting(xp: XP, label: str) -> bool:
+    """`run_xp`; a failure is reported under `label` (one line for what the user can mend, a
+    traceback for a bug) and False returned, so that a sequence of XPs goes on."""
+    from .cli import path_error
+    try:
+        run_xp(xp)
+    except AudiotoolsError as error:
+        print(f"error: {label}: {error}", flush=True)
+    except OSError as error:  # a path of the user's: not writable, a file in the way, disk full
+        print(f"error: {label}: {path_error(error)}", flush=True)
+    except Exception:  # a bug in one XP must not cost the rest
+        logger.exception("%s failed", label)
+    else:
+        return True
+    return False
 
 
 def print_table(explorer: Explorer, sheeps: Sequence[Sheep]) -> None:

@@ -164,3 +164,18 @@ def test_the_classifier_table_leaves_metrics_a_recipe_does_not_log_blank():
         "epoch": 2, "best_acc": 0.7, "acc": 0.7, "macro_f1": 0.6, "loss": 0.9}}
     assert ClassifierExplorer.process_history(None, [{"valid": {"loss": 1.0}}]) == {
         "valid": {"epoch": 1, "best_acc": None, "loss": 1.0}}
+
+
+def test_a_failure_the_user_can_mend_is_one_line_and_the_sequence_goes_on(monkeypatch, capsys):
+    """kfold stopped every later fold on an OSError (a file where a fold's folder goes), and
+    the grid printed its traceback."""
+    from audiotools import local_grid
+
+    def fails(xp):
+        raise FileExistsError(17, "File exists", "/x/xps/abc/tensorboard")
+
+    monkeypatch.setattr(local_grid, "run_xp", fails)
+    assert local_grid.run_reporting(object(), "fold 1, XP abc") is False
+    assert capsys.readouterr().out == (
+        "error: fold 1, XP abc: /x/xps/abc/tensorboard: a file stands where a folder is needed "
+        "for the output; choose another path or move the file.\n")

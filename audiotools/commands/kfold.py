@@ -22,18 +22,13 @@ def run(args: argparse.Namespace) -> int:
     `audiotools grid`), the summary covers those that have results, and the exit status says
     whether any failed."""
     from .. import kfold
-    from ..errors import AudiotoolsError
-    from ..local_grid import run_xp
+    from ..local_grid import run_reporting
     from ..train import main
     xps = [main.get_xp(argv) for argv in kfold.fold_argvs(args.overrides)]
     failed = 0
     if not args.summary:
         for xp in xps:
             print(f"Fold {xp.cfg.dataset.fold}: XP {xp.sig}", flush=True)
-            try:
-                run_xp(xp)
-            except AudiotoolsError as error:
-                print(f"error: fold {xp.cfg.dataset.fold}, XP {xp.sig}: {error}", flush=True)
-                failed += 1
+            failed += not run_reporting(xp, f"fold {xp.cfg.dataset.fold}, XP {xp.sig}")
     print(kfold.summary(kfold.results(xps)))
     return 1 if failed else 0
