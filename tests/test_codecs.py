@@ -200,6 +200,28 @@ def test_pre_encode_command(tmp_path, capsys):
     assert "known dsets: " in (err := capsys.readouterr().err) and "music_small," in err
 
 
+def test_shards_neither_overwrite_a_pre_encoded_folder_nor_mix_in_another_codec(tmp_path,
+                                                                                 capsys):
+    """`audiotools shards ... --force` into a pre-encoded folder deleted its codec.json (or
+    put another codec's there), and shards of another codec's latents trained beside a
+    pre-encoded folder with no check."""
+    out, other = tmp_path / "latents", tmp_path / "other"
+    pre_encode(load_codec(_codec_export(tmp_path)), {"train": _clips(tmp_path)}, out)
+    pre_encode(load_codec(_codec_export(tmp_path, name="b.safetensors", seed=1)),
+               {"train": _clips(tmp_path)}, other)
+    kept = (out / "codec.json").read_text()
+    assert cli(["shards", str(other / "train.jsonl"), str(out), "--force"]) == 2
+    refusal = capsys.readouterr().err
+    assert "is a pre-encoded dataset (its codec.json, no shard index.json)" in refusal
+    assert (out / "codec.json").read_text() == kept and not list(out.glob("shard-*.tar"))
+    assert cli(["shards", str(other / "train.jsonl"), str(tmp_path / "sh")]) == 0
+    section = {"source": "pre_encoded", "pre_encoded": str(out), "segment_duration": 1.0,
+               "train": {"random_segments": False, "shards": str(tmp_path / "sh")}}
+    with pytest.raises(ConfigError, match=r"dataset.train.shards=.*sh was encoded by another "
+                                          r"codec .*identity"):
+        build_audio_datasets(section, 0)
+
+
 def test_the_autoencoder_refuses_pre_encoded_data(dora_dir):
     from audiotools.train import main
     with pytest.raises(ConfigError, match="dataset.source=pre_encoded .*trains on audio"):

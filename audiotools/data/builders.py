@@ -7,6 +7,7 @@ Train draws random segments (per seed and epoch); the other splits use fixed seg
 from __future__ import annotations
 
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any, Literal
 
 from omegaconf import DictConfig
@@ -17,9 +18,14 @@ from ..config import Section, validate_section
 from ..environment import resolve_path
 from ..errors import ConfigError
 from .manifest import read_manifest
-from .pre_encoded import EncodedShardDataset, PreEncodedDataset, read_codec_file
+from .pre_encoded import (
+    EncodedShardDataset,
+    PreEncodedDataset,
+    check_same_codec,
+    read_codec_file,
+)
 from .segments import SegmentDataset
-from .shards import ShardDataset
+from .shards import CODEC_FILE, ShardDataset
 
 SPLITS = ("train", "valid", "evaluate", "generate")
 
@@ -131,6 +137,12 @@ def _streaming(cfg: dict[str, Any]) -> dict[str, Any]:
                 shuffle_buffer=int(cfg["shuffle_buffer"]), weighted=bool(cfg["weighted"]))
 
 
+def _local_shard_folders(spec: str | list[str]) -> list[Path]:
+    """The local folders a `shards` key names (URLs and patterns aside)."""
+    specs = [spec] if isinstance(spec, str) else list(spec)
+    return [path for path in (Path(resolve_data_path(s)) for s in specs) if path.is_dir()]
+
+
 def build_split(cfg: dict[str, Any], split: str, seed: int) -> Dataset:
     """One split's dataset from its merged keys (the section's defaults filled in)."""
     source = cfg["source"]
@@ -143,7 +155,11 @@ def build_split(cfg: dict[str, Any], split: str, seed: int) -> Dataset:
         if cfg.get("shards") is None:
             return PreEncodedDataset(root, split, segment_duration,
                                      weighted=bool(cfg["weighted"]), **sampling)
-        return EncodedShardDataset(_shard_urls(cfg, split), read_codec_file(root),
+        codec = read_codec_file(root)
+        for folder in _local_shard_folders(cfg["shards"]):  # their own codec.json must agree
+            if (folder / CODEC_FILE).exists():
+                check_same_codec(read_codec_file(folder), codec, f"dataset.{split}.shards={folder}")
+        return EncodedShardDataset(_shard_urls(cfg, split), codec,
                                    segment_duration, **_streaming(cfg), **sampling)
     audio = dict(sample_rate=int(_require(cfg, "sample_rate", split)),
                  channels=int(_require(cfg, "channels", split)),

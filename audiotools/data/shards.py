@@ -70,6 +70,10 @@ def write_shards(entries: list[dict[str, Any]], outdir: str | os.PathLike,
         more = f" and {len(missing) - 1} more" if len(missing) > 1 else ""
         raise ConfigError(f"{missing[0]}{more}: no such file, listed in the manifest; rebuild "
                           "it with `audiotools manifest` (nothing was written).")
+    if (outdir / CODEC_FILE).exists() and not (outdir / INDEX_NAME).exists():
+        raise ConfigError(f"{outdir} is a pre-encoded dataset (its {CODEC_FILE}, no shard "
+                          f"{INDEX_NAME}), which shards would make unusable; write them to "
+                          "another folder (nothing was written).")
     previous = shard_folder_contents(outdir)
     if previous and not force:
         shown = ", ".join(path.name for path in previous[:3])
