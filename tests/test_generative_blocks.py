@@ -120,3 +120,23 @@ def test_resuming_with_a_changed_codec_is_refused(music, dora_dir):
     with pytest.raises(CheckpointError, match="trained with codec=.*now holds other weights"):
         solver.restore()
     solver.close()
+
+
+def test_resuming_on_data_that_normalises_otherwise_is_refused(music, dora_dir, monkeypatch):
+    """Pre-encoded data measured again (another train split) changed the latents' statistics
+    under a resumed XP without a word: it trained on two normalisations."""
+    vae = _codec(music / "vae.safetensors", VAE)
+    latents = _pre_encode(music, vae, monkeypatch, "latents")
+    args = ["solver=latent_toy/debug", f"codec.source={vae}", f"dataset.pre_encoded={latents}",
+            "optim.epochs=1"]
+    assert train(*args).frozen["codec"]["stats"]
+    codec_file = latents / "codec.json"
+    recorded = json.loads(codec_file.read_text())
+    recorded["stats"]["mean"][0] += 0.01
+    codec_file.write_text(json.dumps(recorded))
+    solver = build(make_xp(*args))
+    with pytest.raises(CheckpointError, match=r"latents normalised by mean\[0\]=.*the data "
+                                              r"\(pre-encoded statistics, or the train split\) "
+                                              r"changed"):
+        solver.restore()
+    solver.close()

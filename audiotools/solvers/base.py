@@ -430,6 +430,13 @@ class StandardSolver(flashy.BaseSolver):
                     f"{before['identity'][:12]}...), but {now['source']} now holds other weights "
                     f"(sha256 {now['identity'][:12]}...). Put the original back, or train a new "
                     "XP on this one (another signature, or `dora run --clear ...`).")
+            if before is not None and not _same_stats(before.get("stats"), now.get("stats")):
+                raise CheckpointError(
+                    f"{self.checkpoint_path} was trained with {name}'s latents normalised by "
+                    f"mean[0]={before['stats']['mean'][0]:.6g}, and its data now gives "
+                    f"{now['stats']['mean'][0]:.6g}: the data (pre-encoded statistics, or the "
+                    "train split) changed. Put it back as it was, or train a new XP on it "
+                    "(another signature, or `dora run --clear ...`).")
 
     def commit(self, save_checkpoint: bool = True) -> None:
         """Checkpoint first, then history.json: the history never runs ahead of the weights."""
@@ -536,3 +543,13 @@ class StandardSolver(flashy.BaseSolver):
     @property
     def checkpoint_path(self) -> Path:
         return self.folder / checkpoint.LATEST
+
+
+def _same_stats(before: dict[str, list[float]] | None,
+                now: dict[str, list[float]] | None) -> bool:
+    """Latent statistics that normalise alike (to float rounding: a resume on other hardware
+    measures them again); unknown on either side counts as the same."""
+    if before is None or now is None:
+        return True
+    return all(math.isclose(a, b, rel_tol=1e-4, abs_tol=1e-6)
+               for key in ("mean", "std") for a, b in zip(before[key], now[key], strict=True))
