@@ -14,7 +14,7 @@ from audiotools.cli import main as cli
 from audiotools.data.audio import audio_write
 from audiotools.data.manifest import write_manifest
 from audiotools.environment import CONFIG_DIR
-from audiotools.errors import CheckpointError
+from audiotools.errors import CheckpointError, ConfigError
 from audiotools.families import FAMILIES
 from audiotools.io import export
 from tests.conftest import dora_command
@@ -104,6 +104,14 @@ def test_data_of_another_codec_or_kind_is_refused(music, dora_dir, monkeypatch):
     with pytest.raises(Exception, match="continuous latents"):
         build(make_xp("solver=token_toy/debug", f"codec.source={vae}",
                       f"dataset.pre_encoded={latents}"))
+    # Tokens to a latent model: it said they held no statistics, or failed in its first step.
+    rvq = _codec(music / "rvq.safetensors", RVQ)
+    tokens = _pre_encode(music, rvq, monkeypatch, "tokens")
+    (tokens / "evaluate.jsonl").write_text((tokens / "valid.jsonl").read_text())  # the recipe's
+    with pytest.raises(ConfigError, match="dataset.train: pre-encoded tokens, and this family "
+                                          "trains on latents"):
+        build(make_xp("solver=diffusion/debug_latent", f"codec.source={rvq}",
+                      f"dataset.pre_encoded={tokens}"))
 
 
 def test_resuming_with_a_changed_codec_is_refused(music, dora_dir):

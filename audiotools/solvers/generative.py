@@ -143,6 +143,12 @@ class GenerativeSolver(StandardSolver):
         run measures the same)."""
         config = self.settings.codec
         assert config is not None
+        wanted = "tokens" if self.discrete else "latents"
+        for split, dataset in self.datasets.items():
+            if isinstance(dataset, EncodedData) and dataset.kind != wanted:
+                raise ConfigError(f"dataset.{split}: pre-encoded {dataset.kind}, and this "
+                                  f"family trains on {wanted}; pre-encode the data with a "
+                                  f"codec that gives {wanted}, into another folder.")
         stats = self._stored_stats()
         if not config.normalize or stats is not None:
             codec = codec_from_config(config, self.device, stats, discrete=self.discrete)
