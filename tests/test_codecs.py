@@ -259,3 +259,20 @@ def test_pre_encoded_shards_stream_the_same_segments(tmp_path):
                                   "weighted": True, "train": {"num_samples": 6}}, 0)["train"]
     assert drawn.weighted and len(list(drawn)) == 6
     drawn.check_codec(codec, "dataset.train")
+
+
+@pytest.mark.parametrize("edit", [{"mean": [0.0]}, {"std": "abc"}, {"std": 0.0}])
+def test_edited_statistics_in_codec_json_are_one_error_naming_it(tmp_path, edit):
+    """7 means for 8 channels raised ValueError in the model, a text std a TypeError."""
+    import json
+
+    out = tmp_path / "latents"
+    pre_encode(load_codec(_codec_export(tmp_path)), {"train": _clips(tmp_path)}, out)
+    recorded = json.loads((out / "codec.json").read_text())
+    stats = recorded["stats"]
+    for key, value in edit.items():
+        stats[key] = value if isinstance(value, list | str) else [value] * len(stats[key])
+    (out / "codec.json").write_text(json.dumps(recorded))
+    with pytest.raises(ConfigError, match=r"codec.json: stats must hold mean and std, \d+ "
+                                          r"finite numbers each \(std above 0\)"):
+        PreEncodedDataset(out, "train", 1.0)

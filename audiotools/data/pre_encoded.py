@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -43,7 +44,27 @@ def read_codec_file(root: Path) -> dict[str, Any]:
     if not path.exists():
         raise ConfigError(f"{root} is not a pre-encoded dataset (no {CODEC_FILE}); write one "
                           "with `audiotools pre-encode CODEC DSET OUT`.")
-    return _json(path.read_text(), path)
+    codec = _json(path.read_text(), path)
+    if not isinstance(codec, dict):
+        raise ConfigError(f"{path}: damaged (not a JSON object); pre-encode into a new folder.")
+    _check_stats(codec.get("stats"), codec.get("latent_dim"), path)
+    return codec
+
+
+def _check_stats(stats: Any, latent_dim: Any, path: Path) -> None:
+    """Recorded statistics that can normalise: an edited codec.json raised deep in a model."""
+    if stats is None:
+        return
+
+    def numbers(values: Any, positive: bool) -> bool:
+        return (isinstance(values, list) and len(values) == latent_dim
+                and all(isinstance(v, int | float) and not isinstance(v, bool)
+                        and math.isfinite(v) and (v > 0 or not positive) for v in values))
+    if not (isinstance(stats, dict) and numbers(stats.get("mean"), False)
+            and numbers(stats.get("std"), True)):
+        raise ConfigError(f"{path}: stats must hold mean and std, {latent_dim} finite numbers "
+                          "each (std above 0), one per latent channel; pre-encode into a new "
+                          "folder, which measures them.")
 
 
 def _json(text: str, path: Path) -> Any:
