@@ -5,7 +5,7 @@
 - `wds` / `s3`: the WebDataset shards are listed now, as SAT lists them at each start (`.tar`
   files under a local `path`; `aws s3 ls --recursive` under an `s3_path`, streamed with
   `pipe:aws s3 cp ... -`); audiotools' shard reader takes SAT's shard layout as it is.
-- `pre_encoded`: not supported (audiotools has no latent datasets yet).
+- `pre_encoded`: not read (SAT's own latent files); `audiotools pre-encode` makes audiotools'.
 
 `custom_metadata_module` is checked (the file exists and defines `get_custom_metadata`) but not
 run: it feeds conditioning, which autoencoder training does not read.
@@ -27,6 +27,9 @@ from .notes import Notes
 
 DATASET_TYPES = ("audio_dir", "wds", "s3")
 # The extensions SAT's get_audio_filenames looks for.
+# What to do instead of SAT's pre-encoded datasets.
+PRE_ENCODE = ("convert the audio dataset, encode it with `audiotools pre-encode CODEC DSET OUT` "
+              "and train on `dataset.source=pre_encoded +dataset.pre_encoded=OUT`.")
 AUDIO_SUFFIXES = (".wav", ".mp3", ".flac", ".ogg", ".aif", ".opus")
 # SAT's WebDataset options that change what a batch holds, with their defaults.
 _WDS_DEFAULTS = {"remove_silence": False, "volume_norm": False, "pre_encoded": False}
@@ -134,8 +137,8 @@ def _webdataset(config: Mapping[str, Any], source: DataSource, where: str,
     for key, default in _WDS_DEFAULTS.items():
         if config.get(key, default) != default:
             if key == "pre_encoded":
-                raise ConfigError(f"{where}.pre_encoded=true: pre-encoded latents are not "
-                                  "supported (audiotools has no latent datasets yet).")
+                raise ConfigError(f"{where}.pre_encoded=true: stable-audio-tools' pre-encoded "
+                                  f"latents are not read; {PRE_ENCODE}")
             notes.unsupported.append(f"{where}.{key}={config[key]!r}")
     if config.get("resampled_shards", True):
         notes.difference(f"{where}.resampled_shards (SAT's default true): SAT draws shards with "
@@ -165,8 +168,9 @@ def read_source(config: Mapping[str, Any], where: str, notes: Notes,
     """Scan or list what an SAT dataset config points at."""
     kind = config.get("dataset_type")
     if kind == "pre_encoded":
-        raise ConfigError(f"{where}: dataset_type=pre_encoded is not supported (audiotools has "
-                          f"no latent datasets yet); supported: {', '.join(DATASET_TYPES)}.")
+        raise ConfigError(f"{where}: dataset_type=pre_encoded: stable-audio-tools' pre-encoded "
+                          f"latents are not read; {PRE_ENCODE} Supported: "
+                          f"{', '.join(DATASET_TYPES)}.")
     if kind not in DATASET_TYPES:
         raise ConfigError(f"{where}: dataset_type={kind!r}; stable-audio-tools types audiotools "
                           f"reads: {', '.join(DATASET_TYPES)} (not pre_encoded).")

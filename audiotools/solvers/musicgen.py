@@ -26,6 +26,10 @@ from ..models.lm import LMModel, build_lm
 from .generative import GenerativeSolver, Item
 from .musicgen_config import MusicGenSolverConfig
 
+# A pre-encoded file's header can be whole and its codes not: a rerun keeps such a file.
+REENCODE = ("delete that file and re-run `audiotools pre-encode` with the same arguments, which "
+            "encodes what is missing.")
+
 
 class MusicGenSolver(GenerativeSolver):
     config_schema = MusicGenSolverConfig
@@ -77,7 +81,7 @@ class MusicGenSolver(GenerativeSolver):
                 fault = _range_fault(load_stored(path)["tokens"], cardinality)
                 if fault:
                     raise ConfigError(f"dataset.{split}: {path} (of {entry['source']}) holds "
-                                      f"{fault}; re-run audiotools pre-encode.")
+                                      f"{fault}; {REENCODE}")
 
     @property
     def pipeline(self) -> MusicGenPipeline:
@@ -97,7 +101,7 @@ class MusicGenSolver(GenerativeSolver):
             fault = _range_fault(tokens, self.model.cardinality)
             if fault:
                 raise ConfigError(f"{item_name(item)}: {fault}: data of another codec, or a "
-                                  "corrupted pre-encoded file; re-run audiotools pre-encode.")
+                                  f"corrupted pre-encoded file; {REENCODE}")
 
     def run_step(self, idx: int, batch: Any, metrics: dict[str, Any]) -> dict[str, Any]:
         codes, mask = self.data_batch(batch)

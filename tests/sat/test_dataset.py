@@ -119,9 +119,9 @@ def test_s3_shards_are_listed_with_the_aws_cli(tmp_path, monkeypatch):
 
 @pytest.mark.parametrize("config, words", [
     ({"dataset_type": "pre_encoded", "datasets": [{"id": "x", "path": "."}]},
-     "dataset_type=pre_encoded is not supported"),
+     "dataset_type=pre_encoded: stable-audio-tools. pre-encoded latents are not read"),
     ({"dataset_type": "wds", "pre_encoded": True, "datasets": [{"id": "x", "path": "."}]},
-     "pre_encoded=true: pre-encoded latents are not supported"),
+     "pre_encoded=true: stable-audio-tools. pre-encoded latents are not read; convert"),
     ({"dataset_type": "folder"}, "dataset_type='folder'; stable-audio-tools types audiotools "
                                  "reads: audio_dir, wds, s3"),
     ({"dataset_type": "audio_dir", "datasets": []}, "datasets must be a non-empty list"),
