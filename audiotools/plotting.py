@@ -25,6 +25,8 @@ if TYPE_CHECKING:
 # Subplots per row of a curves figure, and each subplot's size in inches.
 COLUMNS = 3
 PANEL_SIZE = (4.2, 3.0)
+# Inches above the subplots for the legend of the XPs (four to a row).
+LEGEND_HEIGHT = 0.35
 # A subplot's y axis is logarithmic when its positive values span more decades than this.
 LOG_DECADES = 2.0
 # Dynamic range of a spectrogram below its loudest bin.
@@ -81,17 +83,23 @@ def plot_curves(histories: Mapping[str, Sequence[Mapping[str, Any]]],
                               f"{', '.join(available)}.")
     columns = min(COLUMNS, len(chosen))
     rows = math.ceil(len(chosen) / columns)
-    figure = _new_figure((PANEL_SIZE[0] * columns, PANEL_SIZE[1] * rows))
+    legend_rows = math.ceil(len(histories) / 4)
+    figure = _new_figure((PANEL_SIZE[0] * columns,
+                          PANEL_SIZE[1] * rows + LEGEND_HEIGHT * legend_rows))
+    from matplotlib.lines import Line2D
     axes = figure.subplots(rows, columns, squeeze=False).flatten()
     for extra in axes[len(chosen):]:
         figure.delaxes(extra)
+    # One colour per XP in every subplot, and one legend: a subplot's own colour cycle gave
+    # an XP another colour wherever an XP before it had no value of that metric.
+    colours = {name: f"C{index % 10}" for index, name in enumerate(histories)}
     for ax, metric in zip(axes[:len(chosen)], chosen, strict=True):
         plotted: list[float] = []
         for name, history in histories.items():
             epochs, values = metric_values(history, metric)
             if not values:
                 continue
-            ax.plot(epochs, values, label=name, linewidth=1.6,
+            ax.plot(epochs, values, label=name, color=colours[name], linewidth=1.6,
                     marker="o" if len(values) <= 12 else None, markersize=3.5)
             plotted.extend(values)
         finite = [value for value in plotted if math.isfinite(value)]
@@ -102,8 +110,11 @@ def plot_curves(histories: Mapping[str, Sequence[Mapping[str, Any]]],
         ax.grid(True, alpha=0.3, linewidth=0.6)
         ax.xaxis.get_major_locator().set_params(integer=True)
         ax.spines[["top", "right"]].set_visible(False)
-    axes[0].legend(fontsize=8, frameon=False)
-    figure.tight_layout()
+    handles = [Line2D([], [], color=colours[name], linewidth=1.6, label=name)
+               for name in histories]
+    figure.tight_layout(rect=(0, 0, 1, 1 - LEGEND_HEIGHT * legend_rows / figure.get_figheight()))
+    figure.legend(handles=handles, loc="upper center", ncol=min(len(handles), 4), fontsize=8,
+                  frameon=False)
     return figure
 
 

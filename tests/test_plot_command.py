@@ -65,3 +65,27 @@ def test_plot_errors_name_the_xp_or_metric(tmp_path, capsys, monkeypatch):
     err = capsys.readouterr().err
     assert "'valid.f1'" in err and "valid.accuracy" in err
     assert not out.exists()
+
+
+def test_each_xp_keeps_its_colour_in_every_subplot_under_one_legend(tmp_path):
+    """An XP with no value of a metric shifted the colours of the XPs after it in that
+    subplot, while the only legend, the first subplot's, named them by its own colours."""
+    from audiotools.plotting import plot_curves
+
+    first = [{"train": {"loss": 1.0}, "valid": {"loss": 1.0}}]
+    second = [{"train": {"loss": 0.5, "ce": 2.0}, "valid": {"loss": 0.4}}]
+    figure = plot_curves({"aaa": first, "bbb": second}, ["train.loss", "train.ce"])
+    loss, ce = figure.axes
+    colours = {line.get_label(): line.get_color() for line in loss.get_lines()}
+    assert [line.get_color() for line in ce.get_lines()] == [colours["bbb"]]
+    assert colours["aaa"] != colours["bbb"]
+    [legend] = figure.legends
+    assert [text.get_text() for text in legend.get_texts()] == ["aaa", "bbb"]
+
+
+def test_two_xps_of_one_signature_are_refused(tmp_path, capsys):
+    """The same SIG in two dora dirs: the second's curves replaced the first's."""
+    one = make_xp(tmp_path / "a", "aaa111", [1.0, 0.5])
+    two = make_xp(tmp_path / "b", "aaa111", [0.9, 0.4])
+    assert main(["plot", str(one), str(two), "--out", str(tmp_path / "c.png")]) == 2
+    assert "are both XP aaa111" in capsys.readouterr().err

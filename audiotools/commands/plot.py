@@ -30,9 +30,13 @@ def run(args: argparse.Namespace) -> int:
     from ..plotting import figure_png, plot_curves
     if args.out.exists() and not args.force:
         raise ConfigError(f"{args.out} exists; choose another path or pass --force.")
-    histories = {}
+    histories, folders = {}, {}
     for source in args.xps:
         folder = resolve_xp(source, args.dora_dir)
+        if folder.name in folders and folders[folder.name] != folder:
+            raise ConfigError(f"{folders[folder.name]} and {folder} are both XP {folder.name}; "
+                              "their curves would share a label: plot them one at a time.")
+        folders[folder.name] = folder
         histories[folder.name] = load_history(folder)
     figure = plot_curves(histories, args.metric)
     figure_png(figure, args.out)
