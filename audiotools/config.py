@@ -281,7 +281,8 @@ def _describe(item: Any, container: dict[str, Any], schema: type[BaseModel]) -> 
         message = item["msg"].removeprefix("Value error, ")
         label = ", ".join(_rule_keys(message, item["loc"], schema, container)) or key or "config"
         return f"  {label}: {message}."
-    return f"  {key} = {_lookup(container, item['loc'])!r}: {item['msg']}."
+    message = item["msg"].removeprefix("Value error, ")  # a validator's own words
+    return f"  {key} = {_lookup(container, item['loc'])!r}: {message}."
 
 
 def _without(container: dict[str, Any], locs: list[tuple[Any, ...]]) -> dict[str, Any]:

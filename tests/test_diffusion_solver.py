@@ -288,6 +288,10 @@ def test_bad_config_is_one_error_naming_the_key(dora_dir):
         ("debug", "generate.steps=0"): r"generate.steps",
         ("debug", "generate.sampler=plms"): r"generate.sampler.*dpmpp_2m",
         ("debug", "generate.cfg_scale=[3.0]"): r"guidance needs conditioners",
+        # Two scales that name their files alike wrote over each other's samples.
+        ("debug_cond", "generate.cfg_scale=[2.0,2.0000001]"):
+            r"generate.cfg_scale = \[2.0, 2.0000001\]: scale 2 appears twice as the sample "
+            r"files name it",
         ("debug_cond", "model.cross_attention_cond_ids=[ensemble,bpm]"):
             r"model.cross_attention_cond_ids name \['bpm'\], which are not conditioners",
         ("debug_cond", "conditioning.dim=8"):

@@ -6,7 +6,14 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import Field, NonNegativeFloat, PositiveFloat, PositiveInt, model_validator
+from pydantic import (
+    Field,
+    NonNegativeFloat,
+    PositiveFloat,
+    PositiveInt,
+    field_validator,
+    model_validator,
+)
 
 from ..conditioning import ConditionersConfig
 from ..config import EveryConfig, Section, SolverConfig
@@ -42,6 +49,18 @@ class GenerateConfig(EveryConfig):
     cfg_scale: list[NonNegativeFloat] = Field(default_factory=lambda: [1.0], min_length=1)
     # Seed of the noise of each batch of samples: the same seed gives the same samples.
     seed: int = Field(0, ge=0)
+
+    @field_validator("cfg_scale")
+    @classmethod
+    def _distinct_names(cls, scales: list[float]) -> list[float]:
+        """Each scale names its files (`NNN_cfg{scale:g}`): two that print alike would write
+        over each other's samples."""
+        names = [f"{scale:g}" for scale in scales]
+        repeated = sorted({name for name in names if names.count(name) > 1})
+        if repeated:
+            raise ValueError(f"scale {', '.join(repeated)} appears twice as the sample files "
+                             "name it (NNN_cfg<scale>); give each scale once")
+        return scales
 
 
 class EvaluateConfig(EveryConfig):
