@@ -59,12 +59,19 @@ class Progress:
         self.name = name
         self.iterable = iterable
         self.total = total
-        self.every = max(1, total // updates) if updates > 0 and total is not None else 0
+        self.updates = updates if total is not None else 0
         self.formatter = formatter
         self.metrics: dict[str, Any] = {}
         show_bar = sys.stderr.isatty() and logging.getLogger().isEnabledFor(logging.INFO)
         self.bar = tqdm(total=total, desc=name, leave=False, dynamic_ncols=True,
                         disable=not show_bar)
+
+    def _due(self, done: int) -> bool:
+        """A line at each of `updates` evenly spaced points, the last at the end (every
+        `total // updates` items logged up to twice as many lines)."""
+        if not self.updates or not self.total:
+            return False
+        return done * self.updates // self.total > (done - 1) * self.updates // self.total
 
     def update(self, **metrics: Any) -> None:
         """Latest metrics; formatted lazily, only when a bar refresh or log line shows them."""
@@ -80,7 +87,7 @@ class Progress:
                     self.bar.update(1)
                     if self.metrics:
                         self.bar.set_postfix(self.formatter(self.metrics), refresh=False)
-                if self.every and (done % self.every == 0 or done == self.total):
+                if self._due(done):
                     speed = done / max(1e-9, time.time() - begin)
                     fields = [self.name, f"{done}/{self.total}", f"{speed:.2f} it/s"]
                     fields += [f"{key} {value}"

@@ -282,3 +282,17 @@ def test_result_logger_for_xp_builds_our_loggers_on_rank_zero(tmp_path, monkeypa
     assert (tmp_path / "outputs").is_dir()
     monkeypatch.setattr(distributed, "is_rank_zero", lambda: False)
     assert ResultLogger.for_xp(console, tmp_path / "other", settings).loggers == {}
+
+
+@pytest.mark.parametrize("total,lines", [(23, [3, 5, 7, 10, 12, 14, 17, 19, 21, 23]),
+                                         (5, [1, 2, 3, 4, 5]), (7, [])])
+def test_progress_logs_log_updates_evenly_spaced_lines(caplog, total, lines):
+    """logging.log_updates=10 over 23 batches logged 12 lines (every 23 // 10 = 2); a stream
+    of unknown length logs none."""
+    from audiotools.logs import Progress
+    caplog.set_level(logging.INFO)
+    test_logger = logging.getLogger("progress-test")
+    progress = Progress(test_logger, "Train", range(total), None if not lines else total,
+                        10, lambda metrics: {})
+    list(progress)
+    assert [int(r.message.split(" | ")[1].split("/")[0]) for r in caplog.records] == lines
