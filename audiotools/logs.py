@@ -6,6 +6,7 @@ logs) get a line every 1/`log_updates` of the stage instead.
 from __future__ import annotations
 
 import logging
+import re
 import sys
 import time
 from collections.abc import Iterable, Iterator
@@ -33,20 +34,33 @@ def setup_logging(folder: Path | None, rank: int, level: str = "INFO") -> None:
         if getattr(handler, _OURS, False):  # from an earlier solver in this process
             root.removeHandler(handler)
             handler.close()
-    formatter = logging.Formatter("[%(asctime)s][%(name)s][%(levelname)s] - %(message)s",
-                                  datefmt="%m-%d %H:%M:%S")
+    layout = dict(fmt="[%(asctime)s][%(name)s][%(levelname)s] - %(message)s",
+                  datefmt="%m-%d %H:%M:%S")
+    formatter = logging.Formatter(**layout)
+    plain = _PlainFormatter(**layout)  # files and pipes get no terminal colour codes
     console = logging.StreamHandler(sys.stderr)
-    console.setFormatter(formatter)
+    console.setFormatter(formatter if sys.stderr.isatty() else plain)
     console.setLevel(level if rank == 0 else "WARNING")
     if sys.stderr.isatty():
         console.addFilter(_SkipFileOnly())
     handlers: list[logging.Handler] = [console]
     if folder is not None and rank == 0:
         handlers.append(logging.FileHandler(folder / f"solver.log.{rank}"))
-        handlers[-1].setFormatter(formatter)
+        handlers[-1].setFormatter(plain)
     for handler in handlers:
         setattr(handler, _OURS, True)
         root.addHandler(handler)
+
+
+class _PlainFormatter(logging.Formatter):
+    """Without ANSI escape sequences (flashy's summaries are bold): they read as ^[[1m in a
+    log file."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return _ANSI.sub("", super().format(record))
+
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 
 class Progress:
