@@ -5,6 +5,7 @@ XP is the same whichever launched it, and the summary reads any of them.
 """
 from __future__ import annotations
 
+import json
 import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -57,12 +58,15 @@ def fold_argvs(overrides: Sequence[str]) -> list[list[str]]:
 def fold_groups(xps: Sequence[XP]) -> list[list[XP]]:
     """The XPs that differ only by `dataset.fold`, grouped in order: each group of two or more
     is one cross-validation. Empty when an XP has no fold (not a k-fold grid)."""
-    groups: dict[tuple[str, ...], list[XP]] = {}
+    groups: dict[str, list[XP]] = {}
     for xp in xps:
         if OmegaConf.select(xp.cfg, "dataset.fold") is None:
             return []
-        key = tuple(arg for arg in xp.argv if not arg.startswith("dataset.fold="))
-        groups.setdefault(key, []).append(xp)
+        # By the resolved config, not the overrides' text: `optim.lr=0.03` and `3e-2` (or
+        # another order) are one cross-validation.
+        config = OmegaConf.to_container(xp.cfg, resolve=True)
+        del config["dataset"]["fold"]
+        groups.setdefault(json.dumps(config, sort_keys=True, default=str), []).append(xp)
     return [group for group in groups.values() if len(group) > 1]
 
 
@@ -78,6 +82,7 @@ class FoldResult:
     sig: str
     epochs: int
     best_accuracy: float | None
+    planned: int | None = None  # optim.epochs
 
 
 def results(xps: Sequence[XP]) -> list[FoldResult]:
@@ -85,19 +90,26 @@ def results(xps: Sequence[XP]) -> list[FoldResult]:
     for xp in xps:
         history = load_history(xp.folder)
         rows.append(FoldResult(int(xp.cfg.dataset.fold), xp.sig, len(history),
-                               best_valid(history)))
+                               best_valid(history), int(xp.cfg.optim.epochs)))
     return rows
 
 
 def summary(rows: Sequence[FoldResult]) -> str:
-    """A table of folds and `mean ± std` (sample std over folds) of the best valid accuracy."""
-    lines = [f"{'fold':>4}  {'sig':>8}  {'epochs':>6}  best valid accuracy"]
+    """A table of folds and `mean ± std` (sample std over folds) of the best valid accuracy;
+    a fold short of its epochs (stopped early, interrupted, failed) is marked, and counted."""
+    lines = [f"{'fold':>4}  {'sig':>8}  {'epochs':>7}  best valid accuracy"]
     for row in rows:
         value = "not trained" if row.best_accuracy is None else f"{row.best_accuracy:.2%}"
-        lines.append(f"{row.fold:>4}  {row.sig:>8}  {row.epochs:>6}  {value}")
+        epochs = f"{row.epochs}/{row.planned}" if row.planned else str(row.epochs)
+        lines.append(f"{row.fold:>4}  {row.sig:>8}  {epochs:>7}  {value}")
     done = [row.best_accuracy for row in rows if row.best_accuracy is not None]
     if done:
-        spread = statistics.stdev(done) if len(done) > 1 else 0.0
+        spread = (f" ± {statistics.stdev(done):.2%}" if len(done) > 1
+                  else " (one fold: no spread)")
+        short = sum(1 for row in rows if row.best_accuracy is not None and row.planned
+                    and row.epochs < row.planned)
+        shortfall = (f"; {short} of them short of their epochs (early stop, or not finished)"
+                     if short else "")
         lines.append(f"best valid accuracy over {len(done)}/{len(rows)} folds: "
-                     f"{statistics.mean(done):.2%} ± {spread:.2%}")
+                     f"{statistics.mean(done):.2%}{spread}{shortfall}")
     return "\n".join(lines)

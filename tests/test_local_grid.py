@@ -179,3 +179,21 @@ def test_a_failure_the_user_can_mend_is_one_line_and_the_sequence_goes_on(monkey
     assert capsys.readouterr().out == (
         "error: fold 1, XP abc: /x/xps/abc/tensorboard: a file stands where a folder is needed "
         "for the output; choose another path or move the file.\n")
+
+
+def test_folds_group_by_their_config_and_short_folds_are_marked(dora_dir):
+    """`optim.lr=0.03` in one fold and `3e-2` in the others split the cross-validation, and
+    a group of one was dropped in silence; a fold short of its epochs counted as done."""
+    from audiotools import kfold
+    from audiotools.train import main
+
+    base = ["solver=classifier/debug", "optim.epochs=3"]
+    xps = [main.get_xp([*base, f"dataset.fold={fold}", lr])
+           for fold, lr in ((0, "optim.lr=3e-2"), (1, "optim.lr=0.03"), (2, "optim.lr=3e-2"))]
+    assert [len(group) for group in kfold.fold_groups(xps)] == [3]
+    rows = [kfold.FoldResult(0, "aaa", 3, 0.5, 3), kfold.FoldResult(1, "bbb", 1, 0.7, 3)]
+    text = kfold.summary(rows)
+    assert "   1       bbb      1/3  70.00%" in text
+    assert ("best valid accuracy over 2/2 folds: 60.00% ± 14.14%; 1 of them short of their "
+            "epochs (early stop, or not finished)") in text
+    assert kfold.summary(rows[:1]).endswith("over 1/1 folds: 50.00% (one fold: no spread)")
