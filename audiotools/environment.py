@@ -152,3 +152,16 @@ def resolve_path(path: str | os.PathLike) -> Path:
         folder = xp_folder(sig)
         return folder / rest if rest else folder
     return _absolute(text)
+
+
+def check_grid_package(name: str) -> None:
+    """AUDIOTOOLS_GRID_PACKAGE names a package Python can import (its own imports aside)."""
+    import importlib.util
+    try:
+        found = importlib.util.find_spec(name) is not None
+    except ModuleNotFoundError:  # a parent package is missing
+        found = False
+    if not found:
+        raise ConfigError(f"AUDIOTOOLS_GRID_PACKAGE={name}: no such importable package (put "
+                          "its folder on PYTHONPATH, or leave the variable unset for "
+                          "audiotools.grids).")

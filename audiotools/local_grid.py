@@ -15,6 +15,7 @@ from dora.explore import Herd, Launcher
 from dora.grid import RunGridArgs, monitor
 from dora.shep import Sheep
 
+from .environment import check_grid_package
 from .errors import AudiotoolsError, ConfigError
 from .train import main, train
 
@@ -28,14 +29,8 @@ def grid_package() -> str:
 def available_grids() -> list[str]:
     """Grid names under the grid package, as `dora grid` accepts them (`family.name`)."""
     name = grid_package()
-    try:
-        package = importlib.import_module(name)
-    except ModuleNotFoundError as error:
-        if error.name is None or not name.startswith(error.name):
-            raise  # the package imports something missing: keep the trace
-        raise ConfigError(f"AUDIOTOOLS_GRID_PACKAGE={name}: no such importable package (put "
-                          "its folder on PYTHONPATH, or leave the variable unset for "
-                          f"{main.package}.grids).") from None
+    check_grid_package(name)
+    package = importlib.import_module(name)
     found = pkgutil.walk_packages(package.__path__, prefix=f"{name}.")
     return sorted(info.name.removeprefix(f"{name}.") for info in found
                   if not info.ispkg and not info.name.rsplit(".", 1)[-1].startswith("_"))

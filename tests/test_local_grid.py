@@ -197,3 +197,12 @@ def test_folds_group_by_their_config_and_short_folds_are_marked(dora_dir):
     assert ("best valid accuracy over 2/2 folds: 60.00% ± 14.14%; 1 of them short of their "
             "epochs (early stop, or not finished)") in text
     assert kfold.summary(rows[:1]).endswith("over 1/1 folds: 50.00% (one fold: no spread)")
+
+
+def test_dora_grid_with_a_grid_package_it_cannot_import_is_one_error(dora_dir):
+    result = subprocess.run([str(Path(sys.executable).parent / "dora"), "grid",
+                             "classifier.kfold", "--dry_run"], cwd=REPO,
+                            env={**os.environ, "AUDIOTOOLS_GRID_PACKAGE": "nosuch"},
+                            capture_output=True, text=True, timeout=240)
+    assert result.returncode != 0 and "Traceback" not in result.stderr
+    assert "AUDIOTOOLS_GRID_PACKAGE=nosuch: no such importable package" in result.stderr
