@@ -148,3 +148,18 @@ def test_resuming_on_data_that_normalises_otherwise_is_refused(music, dora_dir, 
                                               r"changed"):
         solver.restore()
     solver.close()
+
+
+def test_pre_encoded_items_whose_audio_is_gone_are_refused_before_training(
+        music, dora_dir, monkeypatch):
+    """Evaluate reads the audio the items were encoded from: latents moved to another
+    machine trained their epochs and then stopped at the first evaluate, every rerun again."""
+    vae = _codec(music / "vae.safetensors", VAE)
+    latents = _pre_encode(music, vae, monkeypatch, "latents")
+    (latents / "evaluate.jsonl").write_text((latents / "valid.jsonl").read_text())
+    (music / "audio" / "1.wav").unlink()
+    with pytest.raises(ConfigError, match=r"dataset.evaluate: evaluate reads the audio these "
+                                          r"pre-encoded items were encoded from, and .*1.wav is "
+                                          r"missing"):
+        build(make_xp("solver=diffusion/debug_latent", f"codec.source={vae}",
+                      f"dataset.pre_encoded={latents}", "+conditioners.ensemble.default=piano"))

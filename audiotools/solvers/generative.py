@@ -40,7 +40,7 @@ from .. import distributed
 from ..conditioning import ConditionerSet, Conditions
 from ..data.audio import AudioFileError, audio_read, audio_write
 from ..data.builders import build_audio_datasets
-from ..data.pre_encoded import EncodedData
+from ..data.pre_encoded import EncodedData, PreEncodedDataset
 from ..data.segments import collate_segments
 from ..environment import resolve_path
 from ..errors import ConfigError
@@ -312,6 +312,25 @@ class GenerativeSolver(StandardSolver):
             logger.warning("generate.num_samples=%d: the generate split holds %d items; each "
                            "generate stage makes %d samples per CFG scale.",
                            generate.num_samples, len(split), len(split))
+        if self.settings.evaluate.every:
+            self._check_sources(("evaluate", "valid"))
+
+    def _check_sources(self, splits: Sequence[str]) -> None:
+        """Evaluate reads the real audio of pre-encoded items (beside the model's, as held-out
+        real audio): files missing there stopped the run after training, at its evaluate."""
+        for split in splits:
+            dataset = self.datasets.get(split)
+            if not isinstance(dataset, PreEncodedDataset):
+                continue
+            sources = dict.fromkeys(entry["source"] for entry in dataset.entries)
+            missing = [source for source in sources if not Path(source).is_file()]
+            if missing:
+                more = f" and {len(missing) - 1} more" if len(missing) > 1 else ""
+                raise ConfigError(
+                    f"dataset.{split}: evaluate reads the audio these pre-encoded items were "
+                    f"encoded from, and {missing[0]}{more} is missing (recorded in "
+                    f"{dataset.root}/{split}.jsonl); put the audio back where it was, or set "
+                    "evaluate.every=0.")
 
     def generate_duration(self) -> float:
         """Seconds of each sample: generate.duration, else the generate split's segment (the
