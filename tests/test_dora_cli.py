@@ -193,8 +193,9 @@ def test_xps_default_to_outputs_in_the_current_directory(tmp_path):
 
 def test_wandb_offline_needs_no_account(dora_dir, tmp_path):
     env = {"WANDB_API_KEY": "", "HOME": str(tmp_path), "WANDB_CONFIG_DIR": str(tmp_path)}
-    dora_command("run", "solver=toy/debug", "optim.epochs=1", "logging.wandb.mode=offline",
-                 env=env)
+    result = dora_command("run", "solver=toy/debug", "optim.epochs=1",
+                          "logging.wandb.mode=offline", env=env)
+    assert "deprecated" not in result.stderr  # wandb's warning about a boolean reinit
     [folder] = _xp_folders(dora_dir)
     [run] = (folder / "wandb").glob("offline-run-*")
     assert list(run.glob("*.wandb"))

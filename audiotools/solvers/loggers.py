@@ -74,8 +74,10 @@ class WandbLogger(_FlashyWandb):
         flag = Path(xp.folder) / "wandb_flag"
         resume = flag.exists()
         flag.touch()
+        # reinit: wandb's word for flashy's default (False), whose boolean it warns about.
         return cls(str(xp.folder), True, project=project, id=xp.sig, name=xp.sig, group=group,
-                   resume="allow" if resume else False, mode=mode, entity=entity)
+                   resume="allow" if resume else False, mode=mode, entity=entity,
+                   reinit="default")
 
     @rank_zero_only
     def _log_media(self, prefix: str, media: dict[str, Any], step: int | None) -> None:
