@@ -152,6 +152,9 @@ def test_a_damaged_pre_encoded_folder_is_named_file_by_file(tmp_path):
                                               r".*delete it and re-run `audiotools pre-encode`"):
             read()
     target.unlink()
+    with pytest.raises(ConfigError, match=r"000001.safetensors: a pre-encoded file its split "
+                                          r"lists is missing; re-run"):
+        PreEncodedDataset(out, "train", 1.0, random_segments=False)[1]
     pre_encode(codec, {"train": entries}, out)  # the way out: it encodes what is missing
     assert PreEncodedDataset(out, "train", 1.0, random_segments=False)[1]["latents"].shape[0] \
         == VAE["latent_dim"]

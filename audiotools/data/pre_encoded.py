@@ -77,6 +77,10 @@ def _json(text: str, path: Path) -> Any:
 @contextlib.contextmanager
 def _opened(path: Path) -> Iterator[Any]:
     """A pre-encoded file, opened; a damaged one is an error naming it and the way out."""
+    if not path.exists():
+        raise ConfigError(f"{path}: a pre-encoded file its split lists is missing; re-run "
+                          "`audiotools pre-encode` with the same arguments, which encodes what "
+                          "is missing.")
     try:
         with safe_open(str(path), framework="pt") as handle:
             yield handle

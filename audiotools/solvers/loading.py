@@ -13,7 +13,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, IterableDataset, Sampler
 
 from .. import distributed
-from ..errors import ConfigError
+from ..errors import AudiotoolsError, ConfigError
 
 logger = logging.getLogger(__name__)
 
@@ -52,6 +52,17 @@ class EpochSampler(Sampler[int]):
         count = self._per_rank()
         order = (order * 2)[:count * self.world] if self.world > 1 else order[:count]
         return iter(order[self.rank::self.world])
+
+
+def _worker_message(error: AudiotoolsError) -> str:
+    """An error's own message: a DataLoader worker's reaches the main process as "Caught
+    ConfigError in DataLoader worker process 0. Original Traceback ..." and its frames."""
+    text = str(error)
+    if not text.startswith("Caught ") or "Original Traceback" not in text:
+        return text
+    marker = f"{type(error).__name__}: "
+    start = text.rfind(marker)
+    return text[start + len(marker):].strip() if start >= 0 else text
 
 
 def _seed_worker(worker_id: int) -> None:
@@ -138,4 +149,12 @@ class EpochLoader:
             return None
 
     def __iter__(self) -> Iterator[Any]:
-        return iter(self.loader)
+        batches = iter(self.loader)
+        while True:
+            try:
+                batch = next(batches)
+            except StopIteration:
+                return
+            except AudiotoolsError as error:  # from a DataLoader worker: the user's words
+                raise type(error)(_worker_message(error)) from None
+            yield batch

@@ -155,3 +155,17 @@ def test_streaming_datasets_get_the_epoch_and_no_sampler():
     first = [x.tolist() for x in loader]
     loader.set_epoch(3)
     assert [x.tolist() for x in loader] == first and len(loader) == 3
+
+
+def test_an_error_in_a_loader_worker_reads_as_its_own_message():
+    """It reached the log as "Caught ConfigError in DataLoader worker process 0. Original
+    Traceback (most recent call last): ..." with the worker's frames."""
+    class Damaged(TensorDataset):
+        def __getitem__(self, index):
+            raise ConfigError(f"item {index}: damaged pre-encoded file; delete it")
+
+    loader = EpochLoader(Damaged(torch.arange(4)), batch_size=2, shuffle=False, num_workers=1,
+                         seed=0)
+    with pytest.raises(ConfigError) as raised:
+        list(loader)
+    assert str(raised.value) == "item 0: damaged pre-encoded file; delete it"
