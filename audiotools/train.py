@@ -12,6 +12,7 @@ import signal
 import sys
 import threading
 from collections.abc import Sequence
+from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING
 
@@ -27,7 +28,7 @@ from omegaconf.errors import MissingMandatoryValue, OmegaConfBaseException
 from . import environment, logs, xp_config
 from .errors import AudiotoolsError, ConfigError
 from .experiments import load_history
-from .io.checkpoint import LATEST
+from .io.checkpoint import LATEST, numbered_checkpoints
 
 if TYPE_CHECKING:
     from .config import SolverConfig
@@ -259,11 +260,20 @@ def main(cfg: DictConfig) -> None:
         _report(str(error))
         sys.exit(1)
     except KeyboardInterrupt:
-        done = len(load_history(get_xp().folder))
-        _report(f"interrupted; the same command resumes after epoch {done}, the last one "
-                "checkpointed." if done else "interrupted before the first checkpoint; the "
-                "same command starts the XP again.")
+        _report(_where_it_resumes(get_xp().folder))
         sys.exit(130)
+
+
+def _where_it_resumes(folder: Path) -> str:
+    """The interrupted run's line: from which epoch the same command goes on."""
+    if not (folder / LATEST).exists():
+        return "interrupted before the first checkpoint; the same command starts the XP again."
+    # history.json is written just after the checkpoint, which may be the one ahead.
+    done = max([len(load_history(folder)), *(n for n, _ in numbered_checkpoints(folder))])
+    if done:
+        return (f"interrupted; the same command resumes after epoch {done}, the last one "
+                "checkpointed.")
+    return "interrupted; the same command resumes from its last checkpoint."
 
 
 def _stop_on_sigterm() -> None:

@@ -41,6 +41,28 @@ def _run(dora_dir: Path, *args: str) -> Path:
     return _xp_folder(dora_dir)
 
 
+def _killed_in_epoch_2(dora_dir: Path, args: list[str]) -> Path:
+    """The XP folder of `dora run -d --ddp_workers 2 ARGS` killed (dora and both ranks) soon
+    after its first epoch was committed, inside epoch 2."""
+    dora = Path(sys.executable).parent / "dora"
+    process = subprocess.Popen([str(dora), *DDP, *args], cwd=REPO, env=dict(os.environ),
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                               start_new_session=True)
+    history: list = []
+    deadline = time.time() + 120
+    while time.time() < deadline and not history:
+        files = list((dora_dir / "xps").glob("*/history.json"))
+        if files:
+            history = json.loads(files[0].read_text() or "[]")
+        time.sleep(0.01)
+    time.sleep(0.1)
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+    folder = _xp_folder(dora_dir)
+    assert len(json.loads((folder / "history.json").read_text())) == 1, "kill missed epoch 2"
+    return folder
+
+
 def test_ddp_trains_what_one_process_trains_and_rank_zero_alone_writes(dora_dir, tmp_path):
     """Toy regression without dropout: nothing depends on how the batch is split, so only the
     order of float sums differs (all-reduce of two halves vs one mean): 1e-5 relative."""
@@ -86,22 +108,7 @@ def test_ddp_killed_mid_run_resumes_bit_exact_and_torchrun_is_the_same_path(dora
     assert result.returncode == 0, result.stderr
     reference = _xp_folder(tmp_path / "torchrun")
 
-    dora = Path(sys.executable).parent / "dora"
-    process = subprocess.Popen([str(dora), *DDP, *args], cwd=REPO, env=dict(os.environ),
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                               start_new_session=True)
-    history: list = []
-    deadline = time.time() + 120
-    while time.time() < deadline and not history:
-        files = list((dora_dir / "xps").glob("*/history.json"))
-        if files:
-            history = json.loads(files[0].read_text() or "[]")
-        time.sleep(0.01)
-    time.sleep(0.1)  # inside epoch 2 (192 steps of 8 items per rank)
-    os.killpg(process.pid, signal.SIGKILL)  # dora and both ranks
-    process.wait()
-    folder = _xp_folder(dora_dir)
-    assert len(json.loads((folder / "history.json").read_text())) == 1, "kill missed epoch 2"
+    folder = _killed_in_epoch_2(dora_dir, args)
 
     resumed = dora_command(*DDP, *args)
     assert "Resuming from" in resumed.stderr and "after epoch 1" in resumed.stderr
@@ -125,22 +132,7 @@ def test_ddp_resume_with_batchnorm_and_ema_repeats_the_uninterrupted_history(dor
     averaged over the ranks after each training stage, as the model's are."""
     args = ["solver=classifier/debug", "optim.epochs=3", "early_stop.patience=100"]
     reference = _run(tmp_path / "reference", *DDP, *args)
-    dora = Path(sys.executable).parent / "dora"
-    process = subprocess.Popen([str(dora), *DDP, *args], cwd=REPO, env=dict(os.environ),
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                               start_new_session=True)
-    history: list = []
-    deadline = time.time() + 120
-    while time.time() < deadline and not history:
-        files = list((dora_dir / "xps").glob("*/history.json"))
-        if files:
-            history = json.loads(files[0].read_text() or "[]")
-        time.sleep(0.01)
-    time.sleep(0.1)  # inside epoch 2
-    os.killpg(process.pid, signal.SIGKILL)
-    process.wait()
-    folder = _xp_folder(dora_dir)
-    assert len(json.loads((folder / "history.json").read_text())) == 1, "kill missed epoch 2"
+    folder = _killed_in_epoch_2(dora_dir, args)
     dora_command(*DDP, *args)
     assert _losses(folder, "valid") == _losses(reference, "valid")
     assert _losses(folder, "train") == _losses(reference, "train")

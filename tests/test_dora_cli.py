@@ -84,17 +84,28 @@ def test_kill_9_mid_epoch_then_resume_is_bit_exact(dora_dir, tmp_path):
     assert_same_state(final["optimizer"]["state"][0], expected["optimizer"]["state"][0])
 
 
-def test_second_concurrent_run_is_refused(dora_dir):
-    args = ["solver=toy/debug", "optim.epochs=50", "dataset.num_samples=4096"]
+LONG_RUN = ["solver=toy/debug", "optim.epochs=50", "dataset.num_samples=4096"]
+
+
+def _started(dora_dir: Path, args: list[str]) -> subprocess.Popen:
+    """`dora run ARGS` in its own session, once its first epoch is committed (stderr piped,
+    as text)."""
     dora = Path(sys.executable).parent / "dora"
-    first = subprocess.Popen([str(dora), "run", *args], cwd=REPO, env=dict(os.environ),
-                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                             start_new_session=True)
+    run = subprocess.Popen([str(dora), "run", *args], cwd=REPO, env=dict(os.environ),
+                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                           start_new_session=True)
+    deadline = time.time() + 120
+    while time.time() < deadline and not any(
+            (f / "history.json").exists() and (f / "history.json").read_text().strip(" []")
+            for f in _xp_folders(dora_dir)):
+        time.sleep(0.05)
+    return run
+
+
+def test_second_concurrent_run_is_refused(dora_dir):
+    args = LONG_RUN
+    first = _started(dora_dir, args)
     try:
-        deadline = time.time() + 120
-        while time.time() < deadline and not any(
-                (f / "checkpoint.th").exists() for f in _xp_folders(dora_dir)):
-            time.sleep(0.05)
         second = dora_command("run", *args, check=False)
         assert second.returncode != 0
         assert "is already running" in second.stderr
@@ -119,16 +130,8 @@ def test_second_concurrent_run_is_refused(dora_dir):
 
 def test_sigterm_stops_a_run_as_ctrl_c_does(dora_dir):
     """The loggers close (W&B offline had written nothing of a session killed by SIGTERM)."""
-    args = ["solver=toy/debug", "optim.epochs=50", "dataset.num_samples=4096"]
-    dora = Path(sys.executable).parent / "dora"
-    run = subprocess.Popen([str(dora), "run", *args], cwd=REPO, env=dict(os.environ),
-                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                           start_new_session=True)
+    run = _started(dora_dir, LONG_RUN)
     try:
-        deadline = time.time() + 120
-        while time.time() < deadline and not any(
-                (f / "checkpoint.th").exists() for f in _xp_folders(dora_dir)):
-            time.sleep(0.05)
         run.send_signal(signal.SIGTERM)
         _, stderr = run.communicate(timeout=60)
         assert run.returncode == 130, stderr[-2000:]

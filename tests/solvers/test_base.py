@@ -291,3 +291,16 @@ def test_a_resumed_run_logs_the_interrupted_epoch_to_tensorboard_once(dora_dir, 
     events = EventAccumulator(str(resumed.folder / "tensorboard"))
     events.Reload()
     assert [event.step for event in events.Scalars("train/loss")] == [1, 2, 3]
+
+
+def test_the_interrupted_line_names_the_epoch_the_checkpoint_holds(tmp_path):
+    """Interrupted between the checkpoint and history.json, it said "before the first
+    checkpoint" (history.json still empty) though the rerun resumes from one."""
+    from audiotools.train import _where_it_resumes
+
+    assert _where_it_resumes(tmp_path).startswith("interrupted before the first checkpoint")
+    (tmp_path / "checkpoint.th").write_bytes(b"x")
+    (tmp_path / "checkpoint_2.th").write_bytes(b"x")
+    (tmp_path / "history.json").write_text(json.dumps([{"train": {"loss": 1.0}}]))
+    assert _where_it_resumes(tmp_path) == ("interrupted; the same command resumes after "
+                                           "epoch 2, the last one checkpointed.")
