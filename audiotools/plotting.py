@@ -95,10 +95,12 @@ def plot_curves(histories: Mapping[str, Sequence[Mapping[str, Any]]],
     colours = {name: f"C{index % 10}" for index, name in enumerate(histories)}
     for ax, metric in zip(axes[:len(chosen)], chosen, strict=True):
         plotted: list[float] = []
+        steps: set[float] = set()
         for name, history in histories.items():
             epochs, values = metric_values(history, metric)
             if not values:
                 continue
+            steps.update(epochs)
             ax.plot(epochs, values, label=name, color=colours[name], linewidth=1.6,
                     marker="o" if len(values) <= 12 else None, markersize=3.5)
             plotted.extend(values)
@@ -109,6 +111,10 @@ def plot_curves(histories: Mapping[str, Sequence[Mapping[str, Any]]],
         ax.set_xlabel("epoch")
         ax.grid(True, alpha=0.3, linewidth=0.6)
         ax.xaxis.get_major_locator().set_params(integer=True)
+        if len(steps) == 1:  # one epoch: its tick alone, not 1.90 ... 2.10
+            [epoch] = steps
+            ax.set_xlim(epoch - 0.5, epoch + 0.5)
+            ax.set_xticks([epoch])
         ax.spines[["top", "right"]].set_visible(False)
     handles = [Line2D([], [], color=colours[name], linewidth=1.6, label=name)
                for name in histories]

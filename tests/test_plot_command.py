@@ -89,3 +89,13 @@ def test_two_xps_of_one_signature_are_refused(tmp_path, capsys):
     two = make_xp(tmp_path / "b", "aaa111", [0.9, 0.4])
     assert main(["plot", str(one), str(two), "--out", str(tmp_path / "c.png")]) == 2
     assert "are both XP aaa111" in capsys.readouterr().err
+
+
+def test_a_metric_of_one_epoch_gets_whole_epoch_ticks():
+    from audiotools.plotting import plot_curves
+
+    figure = plot_curves({"aaa": [{"evaluate": {"si_snr": 3.0}, "valid": {"loss": 1.0}}]},
+                         ["evaluate.si_snr"])
+    ax = figure.axes[0]
+    assert ax.get_xlim() == (0.5, 1.5)
+    assert list(ax.get_xticks()) == [1.0]

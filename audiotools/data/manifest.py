@@ -79,7 +79,10 @@ def _decode_stats(path: Path, amplitude: bool) -> tuple[int, float, float]:
                 frames += block.shape[0]
             channels = f.channels
     except (sf.LibsndfileError, RuntimeError) as err:
-        raise AudioFileError(f"decoding failed after {frames} frames ({err})") from err
+        # Decoded in blocks of BLOCK_FRAMES: a file that fails in its first block is "cut
+        # short or damaged", whatever part of that block did decode.
+        where = f"after {frames} frames" if frames else "in its first block"
+        raise AudioFileError(f"decoding failed {where}: cut short or damaged ({err})") from err
     rms = math.sqrt(energy / max(1, frames * channels))
     return frames, peak, rms
 

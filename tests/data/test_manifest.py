@@ -199,3 +199,14 @@ def test_read_manifest_names_file_and_line_of_bad_entries(tmp_path):
     fake.write_text("plain")
     with pytest.raises(ConfigError, match=r"x.jsonl.gz is not a manifest"):
         read_manifest(fake)
+
+
+def test_a_cut_short_flac_is_said_to_be_cut_short(tmp_path, write_tone):
+    """Its reason read "decoding failed after 0 frames" though half of it decodes."""
+    from audiotools.data.manifest import scan_file
+
+    path = write_tone("cut.flac", 1.0, 16000)
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    rejection = scan_file(path)
+    assert rejection.reason.startswith("decoding failed in its first block: cut short or "
+                                       "damaged")
