@@ -15,7 +15,6 @@ from collections.abc import Iterator
 from typing import Any
 
 import torch
-from torch.utils.data import IterableDataset
 
 from .. import distributed
 from ..config import keys_but, unread_settings
@@ -260,7 +259,7 @@ class AutoencoderSolver(StandardSolver):
         sample_rate = self.model.sample_rate
         suffix = self.settings.generate.format
         written = 0
-        for batch in self._whole_split("generate"):
+        for batch in self.loaders["generate"].whole_pass(self.settings.dataset.batch_size):
             audio = batch["audio"].to(self.device)
             with self.autocast:
                 reconstruction = self.model(audio).audio.float().clamp(-1, 1)
@@ -273,20 +272,6 @@ class AutoencoderSolver(StandardSolver):
                 self._log_spectrograms(name, reference, estimate)
                 written += 1
         return {"samples": written}
-
-    def _whole_split(self, split: str) -> Iterator[dict[str, Any]]:
-        """The split's batches as one process reads them, whatever the number of ranks (the
-        loader holds this rank's share); a stream of shards: this rank's stream."""
-        loader = self.loaders[split]
-        loader.set_epoch(0)
-        dataset = loader.dataset
-        if isinstance(dataset, IterableDataset):
-            yield from loader
-            return
-        size = self.settings.dataset.batch_size
-        for start in range(0, len(dataset), size):
-            yield collate_segments([dataset[index]
-                                    for index in range(start, min(start + size, len(dataset)))])
 
     def _log_spectrograms(self, name: str, reference: torch.Tensor,
                           estimate: torch.Tensor) -> None:

@@ -27,7 +27,7 @@ from __future__ import annotations
 import json
 import logging
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -399,16 +399,8 @@ class GenerativeSolver(StandardSolver):
     def _items(self, split: str, limit: int | None = None) -> list[Item]:
         """The info of a split's items in order (the whole split, whatever this process's
         share of it; streamed shards: this process's stream), up to `limit`."""
-        dataset = self.datasets[split]
-        if isinstance(dataset, IterableDataset):
-            batches: Iterable[Mapping[str, Any]] = self.loaders[split]
-            self.loaders[split].set_epoch(0)
-        else:
-            dataset.set_epoch(0)
-            count = len(dataset) if limit is None else min(limit, len(dataset))
-            batches = (collate_segments([dataset[index]]) for index in range(count))
         items: list[Item] = []
-        for batch in batches:
+        for batch in self.loaders[split].whole_pass(1):  # one at a time: no read past `limit`
             items.extend(batch["info"])
             if limit is not None and len(items) >= limit:
                 break

@@ -140,6 +140,19 @@ class EpochLoader:
         positions = batch_index * self.loader.batch_size + torch.arange(rows)
         return self.sampler.rank + self.sampler.world * positions >= self.sampler.length
 
+    def whole_pass(self, batch_size: int) -> Iterator[Any]:
+        """The split's batches of `batch_size` as one process reads them, whatever the number
+        of ranks (iterating the loader gives this rank's share), at epoch 0; a stream of
+        shards splits itself: this rank's stream, as the loader reads it."""
+        self.set_epoch(0)
+        if isinstance(self.dataset, IterableDataset):
+            yield from self
+            return
+        collate = self.loader.collate_fn
+        for start in range(0, len(self.dataset), batch_size):
+            stop = min(start + batch_size, len(self.dataset))
+            yield collate([self.dataset[index] for index in range(start, stop)])
+
     def batches(self) -> int | None:
         """Batches of one pass; None for a stream that is only counted by reading it (a
         fixed pass over shards without num_samples)."""
