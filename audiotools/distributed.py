@@ -85,9 +85,7 @@ def check_launch(cfg: Any, argv: Sequence[str] | None = None,
                 "scancel for a SLURM job), then clear.")
         # Refused here, before DDP workers meet at the XP's port, which the run holds.
         holder = (folder / "lock").read_text().strip() or "another process"
-        raise XPLockedError(
-            f"XP {folder.name} is already running (pid {holder} holds {folder / 'lock'}). "
-            "Wait for it to finish or stop it; two runs of one XP would overwrite each other.")
+        raise XPLockedError.held(folder.name, holder, folder / "lock")
     if args.ddp_workers is not None and args.ddp_workers < 1:
         raise ConfigError(f"--ddp_workers={args.ddp_workers}: give the number of processes, "
                           "1 or more (with -d).")

@@ -1,5 +1,8 @@
 """Errors a user can cause. Each carries a message that names the key or file and the way out;
 the entry points print that message alone (no traceback) and exit non-zero."""
+from __future__ import annotations
+
+import os
 
 
 class AudiotoolsError(Exception):
@@ -16,6 +19,12 @@ class CheckpointError(AudiotoolsError):
 
 class XPLockedError(AudiotoolsError):
     """Another process is already running this XP."""
+
+    @classmethod
+    def held(cls, sig: str, holder: str, lock: os.PathLike | str) -> XPLockedError:
+        """The refusal that names the XP, the pid holding its lock and the lock file."""
+        return cls(f"XP {sig} is already running (pid {holder} holds {lock}). Wait for it to "
+                   "finish or stop it; two runs of one XP would overwrite each other.")
 
 
 class NonFiniteLossError(AudiotoolsError):

@@ -15,6 +15,7 @@ from dora.explore import Herd, Launcher
 from dora.grid import RunGridArgs, monitor
 from dora.shep import Sheep
 
+from .cli import path_error
 from .environment import check_grid_package
 from .errors import AudiotoolsError, ConfigError
 from .train import main, train
@@ -106,7 +107,6 @@ def run_in_turn(sheeps: Sequence[LocalSheep]) -> None:
 def run_reporting(xp: XP, label: str) -> bool:
     """`run_xp`; a failure is reported under `label` (one line for what the user can mend, a
     traceback for a bug) and False returned, so that a sequence of XPs goes on."""
-    from .cli import path_error
     try:
         run_xp(xp)
     except AudiotoolsError as error:

@@ -73,7 +73,7 @@ class Progress:
         self.name = name
         self.iterable = iterable
         self.total = total
-        self.updates = updates if total is not None else 0
+        self.updates = updates
         self.formatter = formatter
         self.metrics: dict[str, Any] = {}
         show_bar = sys.stderr.isatty() and logging.getLogger().isEnabledFor(logging.INFO)

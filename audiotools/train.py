@@ -106,13 +106,12 @@ class AudiotoolsMain(HydraMain):
         """`key=...` names no key of the recipe: a key of the schema that the recipe's YAML
         does not set is added with `+key=...`; any other, the keys its section does have.
         None when the config does not compose without it either."""
-        others = [arg for arg in argv if arg.partition("=")[0].lstrip("+~") != key]
+        others = [arg for arg in argv if _override_key(arg) != key]
         try:
             cfg = super().get_xp(others).cfg
         except (HydraException, OmegaConfBaseException):
             return None
-        added = [f"+{arg.lstrip('+~')}" for arg in argv
-                 if arg.partition("=")[0].lstrip("+~") == key]
+        added = [f"+{arg.lstrip('+~')}" for arg in argv if _override_key(arg) == key]
         refusal = self._schema_refusal(key, [*others, *added])
         if refusal is None:
             return (f"{key}: a key this recipe's YAML does not set, so Hydra takes it as an "
@@ -169,7 +168,7 @@ def _structure_error(error: str, argv: Sequence[str]) -> str:
     section = re.search(r"Wrong type for (\S+), expected DictConfig", error)
     missing = re.search(r"Missing key (\S+)", error)
     for arg in argv:
-        key = arg.partition("=")[0].lstrip("+~")
+        key = _override_key(arg)
         leaf = key.split(".")[-1]
         if section and leaf == section.group(1):
             return (f"{arg}: '{key}' is a section of keys, not a value; set its keys one "
@@ -179,19 +178,23 @@ def _structure_error(error: str, argv: Sequence[str]) -> str:
     return f"the overrides {' '.join(argv)} change the recipe's structure: {error}"
 
 
+def _override_key(arg: str) -> str:
+    """The key an override names: `+a.b=1`, `~a.b=1` and `a.b=1` name `a.b`."""
+    return arg.partition("=")[0].lstrip("+~")
+
+
 def _no_removal(arg: str) -> str:
-    key = arg.partition("=")[0].lstrip("+~")
     return (f"{arg}: an XP cannot remove a key the base config has (Dora's signature "
-            f"compares the two key by key); set it instead ({key}=null, or the value you "
-            "mean).")
+            f"compares the two key by key); set it instead ({_override_key(arg)}=null, or the "
+            "value you mean).")
 
 
 def _explain_composition_error(error: Exception, argv: Sequence[str]) -> str:
     message = str(error).strip()
     removed = re.search(r"Could not delete from config. The value of '([^']+)' is", message)
     if removed:  # Hydra's advice, the value the key holds, only leads to Dora's refusal
-        arg = next((a for a in argv if a.startswith("~")
-                    and a.partition("=")[0].lstrip("~") == removed.group(1)), removed.group(1))
+        arg = next((a for a in argv if a.startswith("~") and _override_key(a) == removed.group(1)),
+                   removed.group(1))
         return _no_removal(arg)
     missing = re.search(r"Could not find '(solver/[^']+)'", message)
     if missing:

@@ -24,6 +24,8 @@ from ..io.atomic import atomic_path
 
 AudioSource = str | os.PathLike | BinaryIO
 
+# The suffixes of audio files in common use (soundfile reads more, by content).
+AUDIO_SUFFIXES = (".flac", ".wav", ".ogg", ".mp3", ".aiff", ".aif", ".au", ".w64", ".opus")
 # Container format and default subtype for each extension audio_write knows.
 WRITE_FORMATS: dict[str, tuple[str, str]] = {
     ".wav": ("WAV", "PCM_16"),

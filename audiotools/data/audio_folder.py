@@ -33,14 +33,12 @@ import torchaudio
 
 from ..environment import resolve_path
 from ..errors import ConfigError
-from .audio import resample
+from .audio import AUDIO_SUFFIXES, resample
 from .features import FeatureArrays
 
 logger = logging.getLogger(__name__)
 
 CACHE_VERSION = 2  # 2: files with non-finite samples are skipped
-# What a file beside the class folders is said for (a folds file or notes there are not).
-AUDIO_SUFFIXES = frozenset({".wav", ".flac", ".ogg", ".mp3", ".aif", ".aiff", ".opus"})
 LOG_EPS = 1e-6
 
 

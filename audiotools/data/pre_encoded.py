@@ -76,18 +76,16 @@ def _json(text: str, path: Path) -> Any:
 
 @contextlib.contextmanager
 def _opened(path: Path) -> Iterator[Any]:
-    """A pre-encoded file, opened; a damaged one is an error naming it and the way out."""
-    if not path.exists():
-        raise ConfigError(f"{path}: a pre-encoded file its split lists is missing; re-run "
-                          "`audiotools pre-encode` with the same arguments, which encodes what "
-                          "is missing.")
+    """A pre-encoded file, opened; a missing or damaged one is an error naming it and the way
+    out."""
     try:
         with safe_open(str(path), framework="pt") as handle:
             yield handle
     except (SafetensorError, OSError) as error:
-        raise ConfigError(f"{path}: damaged pre-encoded file ({error}); delete it and re-run "
-                          "`audiotools pre-encode` with the same arguments, which encodes "
-                          "what is missing.") from None
+        fault = ("a pre-encoded file its split lists is missing; re-run" if not path.exists()
+                 else f"damaged pre-encoded file ({error}); delete it and re-run")
+        raise ConfigError(f"{path}: {fault} `audiotools pre-encode` with the same arguments, "
+                          "which encodes what is missing.") from None
 
 
 def describe(codec: FrozenCodec) -> dict[str, Any]:

@@ -32,7 +32,7 @@ from webdataset.tariterators import tarfile_samples
 from .. import distributed
 from ..errors import AudiotoolsError, ConfigError
 from ..io.atomic import write_text_atomic
-from .audio import AudioFileError, audio_info
+from .audio import AUDIO_SUFFIXES, AudioFileError, audio_info
 from .manifest import REQUIRED_KEYS
 from .segments import draw_seek, fixed_seeks, load_segment
 
@@ -44,8 +44,8 @@ CODEC_FILE = "codec.json"
 # A sample's audio member: by the common extensions, then by the name of any format soundfile
 # reads (what `write_shards` stores a file of another extension under).
 AUDIO_EXTENSIONS = tuple(dict.fromkeys(
-    ("flac", "wav", "ogg", "mp3", "aiff", "aif", "au", "w64", "opus")
-    + tuple(name.lower() for name in sf.available_formats())))
+    [suffix.lstrip(".") for suffix in AUDIO_SUFFIXES]
+    + [name.lower() for name in sf.available_formats()]))
 
 
 def shard_folder_contents(outdir: Path) -> list[Path]:

@@ -38,9 +38,7 @@ class XPLock:
             handle.seek(0)
             holder = handle.read().strip() or "another process"
             handle.close()
-            raise XPLockedError(
-                f"XP {sig} is already running (pid {holder} holds {self.path}). Wait for it "
-                "to finish or stop it; two runs of one XP would overwrite each other.") from None
+            raise XPLockedError.held(sig, holder, self.path) from None
         handle.seek(0)
         handle.truncate()
         handle.write(str(os.getpid()))
