@@ -2,7 +2,9 @@
 the entry points print that message alone (no traceback) and exit non-zero."""
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Iterator
 
 
 class AudiotoolsError(Exception):
@@ -11,6 +13,17 @@ class AudiotoolsError(Exception):
 
 class ConfigError(AudiotoolsError):
     """The composed configuration, a team file or a configured path is invalid."""
+
+
+@contextlib.contextmanager
+def building(section: str) -> Iterator[None]:
+    """A ValueError raised while a model or conditioner is built from its settings (a
+    network's own check of its arguments, ours or a researcher's) as a ConfigError naming
+    the config section: one line, as the schema's own refusals are."""
+    try:
+        yield
+    except ValueError as error:
+        raise ConfigError(f"{section}: {error}") from None
 
 
 class CheckpointError(AudiotoolsError):

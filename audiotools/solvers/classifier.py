@@ -7,6 +7,7 @@ from the Hugging Face Hub) or from a folder of audio files with one subfolder pe
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -17,7 +18,7 @@ from .. import distributed
 from ..data import hub
 from ..data.audio_folder import load_audio_folder
 from ..data.features import FeatureArrays, load_features, split_by_fold
-from ..errors import ConfigError
+from ..errors import ConfigError, building
 from ..io.atomic import atomic_path
 from ..metrics.classification import (
     accuracy,
@@ -71,10 +72,8 @@ class ClassifierSolver(StandardSolver):
             if configured is not None and configured != from_data:
                 raise ConfigError(f"model.{key}={configured} but the data has {from_data}; "
                                   f"set model.{key}=null to take it from the data.")
-        try:
+        with building("model"):  # pools the data's mel bands cannot take
             self.model = build_cnn(self.model_section()).to(self.device)
-        except ValueError as error:  # pools the data's mel bands cannot take
-            raise ConfigError(f"model: {error}") from None
         frames = self.arrays.features.shape[-1]
         if frames < self.model.min_frames:
             raise ConfigError(f"model.pools: their time pools need {self.model.min_frames} "
@@ -150,8 +149,12 @@ class ClassifierSolver(StandardSolver):
             self._upload_best(repo)
 
     def _upload_best(self, repo: str) -> None:
+        """The best weights exported to a temporary folder (an export inside the XP folder
+        is refused: `dora run --clear` would delete it), then uploaded."""
+        import tempfile
+
         from ..io.export import export_checkpoint
-        out = self.folder / f"fold{self.settings.dataset.fold}_best.safetensors"
-        if not out.exists():
-            export_checkpoint(str(self.folder), out)
-        hub.upload_model(repo, out, path_in_repo=f"{self.xp.sig}/{out.name}")
+        name = f"fold{self.settings.dataset.fold}_best.safetensors"
+        with tempfile.TemporaryDirectory(prefix="audiotools-upload-") as folder:
+            out, _ = export_checkpoint(str(self.folder), Path(folder) / name)
+            hub.upload_model(repo, out, path_in_repo=f"{self.xp.sig}/{name}")

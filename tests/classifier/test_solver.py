@@ -207,3 +207,22 @@ def test_classify_refuses_a_missing_file_before_loading_the_model(tmp_path, caps
     assert cli(["classify", str(tmp_path / "none.safetensors"), str(tmp_path / "a.wav"),
                 str(tmp_path / "gone.wav")]) == 2
     assert f"{tmp_path / 'gone.wav'}: no such audio file." in capsys.readouterr().err
+
+
+def test_upload_sends_the_best_export_and_keeps_nothing_in_the_xp(dora_dir, tmp_path,
+                                                                  monkeypatch):
+    """An export inside the XP folder is refused, so the upload's export goes elsewhere (it
+    was written into the XP folder, and the refusal stopped every run that set a repo)."""
+    from audiotools.data import hub
+    sent = []
+
+    def upload(repo, path, path_in_repo):
+        sent.append((repo, path_in_repo, export.read(path).family))
+        return True
+
+    monkeypatch.setattr(hub, "upload_model", upload)
+    folder = _features_dir(tmp_path)
+    solver = train(*FEATURE_RECIPE, f"dataset.features_dir={folder}", "optim.epochs=1",
+                   "upload.hf_repo_id=me/cnn")
+    assert sent == [("me/cnn", f"{solver.xp.sig}/fold0_best.safetensors", "classifier")]
+    assert not list(solver.folder.glob("*.safetensors"))
