@@ -125,7 +125,7 @@ def test_export_generates_reproducibly_inpaints_and_continues(dora_dir, tmp_path
     assert not torch.equal(inpainted[:, 4000:8000], clip[:, 4000:8000])
     continued, _ = pipeline.continue_(clip[:, :8000], 16000, 0.3, steps=3)
     assert continued.shape == (1, 8000 + 4800) and torch.equal(continued[:, :8000], clip[:, :8000])
-    with pytest.raises(ValueError, match="mask_start=0.5, mask_end=0.25"):
+    with pytest.raises(ConfigError, match="mask_start=0.5, mask_end=0.25"):
         pipeline.inpaint(clip, 16000, 0.5, 0.25)
     with pytest.raises(ConfigError, match="cfg_scale=3.0: this model has no conditioners"):
         pipeline.generate(cfg_scale=3.0)

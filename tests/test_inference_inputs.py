@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
 
@@ -95,7 +96,8 @@ def test_settings_keywords_and_values_a_caller_gets_wrong(pipelines):
     # A number given outside the range the conditioner was trained on was clamped unsaid
     # (the command line refused it); metadata beyond it still reads as the nearest end.
     for seconds in (30.0, -5):
-        with pytest.raises(ConfigError, match=rf"holds {seconds}, outside \[min=0, max=16\]"):
+        with pytest.raises(ConfigError, match=rf"seconds_total={seconds} is not valid; "
+                                              r"seconds_total \(number in \[0, 16\]"):
             diffusion.generate({**piano, "seconds_total": seconds}, 0.1, steps=1)
     assert diffusion.generate({**piano, "seconds_total": 16}, 0.1, steps=1)[0].shape == (1, 1600)
     # A misspelt keyword named a private method (_sample(), generate_tokens()).
@@ -128,6 +130,56 @@ def test_settings_keywords_and_values_a_caller_gets_wrong(pipelines):
             diffusion.inpaint(_clip(), 16000, start, 0.1, steps=1)
 
 
+def test_what_a_notebook_hands_the_generative_pipelines(pipelines):
+    diffusion, musicgen = pipelines["diffusion"], pipelines["musicgen"]
+    piano = {"ensemble": "piano", "seconds_total": 1.0}
+    for pipeline in (diffusion, musicgen):
+        # A negative prompt only the unguided branch reads was dropped at scale 1, unchecked.
+        with pytest.raises(ConfigError, match="negative=.* steers guidance, and cfg_scale is 1"):
+            pipeline.generate(piano, 0.1, cfg_scale=1.0, negative={"ensemble": "mallets"})
+        with pytest.raises(ConfigError, match="negative names 'bogus', not a conditioner of "
+                                              "this model; its conditioners: ensemble"):
+            pipeline.generate(piano, 0.1, cfg_scale=2.0, negative={"bogus": 1})
+        # Less than a sample gave an empty clip; text was float()'s error, '1' was taken.
+        with pytest.raises(ConfigError, match="duration=1e-05: less than one sample at 16000"):
+            pipeline.generate(piano, 1e-5)
+        for text in ("abc", "1"):
+            with pytest.raises(ConfigError, match=f"duration={text}: give a length"):
+                pipeline.generate(piano, text)
+        with pytest.raises(ConfigError, match="duration=1e-06: less than one sample"):
+            pipeline.continue_(_clip(), 16000, 1e-6)
+        # A list for one conditioner was joined into one value; a batch is a list of sets.
+        with pytest.raises(ConfigError, match=r"ensemble=\['piano', 'mallets'\] is not valid.*"
+                                              "a batch is a list of value sets"):
+            pipeline.generate({**piano, "ensemble": ["piano", "mallets"]}, 0.1)
+        # Options are named as the command line names them, not with training's advice.
+        with pytest.raises(ConfigError, match="conditions: ensemble='banjo' is not valid; "
+                                              "ensemble \\(options: "):
+            pipeline.generate({**piano, "ensemble": "banjo"}, 0.1)
+    # numpy's integers are whole numbers (steps and top_k refused them).
+    assert diffusion.generate(piano, 0.1, steps=np.int64(1))[0].shape == (1, 1600)
+    assert musicgen.generate(piano, 0.1, top_k=np.int64(4))[0].shape == (1, 1600)
+    # MusicGen's token call: a frame count that is not whole, and numpy codes.
+    with pytest.raises(ConfigError, match="frames=2.5: give a whole number of codec frames"):
+        musicgen.generate_tokens(piano, 2.5)
+    prompt = musicgen.encode(_clip(0.1)[None], 16000)
+    tokens = musicgen.generate_tokens(piano, prompt.shape[-1] + 3, prompt=prompt.numpy())
+    assert torch.equal(tokens[..., :prompt.shape[-1]], prompt)
+    with pytest.raises(ConfigError, match="prompt: give codes .* not list"):
+        musicgen.generate_tokens(piano, 30, prompt=prompt.tolist())
+    # A bad mask range is the ConfigError every other refusal is (it was a ValueError).
+    with pytest.raises(ConfigError, match="mask_start=0.1, mask_end=2.0: need"):
+        diffusion.inpaint(_clip(), 16000, 0.1, 2.0, steps=1)
+
+
+@pytest.mark.parametrize("samples", [4000, 4001, 2345, 3])
+def test_reconstruct_keeps_the_length_of_a_clip_at_another_rate(pipelines, samples):
+    """Resampling to the model's rate and back rounded the length up (16001 came back 16003
+    at 44.1 kHz), so the file written beside the input was longer than it."""
+    audio, rate = pipelines["codec"].reconstruct(torch.full((2, samples), 0.01), 44100)
+    assert audio.shape == (2, samples) and rate == 44100
+
+
 def test_decode_refuses_what_are_not_latents(pipelines):
     codec = pipelines["codec"]
     latents = codec.encode(_clip(), 16000)
@@ -153,3 +205,22 @@ def test_decode_refuses_what_are_not_latents(pipelines):
 def test_load_refuses_a_device_it_cannot_use(tiny_models, device, message):
     with pytest.raises(ConfigError, match=message):
         audiotools.load(tiny_models.codec, device=device)
+
+
+def test_a_codec_given_to_a_diffusion_model_must_fit_it(tiny_models):
+    """from_model took any codec: audio at another rate came back labelled with the model's,
+    other latent widths failed inside torch."""
+    from audiotools.inference.diffusion import DiffusionPipeline
+    from audiotools.io.codecs import load_codec
+    from audiotools.io.loading import load_model
+    loaded = load_model(tiny_models.diffusion)
+    with pytest.raises(ConfigError, match="was trained on audio, not on a codec's latents"):
+        DiffusionPipeline.from_model(loaded.model, loaded.export,
+                                     codec=load_codec(tiny_models.codec))
+
+
+def test_classifying_a_missing_file_says_it_is_missing(pipelines, tmp_path):
+    with pytest.raises(ConfigError, match="no such file"):
+        pipelines["classifier"].classify_file(tmp_path / "gone.wav")
+    with pytest.raises(ConfigError, match="a folder"):
+        pipelines["classifier"].classify_file(tmp_path)

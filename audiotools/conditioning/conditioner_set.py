@@ -142,6 +142,11 @@ class ConditionerSet(nn.Module):
         if negative is not None and not isinstance(negative, Mapping):
             raise ConfigError(f"negative={negative!r}: give a mapping of conditioner values "
                               "(one for the whole batch), or None.")
+        unknown = sorted(set(negative or ()) - set(self.names()))
+        if unknown:
+            raise ConfigError(f"negative names {', '.join(map(repr, unknown))}, not a conditioner "
+                              f"of this model; its conditioners: "
+                              f"{', '.join(self.names()) or 'none'}.")
         conditions = self.null(batch_size)
         if negative:
             items = self._items([negative] * batch_size)

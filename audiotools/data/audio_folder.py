@@ -166,6 +166,9 @@ def _compute(files: list[Path], mel: MelSettings) -> tuple[np.ndarray, np.ndarra
 
 def file_features(path: str | Path, mel: MelSettings) -> np.ndarray:
     """(n_mels, num_frames) log-mel of one file, computed exactly as for training."""
+    if not Path(path).is_file():  # libsndfile would say "System error"
+        raise ConfigError(f"Cannot read audio file {path}: "
+                          f"{'a folder' if Path(path).is_dir() else 'no such file'}.")
     try:
         wave = _read_mono(Path(path), mel.sample_rate)
     except (soundfile.LibsndfileError, RuntimeError, ValueError, OSError) as exc:

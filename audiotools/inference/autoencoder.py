@@ -67,4 +67,9 @@ class AutoencoderPipeline:
         if not keep_format:
             return output, self.sample_rate
         rate = checked_rate(sample_rate)  # as _to_model checked it, with the clip
-        return convert_audio(output, self.sample_rate, rate, audio.shape[0]), rate
+        back = convert_audio(output, self.sample_rate, rate, audio.shape[0])
+        # Two resamplings round the length up each way (16001 samples at 44.1 kHz came back
+        # 16003): the clip keeps its own length.
+        length = audio.shape[-1]
+        back = torch.nn.functional.pad(back[..., :length], (0, max(0, length - back.shape[-1])))
+        return back, rate

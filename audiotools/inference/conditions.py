@@ -22,7 +22,7 @@ class ConditionerInfo:
     """One conditioner as a user sees it: its name, type and valid values."""
 
     name: str
-    type: str                       # text, number, int, options, audio
+    type: str                       # text, number, int, options, audio, or a user's own
     default: Any = None             # what it takes when not given (None: its null condition)
     options: tuple[str, ...] | None = None
     min: float | None = None        # number and int
@@ -52,7 +52,7 @@ def describe_conditioners(conditioners: ConditionerSet) -> list[ConditionerInfo]
     for name in conditioners.names():
         config = conditioners[name].config
         infos.append(ConditionerInfo(
-            name, config.type, config.default,
+            name, config.type, getattr(config, "default", None),
             options=tuple(config.options) if config.type == "options" else None,
             min=getattr(config, "min", None), max=getattr(config, "max", None),
             seconds=getattr(config, "seconds", None)))
@@ -85,9 +85,10 @@ def _by_name(infos: Sequence[ConditionerInfo], name: str, where: str) -> Conditi
 
 def typed_value(info: ConditionerInfo, value: Any, where: str) -> Any:
     """`value` (text from a command line, or a JSON value) as the conditioner's type takes
-    it; None stays None (the null condition)."""
-    if value is None:
-        return None
+    it; None stays None (the null condition). An audio conditioner's value (a path, or a
+    clip from Python) and a conditioner type of a user's own are theirs to check, as given."""
+    if value is None or info.type not in ("number", "int", "options", "text"):
+        return value
     bad = f"{where}: {info.name}={value!r} is not valid; {info.describe()}."
     if info.type in ("number", "int"):
         try:
@@ -104,7 +105,8 @@ def typed_value(info: ConditionerInfo, value: Any, where: str) -> Any:
             raise ConfigError(bad)
         return number
     if isinstance(value, Mapping | list | tuple):
-        raise ConfigError(bad)
+        raise ConfigError(f"{bad} One value per conditioner: a batch is a list of value sets, "
+                          "one per item.")
     text = str(value)
     if info.type == "options" and text not in (info.options or ()):
         raise ConfigError(bad)

@@ -30,12 +30,35 @@ from ..models.diffusion import (
     keep_mask,
 )
 from ..sampling.diffusion import sample
-from .generative import SamplingSettings, exported_conditioners, sampling_defaults
-from .inputs import checked_clip, checked_number, checked_seconds, checked_seed
+from .generative import (
+    SamplingSettings,
+    check_audio_format,
+    exported_conditioners,
+    sampling_defaults,
+)
+from .inputs import (
+    checked_clip,
+    checked_duration,
+    checked_number,
+    checked_seconds,
+    checked_seed,
+)
 
 Values = Mapping[str, Any]
 # Sampling settings a pipeline takes from its XP's `generate:` section when a call omits them.
 SAMPLING_KEYS = ("steps", "sampler", "cfg_scale", "cfg_rescale", "cfg_interval", "duration")
+
+
+def _check_codec_fits(model: DiffusionModel, codec: FrozenCodec, export: Export) -> None:
+    """A codec given in place of the trained one gives the latents the model denoises."""
+    fix = "give it the codec it was trained on"
+    if export.info.get("codec") is None:
+        raise ConfigError(f"{export.label} was trained on audio, not on a codec's latents: "
+                          "load it without a codec.")
+    if codec.latent_dim != model.io_channels:
+        raise ConfigError(f"{export.label} denoises {model.io_channels}-channel latents, but the "
+                          f"codec ({codec.source}) gives {codec.latent_dim}: {fix}.")
+    check_audio_format(export, codec, fix)
 
 
 @dataclass
@@ -63,6 +86,8 @@ class DiffusionPipeline(SamplingSettings):
             raise CheckpointError(f"{export.label} is not an exported diffusion model (no "
                                   "conditioners in its metadata).")
         device = next(model.parameters()).device
+        if codec is not None:
+            _check_codec_fits(model, codec, export)
         codec = codec or trained_codec(info.get("codec"), device, export.label)
         conditioners = exported_conditioners(export, codec, info["conditioning_dim"], device)
         defaults = sampling_defaults(export, SAMPLING_KEYS)
@@ -122,10 +147,7 @@ class DiffusionPipeline(SamplingSettings):
             real = torch.ones(latents.shape[0], latents.shape[-1], dtype=torch.bool,
                               device=latents.device)
             own[ENCODER_LATENTS] = Conditioning(latents.transpose(1, 2), real)
-        scale = self.number_setting("cfg_scale", cfg_scale)
-        if scale != 1.0 and not self.conditioners.names():
-            raise ConfigError(f"cfg_scale={scale}: this model has no conditioners to guide by; "
-                              "use cfg_scale=1.")
+        scale = self.guidance_scale(cfg_scale, negative)
         cond = model.condition_inputs({**self.conditioners.encode(list(values)), **own})
         uncond = None
         if scale != 1.0:
@@ -159,7 +181,7 @@ class DiffusionPipeline(SamplingSettings):
         `duration` seconds long (default: the XP's). `negative`: values of the unconditional
         branch of guidance (a negative prompt). Settings left None take the XP's."""
         values, single = self.value_sets(conditions)
-        duration = float(self.setting("duration", duration) or 0)
+        duration = checked_duration(self.setting("duration", duration), self.sample_rate)
         frames = self.frames(duration)
         data = self._sample(values, frames, seed, steps=steps, sampler=sampler,
                             cfg_scale=cfg_scale, cfg_rescale=cfg_rescale,
@@ -180,7 +202,7 @@ class DiffusionPipeline(SamplingSettings):
         clip = self._to_model(audio, sample_rate)
         total = clip.shape[-1] / self.sample_rate
         if not 0 <= mask_start < mask_end <= total + 1e-6:
-            raise ValueError(f"mask_start={mask_start}, mask_end={mask_end}: need 0 <= "
+            raise ConfigError(f"mask_start={mask_start}, mask_end={mask_end}: need 0 <= "
                              f"mask_start < mask_end <= {total:g} s (the clip's length).")
         data = self._encode(clip)
         length = data.shape[-1]
@@ -204,7 +226,7 @@ class DiffusionPipeline(SamplingSettings):
         format. `sampling`: the keyword settings of `generate`."""
         sampling = self.sampling_keywords("continue_", sampling)
         clip = self._to_model(audio, sample_rate)[0].cpu()
-        duration = checked_seconds(duration, what="the seconds to add,")
+        duration = checked_duration(duration, self.sample_rate, what="the seconds to add,")
         prompt = clip.shape[-1] / self.sample_rate
         tail = torch.zeros(clip.shape[0], round(duration * self.sample_rate))
         return self.inpaint(torch.cat([clip, tail], dim=-1), self.sample_rate, prompt,

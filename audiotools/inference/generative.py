@@ -4,6 +4,7 @@ settings and conditions are read."""
 from __future__ import annotations
 
 import inspect
+import numbers
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
@@ -13,6 +14,7 @@ from ..conditioning import ConditionerSet
 from ..errors import ConfigError
 from ..io.export import Export
 from ..models.codec import FrozenCodec
+from .conditions import checked_values, describe_conditioners
 from .inputs import checked_finite, checked_number
 
 
@@ -28,6 +30,17 @@ def exported_conditioners(export: Export, codec: FrozenCodec | None, dim: int,
     conditioners = conditioners.to(device)
     conditioners.load_state_dict(export.weights.get("conditioners", {}))
     return conditioners.eval()
+
+
+def check_audio_format(export: Export, codec: FrozenCodec, fix: str) -> None:
+    """The codec's audio is what the model was trained on: a codec of the same latents or
+    tokens at another rate or channel count (AudioGen's EnCodec beside a MusicGen LM) gives
+    noise, or audio labelled with the wrong rate."""
+    for key in ("sample_rate", "channels"):
+        trained, found = export.info.get(key), getattr(codec, key)
+        if trained is not None and trained != found:
+            raise ConfigError(f"{export.label} was trained on audio of {key} {trained}, but the "
+                              f"codec ({codec.source}) has {key} {found}: {fix}.")
 
 
 def sampling_defaults(export: Export, keys: Sequence[str]) -> dict[str, Any]:
@@ -85,10 +98,25 @@ class SamplingSettings:
                             f"{', '.join(valid)} (and seed).")
         return sampling
 
+    def guidance_scale(self, given: Any, negative: Values | None) -> float:
+        """The cfg_scale a call samples with, refused where it cannot guide: below 0, other
+        than 1 on a model without conditioners, and 1 beside `negative` (only the guidance's
+        unconditional branch reads it, which a scale of 1 never runs)."""
+        scale = self.number_setting("cfg_scale", given)
+        if scale < 0:
+            raise ConfigError(f"cfg_scale={scale} must be >= 0 (1: no guidance).")
+        if scale != 1.0 and not self.conditioners.names():
+            raise ConfigError(f"cfg_scale={scale}: this model has no conditioners to guide by; "
+                              "use cfg_scale=1.")
+        if negative is not None and scale == 1.0:
+            raise ConfigError(f"negative={negative!r} steers guidance, and cfg_scale is 1 "
+                              "(no guidance): give cfg_scale above 1, or no negative.")
+        return scale
+
     def whole_setting(self, key: str, given: Any = None) -> int:
         """A setting that counts (steps, top_k): 2.5 would otherwise be cut to 2 unsaid."""
         value = self.setting(key, given)
-        if isinstance(value, bool) or not isinstance(value, (int, float)) \
+        if isinstance(value, bool) or not isinstance(value, numbers.Real) \
                 or value != int(value):
             raise ConfigError(f"{key}={value!r}: give a whole number.")
         return int(value)
@@ -99,10 +127,14 @@ class SamplingSettings:
         condition of every conditioner."""
         if conditions is None:
             return [{name: None for name in self.conditioners.names()}], True
-        if isinstance(conditions, Mapping):
-            return [conditions], True
-        if isinstance(conditions, str) or not isinstance(conditions, Sequence) or not conditions \
-                or not all(isinstance(values, Mapping) for values in conditions):
+        single = isinstance(conditions, Mapping)
+        if not single and (isinstance(conditions, str) or not isinstance(conditions, Sequence)
+                           or not conditions
+                           or not all(isinstance(values, Mapping) for values in conditions)):
             raise ConfigError(f"conditions={conditions!r}: give a mapping of conditioner values "
                               "(one clip), a non-empty list of them (a batch), or None.")
-        return list(conditions), False
+        # Checked as the command line and the web page check theirs: a list for a text
+        # conditioner is refused (a batch is a list of mappings), not joined into one prompt.
+        infos = describe_conditioners(self.conditioners)
+        sets = [conditions] if single else list(conditions)
+        return [checked_values(values, infos, "conditions") for values in sets], single

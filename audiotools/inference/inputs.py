@@ -66,6 +66,17 @@ def checked_seconds(value: Any, name: str = "duration", what: str = "a length in
     return float(value)
 
 
+def checked_duration(value: Any, sample_rate: int, name: str = "duration",
+                     what: str = "a length in seconds") -> float:
+    """Seconds above 0 that hold at least one sample at `sample_rate` (fewer gave an empty
+    clip, or a continuation that added nothing)."""
+    seconds = checked_seconds(value, name, what)
+    if round(seconds * sample_rate) < 1:
+        raise ConfigError(f"{name}={value}: less than one sample at {sample_rate} Hz "
+                          f"(at least {1 / sample_rate:.3g} s).")
+    return seconds
+
+
 def checked_number(value: Any, name: str) -> float:
     """A finite real number (not a bool, not text)."""
     if not is_real_number(value):

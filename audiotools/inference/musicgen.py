@@ -9,10 +9,12 @@ gives.
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
+import numpy as np
 import torch
 
 from ..conditioning import ConditionerSet
@@ -23,8 +25,13 @@ from ..io.export import Export
 from ..models.codec import FrozenCodec, is_discrete
 from ..models.lm import LMModel
 from ..sampling.tokens import generate as generate_tokens
-from .generative import SamplingSettings, exported_conditioners, sampling_defaults
-from .inputs import checked_clip, checked_seconds, checked_seed
+from .generative import (
+    SamplingSettings,
+    check_audio_format,
+    exported_conditioners,
+    sampling_defaults,
+)
+from .inputs import checked_clip, checked_duration, checked_seconds, checked_seed
 
 Values = Mapping[str, Any]
 # Sampling settings a pipeline takes from its XP's `generate:` section when a call omits them.
@@ -46,16 +53,6 @@ def check_codec_fits(model: LMModel, codec: FrozenCodec | None, where: str,
             raise ConfigError(f"{where}: model.{key}={value} but the codec ({codec.source}) "
                               f"has {key} {expected}: {fix or f'set model.{key}={expected}'}.")
     return codec
-
-
-def _check_audio_format(export: Export, codec: FrozenCodec, fix: str) -> None:
-    """The codec's audio is what the LM was trained on: a codec with the same tokens at
-    another rate or channel count (AudioGen's EnCodec beside a MusicGen LM) gives noise."""
-    for key in ("sample_rate", "channels"):
-        trained, found = export.info.get(key), getattr(codec, key)
-        if trained is not None and trained != found:
-            raise ConfigError(f"{export.label} was trained on audio of {key} {trained}, but the "
-                              f"codec ({codec.source}) has {key} {found}: {fix}.")
 
 
 @dataclass
@@ -86,7 +83,7 @@ class MusicGenPipeline(SamplingSettings):
                                   "codec=load_codec(PATH, discrete=True)).")
         fix = "give it the codec it was trained on"
         check_codec_fits(model, codec, export.label, fix)
-        _check_audio_format(export, codec, fix)
+        check_audio_format(export, codec, fix)
         conditioners = exported_conditioners(export, codec, model.dim, device)
         defaults = sampling_defaults(export, SAMPLING_KEYS)
         return cls(model.eval(), conditioners, codec, defaults, export)
@@ -124,15 +121,19 @@ class MusicGenPipeline(SamplingSettings):
                         callback: Callable[[int, int], None] | None = None) -> torch.Tensor:
         """Tokens (B, K, frames): `prompt`'s (B, K, P) as given, then sampled ones, one item
         per value set (a single mapping with a batch prompt applies to every item)."""
+        if isinstance(frames, bool) or not isinstance(frames, numbers.Integral) or frames < 1:
+            raise ConfigError(f"frames={frames!r}: give a whole number of codec frames >= 1 "
+                              f"({self.codec.frame_rate:g} a second; pipeline.frames(seconds) "
+                              "counts them).")
+        if isinstance(prompt, np.ndarray):
+            prompt = torch.from_numpy(prompt)
+        if prompt is not None and not isinstance(prompt, torch.Tensor):
+            raise ConfigError(f"prompt: give codes (B, K, frames) as a tensor or an array, as "
+                              f"encode() gives them, not {type(prompt).__name__}.")
         values, _ = self.value_sets(conditions)
         if prompt is not None and len(values) == 1 < prompt.shape[0]:
             values = values * prompt.shape[0]
-        scale = self.number_setting("cfg_scale", cfg_scale)
-        if scale < 0:
-            raise ConfigError(f"cfg_scale={scale} must be >= 0 (1: no guidance).")
-        if scale != 1.0 and not self.conditioners.names():
-            raise ConfigError(f"cfg_scale={scale}: this model has no conditioners to guide by; "
-                              "use cfg_scale=1.")
+        scale = self.guidance_scale(cfg_scale, negative)
         cond = self.conditioners.encode(values) if self.conditioners.names() else None
         uncond = (self.conditioners.unconditional(len(values), negative)
                   if scale != 1.0 else None)
@@ -166,7 +167,7 @@ class MusicGenPipeline(SamplingSettings):
         `duration` seconds long (default: the XP's). `negative`: values of the unconditional
         branch of guidance. Settings left None take the XP's; callback(step, steps)."""
         values, single = self.value_sets(conditions)
-        duration = float(self.setting("duration", duration) or 0)
+        duration = checked_duration(self.setting("duration", duration), self.sample_rate)
         self._check_length(duration, "duration")
         tokens = self.generate_tokens(values, self.frames(duration), temperature=temperature,
                                       top_k=top_k, top_p=top_p, cfg_scale=cfg_scale, seed=seed,
@@ -193,7 +194,7 @@ class MusicGenPipeline(SamplingSettings):
         `generate`."""
         sampling = self.sampling_keywords("continue_", sampling)
         audio, sample_rate = checked_clip(audio, sample_rate)
-        duration = checked_seconds(duration, what="the seconds to add,")
+        duration = checked_duration(duration, self.sample_rate, what="the seconds to add,")
         prompt_seconds = audio.shape[-1] / sample_rate
         self._check_length(prompt_seconds, "the prompt")
         self._check_length(prompt_seconds + duration, "the prompt plus duration")

@@ -225,8 +225,12 @@ def _condition_input(info: ConditionerInfo) -> gr.components.Component:
     if info.type == "text":
         return gr.Textbox(info.default or "", label=info.name, lines=2,
                           placeholder="Describe the audio; empty: no condition")
-    return gr.Audio(sources=["upload"], type="filepath",
-                    label=f"{info.name} (first {info.seconds:g} s)")
+    if info.type == "audio":
+        return gr.Audio(sources=["upload"], type="filepath",
+                        label=f"{info.name} (first {info.seconds:g} s)")
+    # A conditioner type of the user's own: its value as text, which it checks itself.
+    return gr.Textbox("" if info.default is None else str(info.default), lines=1,
+                      label=f"{info.name} ({info.type})")
 
 
 def condition_form(conditioners: ConditionerSet, max_seconds: float) -> ConditionForm:
