@@ -27,7 +27,11 @@ step, by the known data noised to the step's level with the initial noise, so th
 follows its own noising path and ends exactly as given.
 
 The time grid runs linearly from t_max to 0 in `steps` steps (then through the model's time
-shift, if any), as SAT's samplers do.
+shift, if any), as SAT's v-objective DDIM (`sample`) and `sample_discrete_euler` space theirs.
+SAT's other entry points space them otherwise (`sample_rf`: evenly in log-SNR; `sample_k`:
+k-diffusion's polyexponential sigmas), so one sampler name and step count does not give their
+samples; on the same grid each sampler here equals its SAT / k-diffusion peer to float64
+rounding (measured on a closed-form Gaussian-mixture denoiser).
 
 Why not k-diffusion: it samples in the variance-exploding sigma in [0, inf) parametrisation,
 where rectified flow's t = 1 is sigma = inf, and it pulls in kornia/torchvision (which replace
