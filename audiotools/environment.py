@@ -34,6 +34,46 @@ def config_dirs() -> list[Path]:
     return dirs
 
 
+def check_user_config_tree() -> None:
+    """Refuse files of the user's tree (AUDIOTOOLS_CONFIG_PATH) that have the path of one of
+    the project's: Hydra reads the project's tree first, so such a file is never read and the
+    run would use the shipped one in silence. Team files are exempt: the user's is meant to win
+    (`team_file`), and Hydra does not compose them."""
+    dirs = config_dirs()
+    if len(dirs) < 2 or dirs[1].resolve() == CONFIG_DIR.resolve():
+        return
+    user = dirs[1]
+    shadowed = sorted(str(path.relative_to(user)) for path in user.rglob("*.yaml")
+                      if path.relative_to(user).parts[0] != "teams"
+                      and (CONFIG_DIR / path.relative_to(user)).exists())
+    if shadowed:
+        raise ConfigError(
+            f"AUDIOTOOLS_CONFIG_PATH={user}: {', '.join(shadowed)} "
+            f"{'has' if len(shadowed) == 1 else 'have'} the name of a file of the project's "
+            f"config tree ({CONFIG_DIR}), which Hydra reads first, so "
+            f"{'it' if len(shadowed) == 1 else 'they'} would never be used. Rename "
+            f"{'it' if len(shadowed) == 1 else 'them'} (e.g. solver/<family>/my_<recipe>.yaml) "
+            "and refer to the new name.")
+
+
+def check_recipe_header(recipe: str) -> None:
+    """A recipe file (solver/<name>.yaml) opens with `# @package _global_`: without it Hydra
+    nests its keys under `solver:`, and the run fails on `solver` being a mapping, or on an
+    override of its defaults, far from the cause."""
+    for folder in config_dirs():
+        path = folder / "solver" / f"{recipe}.yaml"
+        if not path.is_file():
+            continue
+        with path.open(encoding="utf-8", errors="replace") as file:
+            for line in file:
+                if not line.lstrip().startswith("#"):
+                    break
+                if line.strip().replace(" ", "") == "#@package_global_":
+                    return
+        raise ConfigError(f"{path}: a recipe's first line is `# @package _global_` (its keys are "
+                          "the whole config's, as every shipped recipe has); add it.")
+
+
 def available_recipes() -> list[str]:
     """Recipe names usable as `solver=<name>` (config/solver/<family>/<recipe>.yaml).
 

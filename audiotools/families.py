@@ -90,7 +90,16 @@ class Family:
         return import_object(self.ui_tab)
 
 
-FAMILIES: dict[str, Family] = {family.name: family for family in (
+def _by_name(*families: Family) -> dict[str, Family]:
+    """The registry; a second family of one name is refused (a dict would keep the last)."""
+    names = [family.name for family in families]
+    repeated = sorted({name for name in names if names.count(name) > 1})
+    if repeated:
+        raise ValueError(f"families declared twice: {', '.join(repeated)}")
+    return {family.name: family for family in families}
+
+
+FAMILIES: dict[str, Family] = _by_name(
     Family(
         name="autoencoder",
         solver="audiotools.solvers.autoencoder:AutoencoderSolver",
@@ -131,7 +140,7 @@ FAMILIES: dict[str, Family] = {family.name: family for family in (
         pipeline="audiotools.inference.musicgen:MusicGenPipeline",
         ui_tab="audiotools.ui.generation:musicgen_tab",
     ),
-)}
+)
 
 # Readers of other tools' checkpoints, tried in turn for a file that is neither an audiotools
 # export nor an XP checkpoint (see audiotools.io.loading.ForeignFormat).

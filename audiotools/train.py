@@ -16,6 +16,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING
 
+import yaml
 from dora import XP, get_xp
 from dora.conf import SlurmConfig
 from dora.distrib import get_distrib_spec
@@ -88,8 +89,14 @@ class AudiotoolsMain(HydraMain):
                                   "key holds)." if arg.startswith("~") else
                                   f"{arg}: an override is KEY=VALUE (e.g. optim.lr=1e-3, "
                                   "solver=autoencoder/debug).")
+        environment.check_user_config_tree()
+        for arg in argv:
+            if _override_key(arg) == "solver":
+                environment.check_recipe_header(arg.partition("=")[2])
         try:
             xp = super().get_xp(argv)
+        except yaml.YAMLError as error:  # a recipe's own syntax: Hydra lets it through
+            raise ConfigError(f"a config file is not valid YAML: {error}") from None
         except MissingMandatoryValue as error:
             raise ConfigError(missing_value_message(str(error.full_key))) from None
         except (HydraException, OmegaConfBaseException) as error:

@@ -14,7 +14,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..families import FAMILIES
     from ..io.export import export_checkpoint
-    path = export_checkpoint(args.source, args.out)
+    path, family = export_checkpoint(args.source, args.out)
     print(f"Exported {args.source} to {path}")
+    if family not in FAMILIES:
+        print(f"Note: its solver {family} is not one of audiotools' families "
+              f"({', '.join(FAMILIES)}): the export holds its weights and config for your own "
+              "code, and audiotools' commands (classify, generate, ui, ...) do not load it.")
     return 0

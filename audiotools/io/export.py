@@ -174,9 +174,10 @@ def _readable_export(path: Path) -> bool:
         return False
 
 
-def export_checkpoint(source: str, out: Path) -> Path:
+def export_checkpoint(source: str, out: Path) -> tuple[Path, str]:
     """Write the best weights of an XP's checkpoint as an exported model (an OUT not named
-    .safetensors is refused: tools pick the reader by its suffix)."""
+    .safetensors is refused: tools pick the reader by its suffix); (its path, its family:
+    a family name, or the `package.module:Class` of a solver of a user's own)."""
     if out.suffix != ".safetensors":
         raise CheckpointError(f"{out}: an export is a safetensors file, so its name must end "
                               f"in .safetensors (e.g. {out.stem or 'model'}.safetensors).")
@@ -185,4 +186,5 @@ def export_checkpoint(source: str, out: Path) -> Path:
     if folder is not None:
         raise CheckpointError(f"{out} is inside the XP folder {folder}, which `dora run "
                               "--clear` deletes with everything in it; export outside it.")
-    return write(out, from_checkpoint(_xp_source(source)))
+    export = from_checkpoint(_xp_source(source))
+    return write(out, export), export.family

@@ -21,7 +21,7 @@ from ..config import keys_but, unread_settings
 from ..data.audio import AudioFileError, audio_write
 from ..data.builders import build_audio_datasets
 from ..data.segments import collate_segments
-from ..errors import ConfigError
+from ..errors import ConfigError, building
 from ..io.atomic import remove_temporaries
 from ..losses.adversarial import GANLoss, feature_matching_loss
 from ..losses.complex import CompressedSpectrumLoss
@@ -46,7 +46,8 @@ class AutoencoderSolver(StandardSolver):
     # ------------------------------------------------------------------ building
     def build_model(self) -> None:
         settings = self.settings
-        self.model = build_autoencoder(settings.model).to(self.device)
+        with building("model"):
+            self.model = build_autoencoder(settings.model).to(self.device)
         self.optimizer = self.build_optimizer(self.model.parameters())
         self.register_stateful("model", "optimizer")
         self.register_best_state("model")
@@ -159,8 +160,13 @@ class AutoencoderSolver(StandardSolver):
         if self.is_training and self._adversarial_active:
             terms.update(self._adversarial_terms(audio, reconstruction))
         weights = self.loss_weights
-        loss = sum(weights.get(name, 1.0) * value for name, value in terms.items()
-                   if weights.get(name, 1.0) > 0)
+        unweighted = sorted(set(terms) - set(weights))
+        if unweighted:  # a term a researcher added: weighted 1 in silence, it was
+            raise ConfigError(
+                f"loss term(s) {', '.join(unweighted)} have no weight: add each to LossWeights "
+                "(audiotools/solvers/autoencoder_config.py) and to losses.weights of the "
+                f"recipe's YAML. Weights: {', '.join(weights)}.")
+        loss = sum(weights[name] * value for name, value in terms.items() if weights[name] > 0)
         metrics.update(terms)
         metrics.update(output.metrics)
         metrics["loss"] = loss

@@ -416,7 +416,17 @@ class StandardSolver(flashy.BaseSolver):
             raise CheckpointError(
                 f"{self.checkpoint_path} holds states this solver does not have: {unknown}. "
                 "Was it written by another solver or version?")
-        super().load_state_dict(state)
+        try:
+            super().load_state_dict(state)
+        except (RuntimeError, ValueError) as error:  # torch's key / size / param-group checks
+            detail = " ".join(str(error).split())
+            raise CheckpointError(
+                f"{self.checkpoint_path} does not load into this XP's model or optimizer: "
+                f"{detail[:600]}{'...' if len(detail) > 600 else ''}. The model's code changed "
+                "since it was written (a layer added, renamed or resized): put the code back to "
+                "resume this XP, or train the change as a new XP (another signature, or "
+                "`dora run --clear ...`, which deletes this XP's folder: keep a copy of what you "
+                "need).") from None
         if rng is not None:
             checkpoint.restore_rng(rng)
 

@@ -43,7 +43,7 @@ from ..data.builders import build_audio_datasets
 from ..data.pre_encoded import EncodedData, PreEncodedDataset
 from ..data.segments import collate_segments
 from ..environment import resolve_path
-from ..errors import ConfigError
+from ..errors import ConfigError, building
 from ..inference.conditions import checked_values, describe_conditioners
 from ..io.atomic import atomic_path, remove_temporaries
 from ..io.codecs import codec_from_config
@@ -107,11 +107,13 @@ class GenerativeSolver(StandardSolver):
             self.register_frozen("codec", self._frozen_codec())
             self.codec_location = {"path": str(resolve_path(settings.codec.source or "")),
                                    "sat_model_config": settings.codec.sat_model_config}
-        self.conditioners = ConditionerSet(
-            settings.conditioners, settings.conditioning.dim, codec=self.codec,
-            joint_dropout=settings.conditioning.joint_dropout).to(self.device)
+        with building("conditioners"):
+            self.conditioners = ConditionerSet(
+                settings.conditioners, settings.conditioning.dim, codec=self.codec,
+                joint_dropout=settings.conditioning.joint_dropout).to(self.device)
         self._check_metadata()
-        self.model = self.build_generative_model().to(self.device)
+        with building("model"):
+            self.model = self.build_generative_model().to(self.device)
         self._check_lengths()
         self.judge = self._judge()
         self.embedder = self._embedder()

@@ -139,7 +139,7 @@ def test_an_export_is_as_readable_as_any_file_the_user_writes(dora_dir, tmp_path
     source = train("optim.epochs=1")
     umask = os.umask(0o022)
     try:
-        out = export.export_checkpoint(source.xp.sig, tmp_path / "toy.safetensors")
+        out, _ = export.export_checkpoint(source.xp.sig, tmp_path / "toy.safetensors")
     finally:
         os.umask(umask)
     assert out.stat().st_mode & 0o777 == 0o644
@@ -166,3 +166,12 @@ def test_unreadable_checkpoint_outside_an_xp_folder_advises_no_deletion(tmp_path
     assert str(path) in message and "not the checkpoint of an XP folder" in message
     assert "--clear" not in message and "deletes" not in message
     assert "\n" not in message and "weights_only" not in message
+
+
+def test_exporting_a_solver_of_ones_own_says_what_loads_it(dora_dir, tmp_path, capsys):
+    """Its export was written without a word, then every command refused it."""
+    source = train("optim.epochs=1")
+    assert cli(["export", source.xp.sig, str(tmp_path / "toy.safetensors")]) == 0
+    out = capsys.readouterr().out
+    assert "its solver tests.toy.solver:ToySolver is not one of audiotools' families" in out
+    assert "audiotools' commands (classify, generate, ui, ...) do not load it" in out

@@ -133,7 +133,12 @@ class DiffusionModel(nn.Module):
                               f"{'; '.join(wrong)}")
 
     def forward(self, x: torch.Tensor, t: torch.Tensor, **inputs: torch.Tensor) -> torch.Tensor:
-        return self.model(x, t, **inputs)
+        output = self.model(x, t, **inputs)
+        if output.shape != x.shape:  # a network of a researcher's own, or a broken one
+            raise ConfigError(f"the diffusion network ({self.config.network.type}) returned "
+                              f"{tuple(output.shape)} for an input of {tuple(x.shape)}: it "
+                              "predicts one value per input value.")
+        return output
 
 
 def build_diffusion_model(config: Mapping[str, Any] | BaseModel) -> DiffusionModel:
