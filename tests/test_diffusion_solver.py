@@ -16,7 +16,7 @@ from omegaconf import OmegaConf
 import audiotools
 from audiotools.cli import main as cli
 from audiotools.data.audio import audio_info
-from audiotools.environment import CONFIG_DIR
+from audiotools.environment import CONFIG_DIR, DATASETS_DIR
 from audiotools.errors import CheckpointError, ConfigError, NonFiniteLossError
 from audiotools.families import FAMILIES
 from audiotools.inference.diffusion import DiffusionPipeline
@@ -93,6 +93,27 @@ def test_debug_recipe_runs_every_stage_through_dora(recipe, dora_dir, tmp_path):
     assert len(list((folder / "outputs" / "generate_2").glob("*_spectrogram.png"))) == len(records)
     if recipe == "debug":
         assert "All 2 epochs are done" in dora_command("run", *args).stderr
+
+
+def test_a_held_out_label_the_judge_does_not_know_stops_the_run_at_start(dora_dir, tmp_path):
+    """The valid split's clips are judged as held-out real audio: a label the judge lacks
+    there stopped the run at its first evaluate, after training."""
+    shipped = DATASETS_DIR / "music_ensembles"
+    lines = []
+    for index, line in enumerate((shipped / "valid.jsonl").read_text().splitlines()):
+        entry = json.loads(line)
+        entry["path"] = str(shipped / entry["path"])
+        if index == 0:
+            entry["meta"]["ensemble"] = "kazoo band"
+        lines.append(json.dumps(entry))
+    manifest = tmp_path / "valid.jsonl"
+    manifest.write_text("\n".join(lines) + "\n")
+    xp = make_xp("solver=diffusion/debug", f"dataset.valid.manifest={manifest}",
+                 f"evaluate.judge={_judge(tmp_path / 'judge.safetensors')}",
+                 "evaluate.label=ensemble")
+    with pytest.raises(ConfigError, match=r"the valid items hold \['kazoo band'\], which the "
+                                          "judge .* does not know"):
+        build(xp)
 
 
 def test_resume_after_an_interruption_equals_an_uninterrupted_run(dora_dir, monkeypatch):

@@ -280,15 +280,33 @@ class StandardSolver(flashy.BaseSolver):
             return settings.decay
         return min(settings.decay, 1 - self._updates_done ** -settings.warmup_power)
 
+    def batch_weight(self, batch: Any) -> float:
+        """What one batch's metrics count for in a valid or evaluate average: its items, so
+        that the stage reports the mean over the split's items (a short last batch counted as
+        much as a full one). A family whose metrics are means over other units (tokens)
+        weights by those. Training weights every update alike."""
+        if isinstance(batch, torch.Tensor):
+            return float(batch.shape[0])
+        values = list(batch.values()) if isinstance(batch, dict) else list(batch)
+        tensors = [value for value in values if isinstance(value, torch.Tensor)]
+        return float(tensors[0].shape[0] if tensors else len(values))
+
+    def summarise(self, metrics: dict[str, float]) -> dict[str, float]:
+        """A stage's averaged metrics, with what derives from the averages (a perplexity is
+        exp of the mean cross-entropy, not the mean of exps)."""
+        return metrics
+
     def _run_batches(self, batches: Any, total: int | None) -> dict[str, float]:
         """Run a stage's steps; the metrics are averaged over its batches and then over the
-        ranks, each weighted by the batches it ran (`total` may be None: a stream)."""
+        ranks, each weighted by what it ran (`batch_weight` outside training; `total` may be
+        None: a stream)."""
         average = flashy.averager()
         metrics: dict[str, float] = {}
         progress = self.log_progress(self.current_stage, batches, total=total)
-        ran = 0
+        ran = 0.0
         for idx, batch in enumerate(progress):
-            ran = idx + 1
+            weight = 1.0 if self.is_training else self.batch_weight(batch)
+            ran += weight
             self._batch_index = idx
             with self.autocast:
                 step_metrics = self.run_step(idx, batch, {})
@@ -300,9 +318,9 @@ class StandardSolver(flashy.BaseSolver):
             if self.is_training and isinstance(loss, torch.Tensor):
                 if self.optimizer_units[_MAIN].backward(loss, idx):
                     self._after_update()
-            metrics = average(values)
+            metrics = average(values, weight)
             progress.update(**metrics)
-        return distributed.average_metrics(metrics, ran)
+        return self.summarise(distributed.average_metrics(metrics, ran))
 
     def train_stage(self) -> dict[str, float]:
         for module in self._registered_modules():

@@ -279,18 +279,20 @@ class GenerativeSolver(StandardSolver):
 
     def _judge(self) -> Any:
         """The classifier of evaluate.judge, loaded now so that a missing one stops the run
-        before training; the evaluate items' labels must be among its classes."""
+        before training; the labels of the evaluate items and of the valid ones (the held-out
+        real audio it also judges) must be among its classes."""
         evaluate = self.settings.evaluate
         if evaluate.judge is None or not evaluate.every:
             return None
         judge = as_classifier(evaluate.judge, self.device)
-        entries = getattr(self.datasets.get("evaluate"), "entries", [])
-        labels = {str((entry.get("meta") or {}).get(evaluate.label)) for entry in entries}
-        unknown = sorted(labels - set(judge.class_names))
-        if unknown:
-            raise ConfigError(f"evaluate.label={evaluate.label}: the evaluate items hold "
-                              f"{unknown}, which the judge ({evaluate.judge}) does not know; "
-                              f"its classes: {list(judge.class_names)}.")
+        for split in ("evaluate", "valid"):
+            entries = getattr(self.datasets.get(split), "entries", [])
+            labels = {str((entry.get("meta") or {}).get(evaluate.label)) for entry in entries}
+            unknown = sorted(labels - set(judge.class_names))
+            if unknown:
+                raise ConfigError(f"evaluate.label={evaluate.label}: the {split} items hold "
+                                  f"{unknown}, which the judge ({evaluate.judge}) does not "
+                                  f"know; its classes: {list(judge.class_names)}.")
         return judge
 
     def _embedder(self) -> AudioEmbedder | None:
@@ -341,6 +343,11 @@ class GenerativeSolver(StandardSolver):
             "generate" if "generate" in self.datasets else "train")
 
     # ------------------------------------------------------------------ data and conditions
+    def batch_weight(self, batch: Mapping[str, Any]) -> float:
+        """Its real samples or frames: the losses are means over them, and segments cut
+        short have fewer."""
+        return float(batch["padding_mask"].sum())
+
     def data_batch(self, batch: Mapping[str, Any]) -> tuple[torch.Tensor, torch.Tensor]:
         """(data, frame mask): what the model reads for a batch (normalised latents, tokens
         or audio; (B, D, frames)) and which frames are real ((B, frames) bool)."""

@@ -12,6 +12,7 @@ through MusicGenPipeline with the `generate:` settings, as inference does.
 """
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -111,11 +112,16 @@ class MusicGenSolver(GenerativeSolver):
         weights = mask[:, None, :].to(ce.dtype)
         per_codebook = (ce * weights).sum(dim=(0, 2)) / weights.sum().clamp_min(1)
         loss = per_codebook.mean()
-        out: dict[str, Any] = {"loss": loss, "ce": loss, "ppl": loss.detach().exp()}
+        out: dict[str, Any] = {"loss": loss, "ce": loss}
         for k, value in enumerate(per_codebook.detach()):
             out[f"ce_q{k}"] = value
-            out[f"ppl_q{k}"] = value.exp()
         return out
+
+    def summarise(self, metrics: dict[str, float]) -> dict[str, float]:
+        """`ppl` and `ppl_q<k>`: exp of the stage's mean cross-entropies."""
+        for key in [key for key in metrics if key == "ce" or key.startswith("ce_q")]:
+            metrics[key.replace("ce", "ppl", 1)] = math.exp(metrics[key])
+        return metrics
 
     # ------------------------------------------------------------------ sampling
     def generate_audio(self, values: Sequence[Mapping[str, Any]], items: Sequence[Item] | None,

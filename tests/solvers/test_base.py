@@ -304,3 +304,14 @@ def test_the_interrupted_line_names_the_epoch_the_checkpoint_holds(tmp_path):
     (tmp_path / "history.json").write_text(json.dumps([{"train": {"loss": 1.0}}]))
     assert _where_it_resumes(tmp_path) == ("interrupted; the same command resumes after "
                                            "epoch 2, the last one checkpointed.")
+
+
+def test_valid_metrics_are_means_over_items_not_over_batches(dora_dir):
+    """64 valid items in batches of 24, 24 and 16: the short last batch counted as much as a
+    full one, and the best state was picked on that figure."""
+    solver = train("optim.epochs=1", "dataset.batch_size=24", "optim.ema.use=false")
+    model = solver.model.eval()
+    errors = [torch.nn.functional.mse_loss(model(x[None]), y[None]).item()
+              for x, y in solver.loaders["valid"].dataset]
+    assert len(errors) == 64
+    assert solver.history[-1]["valid"]["loss"] == pytest.approx(sum(errors) / 64, rel=1e-5)
