@@ -105,8 +105,9 @@ def log_mel_patches(mono: torch.Tensor) -> torch.Tensor:
     patches = frames // PATCH_FRAMES
     if patches == 0:
         minimum = ((PATCH_FRAMES - 1) * HOP + WINDOW) / SAMPLE_RATE
-        raise ValueError(f"VGGish needs clips of at least {minimum:g} s; got "
-                         f"{mono.shape[-1] / SAMPLE_RATE:.3f} s.")
+        raise ValueError(f"VGGish needs clips of at least {minimum:g} s "
+                         f"({(PATCH_FRAMES - 1) * HOP + WINDOW} samples at {SAMPLE_RATE} Hz); "
+                         f"got {mono.shape[-1]} samples.")
     window = torch.hann_window(WINDOW, periodic=True, dtype=mono.dtype, device=mono.device)
     framed = mono.unfold(-1, WINDOW, HOP)[:, :patches * PATCH_FRAMES] * window
     magnitude = torch.fft.rfft(framed, n=FFT_SIZE).abs()

@@ -38,6 +38,18 @@ from .base import StandardSolver
 logger = logging.getLogger(__name__)
 
 
+def _real_parts(reconstruction: torch.Tensor, audio: torch.Tensor, padding_mask: torch.Tensor,
+                ) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """(reconstruction, audio) pairs over real samples only: the batch itself when no item is
+    padded, else each item cut to its length (a file's end padded with zeros scored the
+    silence it was given back, not the file)."""
+    lengths = padding_mask.sum(-1).tolist()
+    if all(length == audio.shape[-1] for length in lengths):
+        return [(reconstruction, audio)]
+    return [(reconstruction[i:i + 1, ..., :length], audio[i:i + 1, ..., :length])
+            for i, length in enumerate(lengths)]
+
+
 class AutoencoderSolver(StandardSolver):
     config_schema = AutoencoderSolverConfig
     best_metric = "mel_distance"
@@ -171,8 +183,10 @@ class AutoencoderSolver(StandardSolver):
         metrics.update(output.metrics)
         metrics["loss"] = loss
         if not self.is_training:
-            metrics["mel_distance"] = mel_distance(reconstruction.float(), audio.float(),
-                                                   self.model.sample_rate).mean()
+            parts = _real_parts(reconstruction.float(), audio.float(), batch["padding_mask"])
+            metrics["mel_distance"] = sum(
+                mel_distance(fake, real, self.model.sample_rate).sum()
+                for fake, real in parts) / audio.shape[0]
         return metrics
 
     def _reconstruction_terms(self, audio: torch.Tensor, reconstruction: torch.Tensor,
@@ -229,18 +243,20 @@ class AutoencoderSolver(StandardSolver):
             with self.autocast:
                 reconstruction = self.model(audio).audio.float()
             sample_rate = self.model.sample_rate
-            values = torch.stack([
-                si_snr(reconstruction, audio).sum(),
-                mel_distance(reconstruction, audio, sample_rate).sum(),
-                stft_distance(reconstruction, audio).sum(),
-                frame_buzz(reconstruction, audio, sample_rate,
-                           self.model.hop_length).sum()]).double().cpu()
-            totals += values
+            mask = batch["padding_mask"]
+            for fake, real in _real_parts(reconstruction, audio, mask):
+                totals += torch.stack([
+                    si_snr(fake, real).sum(), mel_distance(fake, real, sample_rate).sum(),
+                    stft_distance(fake, real).sum(),
+                    frame_buzz(fake, real, sample_rate, self.model.hop_length).sum(),
+                ]).double().cpu()
             count += audio.shape[0]
             if counts is not None:
                 with self.autocast:
                     tokens = self.model.encode_to_tokens(audio)
-                counts += code_counts(tokens, counts.shape[1])
+                frames = torch.ceil(mask.sum(-1) / self.model.hop_length).long().tolist()
+                for item, length in zip(tokens, frames, strict=True):  # real frames only
+                    counts += code_counts(item[None, :, :length], counts.shape[1])
         if count == 0:
             raise AudioFileError("No file of the evaluate split could be read (their paths are "
                                  "in the log above).")

@@ -174,3 +174,50 @@ def test_generate_writes_the_whole_split_whatever_the_ranks(dora_dir):
     assert names == ["000_reconstruction.wav", "000_reference.wav", "001_reconstruction.wav",
                      "001_reference.wav"]
     solver.close()
+
+
+def test_evaluate_scores_only_the_real_samples_of_segments_cut_short(dora_dir, tmp_path):
+    """0.8 s files in 0.5 s segments: every second one is 0.2 s of zeros, which the metrics
+    counted as if the file held them (mel distance 1.25 logged for 1.02 on the audio)."""
+    from audiotools.metrics.audio import mel_distance, si_snr
+    generator = torch.Generator().manual_seed(0)
+    for name in ("a", "b"):
+        audio_write(tmp_path / f"{name}.wav", 0.1 * torch.randn(1, 12800, generator=generator),
+                    16000)
+    assert cli(["manifest", str(tmp_path), str(tmp_path / "short.jsonl")]) == 0
+    solver = build(make_xp(*DEBUG, f"dataset.evaluate.manifest={tmp_path / 'short.jsonl'}",
+                           "dataset.evaluate.num_samples=null"))
+    solver.model.eval()
+    with torch.no_grad():
+        metrics = solver.run_stage("evaluate", solver.evaluate)
+        items = [item for batch in solver.loaders["evaluate"] for item in zip(
+            batch["audio"], batch["padding_mask"].sum(-1).tolist(), strict=True)]
+        assert sorted({length for _, length in items}) == [4800, 8000]
+        expected = {"mel_distance": [], "si_snr": []}
+        for audio, length in items:
+            real = audio[None, :, :length]
+            fake = solver.model(audio[None]).audio[..., :length]
+            expected["mel_distance"].append(mel_distance(fake, real, 16000).item())
+            expected["si_snr"].append(si_snr(fake, real).item())
+    for key, values in expected.items():
+        assert metrics[key] == pytest.approx(sum(values) / len(values), rel=1e-4), key
+
+
+def test_dead_codes_counts_the_codes_kept_alive_by_replacement():
+    """A training step gives each code whose usage fell below the threshold a batch vector
+    and a usage of exactly the threshold, so counting codes below it read 0 right after."""
+    from audiotools.models.autoencoder.bottlenecks import RVQBottleneck
+    from audiotools.models.autoencoder.config import RVQBottleneckConfig
+    torch.manual_seed(0)
+    bottleneck = RVQBottleneck(RVQBottleneckConfig(
+        num_quantizers=1, codebook_size=64, threshold_ema_dead_code=0.1, kmeans_init=False),
+        dim=4).train()
+    frames = torch.randn(8, 4, 50)
+    bottleneck(frames)
+    assert bottleneck.dead_codes() == [0]
+    bottleneck.quantizer.layers[0]._codebook.cluster_size.data[..., 4:] = 0.0  # 60 fall dead
+    bottleneck(frames)  # those the step did not use enough are replaced, at the threshold
+    usage = bottleneck.quantizer.layers[0]._codebook.cluster_size
+    assert int((usage < 0.1).sum()) == 0
+    [dead] = bottleneck.dead_codes()
+    assert 30 <= dead <= 60 and dead == int((usage[..., 4:] == usage.new_tensor(0.1)).sum())

@@ -175,9 +175,12 @@ class RVQBottleneck(QuantizedBottleneck):
             active_codebooks=active)
 
     def dead_codes(self) -> list[int]:
-        """Codes whose EMA usage count is below `threshold_ema_dead_code`: the library replaces
-        them with batch vectors in training, so at the end of a healthy run there are none."""
-        return [int((layer._codebook.cluster_size < self.threshold).sum())
+        """Codes training keeps alive only by replacing them. After each training step the
+        library gives every code whose EMA usage fell below `threshold_ema_dead_code` a batch
+        vector and a usage of exactly that threshold (some of them later, when a batch has
+        fewer vectors than dead codes), so a usage at or below it marks a code that was dead
+        at the last step; counting only those below it gave 0 by construction."""
+        return [int((layer._codebook.cluster_size <= self.threshold).sum())
                 for layer in self.quantizer.layers]
 
     def _codes(self, tokens: torch.Tensor) -> torch.Tensor:
