@@ -203,7 +203,7 @@ class DiffusionPipeline(SamplingSettings):
         total = clip.shape[-1] / self.sample_rate
         if not 0 <= mask_start < mask_end <= total + 1e-6:
             raise ConfigError(f"mask_start={mask_start}, mask_end={mask_end}: need 0 <= "
-                             f"mask_start < mask_end <= {total:g} s (the clip's length).")
+                              f"mask_start < mask_end <= {total:g} s (the clip's length).")
         data = self._encode(clip)
         length = data.shape[-1]
         frames = self.frames(length / self.frame_rate)
