@@ -6,11 +6,16 @@ changes (the project retunes `autoencoder/base`), `dora run solver=autoencoder/b
 the folder of the run made with the old recipe. Resuming it there would mix two models' weights
 or report the old run as the new one's result, so the rerun is refused, naming what changed,
 and the old XP is left as it is.
+
+A relative path in the config (`dataset.manifest=data/train.jsonl`) is part of the signature as
+written, but names other files from another directory: the folder the run started in is kept
+too (workdir.txt), and a rerun elsewhere whose relative paths would read other files is refused.
 """
 from __future__ import annotations
 
 import fnmatch
 import json
+import os
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -19,6 +24,7 @@ from .errors import CheckpointError
 from .io.checkpoint import LATEST
 
 CONFIG_FILE = "config.json"
+WORKDIR_FILE = "workdir.txt"
 
 
 def _flat(tree: Any, prefix: str = "") -> dict[str, Any]:
@@ -54,12 +60,49 @@ def config_changes(before: Mapping[str, Any], now: Mapping[str, Any],
             if old[key] != new[key] and not any(fnmatch.fnmatch(key, p) for p in patterns)]
 
 
+def _is_relative_path(value: Any) -> bool:
+    """A string written as a relative path: with a folder or a suffix (`data/train.jsonl`,
+    `ae.safetensors`), so that names such as `music` are not taken for one."""
+    return (isinstance(value, str) and "://" not in value and "\n" not in value
+            and not value.startswith(("/", "~", "pipe:"))
+            and ("/" in value or bool(Path(value).suffix)))
+
+
+def moved_paths(config: Mapping[str, Any], started_in: Path, here: Path,
+                excluded: Iterable[str] = ()) -> list[str]:
+    """`key: path` for each relative path of `config` (outside the `excluded` keys) that names
+    an existing file or folder from one of the two directories and another one (or none) from
+    the other."""
+    patterns = list(excluded)
+    moved = []
+    for key, value in sorted(_flat(config).items()):
+        if any(fnmatch.fnmatch(key, p) for p in patterns):
+            continue
+        values = value if isinstance(value, list) else [value]
+        for item in filter(_is_relative_path, values):
+            then, now = started_in / item, here / item
+            if (then.exists() or now.exists()) and then.resolve() != now.resolve():
+                moved.append(f"{key}: {item!r} was {then}, from here {now}")
+    return moved
+
+
 def check_unchanged(folder: Path, config: Mapping[str, Any], excluded: Iterable[str],
                     command: str) -> None:
-    """Refuse to go on in `folder` if the run there was made with another configuration."""
+    """Refuse to go on in `folder` if the run there was made with another configuration, or
+    from a directory where its relative paths named other files."""
     before = trained_config(folder)
     if before is None:
         return
+    workdir = folder / WORKDIR_FILE
+    if workdir.exists():
+        started_in, here = Path(workdir.read_text().strip()), Path.cwd()
+        moved = moved_paths(config, started_in, here, excluded) if started_in != here else []
+        if moved:
+            raise CheckpointError(
+                f"{folder} holds a run started in {started_in}; from {here} its relative "
+                f"paths name other files:\n  " + "\n  ".join(moved[:12]) + "\nIt is left "
+                f"untouched. Run `{command}` from {started_in} to go on with it; for a run on "
+                "the files here, give their absolute paths (another signature).")
     changes = config_changes(before, config, excluded)
     if changes:
         shown = "\n  ".join(changes[:12]) + ("\n  ..." if len(changes) > 12 else "")
@@ -71,9 +114,10 @@ def check_unchanged(folder: Path, config: Mapping[str, Any], excluded: Iterable[
 
 
 def record(folder: Path, config: Mapping[str, Any]) -> None:
-    """Write config.json when the XP starts; once it has a checkpoint, the file is what it was
-    trained with and stays."""
+    """Write config.json (and workdir.txt, the directory its relative paths are read from)
+    when the XP starts; once it has a checkpoint, they are what it was trained with and stay."""
     path = folder / CONFIG_FILE
     if not (folder / LATEST).exists() or not path.exists():
         folder.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(config, indent=1, default=str))
+        (folder / WORKDIR_FILE).write_text(os.getcwd() + "\n")

@@ -6,7 +6,13 @@ import json
 import pytest
 
 from audiotools.errors import CheckpointError
-from audiotools.xp_config import CONFIG_FILE, check_unchanged, config_changes, record
+from audiotools.xp_config import (
+    CONFIG_FILE,
+    WORKDIR_FILE,
+    check_unchanged,
+    config_changes,
+    record,
+)
 
 
 def run(*overrides: str):
@@ -54,3 +60,29 @@ def test_a_changed_recipe_is_refused_and_the_xp_kept(dora_dir):
         run(*args)
     assert (xp.folder / "checkpoint.th").read_bytes() == checkpoint
     assert (run(args[0], "optim.epochs=2").folder / "checkpoint.th").exists()
+
+
+def test_a_rerun_where_relative_paths_name_other_files_is_refused(tmp_path, monkeypatch):
+    first, second, xp = tmp_path / "first", tmp_path / "second", tmp_path / "xp"
+    for where in (first, second):
+        (where / "data").mkdir(parents=True)
+        (where / "data" / "train.jsonl").write_text("{}\n")
+    config = {"dataset": {"manifest": "data/train.jsonl", "name": "data"},
+              "logging": {"dir": "data/logs"}, "model": {"codec": "/abs/ae.safetensors"}}
+    monkeypatch.chdir(first)
+    record(xp, config)
+    assert (xp / WORKDIR_FILE).read_text() == f"{first}\n"
+    (xp / "checkpoint.th").write_bytes(b"")
+    check_unchanged(xp, config, [], "dora run")  # where it started: goes on
+    monkeypatch.chdir(second)
+    with pytest.raises(CheckpointError, match=(
+            rf"(?s)started in {first}.*dataset.manifest: 'data/train.jsonl' was "
+            rf"{first}/data/train.jsonl, from here {second}/data/train.jsonl.*"
+            rf"from {first} to go on")) as refused:
+        check_unchanged(xp, config, ["logging.*"], "dora run")
+    assert "dataset.name" not in str(refused.value) and "logging.dir" not in str(refused.value)
+    (second / "data" / "train.jsonl").unlink()  # named nothing here: still other files
+    with pytest.raises(CheckpointError, match="dataset.manifest"):
+        check_unchanged(xp, config, ["logging.*"], "dora run")
+    (first / "data" / "train.jsonl").unlink()  # names nothing from either: nothing to tell
+    check_unchanged(xp, config, ["logging.*"], "dora run")
