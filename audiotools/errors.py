@@ -3,8 +3,13 @@ the entry points print that message alone (no traceback) and exit non-zero."""
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
+import shutil
 from collections.abc import Iterator
+from pathlib import Path
+
+from safetensors import SafetensorError
 
 
 class AudiotoolsError(Exception):
@@ -24,6 +29,46 @@ def building(section: str) -> Iterator[None]:
         yield
     except ValueError as error:
         raise ConfigError(f"{section}: {error}") from None
+
+
+class StorageError(AudiotoolsError):
+    """A file could not be written: its disk is full or read-only, or the folder not ours."""
+
+
+# What the machine, not the program, makes of a write: a full disk or quota, a read-only or
+# another user's folder.
+STORAGE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM})
+
+
+def storage_message(error: OSError) -> str | None:
+    """`file: reason; N MB left on its disk.` for such an error naming its file, else None."""
+    if error.errno not in STORAGE_ERRNOS or not error.filename:
+        return None
+    return f"{error.filename}: {error.strerror}{_space_left(Path(error.filename))}."
+
+
+def _space_left(path: Path) -> str:
+    folder = next((p for p in (path, *path.parents) if p.exists()), None)
+    if folder is None:
+        return ""
+    return f"; {shutil.disk_usage(folder).free / 2**20:,.0f} MB left on its disk"
+
+
+@contextlib.contextmanager
+def writing(path: os.PathLike | str, kept: str = "") -> Iterator[None]:
+    """An I/O failure while `path` is written as a StorageError naming the file, the cause and
+    the space left (then `kept`: what is still there): an OSError, or what torch.save,
+    soundfile and safetensors make of one (torch says "unexpected pos 704 vs 598" of a full
+    disk). The block only writes, so such an error is the disk's, not a bug's; a file that
+    exists (FileExistsError) is the caller's to tell."""
+    try:
+        yield
+    except FileExistsError:
+        raise
+    except (OSError, RuntimeError, SafetensorError) as error:
+        cause = error.strerror if isinstance(error, OSError) and error.strerror else error
+        raise StorageError(f"{path}: cannot write it ({cause}){_space_left(Path(path))}."
+                           f"{' ' + kept if kept else ''}") from error
 
 
 class CheckpointError(AudiotoolsError):

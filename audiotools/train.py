@@ -27,7 +27,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import MissingMandatoryValue, OmegaConfBaseException
 
 from . import environment, logs, xp_config
-from .errors import AudiotoolsError, ConfigError
+from .errors import AudiotoolsError, ConfigError, storage_message
 from .experiments import load_history
 from .io.checkpoint import LATEST, numbered_checkpoints
 
@@ -45,8 +45,11 @@ def _print_user_errors(exc_type: type[BaseException], exc: BaseException,
                        tb: TracebackType | None) -> None:
     """Errors a user caused are printed as their message alone; anything else keeps its trace."""
     passed_on = _passed_on_message(exc) if isinstance(exc, ProcessException) else None
+    storage = storage_message(exc) if isinstance(exc, OSError) else None
     if isinstance(exc, AudiotoolsError) or passed_on is not None:
         print(f"error: {passed_on or exc}", file=sys.stderr)
+    elif storage is not None:  # e.g. Dora creating the XP folder on a full or read-only disk
+        print(f"error: {storage}", file=sys.stderr)
     elif isinstance(exc, RuntimeError) and _NO_SLURM in str(exc):
         print("error: `dora grid` and `dora launch` submit jobs to SLURM, and this machine has "
               "no srun. Without a cluster, run the grid's XPs here with `audiotools grid NAME` "

@@ -19,7 +19,7 @@ import soundfile as sf
 import torch
 import torchaudio
 
-from ..errors import AudiotoolsError, ConfigError
+from ..errors import AudiotoolsError, ConfigError, writing
 from ..io.atomic import atomic_path
 
 AudioSource = str | os.PathLike | BinaryIO
@@ -155,10 +155,7 @@ def audio_write(path: str | os.PathLike, wav: torch.Tensor | np.ndarray, sample_
         data = np.clip(data, -1.0, 1.0)
     if path.parent.exists() and not path.parent.is_dir():
         raise AudioFileError(f"{path}: cannot write it, {path.parent} is a file.")
-    try:
-        with atomic_path(path) as tmp:
-            sf.write(tmp, data, sample_rate, format=fmt, subtype=subtype,
-                     compression_level=compression_level)
-    except (sf.LibsndfileError, OSError) as err:
-        raise AudioFileError(f"{path}: cannot write it ({err}).") from err
+    with writing(path), atomic_path(path) as tmp:
+        sf.write(tmp, data, sample_rate, format=fmt, subtype=subtype,
+                 compression_level=compression_level)
     return path

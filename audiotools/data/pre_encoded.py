@@ -27,7 +27,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import load as load_tensors
 from safetensors.torch import save_file
 
-from ..errors import ConfigError
+from ..errors import ConfigError, writing
 from ..io.atomic import atomic_path, write_text_atomic
 from ..models.codec import FrozenCodec, LatentStats, is_discrete
 from .audio import AudioFileError, audio_read
@@ -107,7 +107,7 @@ def check_same_codec(found: Mapping[str, Any], expected: Mapping[str, Any], wher
 def _write_atomic(path: Path, tensors: dict[str, torch.Tensor], source: str) -> None:
     """The file's tensors, with the audio they encode named in its metadata (`source`), so a
     rerun can tell whether the file it would keep encodes the file it is asked for."""
-    with atomic_path(path) as tmp:
+    with writing(path), atomic_path(path) as tmp:
         save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp),
                   metadata={"source": source})
 

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..errors import CheckpointError
+from ..errors import CheckpointError, writing
 
 LATEST = "checkpoint.th"
 _EPOCH_FILE = re.compile(r"^checkpoint_(\d+)\.th$")
@@ -42,15 +42,20 @@ def save(state: dict[str, Any], folder: Path, epoch: int, keep_last: int) -> Pat
     for stale in folder.glob(f".{LATEST}.*.tmp"):  # left by a process killed mid-write
         stale.unlink(missing_ok=True)
     tmp = folder / f".{LATEST}.{os.getpid()}.tmp"
-    with open(tmp, "wb") as handle:
-        torch.save(state, handle)
-        handle.flush()
-        os.fsync(handle.fileno())
-    if keep_last > 0:
-        numbered = epoch_path(folder, epoch)
-        numbered.unlink(missing_ok=True)
-        os.link(tmp, numbered)
-    os.replace(tmp, latest)
+    try:
+        with writing(latest, "The previous checkpoint is kept: free some space and run the "
+                             "same command again to go on from it."):
+            with open(tmp, "wb") as handle:
+                torch.save(state, handle)
+                handle.flush()
+                os.fsync(handle.fileno())
+            if keep_last > 0:
+                numbered = epoch_path(folder, epoch)
+                numbered.unlink(missing_ok=True)
+                os.link(tmp, numbered)
+            os.replace(tmp, latest)
+    finally:
+        tmp.unlink(missing_ok=True)
     _fsync_dir(folder)
     prune(folder, keep_last)
     return latest

@@ -17,7 +17,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
 from ..environment import resolve_path, xp_folder
-from ..errors import CheckpointError
+from ..errors import CheckpointError, writing
 from . import checkpoint
 from .atomic import atomic_path
 
@@ -88,7 +88,7 @@ def write(path: Path, export: Export) -> Path:
                 "sig": export.sig, "epoch": str(export.epoch),
                 "modules": json.dumps(sorted(export.weights))}
     try:
-        with atomic_path(path, exclusive=True) as tmp:
+        with writing(path), atomic_path(path, exclusive=True) as tmp:
             save_file(flat, str(tmp), metadata=metadata)
     except FileExistsError:  # another export got there first
         raise CheckpointError(f"{path} exists (written while this export ran); remove it or "

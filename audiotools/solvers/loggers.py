@@ -1,7 +1,8 @@
 """Experiment loggers: flashy's, with the faults of flashy 0.0.2 fixed by subclassing.
 
 - flashy's LocalFS and TensorBoard `log_audio` take (key, stage) while its ResultLogger passes
-  (stage, key); the local one also writes with torchaudio.save, which needs torchcodec.
+  (stage, key); the local one also writes with torchaudio.save, which needs torchcodec (ours
+  writes through a temporary file, so a full disk leaves no half file).
 - flashy's W&B logger calls `wandb.Api()` (an API key even offline) and passes `log_metrics`
   arguments in the wrong order for audio, images and text.
 
@@ -14,7 +15,6 @@ from typing import Any
 
 import dora
 import numpy as np
-import soundfile as sf
 import torch
 from flashy.distrib import rank_zero_only
 from flashy.loggers.localfs import LocalFSLogger as _FlashyLocalFS
@@ -22,7 +22,9 @@ from flashy.loggers.tensorboard import TensorboardLogger as _FlashyTensorboard
 from flashy.loggers.utils import _add_prefix
 from flashy.loggers.wandb import WandbLogger as _FlashyWandb
 
-from ..errors import ConfigError
+from ..data.audio import audio_write
+from ..errors import ConfigError, writing
+from ..io.atomic import atomic_path
 
 
 def _image_to_uint8(image: torch.Tensor) -> np.ndarray:
@@ -41,9 +43,8 @@ class LocalFSLogger(_FlashyLocalFS):
                   step: int | None = None, **kwargs: Any) -> None:
         if not self.with_media_logging:
             return
-        path = self._format_path(key, "wav", prefix, step)
-        sf.write(path, audio.detach().float().cpu().clamp(-1, 1).t().numpy(), sample_rate,
-                 subtype="PCM_16")
+        audio_write(self._format_path(key, "wav", prefix, step), audio, sample_rate,
+                    subtype="PCM_16")
 
     @rank_zero_only
     def log_image(self, prefix: str, key: str, image: Any, step: int | None = None,
@@ -54,7 +55,9 @@ class LocalFSLogger(_FlashyLocalFS):
         array = _image_to_uint8(image)
         if array.ndim == 3 and array.shape[2] == 1:
             array = array[:, :, 0]
-        Image.fromarray(array).save(self._format_path(key, "png", prefix, step))
+        path = Path(self._format_path(key, "png", prefix, step))
+        with writing(path), atomic_path(path) as tmp:  # never half a picture
+            Image.fromarray(array).save(tmp)
 
 
 class TensorboardLogger(_FlashyTensorboard):
