@@ -7,6 +7,7 @@ stored relative to the manifest file, which keeps a shipped dataset valid in any
 """
 from __future__ import annotations
 
+import errno
 import gzip
 import json
 import math
@@ -20,7 +21,7 @@ from typing import Any
 import numpy as np
 import soundfile as sf
 
-from ..errors import ConfigError
+from ..errors import ConfigError, writing
 from ..io.atomic import atomic_path, write_text_atomic
 from .audio import AudioFileError, audio_info
 
@@ -43,10 +44,15 @@ def _open_text(path: Path, mode: str, gz: bool):
 
 
 def sidecar_path(path: Path) -> Path | None:
-    """`song.wav.json` or `song.json` beside `song.wav`, whichever exists (in that order)."""
+    """`song.wav.json` or `song.json` beside `song.wav`, whichever exists (in that order). For
+    a file whose name has room for no `.json` more (255 bytes), the first cannot exist."""
     for candidate in (path.with_name(path.name + ".json"), path.with_suffix(".json")):
-        if candidate.is_file():
-            return candidate
+        try:
+            if candidate.is_file():
+                return candidate
+        except OSError as error:
+            if error.errno != errno.ENAMETOOLONG:
+                raise
     return None
 
 
@@ -163,7 +169,7 @@ def write_manifest(entries: Iterable[dict[str, Any]], out: str | os.PathLike,
     """Write JSON lines (gzip when `out` ends in .gz); `relative` stores paths relative to the
     manifest's folder."""
     out = Path(out)
-    with atomic_path(out) as tmp, _open_text(tmp, "w", gz=out.suffix == ".gz") as f:
+    with writing(out), atomic_path(out) as tmp, _open_text(tmp, "w", gz=out.suffix == ".gz") as f:
         for entry in entries:
             if relative:
                 entry = {**entry, "path": os.path.relpath(entry["path"], out.parent.resolve())}

@@ -4,6 +4,7 @@ permissions any file the user writes gets."""
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,7 +17,7 @@ def atomic_path(path: Path, exclusive: bool = False) -> Iterator[Path]:
     is still absent (FileExistsError otherwise: a link, unlike a rename, cannot replace). The
     temporary file never stays behind."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp{path.suffix}")
+    tmp = path.with_name(_temporary_name(path))
     try:
         yield tmp
         umask_mode(tmp)
@@ -26,6 +27,15 @@ def atomic_path(path: Path, exclusive: bool = False) -> Iterator[Path]:
             os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def _temporary_name(path: Path) -> str:
+    """`.name.PID.tmp.suffix`; for a name too long to take that (255 bytes is the usual
+    limit), its hash stands for it."""
+    name = f".{path.name}.{os.getpid()}.tmp{path.suffix}"
+    if len(os.fsencode(name)) <= 255:
+        return name
+    return f".{hashlib.sha1(os.fsencode(path.name)).hexdigest()}.{os.getpid()}.tmp{path.suffix}"
 
 
 def remove_temporaries(folder: Path) -> None:

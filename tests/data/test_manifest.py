@@ -210,3 +210,11 @@ def test_a_cut_short_flac_is_said_to_be_cut_short(tmp_path, write_tone):
     rejection = scan_file(path)
     assert rejection.reason.startswith("decoding failed in its first block: cut short or "
                                        "damaged")
+
+
+def test_a_file_whose_name_leaves_no_room_for_a_sidecar_is_scanned(tmp_path, write_tone):
+    name = "n" * 250 + ".wav"  # 254 bytes: `<name>.json` would be too long to exist
+    write_tone(f"r/{name}", 0.5, 16000)
+    entries, rejections = scan_tree(tmp_path / "r")
+    assert [e["path"].rsplit("/", 1)[1] for e in entries] == [name] and not rejections
+    assert sorted(p.name for p in (tmp_path / "r").iterdir()) == [name]  # no temporary left
