@@ -126,6 +126,8 @@ def _resampler(orig: int, new: int) -> torchaudio.transforms.Resample:
 def resample(wav: torch.Tensor, orig: int, new: int) -> torch.Tensor:
     if orig == new:
         return wav
+    if wav.shape[-1] == 0:  # e.g. a read past a file's end; torchaudio cannot reshape it
+        return wav.new_zeros(*wav.shape[:-1], 0)
     with torch.no_grad():
         return _resampler(orig, new)(wav)
 

@@ -43,6 +43,23 @@ def fixed_seeks(duration: float, segment_duration: float, min_segment_ratio: flo
     return [i * segment_duration for i in range(count)]
 
 
+# How much shorter than its manifest entry says a read may be: decoders of one file disagree
+# by a frame or so (an MP3 frame is 26 ms at 44.1 kHz); a file cut short lacks far more.
+_CUT_SHORT_TOLERANCE = 0.1
+
+
+def _check_not_cut_short(entry: dict[str, Any], seek: float, read: float,
+                         segment_duration: float) -> None:
+    """Refuse a read shorter than the manifest's duration gives: the file was truncated (or
+    replaced) since the manifest was built, and its missing end would be taken for padding."""
+    expected = min(segment_duration, entry["duration"] - seek)
+    if read < expected - _CUT_SHORT_TOLERANCE:
+        raise AudioFileError(
+            f"{entry['path']}: {read:.3f} s of audio at {seek:.3f} s where its manifest entry "
+            f"({entry['duration']:.3f} s) gives {expected:.3f} s; the file changed since the "
+            "manifest was built (rebuild it with `audiotools manifest`).")
+
+
 def load_segment(source: AudioSource, entry: dict[str, Any], seek: float,
                  segment_duration: float, sample_rate: int, channels: int,
                  return_info: bool) -> dict[str, Any]:
@@ -63,6 +80,7 @@ def load_segment(source: AudioSource, entry: dict[str, Any], seek: float,
             raise AudioFileError(f"{entry['path']}: non-finite samples (NaN/inf)")
         if wav.shape[-1] == 0:
             raise AudioFileError(f"{entry['path']}: no audio at {seek:.3f} s (file changed?)")
+        _check_not_cut_short(entry, seek, wav.shape[-1] / sample_rate, segment_duration)
     except (AudioFileError, OSError) as err:
         message = f"{entry['path']} at {seek:.3f} s: {err}"
         logger.warning("Skipping a segment that cannot be read: %s", message)

@@ -142,3 +142,17 @@ def test_resampled_stereo_source_keeps_its_content(entries):
     expected = 0.75 * 0.5  # mean of the two channels' amplitudes
     assert audio.abs().max() == pytest.approx(expected, abs=0.01)
     assert int(torch.fft.rfft(audio).abs().argmax()) == 440
+
+
+def test_a_file_cut_short_after_the_manifest_is_refused_not_padded(entries, caplog):
+    dataset = _dataset(entries, random_segments=False)
+    long_path = entries[0]["path"]  # 6 s, 44.1 kHz stereo 16-bit: 4 bytes a frame
+    os.truncate(long_path, 44 + int(2.5 * 44100) * 4)
+    with caplog.at_level(logging.WARNING):
+        whole, cut, gone = dataset[0], dataset[2], dataset[4]
+    assert "error" not in whole and whole["padding_mask"].all()
+    assert "where its manifest entry (6.000 s) gives 1.000 s" in cut["error"]
+    assert "rebuild it with `audiotools manifest`" in cut["error"] and "error" in gone
+    assert collate_segments([whole, cut, gone])["audio"].shape == (1, 1, 16000)
+    short = dataset[9]  # a file shorter than a segment is padded as its entry says
+    assert "error" not in short and short["padding_mask"].sum() == 12000
