@@ -17,6 +17,7 @@ import io
 import itertools
 import json
 import logging
+import math
 import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -30,8 +31,8 @@ from webdataset.shardlists import expand_urls
 from webdataset.tariterators import tarfile_samples
 
 from .. import distributed
-from ..errors import AudiotoolsError, ConfigError
-from ..io.atomic import write_text_atomic
+from ..errors import AudiotoolsError, ConfigError, StorageError, writing
+from ..io.atomic import atomic_path, write_text_atomic
 from .audio import AUDIO_SUFFIXES, AudioFileError, audio_info
 from .manifest import REQUIRED_KEYS
 from .segments import draw_seek, fixed_seeks, load_segment
@@ -85,14 +86,19 @@ def write_shards(entries: list[dict[str, Any]], outdir: str | os.PathLike,
     for start in range(0, len(entries), samples_per_shard):
         chunk = entries[start:start + samples_per_shard]
         path = outdir / f"shard-{len(shards):06d}.tar"
-        tmp = path.with_name(f".{path.name}.tmp")
-        with wds.TarWriter(str(tmp)) as sink:
-            for offset, entry in enumerate(chunk):
-                audio = Path(entry["path"])
-                sink.write({"__key__": f"{start + offset:09d}",
-                            _member_name(audio): audio.read_bytes(),
-                            "json": json.dumps(entry, ensure_ascii=False).encode()})
-        os.replace(tmp, path)
+        try:
+            with writing(path), atomic_path(path) as tmp, wds.TarWriter(str(tmp)) as sink:
+                for offset, entry in enumerate(chunk):
+                    audio = Path(entry["path"])
+                    sink.write({"__key__": f"{start + offset:09d}",
+                                _member_name(audio): audio.read_bytes(),
+                                "json": json.dumps(entry, ensure_ascii=False).encode()})
+        except StorageError as error:  # an earlier index would list shards no longer there
+            (outdir / INDEX_NAME).unlink(missing_ok=True)
+            raise StorageError(
+                f"{error} {outdir} holds {len(shards)} of the "
+                f"{math.ceil(len(entries) / samples_per_shard)} shards and no {INDEX_NAME} of "
+                "them: make room, then run the same command with --force.") from error
         shards.append({"name": path.name, "samples": len(chunk),
                        "duration": sum(e["duration"] for e in chunk)})
     index = {"shards": shards, "samples": len(entries),

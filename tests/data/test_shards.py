@@ -186,3 +186,29 @@ def test_configuration_errors(entries, tmp_path):
     loader = DataLoader(dataset, batch_size=2, num_workers=2, collate_fn=collate_segments)
     with pytest.raises(ConfigError, match="has no shard"):
         list(loader)
+
+
+def test_a_shard_the_disk_refuses_names_what_the_folder_holds(entries, tmp_path, monkeypatch):
+    import errno
+
+    import webdataset as wds
+
+    from audiotools.errors import StorageError
+    write_shards(entries, tmp_path / "shards", samples_per_shard=2)
+    written = []
+    real_write = wds.TarWriter.write
+
+    def fills_the_disk(self, sample):
+        if len(written) == 3:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        written.append(sample["__key__"])
+        return real_write(self, sample)
+
+    monkeypatch.setattr(wds.TarWriter, "write", fills_the_disk)
+    with pytest.raises(StorageError, match=(
+            r"shard-000001.tar: cannot write it \(No space left on device\).* holds 1 of the 3 "
+            r"shards and no index.json of them: make room, then run the same command with "
+            r"--force")):
+        write_shards(entries, tmp_path / "shards", samples_per_shard=2, force=True)
+    assert sorted(p.name for p in (tmp_path / "shards").iterdir()) == [
+        "shard-000000.tar", "shard-000001.tar", "shard-000002.tar"]  # no temporary, no index
