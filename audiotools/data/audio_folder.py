@@ -21,7 +21,6 @@ import json
 import logging
 import os
 import re
-import tempfile
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -32,7 +31,8 @@ import torch
 import torchaudio
 
 from ..environment import resolve_path
-from ..errors import ConfigError
+from ..errors import ConfigError, StorageError, writing
+from ..io.atomic import atomic_path
 from .audio import AUDIO_SUFFIXES, resample
 from .features import FeatureArrays
 
@@ -89,7 +89,7 @@ def load_audio_folder(root: str | Path, mel: MelSettings = MelSettings(), *,
             logger.warning("Skipped unreadable audio file %s", line)
     else:
         features, kept, skipped = _compute(files, mel)
-        _save_atomic(cache, features=features, kept=kept, skipped=np.array(skipped, dtype=str))
+        _save_cache(cache, features=features, kept=kept, skipped=np.array(skipped, dtype=str))
     _check_classes(scanned, labels[kept], skipped)
 
     kept_files = [files[index] for index in np.flatnonzero(kept)]
@@ -213,17 +213,16 @@ def _read_mono(path: Path, sample_rate: int) -> torch.Tensor:
     return resample(wave, rate, sample_rate)
 
 
-def _save_atomic(path: Path, **arrays: np.ndarray) -> None:
-    """Write an .npz through a temporary file so a crash never leaves a half-written cache."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
+def _save_cache(path: Path, **arrays: np.ndarray) -> None:
+    """Write the .npz through a temporary file (a crash never leaves half a cache), with the
+    permissions of the user's umask. A cache that cannot be written costs only the time to
+    compute the features again: a warning, not a failed run."""
     try:
-        with os.fdopen(handle, "wb") as stream:
+        with writing(path), atomic_path(path) as tmp, open(tmp, "wb") as stream:
             np.savez(stream, **arrays)
-        os.replace(temp, path)
-    except BaseException:
-        os.unlink(temp)
-        raise
+    except (StorageError, OSError) as error:
+        logger.warning("Features not cached: %s They are computed again next time; "
+                       "dataset.cache_dir can name another folder.", error)
 
 
 def _check_classes(classes: list[tuple[str, list[Path]]], kept_labels: np.ndarray,

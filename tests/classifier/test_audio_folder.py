@@ -112,6 +112,22 @@ def test_cache_is_reused_and_invalidated(own_root, tmp_path, monkeypatch):
                       group_pattern=r"^(?P<group>[^_]+)_", cache_dir=tmp_path / "cache")
     assert calls == [1, 1]
     assert len(list((tmp_path / "cache").iterdir())) == 3
+    assert all((path.stat().st_mode & 0o777) == 0o666 & ~_umask()
+               for path in (tmp_path / "cache").iterdir())
+
+
+def _umask() -> int:
+    umask = os.umask(0)
+    os.umask(umask)
+    return umask
+
+
+def test_a_cache_that_cannot_be_written_is_a_warning(own_root, tmp_path, caplog):
+    (tmp_path / "cache").write_text("a file where the cache folder would be")
+    with caplog.at_level(logging.WARNING):
+        features = _load(own_root, tmp_path / "cache" / "features")
+    assert len(features.labels) > 0
+    assert "Features not cached:" in caplog.text and "dataset.cache_dir" in caplog.text
 
 
 def test_folds_from_a_grouping_rule(root, cache):
