@@ -86,6 +86,11 @@ def check_launch(cfg: Any, argv: Sequence[str] | None = None,
         # Refused here, before DDP workers meet at the XP's port, which the run holds.
         holder = (folder / "lock").read_text().strip() or "another process"
         raise XPLockedError.held(folder.name, holder, folder / "lock")
+    if args.clear and folder is not None and folder.is_symlink():
+        raise ConfigError(  # Dora's rmtree refuses a link, says "should be okay" and resumes
+            f"`dora run --clear` cannot delete {folder}: it is a link (to "
+            f"{folder.resolve()}), which Dora leaves as it is and the run would resume in. "
+            "Empty or remove the folder it links to yourself, then run without --clear.")
     if args.ddp_workers is not None and args.ddp_workers < 1:
         raise ConfigError(f"--ddp_workers={args.ddp_workers}: give the number of processes, "
                           "1 or more (with -d).")

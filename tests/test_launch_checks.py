@@ -156,3 +156,18 @@ def test_a_running_xp_is_refused_before_ddp_workers_meet_at_its_port(tmp_path):
         with pytest.raises(XPLockedError, match=r"is already running \(pid 4242 holds"):
             check_launch(cfg, ["dora", "run", "-d", "--ddp_workers", "2"], folder=tmp_path)
     check_launch(cfg, ["dora", "run", "-d", "--ddp_workers", "2"], folder=tmp_path)
+
+
+def test_clearing_an_xp_folder_that_is_a_link_is_refused(tmp_path):
+    """Dora's rmtree refuses a link, logs that things "should be okay" and resumes the XP."""
+    cfg = OmegaConf.create({"device": "cpu", "logging": {"wandb": {"mode": "disabled"}}})
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "elsewhere" / "checkpoint.th").write_bytes(b"kept")
+    (tmp_path / "xp").symlink_to(tmp_path / "elsewhere", target_is_directory=True)
+    with pytest.raises(ConfigError, match=(
+            rf"cannot delete {tmp_path}/xp: it is a link \(to {tmp_path}/elsewhere\).*"
+            r"then run without --clear")):
+        check_launch(cfg, ["dora", "run", "--clear", "solver=toy/debug"], folder=tmp_path / "xp")
+    check_launch(cfg, ["dora", "run", "solver=toy/debug"], folder=tmp_path / "xp")
+    check_launch(cfg, ["dora", "run", "--clear"], folder=tmp_path / "elsewhere")
+    assert (tmp_path / "elsewhere" / "checkpoint.th").read_bytes() == b"kept"
