@@ -36,6 +36,11 @@ def test_writing_names_the_file_the_cause_and_the_space_left(tmp_path):
 
 
 def test_a_checkpoint_the_disk_refuses_keeps_the_previous_one(tmp_path, monkeypatch):
+    with pytest.raises(StorageError, match=r"cannot write it .*No checkpoint was written"):
+        with monkeypatch.context() as full:
+            full.setattr(torch, "save", _full_disk)
+            checkpoint.save({"epoch": 1}, tmp_path, 1, keep_last=2)
+    assert not list(tmp_path.iterdir())
     checkpoint.save({"epoch": 1}, tmp_path, 1, keep_last=2)
     before = (tmp_path / checkpoint.LATEST).read_bytes()
 

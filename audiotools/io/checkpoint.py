@@ -43,8 +43,10 @@ def save(state: dict[str, Any], folder: Path, epoch: int, keep_last: int) -> Pat
         stale.unlink(missing_ok=True)
     tmp = folder / f".{LATEST}.{os.getpid()}.tmp"
     try:
-        with writing(latest, "The previous checkpoint is kept: free some space and run the "
-                             "same command again to go on from it."):
+        kept = ("The previous checkpoint is kept: make room and run the same command again "
+                "to go on from it." if latest.exists() else "No checkpoint was written: make "
+                "room and run the same command again.")
+        with writing(latest, kept):
             with open(tmp, "wb") as handle:
                 torch.save(state, handle)
                 handle.flush()
