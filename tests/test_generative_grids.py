@@ -8,6 +8,7 @@ import pytest
 
 from audiotools.errors import ConfigError
 from audiotools.local_grid import available_grids, grid_sheeps, load_explorer
+from tests.solvers.helpers import tiny_codec
 
 
 def _xps(name: str) -> list:
@@ -31,8 +32,7 @@ def test_musicgen_grid_takes_its_codec_from_the_environment(dora_dir, tmp_path, 
     with pytest.raises(ConfigError, match=r"grid musicgen.debug needs a discrete codec: set "
                                           r"AUDIOTOOLS_MUSICGEN_CODEC"):
         _xps("musicgen.debug")
-    codec = tmp_path / "rvq.safetensors"
-    codec.touch()
+    codec = tiny_codec(tmp_path / "rvq.safetensors")
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("AUDIOTOOLS_MUSICGEN_CODEC", "rvq.safetensors")  # relative: made absolute
     xps = _xps("musicgen.debug")
@@ -40,9 +40,16 @@ def test_musicgen_grid_takes_its_codec_from_the_environment(dora_dir, tmp_path, 
                 for lr in ("0.001", "0.0003")]
     assert [list(xp.argv) for xp in xps] == expected
     assert [xp.sig for xp in xps] == [main.get_xp(argv).sig for argv in expected]
+    # Refused when the grid is built, not by each job once queued:
     monkeypatch.setenv("AUDIOTOOLS_MUSICGEN_CODEC", "//recipe/autoencoder/rvq_base")
-    assert {xp.cfg.codec.source for xp in _xps("musicgen.debug")} == {
-        "//recipe/autoencoder/rvq_base"}
+    with pytest.raises(ConfigError, match=r"^AUDIOTOOLS_MUSICGEN_CODEC=//recipe/autoencoder/"
+                                          r"rvq_base: .*has not been trained here"):
+        _xps("musicgen.debug")
+    for missing in ("rvq.ckpt", "gone.safetensors", "codecs/rvq.ckpt"):
+        monkeypatch.setenv("AUDIOTOOLS_MUSICGEN_CODEC", missing)
+        with pytest.raises(ConfigError, match=rf"^AUDIOTOOLS_MUSICGEN_CODEC={missing}: .*"
+                                              r"(no such file|does not exist|no checkpoint)"):
+            _xps("musicgen.debug")
 
 
 def test_the_tables_read_the_history():

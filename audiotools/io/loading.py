@@ -70,7 +70,7 @@ def _is_xp(source: str, path: Path) -> bool:
     return path.suffix == ".th" or (not path.exists() and "/" not in source)
 
 
-def _locate(source: str | Path) -> tuple[str, Path]:
+def locate(source: str | Path) -> tuple[str, Path]:
     """("export", file), ("xp", its checkpoint) or ("foreign", file) for `source`, resolved
     once (a `//recipe/` path composes a Hydra config to find its XP)."""
     text = str(source)
@@ -94,7 +94,7 @@ def _read_located(kind: str, path: Path, source: str | Path) -> Export:
 
 def read_export(source: str | Path) -> Export:
     """What an audiotools source holds: an export file, or an XP's best state."""
-    return _read_located(*_locate(source), source)
+    return _read_located(*locate(source), source)
 
 
 def build_from_export(export: Export, device: str | torch.device = "cpu") -> LoadedModel:
@@ -131,7 +131,7 @@ def load_model(source: str | Path, device: str | torch.device = "cpu",
     `sat_model_config`)."""
     from ..inference.inputs import checked_device
     checked_device(device)
-    kind, path = _locate(source)
+    kind, path = locate(source)
     if kind != "foreign" and options:
         raise CheckpointError(f"{path} is an audiotools {kind}: it needs no "
                               f"{', '.join(sorted(options))}.")
@@ -153,7 +153,7 @@ def training_weights(source: str, models: Mapping[str, torch.nn.Module]) -> Weig
     """Per-module weights to start a new XP from (`continue_from`): an export's, an XP's best
     state (its live weights where it has none), or a foreign checkpoint's live weights mapped
     onto `models["model"]`."""
-    kind, path = _locate(source)
+    kind, path = locate(source)
     if kind == "export":
         return read(path).weights
     if kind == "xp":
