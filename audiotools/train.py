@@ -212,6 +212,17 @@ def _explain_composition_error(error: Exception, argv: Sequence[str]) -> str:
         recipe = missing.group(1).removeprefix("solver/")
         return (f"solver={recipe}: no such recipe (config/solver/{recipe}.yaml). "
                 f"Available recipes: {', '.join(available_recipes())}.")
+    option = re.search(r"(?:In '[^']+': )?Could not find '([^']+)/([^'/]+)'", message)
+    if option:  # a config group's option (dset=, model/...=); Hydra appends its search path
+        # Hydra names the defaults list that holds the group, not the file that set it.
+        group, name = option.groups()
+        listed = re.findall(r"^\t(\S+)$", message.partition("Config search path")[0], re.M)
+        available = f" Available: {', '.join(listed)}." if listed else ""
+        if any(_override_key(arg).lstrip("/") == group for arg in argv):
+            return f"{group}={name}: no such option (config/{group}/{name}.yaml).{available}"
+        recipe = next((arg for arg in argv if _override_key(arg) == "solver"), "the recipe")
+        return (f"{recipe} (its recipe or a file it builds on) names {group}: {name}, which "
+                f"does not exist (config/{group}/{name}.yaml).{available}")
     return f"cannot compose the config from {list(argv)}:\n{message}"
 
 

@@ -137,3 +137,20 @@ def test_every_registered_type_has_its_schema_and_its_builder():
     assert set(conditioning.CONDITIONERS) == set(conditioner_set._SIMPLE) | {"text", "audio"}
     for name, section in {**diffusion.NETWORKS, **conditioning.CONDITIONERS}.items():
         assert get_args(section.model_fields["type"].annotation) == (name,), name
+
+
+def test_a_missing_config_option_is_named_with_the_available_ones(dora_dir, tmp_path,
+                                                                  monkeypatch):
+    with pytest.raises(ConfigError, match=(
+            r"^dset=nosuch: no such option \(config/dset/nosuch.yaml\). Available: "
+            r"music_ensembles, music_small, music_small_shards.$")):
+        _get_xp("solver=autoencoder/debug", "dset=nosuch")
+    _user_tree(tmp_path, monkeypatch, {"solver/mine/bad_dset.yaml": (
+        "# @package _global_\ndefaults:\n  - /solver/autoencoder/debug\n"
+        "  - override /dset: nosuch\n  - _self_\n")})
+    with pytest.raises(ConfigError, match=(
+            r"^solver=mine/bad_dset \(its recipe or a file it builds on\) names dset: nosuch, "
+            r"which does not exist \(config/dset/nosuch.yaml\). Available: music_ensembles")
+    ) as error:
+        _get_xp("solver=mine/bad_dset")
+    assert "Config search path" not in str(error.value)
