@@ -54,19 +54,46 @@ def _space_left(path: Path) -> str:
     return f"; {shutil.disk_usage(folder).free / 2**20:,.0f} MB left on its disk"
 
 
+# What torch.save and safetensors say of a write the disk refused, in their own words.
+_TORCH_WRITE_FAILURES = ("unexpected pos", "PytorchStreamWriter failed", "inline_container")
+_SAFETENSORS_WRITE_FAILURES = ("I/O error", "os error")
+
+
+def _disk_refusal(error: BaseException, target: Path) -> str | None:
+    """The cause to report when `error` is the disk refusing to write `target` (its folder,
+    the temporary file beside it), else None: a file read elsewhere, a format a writer does
+    not take, a tensor it cannot store or a device error are not the disk's."""
+    if isinstance(error, FileExistsError):
+        return None
+    if isinstance(error, OSError):
+        folder = target.parent.resolve()
+        named = Path(os.fsdecode(error.filename)).resolve() if error.filename else None
+        if named is not None and named.parent != folder and not folder.is_relative_to(named):
+            return None
+        return error.strerror or str(error)
+    text = str(error)
+    if isinstance(error, SafetensorError):
+        return text if any(words in text for words in _SAFETENSORS_WRITE_FAILURES) else None
+    if isinstance(error, RuntimeError):
+        import soundfile
+        if isinstance(error, soundfile.LibsndfileError):
+            return text if error.code == 2 else None  # SFE_SYSTEM: the OS refused it
+        return text if any(words in text for words in _TORCH_WRITE_FAILURES) else None
+    return None
+
+
 @contextlib.contextmanager
 def writing(path: os.PathLike | str, kept: str = "") -> Iterator[None]:
-    """An I/O failure while `path` is written as a StorageError naming the file, the cause and
-    the space left (then `kept`: what is still there): an OSError, or what torch.save,
-    soundfile and safetensors make of one (torch says "unexpected pos 704 vs 598" of a full
-    disk). The block only writes, so such an error is the disk's, not a bug's; a file that
-    exists (FileExistsError) is the caller's to tell."""
+    """A write of `path` the disk refuses (full, read-only, another user's folder) as a
+    StorageError naming the file, the cause and the space left, then `kept` (what is still
+    there): an OSError, or what torch.save, soundfile and safetensors make of one (torch
+    says "unexpected pos 704 vs 598" of a full disk). Any other error passes unchanged."""
     try:
         yield
-    except FileExistsError:
-        raise
     except (OSError, RuntimeError, SafetensorError) as error:
-        cause = error.strerror if isinstance(error, OSError) and error.strerror else error
+        cause = _disk_refusal(error, Path(path))
+        if cause is None:
+            raise
         raise StorageError(f"{path}: cannot write it ({cause}){_space_left(Path(path))}."
                            f"{' ' + kept if kept else ''}") from error
 

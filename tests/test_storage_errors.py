@@ -7,6 +7,7 @@ import os
 
 import pytest
 import torch
+from safetensors import SafetensorError
 
 from audiotools.errors import StorageError, storage_message, writing
 from audiotools.io import checkpoint
@@ -33,6 +34,28 @@ def test_writing_names_the_file_the_cause_and_the_space_left(tmp_path):
     with pytest.raises(ValueError):  # not a write failure: a bug keeps its traceback
         with writing(tmp_path / "x.th"):
             raise ValueError("bug")
+
+
+@pytest.mark.parametrize("error", [
+    RecursionError("maximum recursion depth exceeded"),  # a state torch.save cannot pickle
+    RuntimeError("CUDA error: device-side assert triggered"),
+    SafetensorError("Some tensors share memory, this will lead to duplicate memory on disk"),
+    PermissionError(errno.EACCES, "Permission denied", "/elsewhere/source.wav"),  # a read
+])
+def test_writing_lets_what_is_not_the_disks_refusal_through(tmp_path, error):
+    with pytest.raises(type(error)):
+        with writing(tmp_path / "out" / "x.tar"):
+            raise error
+
+
+def test_writing_takes_soundfiles_system_error_only(tmp_path):
+    import soundfile
+    with pytest.raises(StorageError, match=r"x.wav: cannot write it"):
+        with writing(tmp_path / "x.wav"):
+            raise soundfile.LibsndfileError(2, "Error opening 'x.wav': ")
+    with pytest.raises(soundfile.LibsndfileError):  # a format error: the caller's to name
+        with writing(tmp_path / "x.wav"):
+            raise soundfile.LibsndfileError(1, "Format not recognised.")
 
 
 def test_a_checkpoint_the_disk_refuses_keeps_the_previous_one(tmp_path, monkeypatch):

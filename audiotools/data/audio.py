@@ -158,6 +158,12 @@ def audio_write(path: str | os.PathLike, wav: torch.Tensor | np.ndarray, sample_
     if path.parent.exists() and not path.parent.is_dir():
         raise AudioFileError(f"{path}: cannot write it, {path.parent} is a file.")
     with writing(path), atomic_path(path) as tmp:
-        sf.write(tmp, data, sample_rate, format=fmt, subtype=subtype,
-                 compression_level=compression_level)
+        try:
+            sf.write(tmp, data, sample_rate, format=fmt, subtype=subtype,
+                     compression_level=compression_level)
+        except sf.LibsndfileError as err:
+            if err.code == 2:  # the OS refused it: `writing` says so
+                raise
+            reason = str(err).replace(str(tmp), str(path))  # e.g. a rate MP3 cannot take
+            raise AudioFileError(f"{path}: cannot write it ({reason}).") from err
     return path

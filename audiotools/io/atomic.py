@@ -8,6 +8,9 @@ import hashlib
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
+
+from ..errors import writing
 
 
 @contextlib.contextmanager
@@ -47,8 +50,14 @@ def remove_temporaries(folder: Path) -> None:
 
 
 def write_text_atomic(path: Path, text: str) -> None:
-    with atomic_path(path) as tmp:
+    with writing(path), atomic_path(path) as tmp:
         tmp.write_text(text, encoding="utf-8")
+
+
+def write_image_atomic(path: Path, image: Any) -> None:
+    """A PIL image (format from the suffix) whole under `path`, or nothing there."""
+    with writing(path), atomic_path(path) as tmp:
+        image.save(tmp)
 
 
 def umask_mode(path: Path) -> None:

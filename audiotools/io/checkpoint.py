@@ -5,6 +5,7 @@ Everything saved is tensors, numbers, strings, lists and dicts, so checkpoints l
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 import re
@@ -43,9 +44,10 @@ def save(state: dict[str, Any], folder: Path, epoch: int, keep_last: int) -> Pat
         stale.unlink(missing_ok=True)
     tmp = folder / f".{LATEST}.{os.getpid()}.tmp"
     try:
-        kept = ("The previous checkpoint is kept: make room and run the same command again "
-                "to go on from it." if latest.exists() else "No checkpoint was written: make "
-                "room and run the same command again.")
+        kept = ("The previous checkpoint is kept: once the disk takes it (room, "
+                "permissions), the same command goes on from it." if latest.exists() else
+                "No checkpoint was written: once the disk takes it (room, permissions), run "
+                "the same command again.")
         with writing(latest, kept):
             with open(tmp, "wb") as handle:
                 torch.save(state, handle)
@@ -56,8 +58,9 @@ def save(state: dict[str, Any], folder: Path, epoch: int, keep_last: int) -> Pat
                 numbered.unlink(missing_ok=True)
                 os.link(tmp, numbered)
             os.replace(tmp, latest)
-    finally:
-        tmp.unlink(missing_ok=True)
+    finally:  # on a filesystem gone read-only even this fails: the error above is the news
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
     _fsync_dir(folder)
     prune(folder, keep_last)
     return latest

@@ -19,7 +19,7 @@ from ..data import hub
 from ..data.audio_folder import load_audio_folder
 from ..data.features import FeatureArrays, load_features, split_by_fold
 from ..errors import ConfigError, building
-from ..io.atomic import atomic_path
+from ..io.atomic import write_image_atomic
 from ..metrics.classification import (
     accuracy,
     confusion_matrix,
@@ -136,8 +136,7 @@ class ClassifierSolver(StandardSolver):
         matrix = self._gathered_matrix()
         if distributed.is_rank_zero():
             image = render_confusion_matrix(matrix, self.arrays.class_names)
-            with atomic_path(self.folder / "confusion_matrix.png") as tmp:
-                image.save(tmp)
+            write_image_atomic(self.folder / "confusion_matrix.png", image)
             pixels = torch.from_numpy(np.array(image)).permute(2, 0, 1)
             self.log_image("evaluate", "confusion_matrix", pixels)
         return {"accuracy": accuracy(matrix), "macro_f1": macro_f1(matrix)}

@@ -45,7 +45,7 @@ from ..data.segments import collate_segments
 from ..environment import resolve_path
 from ..errors import ConfigError, building
 from ..inference.conditions import checked_values, describe_conditioners
-from ..io.atomic import atomic_path, remove_temporaries
+from ..io.atomic import remove_temporaries, write_image_atomic, write_text_atomic
 from ..io.codecs import codec_from_config
 from ..metrics.conditional import as_classifier
 from ..metrics.embeddings import AudioEmbedder, get_embedder
@@ -480,7 +480,7 @@ class GenerativeSolver(StandardSolver):
                     records += self._write_samples(
                         out_dir, continued if kind else clips, f"_cfg{scale:g}{kind}", values,
                         items, {**common, "seed": generate.seed + start, **extra}, start)
-        (out_dir / "conditions.json").write_text(json.dumps(records, indent=1, default=str))
+        write_text_atomic(out_dir / "conditions.json", json.dumps(records, indent=1, default=str))
         return {"samples": float(len(records)), "seconds": duration}
 
     def _write_samples(self, out_dir: Path, audio: Sequence[torch.Tensor], suffix: str,
@@ -496,8 +496,7 @@ class GenerativeSolver(StandardSolver):
             name = f"{index:03d}{suffix}"
             audio_write(out_dir / f"{name}.{generate.format}", clip, self.sample_rate)
             image = render_spectrogram(clip, self.sample_rate)
-            with atomic_path(out_dir / f"{name}.png") as tmp:
-                image.save(tmp)
+            write_image_atomic(out_dir / f"{name}.png", image)
             self.log_audio("generate", name, clip, self.sample_rate)
             pixels = torch.from_numpy(np.array(image.convert("RGB"))).permute(2, 0, 1)
             self.log_image("generate", f"{name}_spectrogram", pixels)

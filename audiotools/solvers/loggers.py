@@ -23,8 +23,8 @@ from flashy.loggers.utils import _add_prefix
 from flashy.loggers.wandb import WandbLogger as _FlashyWandb
 
 from ..data.audio import audio_write
-from ..errors import ConfigError, writing
-from ..io.atomic import atomic_path
+from ..errors import ConfigError
+from ..io.atomic import write_image_atomic
 
 
 def _image_to_uint8(image: torch.Tensor) -> np.ndarray:
@@ -55,9 +55,8 @@ class LocalFSLogger(_FlashyLocalFS):
         array = _image_to_uint8(image)
         if array.ndim == 3 and array.shape[2] == 1:
             array = array[:, :, 0]
-        path = Path(self._format_path(key, "png", prefix, step))
-        with writing(path), atomic_path(path) as tmp:  # never half a picture
-            Image.fromarray(array).save(tmp)
+        write_image_atomic(Path(self._format_path(key, "png", prefix, step)),
+                           Image.fromarray(array))
 
 
 class TensorboardLogger(_FlashyTensorboard):

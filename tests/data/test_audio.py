@@ -86,6 +86,11 @@ def test_write_clips_integer_formats_and_refuses_unknown_extension(tmp_path):
     assert audio_read(path)[0].max() == pytest.approx(1.0, abs=1e-4)
     with pytest.raises(ConfigError, match=r"\.aac"):
         audio_write(tmp_path / "x.aac", torch.zeros(1, 10), 8000)
+    with pytest.raises(AudioFileError, match=(  # the file asked for, not the temporary one
+            rf"^{tmp_path}/x.mp3: cannot write it \(Error opening '{tmp_path}/x.mp3': .*"
+            r"sample rates of 8000")):
+        audio_write(tmp_path / "x.mp3", torch.zeros(1, 1000), 12345)
+    assert not list(tmp_path.glob("*x.mp3*"))
 
 
 def test_unreadable_file_names_the_path(tmp_path):
