@@ -71,7 +71,8 @@ def write_shards(entries: list[dict[str, Any]], outdir: str | os.PathLike,
         more = f" and {len(missing) - 1} more" if len(missing) > 1 else ""
         raise ConfigError(f"{missing[0]}{more}: no such file, listed in the manifest; rebuild "
                           "it with `audiotools manifest` (nothing was written).")
-    if (outdir / CODEC_FILE).exists() and not (outdir / INDEX_NAME).exists():
+    if ((outdir / CODEC_FILE).exists() and not (outdir / INDEX_NAME).exists()
+            and not any(outdir.glob("shard-*.tar"))):
         raise ConfigError(f"{outdir} is a pre-encoded dataset (its {CODEC_FILE}, no shard "
                           f"{INDEX_NAME}), which shards would make unusable; write them to "
                           "another folder (nothing was written).")
@@ -82,6 +83,9 @@ def write_shards(entries: list[dict[str, Any]], outdir: str | os.PathLike,
         raise ConfigError(f"{outdir} already holds shards ({shown}{more}); choose another "
                           "folder or pass --force to replace them.")
     outdir.mkdir(parents=True, exist_ok=True)
+    # The earlier index would list shards as they were while they are replaced: gone until
+    # the new one is written.
+    (outdir / INDEX_NAME).unlink(missing_ok=True)
     shards: list[dict[str, Any]] = []
     for start in range(0, len(entries), samples_per_shard):
         chunk = entries[start:start + samples_per_shard]
@@ -93,8 +97,7 @@ def write_shards(entries: list[dict[str, Any]], outdir: str | os.PathLike,
                     sink.write({"__key__": f"{start + offset:09d}",
                                 _member_name(audio): audio.read_bytes(),
                                 "json": json.dumps(entry, ensure_ascii=False).encode()})
-        except StorageError as error:  # an earlier index would list shards no longer there
-            (outdir / INDEX_NAME).unlink(missing_ok=True)
+        except StorageError as error:
             raise StorageError(
                 f"{error} {outdir} holds {len(shards)} of the "
                 f"{math.ceil(len(entries) / samples_per_shard)} shards and no {INDEX_NAME} of "
@@ -103,7 +106,11 @@ def write_shards(entries: list[dict[str, Any]], outdir: str | os.PathLike,
                        "duration": sum(e["duration"] for e in chunk)})
     index = {"shards": shards, "samples": len(entries),
              "duration": sum(s["duration"] for s in shards)}
-    write_text_atomic(outdir / INDEX_NAME, json.dumps(index, indent=1) + "\n")
+    try:
+        write_text_atomic(outdir / INDEX_NAME, json.dumps(index, indent=1) + "\n")
+    except StorageError as error:
+        raise StorageError(f"{error} The shards are written but not indexed: make room, then "
+                           "run the same command with --force.") from error
     written = [outdir / s["name"] for s in shards]
     for path in previous:
         if path not in written and path.name != INDEX_NAME:

@@ -212,3 +212,66 @@ def test_a_shard_the_disk_refuses_names_what_the_folder_holds(entries, tmp_path,
         write_shards(entries, tmp_path / "shards", samples_per_shard=2, force=True)
     assert sorted(p.name for p in (tmp_path / "shards").iterdir()) == [
         "shard-000000.tar", "shard-000001.tar", "shard-000002.tar"]  # no temporary, no index
+
+
+def test_a_source_that_cannot_be_read_is_named_and_the_index_kept(entries, tmp_path, monkeypatch):
+    import errno
+    from pathlib import Path
+    write_shards(entries, tmp_path / "shards", samples_per_shard=2)
+    index = (tmp_path / "shards" / "index.json").read_text()
+    real_read = Path.read_bytes
+
+    def unreadable(path):
+        if path.name == Path(entries[3]["path"]).name:
+            raise PermissionError(errno.EACCES, "Permission denied", str(path))
+        return real_read(path)
+
+    monkeypatch.setattr(Path, "read_bytes", unreadable)
+    with pytest.raises(PermissionError, match=Path(entries[3]["path"]).name):
+        write_shards(entries, tmp_path / "other", samples_per_shard=2)
+    assert (tmp_path / "shards" / "index.json").read_text() == index
+
+
+def test_encoded_shards_refused_midway_can_be_written_again_with_force(entries, tmp_path,
+                                                                        monkeypatch):
+    import errno
+
+    import webdataset as wds
+
+    from audiotools.errors import StorageError
+    out = tmp_path / "shards"
+    write_shards(entries, out, samples_per_shard=2)
+    (out / "codec.json").write_text("{}")  # as `audiotools shards --codec` leaves it
+    real_write = wds.TarWriter.write
+    calls = []
+
+    def fills_the_disk(self, sample):
+        calls.append(1)
+        if len(calls) == 2:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_write(self, sample)
+
+    with monkeypatch.context() as full:
+        full.setattr(wds.TarWriter, "write", fills_the_disk)
+        with pytest.raises(StorageError, match="run the same command with --force"):
+            write_shards(entries, out, samples_per_shard=2, force=True)
+    assert not (out / "index.json").exists()
+    assert len(write_shards(entries, out, samples_per_shard=2, force=True)) == 3
+
+
+def test_an_index_the_disk_refuses_says_the_shards_are_not_indexed(entries, tmp_path,
+                                                                    monkeypatch):
+    import errno
+
+    from audiotools.data import shards
+    from audiotools.errors import StorageError
+    write_shards(entries, tmp_path / "shards", samples_per_shard=2)
+
+    def full(path, text):
+        with shards.writing(path):
+            raise OSError(errno.ENOSPC, "No space left on device", str(path))
+
+    monkeypatch.setattr(shards, "write_text_atomic", full)
+    with pytest.raises(StorageError, match=r"index.json: cannot write it.*not indexed"):
+        write_shards(entries[:2], tmp_path / "shards", samples_per_shard=1, force=True)
+    assert not (tmp_path / "shards" / "index.json").exists()  # the old one listed 3 shards
