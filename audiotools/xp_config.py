@@ -9,7 +9,8 @@ and the old XP is left as it is.
 
 A relative path in the config (`dataset.manifest=data/train.jsonl`) is part of the signature as
 written, but names other files from another directory: the folder the run started in is kept
-too (workdir.txt), and a rerun elsewhere whose relative paths would read other files is refused.
+too (workdir.txt), and a rerun elsewhere whose relative paths would read other files is refused
+(not once that folder is gone: a project moved or renamed has nothing left to compare with).
 """
 from __future__ import annotations
 
@@ -68,12 +69,17 @@ def _is_relative_path(value: Any) -> bool:
             and ("/" in value or bool(Path(value).suffix)))
 
 
+# Relative paths that do not decide what the run computes once it has a checkpoint: the
+# weights it started from (read only before the first one) and a cache keyed by content.
+_NOT_INPUTS = ("continue_from", "dataset.cache_dir")
+
+
 def moved_paths(config: Mapping[str, Any], started_in: Path, here: Path,
                 excluded: Iterable[str] = ()) -> list[str]:
     """`key: path` for each relative path of `config` (outside the `excluded` keys) that names
     an existing file or folder from one of the two directories and another one (or none) from
     the other."""
-    patterns = list(excluded)
+    patterns = [*excluded, *_NOT_INPUTS]
     moved = []
     for key, value in sorted(_flat(config).items()):
         if any(fnmatch.fnmatch(key, p) for p in patterns):
@@ -95,8 +101,9 @@ def check_unchanged(folder: Path, config: Mapping[str, Any], excluded: Iterable[
         return
     workdir = folder / WORKDIR_FILE
     if workdir.exists():
-        started_in, here = Path(workdir.read_text().strip()), Path.cwd()
-        moved = moved_paths(config, started_in, here, excluded) if started_in != here else []
+        started_in, here = Path(os.fsdecode(workdir.read_bytes().removesuffix(b"\n"))), Path.cwd()
+        moved = (moved_paths(config, started_in, here, excluded)
+                 if started_in != here and started_in.is_dir() else [])
         if moved:
             raise CheckpointError(
                 f"{folder} holds a run started in {started_in}; from {here} its relative "
@@ -120,4 +127,4 @@ def record(folder: Path, config: Mapping[str, Any]) -> None:
     if not (folder / LATEST).exists() or not path.exists():
         folder.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(config, indent=1, default=str))
-        (folder / WORKDIR_FILE).write_text(os.getcwd() + "\n")
+        (folder / WORKDIR_FILE).write_bytes(os.fsencode(os.getcwd()) + b"\n")

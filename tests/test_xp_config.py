@@ -86,3 +86,33 @@ def test_a_rerun_where_relative_paths_name_other_files_is_refused(tmp_path, monk
         check_unchanged(xp, config, ["logging.*"], "dora run")
     (first / "data" / "train.jsonl").unlink()  # names nothing from either: nothing to tell
     check_unchanged(xp, config, ["logging.*"], "dora run")
+
+
+def test_the_start_weights_a_cache_and_a_vanished_start_folder_are_not_checked(
+        tmp_path, monkeypatch):
+    first, second, xp = tmp_path / "first", tmp_path / "second", tmp_path / "xp"
+    for where in (first, second):
+        (where / "cache").mkdir(parents=True)
+        (where / "init.th").write_bytes(b"")
+    config = {"continue_from": "init.th", "dataset": {"cache_dir": "cache/features"}}
+    monkeypatch.chdir(first)
+    record(xp, config)
+    (xp / "checkpoint.th").write_bytes(b"")
+    monkeypatch.chdir(second)
+    check_unchanged(xp, config, [], "dora run")  # read before the first checkpoint, or cached
+    moved = {"dataset": {"manifest": "cache/m.jsonl"}}
+    (second / "cache" / "m.jsonl").write_text("{}\n")
+    with pytest.raises(CheckpointError, match="dataset.manifest"):
+        check_unchanged(xp, moved, [], "dora run")
+    first.rename(tmp_path / "renamed")  # the project moved: nothing left to compare with
+    check_unchanged(xp, moved, [], "dora run")
+
+
+def test_a_start_folder_whose_name_is_not_utf8_is_kept_as_it_is(tmp_path, monkeypatch):
+    odd = tmp_path / "caf\udce9"  # the byte 0xe9, as Python names it
+    odd.mkdir()
+    monkeypatch.chdir(odd)
+    record(tmp_path / "xp", {"lr": 1.0})
+    assert (tmp_path / "xp" / WORKDIR_FILE).read_bytes().endswith(b"caf\xe9\n")
+    (tmp_path / "xp" / "checkpoint.th").write_bytes(b"")
+    check_unchanged(tmp_path / "xp", {"lr": 1.0, "data": "x/y.jsonl"}, [], "dora run")
