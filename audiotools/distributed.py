@@ -50,13 +50,13 @@ def set_num_threads(num_threads: int | None, spec: DistribSpec) -> None:
         torch.set_num_threads(num_threads)
 
 
-def _dora_run_args(argv: Sequence[str]) -> argparse.Namespace | None:
-    """The arguments of `dora run ...` when `argv` is that command line (the parent of the
-    DDP workers, or a single run), else None (`dora grid`/`info` on a login node, a SLURM
-    task, `audiotools ...`, pytest)."""
+def _dora_run_args(argv: Sequence[str], command: str = "run") -> argparse.Namespace | None:
+    """The arguments of `dora run ...` (or of `command`) when `argv` is that command line
+    (for run: the parent of the DDP workers, or a single run), else None (`dora grid`/`info`
+    on a login node, a SLURM task, `audiotools ...`, pytest)."""
     if not argv or not (Path(argv[0]).name == "dora" or argv[0].endswith("dora/__main__.py")):
         return None
-    if "run" not in argv[1:]:  # e.g. inside `dora run`, which leaves only the overrides
+    if command not in argv[1:]:  # e.g. inside `dora run`, which leaves only the overrides
         return None
     from dora.__main__ import get_parser
     try:
@@ -64,7 +64,15 @@ def _dora_run_args(argv: Sequence[str]) -> argparse.Namespace | None:
             args, _ = get_parser().parse_known_args(list(argv[1:]))
     except SystemExit:  # not a command line dora itself would accept
         return None
-    return args if args.command == "run" else None
+    return args if args.command == command else None
+
+
+def grid_only_looks(argv: Sequence[str] | None = None) -> bool:
+    """Whether this `dora grid` only looks at or cancels its XPs (-C, --dry_run, -f, -l, -t),
+    submitting nothing: what a job would need need not be there."""
+    args = _dora_run_args(sys.argv if argv is None else argv, "grid")
+    return args is not None and bool(args.cancel or args.dry_run or args.folder is not None
+                                     or args.log is not None or args.tail is not None)
 
 
 def check_launch(cfg: Any, argv: Sequence[str] | None = None,

@@ -50,6 +50,10 @@ def test_musicgen_grid_takes_its_codec_from_the_environment(dora_dir, tmp_path, 
         with pytest.raises(ConfigError, match=rf"^AUDIOTOOLS_MUSICGEN_CODEC={missing}: .*"
                                               r"(no such file|does not exist|no checkpoint)"):
             _xps("musicgen.debug")
+    # A grid that only looks at or cancels its XPs needs no codec there.
+    for looks in (["-C"], ["--dry_run"], ["-l", "0"]):
+        monkeypatch.setattr("sys.argv", ["/venv/bin/dora", "grid", "musicgen.debug", *looks])
+        assert [xp.cfg.codec.source for xp in _xps("musicgen.debug")] == ["codecs/rvq.ckpt"] * 2
 
 
 def test_the_tables_read_the_history():

@@ -11,6 +11,7 @@ for the debug model), in the shell that runs `dora grid` (it becomes each XP's
 Without SLURM, `audiotools grid musicgen.debug` runs the same XPs here."""
 import os
 
+from ...distributed import grid_only_looks
 from ...errors import AudiotoolsError, ConfigError
 from ._explorers import MusicGenExplorer
 
@@ -29,15 +30,20 @@ def codec() -> str:
                           f"e.g. `{CODEC_VARIABLE}=rvq.safetensors dora grid musicgen.debug`.")
     if not source.startswith("//") and os.path.exists(source):
         source = os.path.abspath(source)
+    if not grid_only_looks():  # checked here, not by each job after it was queued
+        _check_codec(source)
+    return source
+
+
+def _check_codec(source: str) -> None:
     from ...io.loading import locate
-    try:  # here, not in each job after it was queued
+    try:
         kind, path = locate(source)
     except AudiotoolsError as error:
         raise ConfigError(f"{CODEC_VARIABLE}={source}: {error}") from None
     if kind == "foreign" and not path.exists():
         raise ConfigError(f"{CODEC_VARIABLE}={source}: no such file; give an RVQ/FSQ "
                           "autoencoder export, SIG, //sig/SIG or //recipe/autoencoder/NAME.")
-    return source
 
 
 @MusicGenExplorer
