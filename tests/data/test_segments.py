@@ -156,3 +156,6 @@ def test_a_file_cut_short_after_the_manifest_is_refused_not_padded(entries, capl
     assert collate_segments([whole, cut, gone])["audio"].shape == (1, 1, 16000)
     short = dataset[9]  # a file shorter than a segment is padded as its entry says
     assert "error" not in short and short["padding_mask"].sum() == 12000
+    estimated = {**entries[0], "duration": 60.0}
+    del estimated["frames"]  # a duration from a header (a shard sample without its entry)
+    assert "error" not in _dataset([estimated], random_segments=False)[2]
