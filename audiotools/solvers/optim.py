@@ -5,12 +5,16 @@ Schedules count optimizer updates (not batches), so gradient accumulation and
 """
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Iterable
+from typing import Any
 
 import torch
 
 from ..config import OptimConfig, ScheduleConfig
+
+logger = logging.getLogger(__name__)
 
 Scheduler = torch.optim.lr_scheduler.LRScheduler | torch.optim.lr_scheduler.ReduceLROnPlateau
 
@@ -81,4 +85,23 @@ def build_scheduler(optimizer: torch.optim.Optimizer, cfg: ScheduleConfig,
             optimizer, mode=cfg.plateau.mode, factor=cfg.plateau.factor,
             patience=cfg.plateau.patience, threshold=cfg.plateau.threshold,
             min_lr=cfg.plateau.min_lr)
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, _Multiplier(cfg, total_updates))
+    return _ConfiguredLambdaLR(optimizer, _Multiplier(cfg, total_updates))
+
+
+class _ConfiguredLambdaLR(torch.optim.lr_scheduler.LambdaLR):
+    """A LambdaLR whose multiplier stays the config's when a checkpoint is loaded: LambdaLR
+    restores its multiplier's attributes, so an XP trained further (`optim.epochs` grown)
+    kept the old cosine's length and trained the new epochs at its floor (0 by default). The
+    position in the schedule (`last_epoch`, updates done) is restored."""
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        saved = state_dict.get("lr_lambdas") or []
+        super().load_state_dict({**state_dict, "lr_lambdas": [None] * len(self.lr_lambdas)})
+        for multiplier, old in zip(self.lr_lambdas, saved, strict=False):
+            before = (old or {}).get("total")
+            if multiplier.name == "cosine" and before not in (None, multiplier.total):
+                logger.warning(
+                    "The %s schedule spans %d updates now (%d when the checkpoint was written; "
+                    "optim.epochs changed): from update %d on, the rate follows the new "
+                    "length, %.3g of the base rate.", multiplier.name, multiplier.total, before,
+                    self.last_epoch, multiplier(self.last_epoch))

@@ -1,6 +1,8 @@
 """LR schedules, the EMA and deterministic loaders, as units."""
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 from torch.utils.data import TensorDataset
@@ -35,6 +37,30 @@ def test_schedules():
     assert inverse[3] == 1.0 and inverse[15] == pytest.approx(0.5)
     assert build_scheduler(torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1),
                            ScheduleConfig(), 10) is None
+
+
+def test_a_cosine_trained_further_follows_its_new_length(caplog):
+    """LambdaLR restored the multiplier's total from the checkpoint: the epochs added to a
+    finished XP trained at the old cosine's floor (0)."""
+    cfg = ScheduleConfig(name="cosine")
+    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+    first = build_scheduler(optimizer, cfg, 10)
+    for _ in range(10):
+        optimizer.step()
+        first.step()
+    assert optimizer.param_groups[0]["lr"] == pytest.approx(0.0)
+    state = first.state_dict()
+    again = build_scheduler(optimizer, cfg, 10)
+    again.load_state_dict(state)  # same length: exactly where it was, nothing said
+    assert again.last_epoch == 10 and again.get_last_lr() == first.get_last_lr()
+    assert not caplog.records
+    longer = build_scheduler(optimizer, cfg, 20)
+    longer.load_state_dict(state)
+    optimizer.step()
+    longer.step()
+    assert longer.last_epoch == 11
+    assert optimizer.param_groups[0]["lr"] == pytest.approx(0.5 * (1 + math.cos(math.pi * 11 / 20)))
+    assert "spans 20 updates now (10 when the checkpoint was written" in caplog.text
 
 
 def test_inverse_schedule_is_stable_audio_tools_inverse_lr():
