@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import CheckpointError
+from .io.atomic import write_text_atomic
 from .io.checkpoint import LATEST
 
 CONFIG_FILE = "config.json"
@@ -122,9 +123,17 @@ def check_unchanged(folder: Path, config: Mapping[str, Any], excluded: Iterable[
 
 def record(folder: Path, config: Mapping[str, Any]) -> None:
     """Write config.json (and workdir.txt, the directory its relative paths are read from)
-    when the XP starts; once it has a checkpoint, they are what it was trained with and stay."""
+    when the XP starts; once it has a checkpoint, they are what it was trained with and stay,
+    but for `optim.epochs`, which a recipe may grow to train the XP further (listings read
+    the planned epochs from it)."""
     path = folder / CONFIG_FILE
     if not (folder / LATEST).exists() or not path.exists():
         folder.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(config, indent=1, default=str))
         (folder / WORKDIR_FILE).write_bytes(os.fsencode(os.getcwd()) + b"\n")
+        return
+    recorded = json.loads(path.read_text())
+    epochs = (config.get("optim") or {}).get("epochs")
+    if isinstance(recorded.get("optim"), dict) and recorded["optim"].get("epochs") != epochs:
+        recorded["optim"]["epochs"] = epochs
+        write_text_atomic(path, json.dumps(recorded, indent=1, default=str))

@@ -44,6 +44,14 @@ def test_record_until_the_first_checkpoint_then_check(tmp_path):
         check_unchanged(tmp_path, {"lr": 2.0}, [], "dora run")
 
 
+def test_a_trained_record_follows_only_the_epochs(tmp_path):
+    record(tmp_path, {"optim": {"lr": 1.0, "epochs": 2}})
+    (tmp_path / "checkpoint.th").write_bytes(b"")
+    record(tmp_path, {"optim": {"lr": 3.0, "epochs": 3}})  # the recipe grew: trained further
+    assert json.loads((tmp_path / CONFIG_FILE).read_text()) == {"optim": {"lr": 1.0,
+                                                                          "epochs": 3}}
+
+
 def test_nothing_recorded_yet_is_no_change(tmp_path):
     check_unchanged(tmp_path, {"lr": 2.0}, [], "dora run")
 
