@@ -17,6 +17,7 @@ from flashy.loggers.base import ExperimentLogger
 from .. import distributed
 from ..config import LoggingConfig
 from ..experiments import load_history
+from ..io.atomic import remove_temporaries
 from .loggers import LocalFSLogger, TensorboardLogger, WandbLogger
 
 
@@ -35,6 +36,8 @@ class ResultLogger:
             return cls(console, {})
         outputs = folder / "outputs"
         outputs.mkdir(exist_ok=True)
+        for stage_folder in (path for path in outputs.iterdir() if path.is_dir()):
+            remove_temporaries(stage_folder)  # media a killed run was writing (the lock is ours)
         loggers: dict[str, ExperimentLogger] = {
             "local": LocalFSLogger(outputs, with_media_logging=True)}
         if settings.tensorboard:

@@ -280,6 +280,12 @@ def test_result_logger_for_xp_builds_our_loggers_on_rank_zero(tmp_path, monkeypa
     assert list(results.loggers) == ["local"]
     assert isinstance(results.loggers["local"], LocalFSLogger)
     assert (tmp_path / "outputs").is_dir()
+    stage = tmp_path / "outputs" / "generate_2"  # a run killed while it wrote a clip
+    stage.mkdir()
+    (stage / ".000.wav.123.tmp.wav").write_bytes(b"RIFF")
+    (stage / "001.wav").write_bytes(b"RIFF")
+    ResultLogger.for_xp(console, tmp_path, settings)
+    assert [p.name for p in stage.iterdir()] == ["001.wav"]
     monkeypatch.setattr(distributed, "is_rank_zero", lambda: False)
     assert ResultLogger.for_xp(console, tmp_path / "other", settings).loggers == {}
 
