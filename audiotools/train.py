@@ -46,6 +46,10 @@ def _print_user_errors(exc_type: type[BaseException], exc: BaseException,
     """Errors a user caused are printed as their message alone; anything else keeps its trace."""
     passed_on = _passed_on_message(exc) if isinstance(exc, ProcessException) else None
     storage = storage_message(exc) if isinstance(exc, OSError) else None
+    if isinstance(exc, KeyboardInterrupt):  # while the config composes, before any XP runs
+        print("error: interrupted before the XP started; nothing was run.", file=sys.stderr)
+        sys.stderr.flush()
+        os._exit(130)
     if isinstance(exc, AudiotoolsError) or passed_on is not None:
         print(f"error: {passed_on or exc}", file=sys.stderr)
     elif storage is not None:  # e.g. Dora creating the XP folder on a full or read-only disk
@@ -277,7 +281,7 @@ def _finished(settings: SolverConfig) -> bool:
 
 @_decorate
 def main(cfg: DictConfig) -> None:
-    _stop_on_sigterm()
+    _stop_on_signals()
     try:
         train(cfg)
     except AudiotoolsError as error:
@@ -285,7 +289,7 @@ def main(cfg: DictConfig) -> None:
         sys.exit(1)
     except KeyboardInterrupt:
         _report(_where_it_resumes(get_xp().folder))
-        sys.exit(130)
+        sys.exit(128 + (_received[0] if _received else signal.SIGINT))
 
 
 def _where_it_resumes(folder: Path) -> str:
@@ -300,20 +304,33 @@ def _where_it_resumes(folder: Path) -> str:
     return "interrupted; the same command resumes from its last checkpoint."
 
 
-def _stop_on_sigterm() -> None:
+# The signal that stopped a one-process run (its exit status is 128 + it, as the shell's).
+_received: list[int] = []
+
+
+def _stop_on_signals() -> None:
     """SIGTERM (`kill`, a `timeout`) stops a one-process run as Ctrl-C does, so its loggers
-    close: W&B offline wrote nothing of a session killed without that. Not in SLURM jobs,
-    where submitit handles the signals, nor in DDP ranks, which may wait in a collective that
-    a Python handler would only interrupt when it returns."""
+    close: W&B offline wrote nothing of a session killed without that. A second signal
+    during that cleanup (Ctrl-C twice) stops at once: raised into it, it broke the cleanup
+    with a traceback (a DataLoader's shutdown). Checkpoints are whole either way. Not in
+    SLURM jobs, where submitit handles the signals, nor in DDP ranks, which may wait in a
+    collective that a Python handler would only interrupt when it returns."""
     if "SLURM_JOB_ID" in os.environ or int(os.environ.get("WORLD_SIZE") or 1) > 1:
         return
     if threading.current_thread() is not threading.main_thread():
         return
+    _received.clear()  # a process may run several XPs (`audiotools grid`, tests)
 
     def interrupt(signum: int, frame: object) -> None:
+        if _received:
+            print("error: interrupted again; stopping now.", file=sys.stderr)
+            sys.stderr.flush()
+            os._exit(128 + _received[0])
+        _received.append(signum)
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, interrupt)
+    signal.signal(signal.SIGINT, interrupt)
 
 
 def _report(message: str) -> None:

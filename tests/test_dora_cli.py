@@ -134,12 +134,41 @@ def test_sigterm_stops_a_run_as_ctrl_c_does(dora_dir):
     try:
         run.send_signal(signal.SIGTERM)
         _, stderr = run.communicate(timeout=60)
-        assert run.returncode == 130, stderr[-2000:]
+        assert run.returncode == 128 + signal.SIGTERM, stderr[-2000:]
         assert "interrupted; the same command resumes after epoch" in stderr
     finally:
         if run.poll() is None:
             os.killpg(run.pid, signal.SIGKILL)
             run.wait()
+
+
+def _python(code: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=120)
+
+
+def test_a_second_signal_during_the_cleanup_stops_at_once():
+    """Raised into the cleanup of the first (a DataLoader's shutdown), it printed a traceback."""
+    done = _python(
+        "import os, signal, time\n"
+        "from audiotools.train import _stop_on_signals\n"
+        "_stop_on_signals()\n"
+        "try:\n"
+        "    os.kill(os.getpid(), signal.SIGINT); time.sleep(5)\n"
+        "except KeyboardInterrupt:\n"
+        "    os.kill(os.getpid(), signal.SIGINT); time.sleep(5)\n"
+        "    print('cleanup went on')\n")
+    assert done.returncode == 130 and "cleanup went on" not in done.stdout
+    assert done.stderr.strip().endswith("error: interrupted again; stopping now.")
+    assert "Traceback" not in done.stderr
+
+
+def test_ctrl_c_before_the_xp_starts_is_one_line():
+    done = _python("from audiotools.train import _print_user_errors\n"
+                   "_print_user_errors(KeyboardInterrupt, KeyboardInterrupt(), None)\n"
+                   "print('not reached')\n")
+    assert done.returncode == 130 and "not reached" not in done.stdout
+    assert done.stderr.strip() == "error: interrupted before the XP started; nothing was run."
 
 
 @pytest.mark.parametrize("override,expected", [
