@@ -46,8 +46,8 @@ def _print_user_errors(exc_type: type[BaseException], exc: BaseException,
     """Errors a user caused are printed as their message alone; anything else keeps its trace."""
     passed_on = _passed_on_message(exc) if isinstance(exc, ProcessException) else None
     storage = storage_message(exc) if isinstance(exc, OSError) else None
-    if isinstance(exc, KeyboardInterrupt):  # while the config composes, before any XP runs
-        print("error: interrupted before the XP started; nothing was run.", file=sys.stderr)
+    if isinstance(exc, KeyboardInterrupt):  # outside a running XP (which says where it stops)
+        print(f"error: {_interrupted_outside_an_xp(sys.argv)}", file=sys.stderr)
         sys.stderr.flush()
         os._exit(130)
     if isinstance(exc, AudiotoolsError) or passed_on is not None:
@@ -60,6 +60,18 @@ def _print_user_errors(exc_type: type[BaseException], exc: BaseException,
               "(docs/cluster.md).", file=sys.stderr)
     else:
         sys.__excepthook__(exc_type, exc, tb)
+
+
+def _interrupted_outside_an_xp(argv: Sequence[str]) -> str:
+    """The line for Ctrl-C outside a running XP: `dora run` composing its config (before
+    anything runs), `dora grid` watching its jobs (which go on), anything else."""
+    command = next((arg for arg in argv[1:] if arg in ("run", "grid", "info", "launch")), "")
+    if command == "run":
+        return "interrupted before the XP started; nothing was run."
+    if command == "grid":
+        return ("interrupted; the jobs already submitted go on (`dora grid NAME` shows "
+                "them, `dora grid NAME -C` cancels them).")
+    return "interrupted."
 
 
 def _passed_on_message(exc: ProcessException) -> str | None:

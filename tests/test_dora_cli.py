@@ -163,12 +163,19 @@ def test_a_second_signal_during_the_cleanup_stops_at_once():
     assert "Traceback" not in done.stderr
 
 
-def test_ctrl_c_before_the_xp_starts_is_one_line():
-    done = _python("from audiotools.train import _print_user_errors\n"
+@pytest.mark.parametrize("argv,line", [
+    (["dora", "run", "solver=toy/debug"], "interrupted before the XP started; nothing was run."),
+    (["dora", "grid", "classifier.kfold"], "interrupted; the jobs already submitted go on"),
+    (["dora", "info", "-f", "abc"], "interrupted."),
+])
+def test_ctrl_c_outside_a_running_xp_is_one_line(argv, line):
+    done = _python("import sys\n"
+                   f"sys.argv = {argv!r}\n"
+                   "from audiotools.train import _print_user_errors\n"
                    "_print_user_errors(KeyboardInterrupt, KeyboardInterrupt(), None)\n"
                    "print('not reached')\n")
     assert done.returncode == 130 and "not reached" not in done.stdout
-    assert done.stderr.strip() == "error: interrupted before the XP started; nothing was run."
+    assert done.stderr.strip().startswith(f"error: {line}") and "Traceback" not in done.stderr
 
 
 @pytest.mark.parametrize("override,expected", [
