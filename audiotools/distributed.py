@@ -95,10 +95,13 @@ def check_launch(cfg: Any, argv: Sequence[str] | None = None,
         holder = (folder / "lock").read_text().strip() or "another process"
         raise XPLockedError.held(folder.name, holder, folder / "lock")
     if args.clear and folder is not None and folder.is_symlink():
+        target = os.readlink(folder)
+        way_out = ("Empty or remove the folder it links to yourself" if folder.exists() else
+                   "It links to nothing: remove the link")
         raise ConfigError(  # Dora's rmtree refuses a link, says "should be okay" and resumes
-            f"`dora run --clear` cannot delete {folder}: it is a link (to "
-            f"{folder.resolve()}), which Dora leaves as it is and the run would resume in. "
-            "Empty or remove the folder it links to yourself, then run without --clear.")
+            f"`dora run --clear` cannot delete {folder}: it is a link (to {target}), which "
+            f"Dora leaves as it is and the run would resume in. {way_out}, then run without "
+            "--clear.")
     if args.ddp_workers is not None and args.ddp_workers < 1:
         raise ConfigError(f"--ddp_workers={args.ddp_workers}: give the number of processes, "
                           "1 or more (with -d).")

@@ -171,3 +171,6 @@ def test_clearing_an_xp_folder_that_is_a_link_is_refused(tmp_path):
     check_launch(cfg, ["dora", "run", "solver=toy/debug"], folder=tmp_path / "xp")
     check_launch(cfg, ["dora", "run", "--clear"], folder=tmp_path / "elsewhere")
     assert (tmp_path / "elsewhere" / "checkpoint.th").read_bytes() == b"kept"
+    (tmp_path / "broken").symlink_to(tmp_path / "gone", target_is_directory=True)
+    with pytest.raises(ConfigError, match=r"It links to nothing: remove the link, then run"):
+        check_launch(cfg, ["dora", "run", "--clear"], folder=tmp_path / "broken")
