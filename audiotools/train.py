@@ -139,6 +139,12 @@ class AudiotoolsMain(HydraMain):
             return None
         added = [f"+{arg.lstrip('+~')}" for arg in argv if _override_key(arg) == key]
         refusal = self._schema_refusal(key, [*others, *added])
+        shadowing = _split_keys(cfg, key)
+        if refusal is None and shadowing:  # added, it would be read by no split
+            value = added[0].partition("=")[2]
+            return (f"{key}: every split of this recipe sets its own ({', '.join(shadowing)}), "
+                    f"which a top-level {key} would not change: set those, e.g. "
+                    f"{shadowing[0]}={value}.")
         if refusal is None:
             return (f"{key}: a key this recipe's YAML does not set, so Hydra takes it as an "
                     f"addition: {' '.join(added)}.")
@@ -186,6 +192,20 @@ class AudiotoolsMain(HydraMain):
         from .slurm import check_clear, with_team_settings
         check_clear(sys.argv[1:])
         return with_team_settings(super().get_slurm_config())
+
+
+def _split_keys(cfg: DictConfig, key: str) -> list[str]:
+    """`dataset.<split>.<name>` of each split the recipe defines, when every one of them sets
+    `name` for `key` = `dataset.<name>` (else none): a top-level value no split reads."""
+    section, _, name = key.partition(".")
+    dataset = cfg.get("dataset") if section == "dataset" and "." not in name else None
+    if not isinstance(dataset, DictConfig):
+        return []
+    splits = [split for split in ("train", "valid", "evaluate", "generate")
+              if isinstance(dataset.get(split), DictConfig)]
+    if splits and all(dataset[split].get(name) is not None for split in splits):
+        return [f"dataset.{split}.{name}" for split in splits]
+    return []
 
 
 def _structure_error(error: str, argv: Sequence[str]) -> str:

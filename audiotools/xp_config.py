@@ -7,10 +7,11 @@ the folder of the run made with the old recipe. Resuming it there would mix two 
 or report the old run as the new one's result, so the rerun is refused, naming what changed,
 and the old XP is left as it is.
 
-A relative path in the config (`dataset.manifest=data/train.jsonl`) is part of the signature as
-written, but names other files from another directory: the folder the run started in is kept
-too (workdir.txt), and a rerun elsewhere whose relative paths would read other files is refused
-(not once that folder is gone: a project moved or renamed has nothing left to compare with).
+A relative path in the config (`dataset.train.manifest=data/train.jsonl`) is part of the
+signature as written, but names other files from another directory: the folder the run started
+in is kept too (workdir.txt), and a rerun elsewhere whose relative paths would read other files
+is refused (not once that folder is gone: a project moved or renamed has nothing left to
+compare with).
 """
 from __future__ import annotations
 

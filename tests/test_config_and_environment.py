@@ -158,3 +158,13 @@ def test_plateau_refuses_a_warmup_it_would_ignore():
     with pytest.raises(ConfigError, match="schedule.warmup_steps=5 has no effect with "
                                           "schedule.name=plateau"):
         validate(_base(schedule={"name": "plateau", "warmup_steps": 5}), SolverConfig)
+
+
+def test_a_dataset_key_every_split_sets_points_to_the_splits(dora_dir):
+    """The hint was `+dataset.manifest=...`, which no split then read (a warning in the log)."""
+    with pytest.raises(ConfigError, match=(
+            r"^dataset.manifest: every split of this recipe sets its own \(dataset.train."
+            r"manifest, dataset.valid.manifest, .*e.g. dataset.train.manifest=/d/t.jsonl.$")):
+        make_xp("solver=autoencoder/debug", "dataset.manifest=/d/t.jsonl")
+    assert make_xp("solver=autoencoder/debug", "dataset.train.manifest=/d/t.jsonl"
+                   ).cfg.dataset.train.manifest == "/d/t.jsonl"
