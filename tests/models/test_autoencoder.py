@@ -294,6 +294,11 @@ def test_chunked_matches_unchunked(encoder, bottleneck_type):
                 model.encode_to_tokens(audio))
         reconstruction = model.reconstruct(audio, chunk_seconds=80 / model.frame_rate)
         assert reconstruction.shape == audio.shape
+    # Outside no_grad too, long audio keeps no graph over its windows (it held memory in
+    # proportion to the length): the inference methods carry no gradient.
+    assert not model.reconstruct(audio, chunk_seconds=80 / model.frame_rate).requires_grad
+    assert not model.decode(latents, chunk_frames=80, overlap_frames=40).requires_grad
+    assert model.decode(latents).requires_grad  # what training calls keeps it
 
 
 def test_chunked_with_lstm_is_close():

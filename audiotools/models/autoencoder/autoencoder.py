@@ -187,8 +187,10 @@ class AudioAutoencoder(nn.Module):
         latents = self._quantizer("decode_tokens").decode_tokens(tokens)
         return self.decode(latents, chunk_frames, overlap_frames)
 
+    @torch.no_grad()
     def reconstruct(self, audio: torch.Tensor, chunk_seconds: float | None = None) -> torch.Tensor:
-        """Encode (deterministically) and decode audio of any length; same shape out.
+        """Encode (deterministically) and decode audio of any length; same shape out; no
+        gradients (an inference method: training calls forward).
 
         `chunk_seconds` bounds memory on long audio: windows of that duration overlapping by
         DEFAULT_OVERLAP_FRAMES (at least twice that long)."""

@@ -31,12 +31,15 @@ def window_frames(chunk_seconds: float, frame_rate: float,
     return frames
 
 
+@torch.no_grad()
 def run_chunked(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, chunk_frames: int,
                 overlap_frames: int, in_per_frame: int, out_per_frame: int) -> torch.Tensor:
     """fn over windows of `chunk_frames` frames of x's last axis, `overlap_frames` shared.
 
     x holds frames x in_per_frame steps on its last axis; fn maps a window of n frames to
-    n x out_per_frame steps (an encoder: in_per_frame = hop, out_per_frame = 1).
+    n x out_per_frame steps (an encoder: in_per_frame = hop, out_per_frame = 1). Without
+    gradients: windows are for long audio at inference, and a graph kept over every window
+    would hold memory in proportion to the length after all.
     """
     if chunk_frames < 1:
         raise ValueError(f"chunk_frames={chunk_frames} must be >= 1.")
