@@ -5,8 +5,12 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .arguments import MODEL_SOURCES, positive_int
+
+if TYPE_CHECKING:
+    from ..data.audio_folder import MelSettings
 
 NAME = "classify"
 HELP = "Predict the class of audio files with an exported classifier."
@@ -37,4 +41,15 @@ def run(args: argparse.Namespace) -> int:
         shown = "\t".join(f"{name}\t{probability:.4f}"
                           for name, probability in ranking[:args.top])
         print(f"{path}\t{shown}")
+        _note_unheard(path, classifier.mel)
     return 1 if failures else 0
+
+
+def _note_unheard(path: Path, mel: MelSettings) -> None:
+    """Say so on stderr when the file is longer than the model's window, whose first
+    seconds alone it hears (as it was trained: clips cropped from their start)."""
+    from ..data.audio import audio_info
+    window, duration = mel.num_samples / mel.sample_rate, audio_info(path).duration
+    if duration > window + 1 / mel.sample_rate:
+        print(f"{path}\tnote: classified its first {window:.2f} s of {duration:.2f} s (the "
+              "model's window; the rest is not heard)", file=sys.stderr)

@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from audiotools.cli import main as cli
+from audiotools.data.audio import audio_write
 from audiotools.errors import ConfigError
 from audiotools.io import export
 from audiotools.metrics.classification import accuracy, confusion_matrix, macro_f1
@@ -141,6 +142,12 @@ def test_classify_files_with_an_exported_model(dora_dir, tmp_path, capsys):
                              "eight", "nine"}
         assert 0.0 <= float(fields[2]) <= 1.0 and float(fields[2]) >= float(fields[4])
     assert f"{broken}\terror:" in captured.err
+    assert "note:" not in captured.err  # the digits fit the model's window
+    long = tmp_path / "long.wav"
+    audio_write(long, torch.zeros(1, 16000 * 5), 16000)
+    assert cli(["classify", str(out), str(long)]) == 0
+    assert (f"{long}\tnote: classified its first 1.00 s of 5.00 s (the model's window; the "
+            "rest is not heard)") in capsys.readouterr().err
 
 
 def test_digits_labels_follow_the_digit_order(dora_dir):
