@@ -157,12 +157,18 @@ print(sorted(m for m in sys.modules if m.split('.')[0] in {TRAINING_STACK!r}
     assert result.stdout.strip() == "[]"
 
     with pytest.raises(ConfigError, match=r"the prompt is 0.5 s, longer than "
-                                          r"max_duration=0.4 s \(generate.max_duration\)"):
+                                          r"max_duration=0.4 s \(the XP's generate.max_duration;"
+                                          r" `--max-duration S` or max_duration=S raises it"):
         MusicGenPipeline(pipeline.model, pipeline.conditioners, pipeline.codec,
                          {**pipeline.defaults, "max_duration": 0.4}).continue_(
             clip, 16000, 0.1, piano)
     with pytest.raises(ConfigError, match=r"duration is 31 s, longer than max_duration=30"):
         pipeline.generate(piano, 31.0)
+    assert pipeline.generate(piano, 0.3, max_duration=0.3)[0].shape[-1] == 4800  # raised or
+    with pytest.raises(ConfigError, match=r"max_duration=0.2 s"):  # lowered by the call
+        pipeline.continue_(clip[..., :1600], 16000, 0.2, piano, max_duration=0.2)
+    with pytest.raises(ConfigError, match=r"max_duration=0: give the longest clip"):
+        pipeline.generate(piano, 0.1, max_duration=0)
     with pytest.raises(ConfigError, match="top_k=-1"):
         pipeline.generate(piano, 0.1, top_k=-1)
 

@@ -106,11 +106,15 @@ class MusicGenPipeline(SamplingSettings):
         return math.ceil(duration * self.codec.frame_rate - 1e-6)
 
 
-    def _check_length(self, seconds: float, what: str) -> None:
-        limit = self.number_setting("max_duration")
+    def _check_length(self, seconds: float, what: str, max_duration: float | None) -> None:
+        limit = self.number_setting("max_duration", max_duration)
+        if limit <= 0:
+            raise ConfigError(f"max_duration={limit:g}: give the longest clip in seconds, > 0.")
         if seconds > limit + 1e-6:
             raise ConfigError(f"{what} is {seconds:g} s, longer than max_duration={limit:g} s "
-                              "(generate.max_duration).")
+                              "(the XP's generate.max_duration; `--max-duration S` or "
+                              "max_duration=S raises it, at a cost that grows with the square "
+                              "of the length).")
 
     @torch.no_grad()
     def generate_tokens(self, conditions: Values | Sequence[Values] | None, frames: int, *,
@@ -158,17 +162,19 @@ class MusicGenPipeline(SamplingSettings):
     def generate(self, conditions: Values | Sequence[Values] | None = None,
                  duration: float | None = None, *, temperature: float | None = None,
                  top_k: int | None = None, top_p: float | None = None,
-                 cfg_scale: float | None = None, seed: int = 0, negative: Values | None = None,
+                 cfg_scale: float | None = None, max_duration: float | None = None,
+                 seed: int = 0, negative: Values | None = None,
                  callback: Callable[[int, int], None] | None = None,
                  ) -> tuple[torch.Tensor, int]:
         """(audio, sample_rate): one clip (channels, samples) for a mapping of conditions
         ({conditioner: value}; a missing one takes its default, None its null condition; no
         conditions: all null), or a batch (B, channels, samples) for a list of them, exactly
         `duration` seconds long (default: the XP's). `negative`: values of the unconditional
-        branch of guidance. Settings left None take the XP's; callback(step, steps)."""
+        branch of guidance. `max_duration` bounds `duration` (a transformer's time grows with
+        the square of the length). Settings left None take the XP's; callback(step, steps)."""
         values, single = self.value_sets(conditions)
         duration = checked_duration(self.setting("duration", duration), self.sample_rate)
-        self._check_length(duration, "duration")
+        self._check_length(duration, "duration", max_duration)
         tokens = self.generate_tokens(values, self.frames(duration), temperature=temperature,
                                       top_k=top_k, top_p=top_p, cfg_scale=cfg_scale, seed=seed,
                                       negative=negative, callback=callback)
@@ -192,12 +198,13 @@ class MusicGenPipeline(SamplingSettings):
         reconstructs its tokens, followed by `duration` new seconds, in the model's format.
         The prompt's tokens are kept as given; `sampling`: the keyword settings of
         `generate`."""
-        sampling = self.sampling_keywords("continue_", sampling)
+        sampling = dict(self.sampling_keywords("continue_", sampling))
+        limit = sampling.pop("max_duration", None)
         audio, sample_rate = checked_clip(audio, sample_rate)
         duration = checked_duration(duration, self.sample_rate, what="the seconds to add,")
         prompt_seconds = audio.shape[-1] / sample_rate
-        self._check_length(prompt_seconds, "the prompt")
-        self._check_length(prompt_seconds + duration, "the prompt plus duration")
+        self._check_length(prompt_seconds, "the prompt", limit)
+        self._check_length(prompt_seconds + duration, "the prompt plus duration", limit)
         prompt = self.encode(audio, sample_rate)
         frames = self.frames(prompt_seconds + duration)
         tokens = self.generate_tokens(conditions, max(frames, prompt.shape[-1] + 1),
