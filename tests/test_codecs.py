@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 import torch
@@ -137,6 +138,22 @@ def test_pre_encode_writes_resumes_and_refuses_another_codec(tmp_path):
     with pytest.raises(ConfigError, match=r"mine holds files and is not a pre-encoded folder"):
         pre_encode(codec, {"train": entries}, mine)
     assert [p.name for p in mine.iterdir()] == ["train.jsonl"]
+
+
+def test_a_folder_another_run_is_pre_encoding_is_refused(tmp_path):
+    """Two runs into one folder mixed their files: each index named latents the other wrote."""
+    from audiotools.io.locking import take_lock
+    codec = load_codec(_codec_export(tmp_path))
+    out = tmp_path / "latents"
+    out.mkdir()
+    with take_lock(out / ".lock"):  # as the other run holds it
+        with pytest.raises(ConfigError, match=(
+                rf"{out} is being pre-encoded by another run \(pid {os.getpid()} holds "
+                rf"{out}/.lock\): wait for it to finish")):
+            pre_encode(codec, {"train": _clips(tmp_path)}, out)
+    assert [p.name for p in out.iterdir()] == [".lock"]
+    pre_encode(codec, {"train": _clips(tmp_path)}, out)  # once it is done
+    assert (out / "train.jsonl").exists()
 
 
 def test_a_damaged_pre_encoded_folder_is_named_file_by_file(tmp_path):

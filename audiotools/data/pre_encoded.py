@@ -29,10 +29,14 @@ from safetensors.torch import save_file
 
 from ..errors import ConfigError, writing
 from ..io.atomic import atomic_path, write_text_atomic
+from ..io.locking import LockHeld, take_lock
 from ..models.codec import FrozenCodec, LatentStats, is_discrete
 from .audio import AudioFileError, audio_read
 from .segments import SegmentSampler
 from .shards import CODEC_FILE, ShardDataset, write_shards
+
+# Held by the run writing the folder (io/locking.py).
+LOCK_FILE = ".lock"
 
 # Keys of codec.json that must agree for data to be reused or read by a model.
 IDENTITY_KEYS = ("identity", "kind", "frame_rate", "latent_dim", "num_codebooks", "cardinality",
@@ -112,6 +116,15 @@ def _write_atomic(path: Path, tensors: dict[str, torch.Tensor], source: str) -> 
                   metadata={"source": source})
 
 
+def _check_writable_here(out: Path) -> None:
+    """`out` is new, empty (but for the lock) or pre-encoded: a folder of other files (a
+    dataset's own manifests) is not written into."""
+    if out.exists() and not (out / CODEC_FILE).exists() and any(
+            path.name != LOCK_FILE for path in out.iterdir()):
+        raise ConfigError(f"{out} holds files and is not a pre-encoded folder (no "
+                          f"{CODEC_FILE}); pre-encode into a new or empty folder.")
+
+
 def _kept_files(out: Path, splits: Mapping[str, list[dict[str, Any]]], kind: str,
                 ) -> dict[Path, int]:
     """The frames of each file an earlier run wrote and this one keeps, checked before
@@ -119,12 +132,8 @@ def _kept_files(out: Path, splits: Mapping[str, list[dict[str, Any]]], kind: str
     audio the manifest now puts at its place (a rerun over another file list would otherwise
     label one file's latents with another's metadata)."""
     kept: dict[Path, int] = {}
-    if not out.exists():
-        return kept
-    if not (out / CODEC_FILE).exists():
-        if any(out.iterdir()):
-            raise ConfigError(f"{out} holds files and is not a pre-encoded folder (no "
-                              f"{CODEC_FILE}); pre-encode into a new or empty folder.")
+    _check_writable_here(out)
+    if not out.exists() or not (out / CODEC_FILE).exists():
         return kept
     for split, entries in splits.items():
         index = out / f"{split}.jsonl"
@@ -162,7 +171,22 @@ def pre_encode(codec: FrozenCodec, splits: Mapping[str, list[dict[str, Any]]], o
                chunk_seconds: float = 30.0, progress: Any = None) -> dict[str, Any]:
     """Encode every file of every split into `out`; files already there are kept (a rerun
     resumes). `progress(iterable, split)` wraps each split's files (a progress bar).
-    Returns codec.json's content."""
+    Returns codec.json's content. One run at a time writes a folder (`out/.lock`): two mixed
+    their files, each index naming latents the other had written."""
+    _check_writable_here(out)  # before the lock file goes in
+    out.mkdir(parents=True, exist_ok=True)
+    try:
+        lock = take_lock(out / LOCK_FILE)
+    except LockHeld as held:
+        raise ConfigError(f"{out} is being pre-encoded by another run (pid {held.holder} holds "
+                          f"{out / LOCK_FILE}): wait for it to finish, or pre-encode into "
+                          "another folder.") from None
+    with lock:
+        return _pre_encode(codec, splits, out, chunk_seconds, progress)
+
+
+def _pre_encode(codec: FrozenCodec, splits: Mapping[str, list[dict[str, Any]]], out: Path,
+                chunk_seconds: float, progress: Any) -> dict[str, Any]:
     identity = describe(codec)
     existing = out / CODEC_FILE
     if existing.exists():

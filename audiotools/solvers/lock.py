@@ -1,19 +1,17 @@
 """The XP lock: one process at a time trains an XP, since two would overwrite each other's
 checkpoints and history.
 
-An exclusive `flock` on `<xp>/lock`, held by rank 0 (the other ranks of a DDP run belong to the
-same run); the OS drops it when the process dies, even by kill -9, so a crash never leaves a
-stale lock behind. The file holds the pid of the holder, for the error message.
+An exclusive `flock` on `<xp>/lock` (io/locking.py), held by rank 0 (the other ranks of a DDP
+run belong to the same run). The file holds the pid of the holder, for the error message.
 """
 from __future__ import annotations
 
-import fcntl
-import os
 from pathlib import Path
 from typing import TextIO
 
 from .. import distributed
 from ..errors import XPLockedError
+from ..io.locking import LockHeld, take_lock
 
 
 class XPLock:
@@ -31,19 +29,10 @@ class XPLock:
         return self._handle is not None
 
     def _acquire(self, sig: str) -> TextIO:
-        handle = open(self.path, "a+")
         try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            handle.seek(0)
-            holder = handle.read().strip() or "another process"
-            handle.close()
-            raise XPLockedError.held(sig, holder, self.path) from None
-        handle.seek(0)
-        handle.truncate()
-        handle.write(str(os.getpid()))
-        handle.flush()
-        return handle
+            return take_lock(self.path)
+        except LockHeld as held:
+            raise XPLockedError.held(sig, held.holder, self.path) from None
 
     def release(self) -> None:
         """Let the next run of this XP start; safe to call more than once."""
