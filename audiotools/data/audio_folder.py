@@ -21,6 +21,7 @@ import json
 import logging
 import os
 import re
+import zipfile
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -81,10 +82,9 @@ def load_audio_folder(root: str | Path, mel: MelSettings = MelSettings(), *,
     labels = np.array([label for label, (_, paths) in enumerate(scanned) for _ in paths])
     cache = (resolve_path(cache_dir) if cache_dir else default_cache_dir()) / (
         f"{root.name}-{_cache_key(root, files, mel)}.npz")
-    if cache.is_file():
-        logger.info("Audio-folder features from cache %s.", cache)
-        with np.load(cache, allow_pickle=False) as stored:
-            features, kept, skipped = stored["features"], stored["kept"], stored["skipped"].tolist()
+    cached = _read_cache(cache)
+    if cached is not None:
+        features, kept, skipped = cached
         for line in skipped:
             logger.warning("Skipped unreadable audio file %s", line)
     else:
@@ -211,6 +211,21 @@ def _read_mono(path: Path, sample_rate: int) -> torch.Tensor:
         raise ValueError("non-finite samples (NaN/inf)")
     wave = torch.from_numpy(data).mean(dim=1)
     return resample(wave, rate, sample_rate)
+
+
+def _read_cache(path: Path) -> tuple[np.ndarray, np.ndarray, list[str]] | None:
+    """(features, kept, skipped) from the cache, or None to compute them: absent, or not
+    readable (another user's file, a damaged one), which costs only the time to compute."""
+    try:
+        if not path.is_file():
+            return None
+        with np.load(path, allow_pickle=False) as stored:
+            cached = stored["features"], stored["kept"], stored["skipped"].tolist()
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile) as error:
+        logger.warning("Features cache %s not read (%s): they are computed again.", path, error)
+        return None
+    logger.info("Audio-folder features from cache %s.", path)
+    return cached
 
 
 def _save_cache(path: Path, **arrays: np.ndarray) -> None:

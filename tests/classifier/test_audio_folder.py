@@ -122,6 +122,16 @@ def _umask() -> int:
     return umask
 
 
+def test_a_cache_that_cannot_be_read_is_computed_again(own_root, tmp_path, caplog):
+    first = _load(own_root, tmp_path / "cache")
+    (cached,) = (tmp_path / "cache").iterdir()
+    cached.write_bytes(b"not a zip")  # damaged (or another user's 0600 file)
+    with caplog.at_level(logging.WARNING):
+        again = _load(own_root, tmp_path / "cache")
+    np.testing.assert_array_equal(again.features, first.features)
+    assert f"Features cache {cached} not read" in caplog.text
+
+
 def test_a_cache_that_cannot_be_written_is_a_warning(own_root, tmp_path, caplog):
     (tmp_path / "cache").write_text("a file where the cache folder would be")
     with caplog.at_level(logging.WARNING):
