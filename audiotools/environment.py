@@ -194,14 +194,28 @@ def resolve_path(path: str | os.PathLike) -> Path:
     return _absolute(text)
 
 
-def check_grid_package(name: str) -> None:
-    """AUDIOTOOLS_GRID_PACKAGE names a package Python can import (its own imports aside)."""
+def check_grid_package(name: str) -> Any:
+    """AUDIOTOOLS_GRID_PACKAGE names a package Python can import (its own imports aside);
+    its module spec."""
     import importlib.util
     try:
-        found = importlib.util.find_spec(name) is not None
+        spec = importlib.util.find_spec(name)
     except ModuleNotFoundError:  # a parent package is missing
-        found = False
-    if not found:
+        spec = None
+    if spec is None:
         raise ConfigError(f"AUDIOTOOLS_GRID_PACKAGE={name}: no such importable package (put "
                           "its folder on PYTHONPATH, or leave the variable unset for "
                           "audiotools.grids).")
+    return spec
+
+
+def grid_package_folder(name: str) -> str:
+    """Where Dora keeps the grids of the grid package `name`: `grids/<name>-<hash of its
+    folder>`. Dora keys a grid's folder by the grid's name alone, and a grid of that name
+    from another package (another user's `mygrids.sweep` in a shared dora dir) cancelled this
+    one's running jobs as no longer required."""
+    import hashlib
+    spec = check_grid_package(name)
+    where = [*(spec.submodule_search_locations or []), spec.origin or ""][0]
+    digest = hashlib.sha1(str(Path(where).resolve()).encode()).hexdigest()[:8]
+    return f"grids/{name}-{digest}"

@@ -272,8 +272,8 @@ def _decorate(fn):
     main.dora.dir = environment.dora_dir()
     # Grids come from audiotools.grids unless AUDIOTOOLS_GRID_PACKAGE names your own package.
     main.dora.grid_package = os.environ.get("AUDIOTOOLS_GRID_PACKAGE") or None
-    if main.dora.grid_package and "grid" in sys.argv[1:3]:  # else Dora's import traceback
-        environment.check_grid_package(main.dora.grid_package)
+    if main.dora.grid_package and "grid" in sys.argv[1:4]:  # else Dora's import traceback
+        main.dora._grids = environment.grid_package_folder(main.dora.grid_package)
     return main
 
 

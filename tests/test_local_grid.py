@@ -206,3 +206,28 @@ def test_dora_grid_with_a_grid_package_it_cannot_import_is_one_error(dora_dir):
                             capture_output=True, text=True, timeout=240)
     assert result.returncode != 0 and "Traceback" not in result.stderr
     assert "AUDIOTOOLS_GRID_PACKAGE=nosuch: no such importable package" in result.stderr
+
+
+def test_grids_of_two_packages_keep_their_own_dora_folders(tmp_path):
+    """Dora keys a grid's folder by the grid's name: another package's `sweep` cancelled this
+    one's running jobs as no longer required."""
+    from audiotools.environment import grid_package_folder
+    for user in ("alice", "bob"):
+        (tmp_path / user / "mygrids").mkdir(parents=True)
+        (tmp_path / user / "mygrids" / "__init__.py").write_text("")
+    folders = []
+    for user in ("alice", "bob"):
+        sys.path.insert(0, str(tmp_path / user))
+        try:
+            sys.modules.pop("mygrids", None)
+            folders.append(grid_package_folder("mygrids"))
+        finally:
+            sys.path.remove(str(tmp_path / user))
+            sys.modules.pop("mygrids", None)
+    assert folders[0].startswith("grids/mygrids-") and folders[0] != folders[1]
+    sys.path.insert(0, str(tmp_path / "alice"))
+    try:
+        assert grid_package_folder("mygrids") == folders[0]  # the same package, the same one
+    finally:
+        sys.path.remove(str(tmp_path / "alice"))
+        sys.modules.pop("mygrids", None)
