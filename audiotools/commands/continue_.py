@@ -34,5 +34,5 @@ def run(args: argparse.Namespace) -> int:
     output, out_rate = generation.call("continue_", audio, rate, args.duration,
                                        generation.conditions(), seed=args.seed,
                                        label=args.out.name)
-    options.write(args.out, output, out_rate, started)
+    options.write(args.out, output, out_rate, started, args.force)
     return 0

@@ -84,5 +84,5 @@ def run(args: argparse.Namespace) -> int:
         started = time.perf_counter()
         audio, rate = generation.call("generate", generation.conditions(overrides),
                                       args.duration, seed=seed, label=path.name)
-        options.write(path, audio, rate, started)
+        options.write(path, audio, rate, started, args.force)
     return 0

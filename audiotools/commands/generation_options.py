@@ -166,9 +166,10 @@ def check_outputs(paths: Sequence[Path], force: bool, source: Path | None = None
                           "pass --force to overwrite.")
 
 
-def write(path: Path, audio: Any, rate: int, started: float) -> None:
-    """Write the clip and say so: path, duration, seconds taken."""
+def write(path: Path, audio: Any, rate: int, started: float, force: bool) -> None:
+    """Write the clip and say so: path, duration, seconds taken. Without `force`, a file
+    another process wrote there since `check_outputs` is refused, not replaced."""
     from ..data.audio import audio_write
-    audio_write(path, audio, rate)
+    audio_write(path, audio, rate, exclusive=not force)
     print(f"{path}\t{audio.shape[-1] / rate:.2f} s\tin {time.perf_counter() - started:.2f} s")
     sys.stdout.flush()

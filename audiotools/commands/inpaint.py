@@ -37,5 +37,5 @@ def run(args: argparse.Namespace) -> int:
     output, out_rate = generation.call("inpaint", audio, rate, args.start, args.end,
                                        generation.conditions(), seed=args.seed,
                                        label=args.out.name)
-    options.write(args.out, output, out_rate, started)
+    options.write(args.out, output, out_rate, started, args.force)
     return 0

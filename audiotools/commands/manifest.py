@@ -54,7 +54,7 @@ def run(args: argparse.Namespace) -> int:
     if not entries:
         raise ConfigError(f"{root}: no usable audio file ({len(rejections)} rejected, reasons in "
                           f"{report}); give a folder of wav/flac/ogg/mp3 files.")
-    write_manifest(entries, out, relative=args.relative)
+    write_manifest(entries, out, relative=args.relative, exclusive=not args.force)
     hours = sum(e["duration"] for e in entries) / 3600
     print(f"{len(entries)} files ({hours:.2f} h) → {out}; {len(rejections)} rejected → {report}")
     return 0

@@ -45,7 +45,7 @@ def run(args: argparse.Namespace) -> int:
     output, out_rate = autoencoder.reconstruct(audio, rate, args.chunk_seconds or None,
                                                keep_format=not args.model_rate)
     elapsed = time.perf_counter() - start
-    audio_write(args.output, output, out_rate)
+    audio_write(args.output, output, out_rate, exclusive=not args.force)
     seconds = audio.shape[-1] / rate
     print(f"Reconstructed {args.input} ({seconds:.2f} s) to {args.output} in {elapsed:.2f} s "
           f"({seconds / max(elapsed, 1e-9):.1f}x real time).")

@@ -140,10 +140,12 @@ def convert_audio(wav: torch.Tensor, from_rate: int, to_rate: int, to_channels: 
 
 
 def audio_write(path: str | os.PathLike, wav: torch.Tensor | np.ndarray, sample_rate: int,
-                subtype: str | None = None, compression_level: float | None = None) -> Path:
+                subtype: str | None = None, compression_level: float | None = None,
+                exclusive: bool = False) -> Path:
     """Write [C, T] (or [T]) audio; the format follows the extension (.wav .flac .ogg .mp3).
     Integer formats are clipped to [-1, 1]. Written to a temporary name then renamed, so a
-    reader never sees half a file."""
+    reader never sees half a file; `exclusive`: only if `path` is still absent then (a file
+    another process wrote there meanwhile is refused, not replaced)."""
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix not in WRITE_FORMATS:
@@ -157,13 +159,17 @@ def audio_write(path: str | os.PathLike, wav: torch.Tensor | np.ndarray, sample_
         data = np.clip(data, -1.0, 1.0)
     if path.parent.exists() and not path.parent.is_dir():
         raise AudioFileError(f"{path}: cannot write it, {path.parent} is a file.")
-    with writing(path), atomic_path(path) as tmp:
-        try:
-            sf.write(tmp, data, sample_rate, format=fmt, subtype=subtype,
-                     compression_level=compression_level)
-        except sf.LibsndfileError as err:
-            if err.code == 2:  # the OS refused it: `writing` says so
-                raise
-            reason = str(err).replace(str(tmp), str(path))  # e.g. a rate MP3 cannot take
-            raise AudioFileError(f"{path}: cannot write it ({reason}).") from err
+    try:
+        with writing(path), atomic_path(path, exclusive=exclusive) as tmp:
+            try:
+                sf.write(tmp, data, sample_rate, format=fmt, subtype=subtype,
+                         compression_level=compression_level)
+            except sf.LibsndfileError as err:
+                if err.code == 2:  # the OS refused it: `writing` says so
+                    raise
+                reason = str(err).replace(str(tmp), str(path))  # e.g. a rate MP3 cannot take
+                raise AudioFileError(f"{path}: cannot write it ({reason}).") from err
+    except FileExistsError:
+        raise AudioFileError(f"{path} exists (written while this ran); choose another path or "
+                             "pass --force to overwrite.") from None
     return path

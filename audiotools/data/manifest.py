@@ -165,15 +165,20 @@ def scan_tree(root: str | os.PathLike, workers: int = 8, amplitude: bool = False
 
 
 def write_manifest(entries: Iterable[dict[str, Any]], out: str | os.PathLike,
-                   relative: bool = False) -> Path:
+                   relative: bool = False, exclusive: bool = False) -> Path:
     """Write JSON lines (gzip when `out` ends in .gz); `relative` stores paths relative to the
-    manifest's folder."""
+    manifest's folder; `exclusive`: refused if `out` appeared while this ran."""
     out = Path(out)
-    with writing(out), atomic_path(out) as tmp, _open_text(tmp, "w", gz=out.suffix == ".gz") as f:
-        for entry in entries:
-            if relative:
-                entry = {**entry, "path": os.path.relpath(entry["path"], out.parent.resolve())}
-            f.write(json.dumps(entry, ensure_ascii=False) + "\n")
+    try:
+        with (writing(out), atomic_path(out, exclusive=exclusive) as tmp,
+              _open_text(tmp, "w", gz=out.suffix == ".gz") as f):
+            for entry in entries:
+                if relative:
+                    entry = {**entry, "path": os.path.relpath(entry["path"], out.parent.resolve())}
+                f.write(json.dumps(entry, ensure_ascii=False) + "\n")
+    except FileExistsError:
+        raise ConfigError(f"{out} exists (written while this ran); choose another OUT or pass "
+                          "--force to replace it.") from None
     return out
 
 

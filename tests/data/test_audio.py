@@ -91,6 +91,13 @@ def test_write_clips_integer_formats_and_refuses_unknown_extension(tmp_path):
             r"sample rates of 8000")):
         audio_write(tmp_path / "x.mp3", torch.zeros(1, 1000), 12345)
     assert not list(tmp_path.glob("*x.mp3*"))
+    # What another process wrote there meanwhile is refused (without --force), not replaced.
+    theirs = audio_write(tmp_path / "theirs.wav", torch.zeros(1, 10), 8000)
+    before = theirs.read_bytes()
+    with pytest.raises(AudioFileError, match=r"theirs.wav exists \(written while this ran\)"):
+        audio_write(theirs, torch.ones(1, 10) * 0.5, 8000, exclusive=True)
+    assert theirs.read_bytes() == before and len(list(tmp_path.iterdir())) == 2
+    assert audio_read(audio_write(theirs, torch.ones(1, 10) * 0.5, 8000))[0].max() > 0.4
 
 
 def test_unreadable_file_names_the_path(tmp_path):

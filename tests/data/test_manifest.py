@@ -218,3 +218,14 @@ def test_a_file_whose_name_leaves_no_room_for_a_sidecar_is_scanned(tmp_path, wri
     entries, rejections = scan_tree(tmp_path / "r")
     assert [e["path"].rsplit("/", 1)[1] for e in entries] == [name] and not rejections
     assert sorted(p.name for p in (tmp_path / "r").iterdir()) == [name]  # no temporary left
+
+
+def test_a_manifest_written_meanwhile_by_another_run_is_kept(tmp_path, write_tone):
+    write_tone("r/a.wav", 0.5, 16000)
+    entries, _ = scan_tree(tmp_path / "r")
+    (tmp_path / "m.jsonl").write_text("theirs\n")
+    with pytest.raises(ConfigError, match=r"m.jsonl exists \(written while this ran\)"):
+        write_manifest(entries, tmp_path / "m.jsonl", exclusive=True)
+    assert (tmp_path / "m.jsonl").read_text() == "theirs\n"
+    write_manifest(entries, tmp_path / "m.jsonl")  # --force
+    assert read_manifest(tmp_path / "m.jsonl")[0]["path"] == entries[0]["path"]
