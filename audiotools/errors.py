@@ -44,10 +44,14 @@ def storage_message(error: OSError) -> str | None:
     """`file: reason; N MB left on its disk.` for such an error naming its file, else None."""
     if error.errno not in STORAGE_ERRNOS or not error.filename:
         return None
-    return f"{error.filename}: {error.strerror}{_space_left(Path(error.filename))}."
+    return f"{error.filename}: {error.strerror}{_space_left(Path(error.filename), error)}."
 
 
-def _space_left(path: Path) -> str:
+def _space_left(path: Path, error: BaseException) -> str:
+    """`; N MB left on its disk` unless the error says the disk is not full (permissions, a
+    read-only filesystem); torch's and soundfile's words for a failed write do not say."""
+    if isinstance(error, OSError) and error.errno not in (errno.ENOSPC, errno.EDQUOT, None):
+        return ""
     folder = next((p for p in (path, *path.parents) if p.exists()), None)
     if folder is None:
         return ""
@@ -94,7 +98,7 @@ def writing(path: os.PathLike | str, kept: str = "") -> Iterator[None]:
         cause = _disk_refusal(error, Path(path))
         if cause is None:
             raise
-        raise StorageError(f"{path}: cannot write it ({cause}){_space_left(Path(path))}."
+        raise StorageError(f"{path}: cannot write it ({cause}){_space_left(Path(path), error)}."
                            f"{' ' + kept if kept else ''}") from error
 
 

@@ -102,8 +102,10 @@ def test_logged_media_is_whole_or_absent(tmp_path, monkeypatch):
 
 def test_storage_message_only_for_the_disks_errors_naming_a_file(tmp_path):
     denied = PermissionError(errno.EACCES, "Permission denied", str(tmp_path / ".argv.json"))
-    assert storage_message(denied) == (f"{tmp_path}/.argv.json: Permission denied; "
-                                       f"{storage_message(denied).split('; ')[1]}")
+    assert storage_message(denied) == f"{tmp_path}/.argv.json: Permission denied."  # no space
+    full = OSError(errno.ENOSPC, "No space left on device", str(tmp_path / "x"))
+    assert storage_message(full).startswith(f"{tmp_path}/x: No space left on device; ")
+    assert storage_message(full).endswith(" MB left on its disk.")
     assert storage_message(PermissionError(errno.EACCES, "Permission denied")) is None
     assert storage_message(FileNotFoundError(errno.ENOENT, "No such file", "x")) is None
 
@@ -112,5 +114,4 @@ def test_dora_prints_a_refused_write_as_one_line(tmp_path, capsys):
     from audiotools.train import _print_user_errors
     denied = PermissionError(errno.EROFS, "Read-only file system", str(tmp_path / ".argv.json"))
     _print_user_errors(PermissionError, denied, None)  # as Dora creating the XP folder
-    assert capsys.readouterr().err.startswith(
-        f"error: {tmp_path}/.argv.json: Read-only file system; ")
+    assert capsys.readouterr().err == f"error: {tmp_path}/.argv.json: Read-only file system.\n"
