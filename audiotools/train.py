@@ -197,12 +197,12 @@ class AudiotoolsMain(HydraMain):
 def _split_keys(cfg: DictConfig, key: str) -> list[str]:
     """`dataset.<split>.<name>` of each split the recipe defines, when every one of them sets
     `name` for `key` = `dataset.<name>` (else none): a top-level value no split reads."""
+    from .data.builders import SPLITS
     section, _, name = key.partition(".")
     dataset = cfg.get("dataset") if section == "dataset" and "." not in name else None
     if not isinstance(dataset, DictConfig):
         return []
-    splits = [split for split in ("train", "valid", "evaluate", "generate")
-              if isinstance(dataset.get(split), DictConfig)]
+    splits = [split for split in SPLITS if isinstance(dataset.get(split), DictConfig)]
     if splits and all(dataset[split].get(name) is not None for split in splits):
         return [f"dataset.{split}.{name}" for split in splits]
     return []
