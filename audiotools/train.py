@@ -287,8 +287,6 @@ def train(cfg: DictConfig) -> None:
     xp = get_xp()
     resolved = OmegaConf.to_container(cfg, resolve=True)
     xp_config.check_unchanged(xp.folder, resolved, cfg.dora.exclude, "dora run")
-    if spec.rank == 0:
-        xp_config.record(xp.folder, resolved)
     if _finished(settings):
         logs.setup_logging(get_xp().folder, spec.rank, settings.logging.level)
         logger.info("All %d epochs are done; nothing to run.", settings.optim.epochs)

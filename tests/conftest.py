@@ -64,9 +64,7 @@ def tiny_models(tmp_path_factory) -> SimpleNamespace:
     - autoencoder: autoencoder/debug (with its reconstructions under samples/);
     - classifier: classifier/debug (the shipped spoken digits).
     Their XPs stay in `dora_dir`, for tests of what reads a dora dir."""
-    from omegaconf import OmegaConf
 
-    from audiotools import xp_config
     from audiotools.cli import main as cli
     from tests.solvers.helpers import tiny_codec, train
     folder = tmp_path_factory.mktemp("tiny_models")
@@ -83,8 +81,6 @@ def tiny_models(tmp_path_factory) -> SimpleNamespace:
                                   ("autoencoder", ["solver=autoencoder/debug"]),
                                   ("classifier", ["solver=classifier/debug"])):
             solver = train(*overrides)
-            # As `dora run` does (audiotools.train.train), for what reads the XP's config.
-            xp_config.record(solver.folder, OmegaConf.to_container(solver.cfg, resolve=True))
             exports[family] = str(folder / f"{family}.safetensors")
             assert cli(["export", str(solver.folder), exports[family]]) == 0
     torch.set_num_threads(threads)

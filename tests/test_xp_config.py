@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 
@@ -124,3 +125,19 @@ def test_a_start_folder_whose_name_is_not_utf8_is_kept_as_it_is(tmp_path, monkey
     assert (tmp_path / "xp" / WORKDIR_FILE).read_bytes().endswith(b"caf\xe9\n")
     (tmp_path / "xp" / "checkpoint.th").write_bytes(b"")
     check_unchanged(tmp_path / "xp", {"lr": 1.0, "data": "x/y.jsonl"}, [], "dora run")
+
+
+def test_a_run_refused_by_the_lock_records_nothing(dora_dir, tmp_path, monkeypatch):
+    """Two starts of one XP at once from two directories: the refused one rewrote workdir.txt
+    before the lock refused it, and the XP then named the other directory."""
+    from audiotools.errors import XPLockedError
+    from audiotools.io.locking import take_lock
+    from audiotools.train import main
+    args = ["solver=toy/debug", "optim.epochs=1"]
+    folder = main.get_xp(args).folder
+    folder.mkdir(parents=True)
+    monkeypatch.chdir(tmp_path)
+    with take_lock(folder / "lock"), pytest.raises(XPLockedError):
+        run(*args)
+    assert not (folder / WORKDIR_FILE).exists() and not (folder / CONFIG_FILE).exists()
+    assert (run(*args).folder / WORKDIR_FILE).read_bytes() == os.fsencode(str(tmp_path)) + b"\n"

@@ -21,7 +21,7 @@ import flashy
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from .. import distributed, logs
+from .. import distributed, logs, xp_config
 from ..config import SolverConfig, unread_settings
 from ..data.builders import AudioDataConfig, shadowed_defaults
 from ..errors import CheckpointError, NonFiniteLossError
@@ -60,6 +60,8 @@ class StandardSolver(flashy.BaseSolver):
         logs.setup_logging(self.folder, distributed.rank(), self.settings.logging.level)
         self.precision = resolve_precision(self.settings.precision, self.device)
         self.lock = XPLock(self.folder, self.xp.sig)
+        if self.lock.held:  # by the run that holds the XP: a refused one would rewrite it
+            xp_config.record(self.folder, OmegaConf.to_container(cfg, resolve=True))
         self.result_logger = ResultLogger.for_xp(self.logger, self.folder, self.settings.logging)
         logger.info("XP %s in %s", self.xp.sig, self.folder)
 
