@@ -50,10 +50,10 @@ def set_num_threads(num_threads: int | None, spec: DistribSpec) -> None:
         torch.set_num_threads(num_threads)
 
 
-def _dora_run_args(argv: Sequence[str], command: str = "run") -> argparse.Namespace | None:
-    """The arguments of `dora run ...` (or of `command`) when `argv` is that command line
-    (for run: the parent of the DDP workers, or a single run), else None (`dora grid`/`info`
-    on a login node, a SLURM task, `audiotools ...`, pytest)."""
+def _dora_args(argv: Sequence[str], command: str = "run") -> argparse.Namespace | None:
+    """The arguments of `dora <command> ...` when `argv` is that command line (for run: the
+    parent of the DDP workers, or a single run), else None (another dora command, a SLURM
+    task, `audiotools ...`, pytest)."""
     if not argv or not (Path(argv[0]).name == "dora" or argv[0].endswith("dora/__main__.py")):
         return None
     if command not in argv[1:]:  # e.g. inside `dora run`, which leaves only the overrides
@@ -70,7 +70,7 @@ def _dora_run_args(argv: Sequence[str], command: str = "run") -> argparse.Namesp
 def grid_only_looks(argv: Sequence[str] | None = None) -> bool:
     """Whether this `dora grid` only looks at or cancels its XPs (-C, --dry_run, -f, -l, -t),
     submitting nothing: what a job would need need not be there."""
-    args = _dora_run_args(sys.argv if argv is None else argv, "grid")
+    args = _dora_args(sys.argv if argv is None else argv, "grid")
     return args is not None and bool(args.cancel or args.dry_run or args.folder is not None
                                      or args.log is not None or args.tail is not None)
 
@@ -81,7 +81,7 @@ def check_launch(cfg: Any, argv: Sequence[str] | None = None,
     error is printed once and nothing is left behind. Only `dora run` is checked: `dora grid`
     prepares XPs on a login node for GPU jobs elsewhere. `folder`: the XP's, which `--clear`
     must not delete under a run that holds its lock (both would then write into it)."""
-    args = _dora_run_args(sys.argv if argv is None else argv)
+    args = _dora_args(sys.argv if argv is None else argv)
     if args is None:
         return
     from .experiments import is_running

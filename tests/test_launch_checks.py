@@ -11,7 +11,7 @@ import torch
 from omegaconf import OmegaConf
 from torch.utils.data import TensorDataset
 
-from audiotools.distributed import _dora_run_args, check_launch
+from audiotools.distributed import _dora_args, check_launch
 from audiotools.errors import ConfigError, XPLockedError
 from audiotools.solvers.loading import EpochLoader
 from audiotools.solvers.loggers import check_wandb_login
@@ -103,7 +103,7 @@ def test_every_launch_path_checks_wandb_in_train(dora_dir, no_wandb_login):
     (["/venv/bin/pytest", "run", "-d"], False),
 ])
 def test_only_dora_run_is_checked(argv, run):
-    assert (_dora_run_args(argv) is not None) == run
+    assert (_dora_args(argv) is not None) == run
 
 
 @no_gpu
