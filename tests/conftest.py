@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -15,6 +17,28 @@ from audiotools import environment
 
 REPO = Path(__file__).resolve().parent.parent
 TOY_CONFIG = REPO / "tests" / "toy" / "config"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def session_temp_dir(tmp_path_factory) -> Iterator[Path]:
+    """Temporary files of the tests and of every process they start under pytest's own
+    temporary folder, which pytest prunes: processes the tests kill (signals, DDP) never
+    remove theirs (wandb's `tmp*wandb-media`, torchelastic's), and the web UI's results
+    folder outlives its server by design. The test SLURM cluster keeps the state folder it
+    would have had, so a cluster a root started stays findable."""
+    folder = tmp_path_factory.mktemp("tmp")
+    saved = {key: os.environ.get(key) for key in ("TMPDIR", "AUDIOTOOLS_SLURM_DIR")}
+    os.environ.setdefault("AUDIOTOOLS_SLURM_DIR",
+                          os.path.join(os.environ.get("TMPDIR") or "/tmp", "audiotools-slurm"))
+    os.environ["TMPDIR"] = str(folder)
+    saved_tempdir, tempfile.tempdir = tempfile.tempdir, str(folder)
+    yield folder
+    tempfile.tempdir = saved_tempdir
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
 
 
 def use_dora_dir(folder: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
