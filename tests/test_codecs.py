@@ -76,6 +76,21 @@ def test_statistics_normalise_latents_and_invert(tmp_path):
         FrozenCodec(model, "test", stats=LatentStats([0.0], [1.0]))
 
 
+def test_statistics_are_merged_clip_by_clip_as_one_concatenation_would_give():
+    generator = torch.Generator().manual_seed(0)
+    clips = [torch.randn(4, frames, generator=generator) * scale + shift
+             for frames, scale, shift in ((7, 1.0, 0.0), (1, 3.0, 5.0), (300, 0.5, -2.0),
+                                          (0, 1.0, 0.0), (41, 2.0, 1.0))]
+    whole = torch.cat([clip.double() for clip in clips], dim=1)
+    stats = LatentStats.measure(iter(clips))  # a generator: pre-encode reads file by file
+    assert torch.allclose(torch.tensor(stats.mean, dtype=torch.float64), whole.mean(dim=1),
+                          rtol=1e-12, atol=1e-12)
+    assert torch.allclose(torch.tensor(stats.std, dtype=torch.float64), whole.std(dim=1),
+                          rtol=1e-12)
+    with pytest.raises(ConfigError, match="at least 2 latent frames.*gave 1"):
+        LatentStats.measure([torch.zeros(4, 1), torch.zeros(4, 0)])
+
+
 def test_discrete_codecs_and_refusals(tmp_path):
     tokens_codec = load_codec(_codec_export(tmp_path, RVQ, "rvq.safetensors"), discrete=True)
     assert isinstance(tokens_codec, DiscreteCodec)

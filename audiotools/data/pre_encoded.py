@@ -215,7 +215,7 @@ def _pre_encode(codec: FrozenCodec, splits: Mapping[str, list[dict[str, Any]]], 
                           "".join(json.dumps(line) + "\n" for line in index))
     if kind == "latents" and "train" in splits:
         identity["stats"] = LatentStats.measure(
-            [_read(out, line["file"], kind) for line in _index(out, "train")]).__dict__
+            _read(out, line["file"], kind) for line in _index(out, "train")).__dict__
         write_text_atomic(existing, json.dumps(identity, indent=1))
     return identity
 

@@ -11,12 +11,14 @@ codec that changed.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from typing import Any, Protocol, runtime_checkable
 
 import torch
 from torch import nn
 
+from ..errors import ConfigError
 from .autoencoder.chunking import window_frames
 
 
@@ -70,10 +72,30 @@ class LatentStats:
     std: list[float]
 
     @classmethod
-    def measure(cls, latents: list[torch.Tensor]) -> LatentStats:
-        """From latents (latent_dim, frames) of many clips, every frame weighing the same."""
-        frames = torch.cat([item.double().flatten(1) for item in latents], dim=1)
-        return cls(frames.mean(dim=1).tolist(), frames.std(dim=1).clamp_min(1e-5).tolist())
+    def measure(cls, latents: Iterable[torch.Tensor]) -> LatentStats:
+        """From latents (latent_dim, frames) of many clips, every frame weighing the same.
+
+        The clips are merged one at a time in float64 (Chan et al.'s pairwise update of the
+        count, mean and sum of squared deviations), so that a training split of any size
+        (pre-encode reads them file by file) never has to be held at once."""
+        count, mean, squares = 0, torch.zeros(()), torch.zeros(())
+        for item in latents:
+            frames = item.double().flatten(1)
+            size = frames.shape[1]
+            if size == 0:
+                continue
+            item_mean = frames.mean(dim=1)
+            item_squares = (frames - item_mean[:, None]).square().sum(dim=1)
+            total = count + size
+            delta = item_mean - mean
+            mean = mean + delta * (size / total)
+            squares = squares + item_squares + delta.square() * (count * size / total)
+            count = total
+        if count < 2:
+            raise ConfigError(f"The codec's latent statistics need at least 2 latent frames of "
+                              f"training audio; the train split gave {count}.")
+        std = (squares / (count - 1)).sqrt().clamp_min(1e-5)
+        return cls(mean.tolist(), std.tolist())
 
 
 class FrozenCodec(nn.Module):
