@@ -226,44 +226,45 @@ class AutoencoderSolver(StandardSolver):
     def evaluate(self) -> dict[str, Any]:
         """SI-SNR, mel distance, multi-resolution STFT distance and frame-rate buzz per item,
         averaged over the evaluate split (valid when there is no evaluate split); a quantized
-        model adds each codebook's perplexity and unused codes over the whole split."""
+        model adds each codebook's perplexity and unused codes over the whole split. Under DDP
+        the copies that pad a rank's share are left out, so the figures are one process's."""
         loader = self.loaders["evaluate" if "evaluate" in self.loaders else "valid"]
         loader.set_epoch(0)
-        totals = torch.zeros(4, dtype=torch.float64)
-        count = 0
+        totals = torch.zeros(5, dtype=torch.float64)  # the four metrics' sums, the items
         counts = None
         if self.model.is_quantized:
             assert self.model.num_codebooks and self.model.codebook_size
             counts = torch.zeros(self.model.num_codebooks, self.model.codebook_size,
                                  dtype=torch.float64)
-        for batch in self.log_progress("evaluate", loader):
-            audio = batch["audio"].to(self.device)
+        for idx, batch in enumerate(self.log_progress("evaluate", loader)):
+            keep = ~loader.padding_rows(idx, batch["audio"].shape[0])
+            audio = batch["audio"][keep].to(self.device)
             if audio.shape[0] == 0:
                 continue
             with self.autocast:
                 reconstruction = self.model(audio).audio.float()
             sample_rate = self.model.sample_rate
-            mask = batch["padding_mask"]
+            mask = batch["padding_mask"][keep]
             for fake, real in _real_parts(reconstruction, audio, mask):
-                totals += torch.stack([
+                totals[:4] += torch.stack([
                     si_snr(fake, real).sum(), mel_distance(fake, real, sample_rate).sum(),
                     stft_distance(fake, real).sum(),
                     frame_buzz(fake, real, sample_rate, self.model.hop_length).sum(),
                 ]).double().cpu()
-            count += audio.shape[0]
+            totals[4] += audio.shape[0]
             if counts is not None:
                 with self.autocast:
                     tokens = self.model.encode_to_tokens(audio)
                 frames = torch.ceil(mask.sum(-1) / self.model.hop_length).long().tolist()
                 for item, length in zip(tokens, frames, strict=True):  # real frames only
                     counts += code_counts(item[None, :, :length], counts.shape[1])
-        if count == 0:
+        totals = distributed.sum_across_ranks(totals)
+        if totals[4] == 0:
             raise AudioFileError("No file of the evaluate split could be read (their paths are "
                                  "in the log above).")
-        mean = (totals / count).tolist()
-        metrics = distributed.average_metrics(
-            {"si_snr": mean[0], "mel_distance": mean[1], "stft_distance": mean[2],
-             "frame_buzz": mean[3]}, count)
+        mean = (totals[:4] / totals[4]).tolist()
+        metrics = {"si_snr": mean[0], "mel_distance": mean[1], "stft_distance": mean[2],
+                   "frame_buzz": mean[3]}
         if counts is not None:
             metrics.update(codebook_statistics(distributed.sum_across_ranks(counts)))
             dead = self.model.bottleneck.dead_codes()

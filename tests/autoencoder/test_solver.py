@@ -203,6 +203,24 @@ def test_evaluate_scores_only_the_real_samples_of_segments_cut_short(dora_dir, t
         assert metrics[key] == pytest.approx(sum(values) / len(values), rel=1e-4), key
 
 
+def test_evaluate_under_ddp_leaves_out_the_copies_that_pad_a_rank_share(dora_dir):
+    """3 evaluate items on 2 ranks: rank 1 holds item 1 and a copy of item 0, which its
+    figures counted (and a rank left with copies only would have failed as unreadable)."""
+    from audiotools.metrics.audio import si_snr
+    solver = build(make_xp(*DEBUG, "dataset.evaluate.num_samples=3"))
+    solver.model.eval()
+    loader = solver.loaders["evaluate"]
+    items = [audio for batch in loader for audio in batch["audio"]]
+    assert len(items) == 3
+    with torch.no_grad():
+        expected = si_snr(solver.model(items[1][None]).audio, items[1][None]).item()
+        loader.sampler.world, loader.sampler.rank = 2, 1
+        assert len([a for batch in loader for a in batch["audio"]]) == 2  # item 1, item 0
+        metrics = solver.run_stage("evaluate", solver.evaluate)
+    assert metrics["si_snr"] == pytest.approx(expected, rel=1e-4)
+    solver.close()
+
+
 def test_dead_codes_counts_the_codes_kept_alive_by_replacement():
     """A training step gives each code whose usage fell below the threshold a batch vector
     and a usage of exactly the threshold, so counting codes below it read 0 right after."""
