@@ -11,7 +11,7 @@ import torch
 
 import audiotools
 from audiotools.cli import main as cli
-from audiotools.data.audio import audio_write
+from audiotools.data.audio import audio_read, audio_write
 from audiotools.errors import ConfigError
 from audiotools.inference.conditions import (
     ConditionerInfo,
@@ -105,6 +105,43 @@ def test_bad_conditions_and_options_are_refused_with_what_is_valid(models, tmp_p
     _refused(["generate", model, "--sampler", "magic", "--out", str(out)], capsys,
              "sampler='magic'", "euler")
     assert not out.exists()
+
+
+def test_reconstruct_streams_a_file_and_checks_before_loading(models, tmp_path, monkeypatch,
+                                                              capsys):
+    """--chunk-seconds S reads, reconstructs and writes a block at a time (a file of any
+    length takes a window's memory) and gives what the pipeline gives for the whole clip;
+    a bad input or output is refused before the model loads (it failed after the work)."""
+    import audiotools
+    from audiotools.data import audio as audio_module
+    from audiotools.io import loading
+    rate = 44100
+    clip = 0.1 * torch.randn(2, rate * 3 + 7, generator=torch.Generator().manual_seed(0))
+    source = audio_write(tmp_path / "in.wav", clip, rate, subtype="FLOAT")
+    expected, _ = audiotools.load(models.autoencoder).reconstruct(clip, rate, 1.0)
+    out = tmp_path / "out.wav"
+    with monkeypatch.context() as patch:
+        patch.setattr(audio_module, "audio_read", None)  # the whole file is never read
+        assert cli(["reconstruct", models.autoencoder, str(source), str(out),
+                    "--chunk-seconds", "1"]) == 0
+    back, back_rate = audio_read(out)
+    assert back_rate == rate and back.shape == clip.shape
+    torch.testing.assert_close(back, expected, atol=1.5 / 32768, rtol=0)
+
+    monkeypatch.setattr(loading, "load_pipeline", None)  # nothing below gets that far
+    for target, fragment in ((tmp_path / "x.xyz", "cannot write .xyz"),
+                             (tmp_path, "is a folder"),
+                             (source / "x.wav", "in.wav is a file"),
+                             (out, "out.wav exists")):
+        _refused(["reconstruct", models.autoencoder, str(source), str(target)], capsys,
+                 f"OUTPUT {target}" if "exists" not in fragment else "", fragment)
+    broken = tmp_path / "nan.wav"
+    sf.write(broken, np.array([0.0, np.nan, 0.0], dtype=np.float32), 16000, subtype="FLOAT")
+    monkeypatch.undo()
+    for chunk in ("1", "0"):
+        _refused(["reconstruct", models.autoencoder, str(broken), str(tmp_path / "n.wav"),
+                  "--chunk-seconds", chunk], capsys, "nan.wav: holds NaN or infinite samples")
+        assert not (tmp_path / "n.wav").exists()
 
 
 def test_bad_numbers_devices_and_paths_are_one_error(models, tmp_path, capsys):

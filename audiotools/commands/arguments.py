@@ -49,13 +49,32 @@ def add_device_argument(parser: argparse.ArgumentParser) -> None:
                         help="cpu, cuda or cuda:N (default cpu)")
 
 
+def check_input_file(path: Path) -> Path:
+    """`path`, unless it is a folder (an AudioFileError: libsndfile would say "System
+    error")."""
+    from ..data.audio import AudioFileError
+    if path.is_dir():
+        raise AudioFileError(f"{path} is a folder; give an audio file.")
+    return path
+
+
 def read_input(path: Path) -> tuple[Any, int]:
     """An input clip (channels, samples) and its rate; a missing, unreadable or empty file is
     an AudioFileError naming it."""
     from ..data.audio import AudioFileError, audio_read
-    if path.is_dir():
-        raise AudioFileError(f"{path} is a folder; give an audio file.")
-    audio, rate = audio_read(path)
+    audio, rate = audio_read(check_input_file(path))
     if audio.shape[-1] == 0:
         raise AudioFileError(f"{path}: the file holds no samples.")
+    check_finite(audio, path)
     return audio, rate
+
+
+def check_finite(audio: Any, path: Path, start: float = 0.0) -> None:
+    """A float file's NaN or infinite samples, named with the file (the pipelines' own
+    check cannot name it); `start`: the seconds before this block of it."""
+    import torch
+
+    from ..data.audio import AudioFileError
+    if not torch.isfinite(audio).all():
+        after = f" (in the block from {start:.2f} s)" if start else ""
+        raise AudioFileError(f"{path}: holds NaN or infinite samples{after}.")

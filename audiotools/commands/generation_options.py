@@ -146,24 +146,29 @@ def prepare(args: argparse.Namespace, command: str,
     return Generation(pipeline, family, infos, values, sampling)
 
 
-def check_outputs(paths: Sequence[Path], force: bool, source: Path | None = None) -> None:
+def check_outputs(paths: Sequence[Path], force: bool, source: Path | None = None,
+                  name: str = "--out") -> None:
     """Before any work: each path writable as audio, and none there unless --force (which
-    may replace the input file `source` too: the refusal says when a path is it)."""
+    may replace the input file `source` too: the refusal says when a path is it). `name`:
+    the argument the paths come from, which the messages give."""
     from ..data.audio import WRITE_FORMATS
     for path in paths:
-        if path.suffix.lower() not in WRITE_FORMATS:
-            raise ConfigError(f"--out {path}: cannot write {path.suffix or 'no extension'}; "
-                              f"use one of {', '.join(sorted(WRITE_FORMATS))}.")
         if path.is_dir():
-            raise ConfigError(f"--out {path} is a folder; give a file name.")
+            raise ConfigError(f"{name} {path} is a folder; give a file name.")
+        if path.suffix.lower() not in WRITE_FORMATS:
+            raise ConfigError(f"{name} {path}: cannot write {path.suffix or 'no extension'}; "
+                              f"use one of {', '.join(sorted(WRITE_FORMATS))}.")
+        above = next(parent for parent in path.absolute().parents if parent.exists())
+        if not above.is_dir():
+            raise ConfigError(f"{name} {path}: cannot write it, {above} is a file.")
     existing = [str(path) for path in paths if path.exists()]
     if existing and not force:
         shown = ", ".join(existing[:5]) + (f" and {len(existing) - 5} more"
                                            if len(existing) > 5 else "")
         own = source is not None and any(Path(p).resolve() == source.resolve() for p in existing)
         raise ConfigError(f"{shown} exist{'s' if len(existing) == 1 else ''}"
-                          f"{' (it is the input file)' if own else ''}; choose another --out or "
-                          "pass --force to overwrite.")
+                          f"{' (it is the input file)' if own else ''}; choose another {name} "
+                          "or pass --force to overwrite.")
 
 
 def write(path: Path, audio: Any, rate: int, started: float, force: bool) -> None:

@@ -7,8 +7,10 @@ with its kernel cached per rate pair (building the kernel dominates for short se
 """
 from __future__ import annotations
 
+import contextlib
 import math
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -101,6 +103,21 @@ def audio_read(source: AudioSource, seek: float = 0.0, duration: float | None = 
     return wav, sample_rate or rate
 
 
+def audio_blocks(source: str | os.PathLike, frames: int) -> Iterator[torch.Tensor]:
+    """The file's audio as consecutive float32 [C, `frames`] blocks (the last one shorter),
+    read one at a time: a long file is never held whole."""
+    _check_exists(source)
+    try:
+        with sf.SoundFile(source) as f:
+            while True:
+                data = f.read(frames, dtype="float32", always_2d=True)
+                if not len(data):
+                    return
+                yield torch.from_numpy(np.ascontiguousarray(data.T))
+    except (sf.LibsndfileError, RuntimeError, TypeError, ValueError) as err:
+        raise AudioFileError(f"{_name(source)}: not readable as audio ({err}).") from err
+
+
 def convert_channels(wav: torch.Tensor, channels: int) -> torch.Tensor:
     """Mono → N repeats, N → mono averages, M → N < M keeps the first N (front left/right of a
     5.1 file). Growing 2 → 6 has no meaningful rule and is refused."""
@@ -132,6 +149,67 @@ def resample(wav: torch.Tensor, orig: int, new: int) -> torch.Tensor:
         return _resampler(orig, new)(wav)
 
 
+class StreamResampler:
+    """`resample` of a signal given in consecutive blocks, each output sample as soon as its
+    window of input has come: the blocks' outputs joined equal the whole signal's resampling
+    (the same kernel over the same samples, the signal's start and end padded as torchaudio
+    pads them), while only a kernel's width of input is kept between blocks."""
+
+    def __init__(self, orig: int, new: int):
+        self._same = orig == new
+        if not self._same:
+            transform = _resampler(orig, new)
+            self._kernel, self._width = transform.kernel, transform.width
+            divisor = math.gcd(orig, new)
+            self._orig, self._new = orig // divisor, new // divisor
+        self._kept: torch.Tensor | None = None  # input from sample `_start` - width on
+        self._start = 0  # the first input sample of the next output group (a multiple of orig)
+        self._received = 0
+        self._empty = torch.zeros(0, 0)  # (channels, 0) once a block came
+
+    def push(self, wav: torch.Tensor) -> torch.Tensor:
+        """[C, T] input -> the [C, T'] output it completes."""
+        return self._resampled(wav, last=False)
+
+    def finish(self) -> torch.Tensor:
+        """The output left once the input has ended."""
+        return self._resampled(None, last=True)
+
+    def _resampled(self, wav: torch.Tensor | None, last: bool) -> torch.Tensor:
+        if wav is not None:
+            self._empty = wav[:, :0]
+        if self._same:
+            return wav if wav is not None else self._empty
+        if wav is not None:
+            self._received += wav.shape[-1]
+            if self._kept is None:  # the signal's start: zeros before it, as torchaudio pads
+                self._kept = wav.new_zeros(wav.shape[0], self._width)
+            self._kept = torch.cat([self._kept, wav], dim=-1)
+        if self._kept is None:
+            return self._empty
+        span = self._orig + 2 * self._width  # the input one group of outputs reads
+        if last:  # zeros after the end, as torchaudio pads, and no output past its length
+            groups = -(-(self._received - self._start) // self._orig)
+            needed = (groups - 1) * self._orig + span
+            kept = torch.nn.functional.pad(self._kept, (0, max(0, needed - self._kept.shape[-1])))
+        else:
+            groups = max(0, (self._kept.shape[-1] - span) // self._orig + 1)
+            kept = self._kept
+        if groups <= 0:
+            return self._empty
+        with torch.no_grad():
+            out = torch.nn.functional.conv1d(
+                kept[:, None, :(groups - 1) * self._orig + span].to(self._kernel.dtype),
+                self._kernel, stride=self._orig)
+        out = out.transpose(1, 2).reshape(kept.shape[0], -1)
+        if last:
+            total = math.ceil(self._new * self._received / self._orig)
+            out = out[:, :total - self._start // self._orig * self._new]
+        self._start += groups * self._orig
+        self._kept = self._kept[:, groups * self._orig:]
+        return out
+
+
 def convert_audio(wav: torch.Tensor, from_rate: int, to_rate: int, to_channels: int,
                   ) -> torch.Tensor:
     """Convert [C, T] audio to `to_channels` channels at `to_rate` Hz (channels first: fewer
@@ -139,37 +217,63 @@ def convert_audio(wav: torch.Tensor, from_rate: int, to_rate: int, to_channels: 
     return resample(convert_channels(wav, to_channels), from_rate, to_rate)
 
 
-def audio_write(path: str | os.PathLike, wav: torch.Tensor | np.ndarray, sample_rate: int,
-                subtype: str | None = None, compression_level: float | None = None,
-                exclusive: bool = False) -> Path:
-    """Write [C, T] (or [T]) audio; the format follows the extension (.wav .flac .ogg .mp3).
-    Integer formats are clipped to [-1, 1]. Written to a temporary name then renamed, so a
-    reader never sees half a file; `exclusive`: only if `path` is still absent then (a file
-    another process wrote there meanwhile is refused, not replaced)."""
-    path = Path(path)
+def _write_format(path: Path, subtype: str | None) -> tuple[str, str]:
     suffix = path.suffix.lower()
     if suffix not in WRITE_FORMATS:
         raise ConfigError(
             f"{path}: cannot write {suffix or 'no extension'}; use one of {sorted(WRITE_FORMATS)}.")
     fmt, default_subtype = WRITE_FORMATS[suffix]
-    data = wav.detach().cpu().float().numpy() if isinstance(wav, torch.Tensor) else wav
-    data = np.atleast_2d(data).T
-    subtype = subtype or default_subtype
-    if not subtype.startswith(("FLOAT", "DOUBLE")):
-        data = np.clip(data, -1.0, 1.0)
+    return fmt, subtype or default_subtype
+
+
+class AudioWriter:
+    """Blocks [C, T] appended to an open sound file; integer formats clipped to [-1, 1]."""
+
+    def __init__(self, handle: sf.SoundFile, clip: bool):
+        self._handle, self._clip = handle, clip
+
+    def write(self, wav: torch.Tensor | np.ndarray) -> None:
+        data = wav.detach().cpu().float().numpy() if isinstance(wav, torch.Tensor) else wav
+        data = np.atleast_2d(data).T
+        self._handle.write(np.clip(data, -1.0, 1.0) if self._clip else data)
+
+
+@contextlib.contextmanager
+def audio_writer(path: str | os.PathLike, sample_rate: int, channels: int,
+                 subtype: str | None = None, compression_level: float | None = None,
+                 exclusive: bool = False) -> Iterator[AudioWriter]:
+    """A file written block by block (`.write([C, T])`), the format following the extension
+    (.wav .flac .ogg .mp3): a long output never has to be held whole. It goes to a temporary
+    name, renamed when the block ends, so a reader never sees half a file; `exclusive`: only
+    if `path` is still absent then (a file another process wrote there meanwhile is refused,
+    not replaced)."""
+    path = Path(path)
+    fmt, subtype = _write_format(path, subtype)
     if path.parent.exists() and not path.parent.is_dir():
         raise AudioFileError(f"{path}: cannot write it, {path.parent} is a file.")
     try:
         with writing(path), atomic_path(path, exclusive=exclusive) as tmp:
             try:
-                sf.write(tmp, data, sample_rate, format=fmt, subtype=subtype,
-                         compression_level=compression_level)
+                handle = sf.SoundFile(tmp, "w", sample_rate, channels, subtype, format=fmt,
+                                      compression_level=compression_level)
             except sf.LibsndfileError as err:
                 if err.code == 2:  # the OS refused it: `writing` says so
                     raise
                 reason = str(err).replace(str(tmp), str(path))  # e.g. a rate MP3 cannot take
                 raise AudioFileError(f"{path}: cannot write it ({reason}).") from err
+            with handle:
+                yield AudioWriter(handle, clip=not subtype.startswith(("FLOAT", "DOUBLE")))
     except FileExistsError:
         raise AudioFileError(f"{path} exists (written while this ran); choose another path or "
                              "pass --force to overwrite.") from None
-    return path
+
+
+def audio_write(path: str | os.PathLike, wav: torch.Tensor | np.ndarray, sample_rate: int,
+                subtype: str | None = None, compression_level: float | None = None,
+                exclusive: bool = False) -> Path:
+    """Write [C, T] (or [T]) audio at once (`audio_writer` has the formats and guarantees)."""
+    channels = 1 if wav.ndim == 1 else wav.shape[0]
+    with audio_writer(path, sample_rate, channels, subtype, compression_level,
+                      exclusive) as writer:
+        writer.write(wav)
+    return Path(path)

@@ -2,11 +2,12 @@
 and channel count (converted to the model's on the way in, and back on the way out)."""
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 import torch
 
-from ..data.audio import convert_audio
+from ..data.audio import StreamResampler, convert_audio, convert_channels
 from ..errors import ConfigError
 from ..io.export import Export
 from ..models.autoencoder import AudioAutoencoder
@@ -73,3 +74,50 @@ class AutoencoderPipeline:
         length = audio.shape[-1]
         back = torch.nn.functional.pad(back[..., :length], (0, max(0, length - back.shape[-1])))
         return back, rate
+
+    def reconstruct_blocks(self, blocks: Iterable[torch.Tensor], sample_rate: int,
+                           chunk_seconds: float = 10.0, keep_format: bool = True,
+                           ) -> Iterator[torch.Tensor]:
+        """`reconstruct` of a clip given as consecutive blocks (channels, samples) at
+        `sample_rate` (a long file read block by block), yielded as its windows complete:
+        the blocks joined equal `reconstruct(whole clip, ...)` to float rounding, and memory
+        stays a window's (`chunk_seconds`) whatever the length."""
+        checked_seconds(chunk_seconds, "chunk_seconds", "a window in seconds")
+        rate = checked_rate(sample_rate)
+        to_model = StreamResampler(rate, self.sample_rate)
+        back = StreamResampler(self.sample_rate, rate) if keep_format else None
+        stream = self.model.streamed_reconstruction(chunk_seconds)
+        received = given = 0
+        channels = None
+
+        def out(audio: torch.Tensor) -> torch.Tensor:
+            audio = audio[0].cpu()
+            if back is None:
+                return audio
+            assert channels is not None
+            return back.push(convert_channels(audio, channels))
+
+        for block in blocks:
+            block, _ = checked_clip(block, rate)
+            if channels is not None and block.shape[0] != channels:
+                raise ConfigError(f"audio: a block of {block.shape[0]} channels after blocks "
+                                  f"of {channels}.")
+            channels = block.shape[0]
+            received += block.shape[-1]
+            model_in = to_model.push(convert_channels(block, self.channels))
+            if model_in.shape[-1]:
+                piece = out(stream.push(model_in[None].to(self.device)))
+                given += piece.shape[-1]
+                yield piece
+        if channels is None:
+            raise ConfigError("audio: no block holds samples.")
+        rest = to_model.finish()
+        pieces = [out(stream.push(rest[None].to(self.device)))] if rest.shape[-1] else []
+        pieces.append(out(stream.finish()))
+        if back is not None:
+            pieces.append(back.finish())
+            # The clip keeps its own length, as `reconstruct` gives it.
+            tail = torch.cat(pieces, dim=-1)[..., :received - given]
+            pieces = [torch.nn.functional.pad(tail, (0, received - given - tail.shape[-1]))]
+        yield from pieces
+

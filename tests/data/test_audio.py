@@ -7,10 +7,14 @@ import torch
 
 from audiotools.data.audio import (
     AudioFileError,
+    StreamResampler,
+    audio_blocks,
     audio_info,
     audio_read,
     audio_write,
+    audio_writer,
     convert_channels,
+    resample,
 )
 from audiotools.errors import ConfigError
 
@@ -116,3 +120,40 @@ def test_mp3_seek_gives_the_samples_of_a_full_decode(tmp_path):
         part, _ = audio_read(path, seek=seek, duration=0.1)
         start = round(seek * 44100)
         assert torch.equal(part, full[:, start:start + 4410])
+
+
+@pytest.mark.parametrize(("orig", "new"), [(44100, 16000), (16000, 44100), (48000, 44100),
+                                           (8000, 32000), (16000, 16000)])
+@pytest.mark.parametrize("block", [1, 13, 4410, 10**6])
+def test_blocks_resample_as_the_whole_signal_does(orig, new, block):
+    seconds = 0.2 if block == 1 else 3
+    signal = torch.randn(2, int(seconds * orig) + 17, generator=torch.Generator().manual_seed(0))
+    whole = resample(signal, orig, new)
+    stream = StreamResampler(orig, new)
+    pieces = [stream.push(signal[:, i:i + block]) for i in range(0, signal.shape[-1], block)]
+    joined = torch.cat([*pieces, stream.finish()], dim=-1)
+    assert joined.shape == whole.shape
+    torch.testing.assert_close(joined, whole, atol=1e-5, rtol=0)
+    assert max(piece.shape[-1] for piece in pieces) <= block * new / orig + 2 * new  # as it came
+
+
+def test_blocks_read_and_write_a_file_piece_by_piece(tmp_path):
+    signal = (torch.rand(2, 10_007, generator=torch.Generator().manual_seed(0)) - 0.5)
+    source = audio_write(tmp_path / "in.wav", signal, 16000, subtype="FLOAT")
+    blocks = list(audio_blocks(source, 4000))
+    assert [block.shape for block in blocks] == [(2, 4000), (2, 4000), (2, 2007)]
+    with audio_writer(tmp_path / "out.flac", 16000, 2) as writer:
+        assert not (tmp_path / "out.flac").exists()  # a temporary name until the end
+        for block in blocks:
+            writer.write(block * 3)  # clipped, as audio_write clips integer formats
+    back, rate = audio_read(tmp_path / "out.flac")
+    assert rate == 16000 and back.shape == signal.shape
+    torch.testing.assert_close(back, (signal * 3).clamp(-1, 1), atol=1 / 32768, rtol=0)
+    with pytest.raises(RuntimeError, match="stop"), audio_writer(tmp_path / "x.wav", 16000,
+                                                                  1) as writer:
+        writer.write(torch.zeros(1, 10))
+        raise RuntimeError("stop")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.wav", "out.flac"]
+    (tmp_path / "notes.wav").write_text("not audio")
+    with pytest.raises(AudioFileError, match="notes.wav: not readable as audio"):
+        list(audio_blocks(tmp_path / "notes.wav", 10))

@@ -9,6 +9,7 @@ import torch
 
 from audiotools.errors import ConfigError
 from audiotools.models.autoencoder import AudioAutoencoder, AutoencoderOutput, build_autoencoder
+from audiotools.models.autoencoder.chunking import StreamChunked, run_chunked
 
 from .autoencoder_cases import (  # noqa: F401 (seeded_single_thread: autouse fixture)
     BOTTLENECK_TYPES,
@@ -294,11 +295,37 @@ def test_chunked_matches_unchunked(encoder, bottleneck_type):
                 model.encode_to_tokens(audio))
         reconstruction = model.reconstruct(audio, chunk_seconds=80 / model.frame_rate)
         assert reconstruction.shape == audio.shape
+        for piece in (1000, 16 * 80, 10**6):  # the same windows, the audio piece by piece
+            stream = model.streamed_reconstruction(80 / model.frame_rate)
+            pieces = [stream.push(audio[..., i:i + piece])
+                      for i in range(0, audio.shape[-1], piece)]
+            torch.testing.assert_close(torch.cat([*pieces, stream.finish()], dim=-1),
+                                       reconstruction, atol=1e-6, rtol=0)
     # Outside no_grad too, long audio keeps no graph over its windows (it held memory in
     # proportion to the length): the inference methods carry no gradient.
     assert not model.reconstruct(audio, chunk_seconds=80 / model.frame_rate).requires_grad
     assert not model.decode(latents, chunk_frames=80, overlap_frames=40).requires_grad
     assert model.decode(latents).requires_grad  # what training calls keeps it
+
+
+@pytest.mark.parametrize(("frames", "chunk", "overlap"), [(37, 10, 4), (10, 10, 4), (3, 16, 0),
+                                                        (1000, 64, 32), (50, 7, 6)])
+def test_windows_over_pieces_are_the_windows_over_the_whole(frames, chunk, overlap):
+    """Each window runs once more input shows it is not the last (whose start, total -
+    chunk, may come before the next regular one's: 27 < 30 for 37 frames of 10 every 6)."""
+    torch.manual_seed(0)
+    conv = torch.nn.Conv1d(2, 3, 9, padding=4)
+
+    def encode(x):
+        return torch.nn.functional.avg_pool1d(conv(x), 4)
+
+    signal = torch.randn(1, 2, frames * 4)
+    whole = run_chunked(encode, signal, chunk, overlap, in_per_frame=4, out_per_frame=1)
+    for piece in (1, 3, 50, 10**6):
+        stream = StreamChunked(encode, chunk, overlap, in_per_frame=4, out_per_frame=1)
+        outputs = [out for i in range(0, signal.shape[-1], piece)
+                   for out in stream.push(signal[..., i:i + piece])]
+        assert torch.equal(torch.cat([*outputs, *stream.finish()], dim=-1), whole)
 
 
 def test_chunked_with_lstm_is_close():

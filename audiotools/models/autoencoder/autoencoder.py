@@ -26,7 +26,7 @@ from .bottlenecks import (
     TanhBottleneck,
     VAEBottleneck,
 )
-from .chunking import DEFAULT_OVERLAP_FRAMES, run_chunked, window_frames
+from .chunking import DEFAULT_OVERLAP_FRAMES, StreamChunked, run_chunked, window_frames
 from .config import AutoencoderConfig, validate_autoencoder_config
 from .oobleck import OobleckDecoder, OobleckEncoder
 from .seanet import SEANetDecoder, SEANetEncoder
@@ -187,6 +187,11 @@ class AudioAutoencoder(nn.Module):
         latents = self._quantizer("decode_tokens").decode_tokens(tokens)
         return self.decode(latents, chunk_frames, overlap_frames)
 
+    def streamed_reconstruction(self, chunk_seconds: float) -> StreamedReconstruction:
+        """`reconstruct(audio, chunk_seconds)` of audio that comes piece by piece (a long
+        file read block by block)."""
+        return StreamedReconstruction(self, window_frames(chunk_seconds, self.frame_rate))
+
     @torch.no_grad()
     def reconstruct(self, audio: torch.Tensor, chunk_seconds: float | None = None) -> torch.Tensor:
         """Encode (deterministically) and decode audio of any length; same shape out; no
@@ -198,6 +203,48 @@ class AudioAutoencoder(nn.Module):
                         else window_frames(chunk_seconds, self.frame_rate))
         latents = self.encode(audio, chunk_frames=chunk_frames)
         return self.decode(latents, chunk_frames)[..., :audio.shape[-1]]
+
+
+class StreamedReconstruction:
+    """`AudioAutoencoder.reconstruct` in windows of audio given in consecutive pieces
+    (B, channels, samples): each piece gives back the reconstruction its windows complete,
+    and the pieces joined equal `reconstruct(whole, chunk_seconds)`; memory stays a window's."""
+
+    def __init__(self, model: AudioAutoencoder, chunk_frames: int):
+        self._model = model
+        self._encoder = StreamChunked(model._encode_features, chunk_frames,
+                                      DEFAULT_OVERLAP_FRAMES, model.hop_length, 1)
+        self._decoder = StreamChunked(model._decode_features, chunk_frames,
+                                      DEFAULT_OVERLAP_FRAMES, 1, model.hop_length)
+        self._empty: torch.Tensor | None = None  # (B, channels, 0), once a piece came
+        self._received = self._given = 0
+
+    @torch.no_grad()
+    def push(self, audio: torch.Tensor) -> torch.Tensor:
+        self._empty = audio[..., :0]
+        self._received += audio.shape[-1]
+        return self._decoded(self._encoder.push(audio), last=False)
+
+    @torch.no_grad()
+    def finish(self) -> torch.Tensor:
+        """The rest once the audio has ended."""
+        if self._empty is None or self._received == 0:
+            raise ValueError("no audio was given to reconstruct")
+        padding = self._empty.new_zeros(*self._empty.shape[:-1],
+                                        -self._received % self._model.hop_length)
+        return self._decoded([*self._encoder.push(padding), *self._encoder.finish()], last=True)
+
+    def _decoded(self, features: list[torch.Tensor], last: bool) -> torch.Tensor:
+        audio = []
+        if features:
+            latents = self._model.bottleneck.encode(torch.cat(features, dim=-1), sample=False)
+            audio = self._decoder.push(latents)
+        if last:
+            audio = [*audio, *self._decoder.finish()]
+        assert self._empty is not None
+        out = torch.cat([self._empty, *audio], dim=-1)[..., :self._received - self._given]
+        self._given += out.shape[-1]
+        return out
 
 
 def build_autoencoder(config: Mapping[str, Any] | BaseModel) -> AudioAutoencoder:
