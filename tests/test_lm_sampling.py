@@ -64,6 +64,17 @@ def test_greedy_and_top_k_1_take_the_most_likely_token():
     assert torch.equal(sample_tokens(logits, top_p=1e-6, generator=_seed(1)), best)
 
 
+def test_a_tiny_temperature_is_greedy_and_one_samples_the_softmax_as_it_was():
+    """logits / 1e-40 overflowed to inf - inf = NaN in the softmax (a traceback from
+    multinomial); the most likely logit is now taken to 0 first."""
+    logits = torch.randn(4, 3, 11, generator=_seed(0)) * 10
+    assert torch.equal(sample_tokens(logits, temperature=1e-40, generator=_seed(1)),
+                       logits.argmax(-1))
+    flat = logits.reshape(-1, 11)
+    expected = torch.multinomial(flat.softmax(-1), 1, generator=_seed(2)).view(4, 3)
+    assert torch.equal(sample_tokens(logits, generator=_seed(2)), expected)
+
+
 def test_a_seed_reproduces_tokens_and_another_seed_does_not():
     logits = torch.zeros(64, 50)
     first = sample_tokens(logits, generator=_seed(3))

@@ -40,7 +40,10 @@ def sample_tokens(logits: torch.Tensor, *, temperature: float = 1.0, top_k: int 
     check_sampling(temperature, top_k, top_p)
     if temperature == 0:
         return logits.argmax(dim=-1)
-    flat = logits.reshape(-1, logits.shape[-1]).float() / temperature
+    flat = logits.reshape(-1, logits.shape[-1]).float()
+    # The most likely at 0 first: a temperature of 1e-40 divides 0 and negative numbers
+    # (-inf at worst, a probability of 0) where the raw logits overflowed to inf - inf = NaN.
+    flat = (flat - flat.amax(dim=-1, keepdim=True)) / temperature
     indices = None
     if 0 < top_k < flat.shape[-1]:
         flat, indices = flat.topk(top_k, dim=-1)
