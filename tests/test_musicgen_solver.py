@@ -264,7 +264,7 @@ def test_non_finite_loss_stops_naming_the_step(codec, dora_dir, monkeypatch):
         return logits * float("nan") if solver.epoch == 2 else logits
 
     monkeypatch.setattr(LMModel, "predict", diverge_in_epoch_two)
-    with xp.enter(), pytest.raises(NonFiniteLossError, match="epoch 2, step 0"):
+    with xp.enter(), pytest.raises(NonFiniteLossError, match="epoch 2, step 1"):
         solver.run()
     assert len(torch.load(xp.folder / "checkpoint.th", weights_only=True)["history"]) == 1
 

@@ -260,12 +260,13 @@ class StandardSolver(flashy.BaseSolver):
             draw += 1
 
     def _check_finite(self, value: float, idx: int, what: str = "loss") -> None:
+        """`idx`: the batch's index in the stage; said from 1, as the progress lines count."""
         if not math.isfinite(value):
             kept = self.checkpoint_path if self.checkpoint_path.exists() else "none yet"
             raise NonFiniteLossError(
                 f"Non-finite {what} ({value}) in stage '{self.current_stage}', epoch {self.epoch}, "
-                f"step {idx}. Training stopped; the last good checkpoint ({kept}) is untouched. "
-                "Try a lower optim.lr, optim.max_norm > 0, or precision=32.")
+                f"step {idx + 1}. Training stopped; the last good checkpoint ({kept}) is "
+                "untouched. Try a lower optim.lr, optim.max_norm > 0, or precision=32.")
 
     def _after_update(self) -> None:
         """Count the main optimizer's update, then move the EMA."""

@@ -105,7 +105,7 @@ def test_non_finite_loss_stops_with_the_step_and_keeps_the_checkpoint(dora_dir, 
         return output
 
     monkeypatch.setattr(type(solver.model), "forward", diverge_in_epoch_two)
-    with xp.enter(), pytest.raises(NonFiniteLossError, match="epoch 2, step 0"):
+    with xp.enter(), pytest.raises(NonFiniteLossError, match="epoch 2, step 1"):
         solver.run()
     kept = torch.load(xp.folder / "checkpoint.th", weights_only=True)
     assert len(kept["history"]) == 1

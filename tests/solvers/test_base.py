@@ -143,7 +143,7 @@ def test_second_run_of_the_same_xp_is_refused(dora_dir):
 
 
 def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(dora_dir):
-    with pytest.raises(NonFiniteLossError, match="stage 'train', epoch 2, step 2"):
+    with pytest.raises(NonFiniteLossError, match="stage 'train', epoch 2, step 3"):
         train("dataset.fail_at_epoch=2")
     xp = make_xp("dataset.fail_at_epoch=2")
     state = torch.load(xp.folder / "checkpoint.th", weights_only=True)
