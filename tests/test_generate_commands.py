@@ -234,6 +234,13 @@ def test_a_batch_item_is_the_single_command_with_seed_plus_its_index(models, tmp
     prompts.write_text('{"ensemble": "tuba"}\n')
     _refused(argv, capsys, "prompts.txt:1", "ensemble='tuba' is not valid")
     _refused([*argv[:-1], str(tmp_path / "one.wav")], capsys, "--out", "is a folder")
+    # The last item's seed past 2**63 - 1 was refused after the first ones were written.
+    prompts.write_text('{"ensemble": "piano"}\n{"ensemble": "mallets"}\n')
+    fresh = tmp_path / "fresh"
+    _refused([*argv[:-1], str(fresh), "--seed", str(2**63 - 1)], capsys,
+             f"--seed {2**63 - 1}: the 2 items use seeds up to {2**63}",
+             f"give --seed {2**63 - 2} or less")
+    assert not fresh.exists()
 
 
 def test_continue_keeps_the_input_and_adds_the_duration(models, tmp_path, capsys):

@@ -60,6 +60,7 @@ def _items(path: Path, infos: list) -> list[dict[str, Any]]:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..inference.inputs import SEED_LIMIT
     if args.prompts is not None:
         from ..data.audio import WRITE_FORMATS
         if args.out.is_file() or (args.out.suffix.lower() in WRITE_FORMATS
@@ -80,6 +81,11 @@ def run(args: argparse.Namespace) -> int:
         jobs = [(args.out / f"{index:03d}.wav", values, args.seed + index)
                 for index, values in enumerate(items)]
         options.check_outputs([path for path, _, _ in jobs], args.force)
+        last = args.seed + len(items) - 1
+        if last >= SEED_LIMIT:  # before any item is written, not at the one that overflows
+            raise ConfigError(f"--seed {args.seed}: the {len(items)} items use seeds up to "
+                              f"{last}, past 2**63 - 1; give --seed {SEED_LIMIT - len(items)} "
+                              "or less.")
     for path, overrides, seed in jobs:
         started = time.perf_counter()
         audio, rate = generation.call("generate", generation.conditions(overrides),
