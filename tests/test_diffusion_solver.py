@@ -281,10 +281,26 @@ def test_what_the_stages_read_is_refused_before_training(dora_dir, caplog):
              ("debug_cond", "+generate.conditions=[{ensemble: kazoo}]"):
                  r"generate.conditions\[0\]: ensemble='kazoo' is not valid",
              ("debug_cond", "+generate.conditions=[{seconds_total: 500}]"):
-                 r"seconds_total=500 is not valid; seconds_total \(number in \[0, 16\]\)"}
+                 r"seconds_total=500 is not valid; seconds_total \(number in \[0, 16\]\)",
+             # These failed after training, at the generate stage.
+             ("debug", "generate.duration=0.00001"):
+                 r"generate.duration \(else the generate split's segment_duration\)=1e-05: "
+                 "less than one sample at 16000 Hz",
+             ("debug", "generate.max_duration=0.5"):
+                 r"generate.duration \(else the generate split's segment_duration\) is 1 s, "
+                 "longer than generate.max_duration=0.5 s",
+             ("debug", "generate.steps=20000"): "generate.steps = 20000: Input should be "
+                                                "less than or equal to 10000",
+             ("debug", "generate.cfg_scale=[1e39]"): r"generate.cfg_scale.0 = 1e\+39: Input "
+                                                     "should be less than or equal to 1000"}
     for (recipe, override), message in cases.items():
         with pytest.raises((ConfigError, CheckpointError), match=message):
             build(make_xp(f"solver=diffusion/{recipe}", override))
+    # A conditioner left out of a set takes its null condition, as the command line gives it
+    # (seconds_total has no default): it failed at the generate stage, after training.
+    solver = build(make_xp("solver=diffusion/debug_cond",
+                           "+generate.conditions=[{ensemble: piano}]"))
+    assert solver.generate()["samples"] == 2  # one set at CFG 1 and 3
     build(make_xp("solver=diffusion/debug", "generate.num_samples=5", "timesteps.mean=0.5"))
     assert "generate.num_samples=5: the generate split holds 2 items" in caplog.text
     assert "timesteps.mean=0.5: not read, timesteps.type=uniform does not use them" \
@@ -379,7 +395,7 @@ def test_non_finite_loss_stops_naming_the_step(dora_dir, monkeypatch):
         return output * float("nan") if solver.epoch == 2 else output
 
     monkeypatch.setattr(DiffusionModel, "forward", diverge_in_epoch_two)
-    with xp.enter(), pytest.raises(NonFiniteLossError, match="epoch 2, step 0"):
+    with xp.enter(), pytest.raises(NonFiniteLossError, match="epoch 2, step 1"):
         solver.run()
     assert len(torch.load(xp.folder / "checkpoint.th", weights_only=True)["history"]) == 1
 

@@ -117,14 +117,25 @@ def test_settings_keywords_and_values_a_caller_gets_wrong(pipelines):
            ({"cfg_interval": (0.9, 0.1)}, "needs 0 <= t_min <= t_max <= 1"),
            ({"cfg_scale": "2"}, "cfg_scale='2': give a finite number"),
            ({"cfg_rescale": 5}, r"cfg_rescale=5.0: must be in \[0, 1\]"),
-           ({"steps": 0}, "steps=0: must be >= 1"),
+           ({"steps": 0}, r"steps=0: give 1 to 10000"),
+           # 10**20 steps raised "Overflow when unpacking long long", 10**12 tried to
+           # allocate the time grid (8 TB), a scale of 1e39 made inf.
+           ({"steps": 10**20}, r"steps=100000000000000000000: give 1 to 10000"),
+           ({"cfg_scale": 1e39}, "cfg_scale=1e[+]39 must be from 0 to 1000"),
            ({"sampler": "foo"}, "sampler='foo': known samplers"),
-           ({"cfg_scale": 2, "negative": [{}]}, "negative=.*: give a mapping")]
+           ({"cfg_scale": 2, "negative": [{}]}, "negative=.*: give a mapping"),
+           ({"cfg_scale": 2, "negative": {"ensemble": "kazoo"}},
+            "negative: ensemble='kazoo' is not"),
+           ({"max_duration": 0.05}, "duration is 0.1 s, longer than max_duration=0.05 s")]
     for settings, message in bad:
         with pytest.raises(ConfigError, match=message):
             diffusion.generate(piano, 0.1, **{"steps": 1, **settings})
     with pytest.raises(ConfigError, match="cfg_scale='x': give a finite number"):
         musicgen.generate(None, 0.1, cfg_scale="x")
+    # generate_tokens kept to no limit: 10**7 frames ran until killed.
+    with pytest.raises(ConfigError, match=r"frames=10000000 \(.* s\) is more than "
+                                          r"max_duration=30 s holds"):
+        musicgen.generate_tokens(piano, 10**7)
     for start, shown in (("0", "'0'"), (math.nan, "nan")):
         with pytest.raises(ConfigError, match=f"mask_start={shown}: give a finite number"):
             diffusion.inpaint(_clip(), 16000, start, 0.1, steps=1)
@@ -137,9 +148,18 @@ def test_what_a_notebook_hands_the_generative_pipelines(pipelines):
         # A negative prompt only the unguided branch reads was dropped at scale 1, unchecked.
         with pytest.raises(ConfigError, match="negative=.* steers guidance, and cfg_scale is 1"):
             pipeline.generate(piano, 0.1, cfg_scale=1.0, negative={"ensemble": "mallets"})
-        with pytest.raises(ConfigError, match="negative names 'bogus', not a conditioner of "
-                                              "this model; its conditioners: ensemble"):
+        with pytest.raises(ConfigError, match="negative: the model has no conditioner "
+                                              "'bogus'. Conditioners: ensemble"):
             pipeline.generate(piano, 0.1, cfg_scale=2.0, negative={"bogus": 1})
+        # seconds_total (no default) left out: its null condition, as the command line gives
+        # it; it was "values[0] lack 'seconds_total'".
+        unconditional = {"ensemble": "piano", "seconds_total": None}
+        torch.testing.assert_close(pipeline.generate({"ensemble": "piano"}, 0.1, seed=3)[0],
+                                   pipeline.generate(unconditional, 0.1, seed=3)[0])
+        with pytest.raises(ConfigError, match=r"cfg_scale=1001 must be from 0 to 1000"):
+            pipeline.generate(piano, 0.1, cfg_scale=1001)
+        with pytest.raises(ConfigError, match=r"longer than max_duration=0.05 s"):
+            pipeline.generate(piano, 0.1, max_duration=0.05)
         # Less than a sample gave an empty clip; text was float()'s error, '1' was taken.
         with pytest.raises(ConfigError, match="duration=1e-05: less than one sample at 16000"):
             pipeline.generate(piano, 1e-5)

@@ -20,7 +20,7 @@ from .arguments import MODEL_SOURCES, add_device_argument, finite_float
 
 # The sampling options each generative family's pipeline takes (argparse dests).
 SAMPLING: dict[str, tuple[str, ...]] = {
-    "diffusion": ("steps", "sampler", "cfg_scale"),
+    "diffusion": ("steps", "sampler", "cfg_scale", "max_duration"),
     "musicgen": ("temperature", "top_k", "top_p", "cfg_scale", "max_duration"),
 }
 
@@ -33,8 +33,9 @@ _SAMPLING_HELP: dict[str, tuple[Callable[[str], Any], str]] = {
     "temperature": (finite_float, "musicgen: softmax temperature (0: greedy)"),
     "top_k": (int, "musicgen: sample among the K likeliest tokens (0: all)"),
     "top_p": (finite_float, "musicgen: nucleus sampling mass (1: off)"),
-    "max_duration": (finite_float, "musicgen: the longest clip it makes, in seconds (a "
-                                   "transformer's time grows with the square of the length)"),
+    "max_duration": (finite_float, "the longest clip it makes, in seconds (default: the "
+                                   "model's, 30 for MusicGen, 300 for diffusion; the time "
+                                   "grows with the square of the length)"),
 }
 
 

@@ -30,6 +30,7 @@ from ..models.diffusion import (
     keep_mask,
 )
 from ..sampling.diffusion import sample
+from ..sampling.limits import DEFAULT_MAX_DURATION
 from .generative import (
     SamplingSettings,
     check_audio_format,
@@ -46,7 +47,8 @@ from .inputs import (
 
 Values = Mapping[str, Any]
 # Sampling settings a pipeline takes from its XP's `generate:` section when a call omits them.
-SAMPLING_KEYS = ("steps", "sampler", "cfg_scale", "cfg_rescale", "cfg_interval", "duration")
+SAMPLING_KEYS = ("steps", "sampler", "cfg_scale", "cfg_rescale", "cfg_interval", "duration",
+                 "max_duration")
 
 
 def _check_codec_fits(model: DiffusionModel, codec: FrozenCodec, export: Export) -> None:
@@ -65,7 +67,7 @@ def _check_codec_fits(model: DiffusionModel, codec: FrozenCodec, export: Export)
 class DiffusionPipeline(SamplingSettings):
     FALLBACK: ClassVar[dict[str, Any]] = {
         "steps": 50, "sampler": "dpmpp_2m", "cfg_scale": 1.0, "cfg_rescale": 0.0,
-        "cfg_interval": (0.0, 1.0)}
+        "cfg_interval": (0.0, 1.0), "max_duration": DEFAULT_MAX_DURATION}
 
     model: DiffusionModel
     conditioners: ConditionerSet
@@ -147,7 +149,7 @@ class DiffusionPipeline(SamplingSettings):
             real = torch.ones(latents.shape[0], latents.shape[-1], dtype=torch.bool,
                               device=latents.device)
             own[ENCODER_LATENTS] = Conditioning(latents.transpose(1, 2), real)
-        scale = self.guidance_scale(cfg_scale, negative)
+        scale, negative = self.guidance_scale(cfg_scale, negative)
         cond = model.condition_inputs({**self.conditioners.encode(list(values)), **own})
         uncond = None
         if scale != 1.0:
@@ -172,16 +174,19 @@ class DiffusionPipeline(SamplingSettings):
                  sampler: str | None = None, cfg_scale: float | None = None, seed: int = 0,
                  cfg_rescale: float | None = None,
                  cfg_interval: tuple[float, float] | None = None,
-                 negative: Values | None = None,
+                 negative: Values | None = None, max_duration: float | None = None,
                  callback: Callable[[int, int], None] | None = None,
                  ) -> tuple[torch.Tensor, int]:
         """(audio, sample_rate): one clip (channels, samples) for a mapping of conditions
         ({conditioner: value}; a missing one takes its default, None its null condition; no
         conditions: all null), or a batch (B, channels, samples) for a list of them, exactly
         `duration` seconds long (default: the XP's). `negative`: values of the unconditional
-        branch of guidance (a negative prompt). Settings left None take the XP's."""
+        branch of guidance (a negative prompt). `max_duration` bounds `duration` (the
+        network's time grows with the square of the length). Settings left None take the
+        XP's."""
         values, single = self.value_sets(conditions)
         duration = checked_duration(self.setting("duration", duration), self.sample_rate)
+        self.check_length(duration, "duration", max_duration)
         frames = self.frames(duration)
         data = self._sample(values, frames, seed, steps=steps, sampler=sampler,
                             cfg_scale=cfg_scale, cfg_rescale=cfg_rescale,
@@ -196,11 +201,13 @@ class DiffusionPipeline(SamplingSettings):
         """(audio, sample_rate): the clip (channels, samples) at any rate with the seconds
         [mask_start, mask_end) generated anew and the rest kept, in the model's format.
         `sampling`: the keyword settings of `generate`."""
-        sampling = self.sampling_keywords("inpaint", sampling)
+        sampling = dict(self.sampling_keywords("inpaint", sampling))
+        limit = sampling.pop("max_duration", None)
         mask_start = checked_number(mask_start, "mask_start")
         mask_end = checked_number(mask_end, "mask_end")
         clip = self._to_model(audio, sample_rate)
         total = clip.shape[-1] / self.sample_rate
+        self.check_length(total, "the clip", limit)
         if not 0 <= mask_start < mask_end <= total + 1e-6:
             raise ConfigError(f"mask_start={mask_start}, mask_end={mask_end}: need 0 <= "
                               f"mask_start < mask_end <= {total:g} s (the clip's length).")
@@ -239,7 +246,8 @@ class DiffusionPipeline(SamplingSettings):
         """(audio, sample_rate) of a diffusion autoencoder: a clip (channels, samples) or a
         batch (B, channels, samples) at any rate, encoded and decoded by sampling, in the
         model's format. `sampling`: the keyword settings of `generate`."""
-        sampling = self.sampling_keywords("reconstruct", sampling)
+        sampling = dict(self.sampling_keywords("reconstruct", sampling))
+        limit = sampling.pop("max_duration", None)
         batched = getattr(audio, "ndim", 0) == 3
         clips = audio if batched else [audio]
         values, single = self.value_sets(conditions)
@@ -249,6 +257,7 @@ class DiffusionPipeline(SamplingSettings):
             raise ConfigError(f"{len(values)} value sets of conditions for {len(clips)} clips: "
                               "give one per clip, or one mapping for all.")
         batch = torch.cat([self._to_model(clip, sample_rate) for clip in clips])
+        self.check_length(batch.shape[-1] / self.sample_rate, "the clip", limit)
         data = self._encode(batch)
         frames = self.frames(data.shape[-1] / self.frame_rate)
         data = torch.nn.functional.pad(data, (0, frames - data.shape[-1]))

@@ -14,7 +14,8 @@ from ..conditioning import ConditionerSet
 from ..errors import ConfigError
 from ..io.export import Export
 from ..models.codec import FrozenCodec
-from .conditions import checked_values, describe_conditioners
+from ..sampling.limits import MAX_CFG_SCALE
+from .conditions import checked_values, complete, describe_conditioners
 from .inputs import checked_finite, checked_number
 
 
@@ -75,6 +76,24 @@ class SamplingSettings:
         value = given if given is not None else self.defaults.get(key, self.FALLBACK.get(key))
         return checked_finite(key, value)
 
+    def duration_limit(self, given: float | None) -> float:
+        """The max_duration a call keeps to: `given`, else the XP's."""
+        limit = self.number_setting("max_duration", given)
+        if limit <= 0:
+            raise ConfigError(f"max_duration={limit:g}: give the longest clip in seconds, > 0.")
+        return limit
+
+    def check_length(self, seconds: float, what: str, max_duration: float | None) -> None:
+        """`seconds` of audio to make fit `max_duration` (None: the XP's): a transformer's
+        time grows with the square of the length, so a mistyped duration is refused, not run
+        for hours or until memory runs out."""
+        limit = self.duration_limit(max_duration)
+        if seconds > limit + 1e-6:
+            raise ConfigError(f"{what} is {seconds:g} s, longer than max_duration={limit:g} s "
+                              "(the XP's generate.max_duration; `--max-duration S` or "
+                              "max_duration=S raises it, at a cost that grows with the square "
+                              "of the length).")
+
     def number_setting(self, key: str, given: Any = None) -> float:
         """A setting that is a real number (cfg_scale, temperature, ...)."""
         return checked_number(self.setting(key, given), key)
@@ -98,20 +117,29 @@ class SamplingSettings:
                             f"{', '.join(valid)} (and seed).")
         return sampling
 
-    def guidance_scale(self, given: Any, negative: Values | None) -> float:
-        """The cfg_scale a call samples with, refused where it cannot guide: below 0, other
+    def guidance_scale(self, given: Any, negative: Values | None,
+                       ) -> tuple[float, dict[str, Any] | None]:
+        """The cfg_scale a call samples with and its `negative` values checked and typed, as
+        `conditions` are; refused where it cannot guide: outside [0, MAX_CFG_SCALE], other
         than 1 on a model without conditioners, and 1 beside `negative` (only the guidance's
         unconditional branch reads it, which a scale of 1 never runs)."""
         scale = self.number_setting("cfg_scale", given)
-        if scale < 0:
-            raise ConfigError(f"cfg_scale={scale} must be >= 0 (1: no guidance).")
+        if not 0 <= scale <= MAX_CFG_SCALE:
+            raise ConfigError(f"cfg_scale={scale:g} must be from 0 to {MAX_CFG_SCALE:g} (1: no "
+                              "guidance; 1 to about 20 is the useful range).")
         if scale != 1.0 and not self.conditioners.names():
             raise ConfigError(f"cfg_scale={scale}: this model has no conditioners to guide by; "
                               "use cfg_scale=1.")
-        if negative is not None and scale == 1.0:
+        if negative is None:
+            return scale, None
+        if scale == 1.0:
             raise ConfigError(f"negative={negative!r} steers guidance, and cfg_scale is 1 "
                               "(no guidance): give cfg_scale above 1, or no negative.")
-        return scale
+        if not isinstance(negative, Mapping):
+            raise ConfigError(f"negative={negative!r}: give a mapping of conditioner values "
+                              "(those of the unconditional branch), or None.")
+        return scale, checked_values(negative, describe_conditioners(self.conditioners),
+                                     "negative")
 
     def whole_setting(self, key: str, given: Any = None) -> int:
         """A setting that counts (steps, top_k): 2.5 would otherwise be cut to 2 unsaid."""
@@ -137,4 +165,7 @@ class SamplingSettings:
         # conditioner is refused (a batch is a list of mappings), not joined into one prompt.
         infos = describe_conditioners(self.conditioners)
         sets = [conditions] if single else list(conditions)
-        return [checked_values(values, infos, "conditions") for values in sets], single
+        # A conditioner left out takes its default, else its null condition (as the command
+        # line and the web page complete theirs).
+        return [complete(checked_values(values, infos, "conditions"), infos)
+                for values in sets], single

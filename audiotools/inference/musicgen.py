@@ -106,29 +106,26 @@ class MusicGenPipeline(SamplingSettings):
         return math.ceil(duration * self.codec.frame_rate - 1e-6)
 
 
-    def _check_length(self, seconds: float, what: str, max_duration: float | None) -> None:
-        limit = self.number_setting("max_duration", max_duration)
-        if limit <= 0:
-            raise ConfigError(f"max_duration={limit:g}: give the longest clip in seconds, > 0.")
-        if seconds > limit + 1e-6:
-            raise ConfigError(f"{what} is {seconds:g} s, longer than max_duration={limit:g} s "
-                              "(the XP's generate.max_duration; `--max-duration S` or "
-                              "max_duration=S raises it, at a cost that grows with the square "
-                              "of the length).")
-
     @torch.no_grad()
     def generate_tokens(self, conditions: Values | Sequence[Values] | None, frames: int, *,
                         prompt: torch.Tensor | None = None, temperature: float | None = None,
                         top_k: int | None = None, top_p: float | None = None,
-                        cfg_scale: float | None = None, seed: int = 0,
-                        negative: Values | None = None,
+                        cfg_scale: float | None = None, max_duration: float | None = None,
+                        seed: int = 0, negative: Values | None = None,
                         callback: Callable[[int, int], None] | None = None) -> torch.Tensor:
         """Tokens (B, K, frames): `prompt`'s (B, K, P) as given, then sampled ones, one item
-        per value set (a single mapping with a batch prompt applies to every item)."""
+        per value set (a single mapping with a batch prompt applies to every item); no more
+        frames than `max_duration` (None: the XP's) covers."""
         if isinstance(frames, bool) or not isinstance(frames, numbers.Integral) or frames < 1:
             raise ConfigError(f"frames={frames!r}: give a whole number of codec frames >= 1 "
                               f"({self.codec.frame_rate:g} a second; pipeline.frames(seconds) "
                               "counts them).")
+        limit = self.duration_limit(max_duration)
+        if frames > self.frames(limit):
+            raise ConfigError(f"frames={frames} ({frames / self.codec.frame_rate:g} s) is more "
+                              f"than max_duration={limit:g} s holds ({self.frames(limit)}); "
+                              "max_duration=S raises it, at a cost that grows with the square "
+                              "of the length.")
         if isinstance(prompt, np.ndarray):
             prompt = torch.from_numpy(prompt)
         if prompt is not None and not isinstance(prompt, torch.Tensor):
@@ -137,7 +134,7 @@ class MusicGenPipeline(SamplingSettings):
         values, _ = self.value_sets(conditions)
         if prompt is not None and len(values) == 1 < prompt.shape[0]:
             values = values * prompt.shape[0]
-        scale = self.guidance_scale(cfg_scale, negative)
+        scale, negative = self.guidance_scale(cfg_scale, negative)
         cond = self.conditioners.encode(values) if self.conditioners.names() else None
         uncond = (self.conditioners.unconditional(len(values), negative)
                   if scale != 1.0 else None)
@@ -174,10 +171,11 @@ class MusicGenPipeline(SamplingSettings):
         the square of the length). Settings left None take the XP's; callback(step, steps)."""
         values, single = self.value_sets(conditions)
         duration = checked_duration(self.setting("duration", duration), self.sample_rate)
-        self._check_length(duration, "duration", max_duration)
+        self.check_length(duration, "duration", max_duration)
         tokens = self.generate_tokens(values, self.frames(duration), temperature=temperature,
-                                      top_k=top_k, top_p=top_p, cfg_scale=cfg_scale, seed=seed,
-                                      negative=negative, callback=callback)
+                                      top_k=top_k, top_p=top_p, cfg_scale=cfg_scale,
+                                      max_duration=max_duration, seed=seed, negative=negative,
+                                      callback=callback)
         audio = self.decode(tokens, round(duration * self.sample_rate))
         return (audio[0] if single else audio), self.sample_rate
 
@@ -203,11 +201,11 @@ class MusicGenPipeline(SamplingSettings):
         audio, sample_rate = checked_clip(audio, sample_rate)
         duration = checked_duration(duration, self.sample_rate, what="the seconds to add,")
         prompt_seconds = audio.shape[-1] / sample_rate
-        self._check_length(prompt_seconds, "the prompt", limit)
-        self._check_length(prompt_seconds + duration, "the prompt plus duration", limit)
+        self.check_length(prompt_seconds, "the prompt", limit)
+        self.check_length(prompt_seconds + duration, "the prompt plus duration", limit)
         prompt = self.encode(audio, sample_rate)
         frames = self.frames(prompt_seconds + duration)
         tokens = self.generate_tokens(conditions, max(frames, prompt.shape[-1] + 1),
-                                      prompt=prompt, seed=seed, **sampling)
+                                      prompt=prompt, max_duration=limit, seed=seed, **sampling)
         samples = round(prompt_seconds * self.sample_rate) + round(duration * self.sample_rate)
         return self.decode(tokens, samples)[0], self.sample_rate

@@ -46,6 +46,7 @@ import torch
 
 from ..models.diffusion.config import TimeShiftConfig
 from ..models.diffusion.objectives import Objective, get_objective, time_shift
+from .limits import MAX_STEPS
 
 Denoise = Callable[..., torch.Tensor]
 Inputs = Mapping[str, torch.Tensor | None]
@@ -56,8 +57,8 @@ SAMPLERS = ("ddim", "euler", "heun", "dpmpp_2m", "dpmpp_2m_sde")
 def time_grid(steps: int, *, t_max: float = 1.0, shift: TimeShiftConfig | None = None,
               length: int | None = None) -> torch.Tensor:
     """(steps + 1,) float64 times from t_max down to 0; `shift` needs the length in frames."""
-    if steps < 1:
-        raise ValueError(f"steps={steps}: must be >= 1")
+    if not 1 <= steps <= MAX_STEPS:
+        raise ValueError(f"steps={steps}: give 1 to {MAX_STEPS} (50 is the usual count)")
     if not 0.0 < t_max <= 1.0:
         raise ValueError(f"t_max={t_max}: must be in (0, 1]")
     grid = torch.linspace(t_max, 0.0, steps + 1, dtype=torch.float64)

@@ -81,7 +81,8 @@ class DiffusionSolver(GenerativeSolver):
         """Inference around the live modules (the stage's weights are swapped in)."""
         generate = self.settings.generate
         defaults = {"steps": generate.steps, "sampler": generate.sampler,
-                    "cfg_rescale": generate.cfg_rescale, "cfg_interval": generate.cfg_interval}
+                    "cfg_rescale": generate.cfg_rescale, "cfg_interval": generate.cfg_interval,
+                    "max_duration": generate.max_duration}
         return DiffusionPipeline(self.model, self.conditioners, self.codec, self.sample_rate,
                                  self.channels, defaults)
 

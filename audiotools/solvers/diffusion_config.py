@@ -4,7 +4,7 @@ every generative family shares (generative_config). Kept apart from the solver s
 checked without importing the training stack."""
 from __future__ import annotations
 
-from pydantic import Field, PositiveInt, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from ..config import EveryConfig, Section
 from ..models.diffusion import (
@@ -14,6 +14,7 @@ from ..models.diffusion import (
     TimestepsConfig,
 )
 from ..sampling.diffusion import SAMPLERS
+from ..sampling.limits import MAX_STEPS
 from .generative_config import GenerateConfig, GenerativeSolverConfig
 
 DEFAULT_NOISE_LEVELS = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9]
@@ -38,7 +39,7 @@ class DiffusionGenerateConfig(GenerateConfig):
     # ddim | euler | heun | dpmpp_2m | dpmpp_2m_sde (audiotools.sampling.diffusion); evaluate
     # samples with these settings too.
     sampler: str = "dpmpp_2m"
-    steps: PositiveInt = 50
+    steps: int = Field(50, ge=1, le=MAX_STEPS)
     # CFG rescale toward the conditional output's std (0: off), and the noise levels sigma
     # in [low, high] where guidance applies.
     cfg_rescale: float = Field(0.0, ge=0.0, le=1.0)

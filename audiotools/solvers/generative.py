@@ -45,6 +45,7 @@ from ..data.segments import collate_segments
 from ..environment import resolve_path
 from ..errors import ConfigError, building
 from ..inference.conditions import checked_values, describe_conditioners
+from ..inference.inputs import checked_duration
 from ..io.atomic import remove_temporaries, write_image_atomic, write_text_atomic
 from ..io.codecs import codec_from_config
 from ..metrics.conditional import as_classifier
@@ -302,14 +303,28 @@ class GenerativeSolver(StandardSolver):
         return get_embedder(evaluate.embedder) if evaluate.every else None
 
     def check_settings(self) -> None:
-        """Also what the generate stage reads: the values of generate.conditions fit their
-        conditioners (a number outside its range, an option it does not have); more
+        """Also what the generate and evaluate stages read, found now and not after an epoch
+        of training: the values of generate.conditions fit their conditioners (a number
+        outside its range, an option it does not have), and what they sample holds a sample
+        and fits generate.max_duration (inference refuses longer); more
         generate.num_samples than the generate split holds is said."""
         super().check_settings()
         generate = self.settings.generate
         infos = describe_conditioners(self.conditioners)
         for index, values in enumerate(generate.conditions):
             checked_values(values, infos, f"generate.conditions[{index}]")
+        lengths = {}
+        if generate.every:
+            lengths["generate.duration (else the generate split's segment_duration)"] = \
+                self.generate_duration()
+        if self.settings.evaluate.every and "evaluate" in self.datasets:
+            lengths["the evaluate split's segment_duration"] = self.split_duration("evaluate")
+        for what, seconds in lengths.items():
+            checked_duration(seconds, self.sample_rate, what)
+            if seconds > generate.max_duration + 1e-6:
+                raise ConfigError(f"{what} is {seconds:g} s, longer than generate.max_duration="
+                                  f"{generate.max_duration:g} s, the longest audio inference "
+                                  "generates: raise generate.max_duration or shorten it.")
         split = self.datasets.get("generate")
         if generate.every and not generate.conditions and split is not None \
                 and not isinstance(split, IterableDataset) and len(split) < generate.num_samples:

@@ -4,11 +4,10 @@ config is checked without importing the training stack; a family's schema extend
 `GenerativeSolverConfig` with its model and its own keys."""
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     Field,
-    NonNegativeFloat,
     PositiveFloat,
     PositiveInt,
     field_validator,
@@ -19,6 +18,9 @@ from ..conditioning import ConditionersConfig
 from ..config import EveryConfig, Section, SolverConfig
 from ..data.builders import SPLITS, AudioDataConfig
 from ..io.codecs import CodecConfig
+from ..sampling.limits import DEFAULT_MAX_DURATION, MAX_CFG_SCALE
+
+CfgScale = Annotated[float, Field(ge=0.0, le=MAX_CFG_SCALE)]
 
 
 class ConditioningConfig(Section):
@@ -46,7 +48,11 @@ class GenerateConfig(EveryConfig):
     # Seconds per sample; null: the generate split's segment_duration.
     duration: PositiveFloat | None = None
     # Classifier-free guidance scales (1: none); every set is sampled at each.
-    cfg_scale: list[NonNegativeFloat] = Field(default_factory=lambda: [1.0], min_length=1)
+    cfg_scale: list[CfgScale] = Field(default_factory=lambda: [1.0], min_length=1)
+    # The longest audio (a prompt included) inference generates, in seconds: a transformer's
+    # time and memory grow with the square of the length, so a mistyped duration is refused
+    # rather than run for hours. The exports' default; `--max-duration` raises it.
+    max_duration: PositiveFloat = DEFAULT_MAX_DURATION
     # Seed of the noise of each batch of samples: the same seed gives the same samples.
     seed: int = Field(0, ge=0)
 
@@ -74,7 +80,7 @@ class EvaluateConfig(EveryConfig):
     judge: str | None = None
     # The metadata key of the items whose value the judge should hear (e.g. ensemble).
     label: str | None = None
-    cfg_scale: NonNegativeFloat = 1.0
+    cfg_scale: CfgScale = 1.0
     seed: int = Field(0, ge=0)
 
     @model_validator(mode="after")

@@ -47,9 +47,8 @@ class MusicGenSolver(GenerativeSolver):
         return model
 
     def check_settings(self) -> None:
-        """Also: what generate and evaluate sample fits generate.max_duration (inference
-        refuses longer; found now, not after an epoch of training); settings that do nothing
-        here (a top_k of every code, a scale of rotary positions) are said."""
+        """Also: settings that do nothing here (a top_k of every code, a scale of rotary
+        positions) are said."""
         super().check_settings()
         model, generate = self.settings.model, self.settings.generate
         if model.positional_embedding == "rope" and model.positional_scale != 1.0:
@@ -58,18 +57,6 @@ class MusicGenSolver(GenerativeSolver):
         if generate.top_k >= model.cardinality:
             self.say_unread([f"generate.top_k={generate.top_k}"], f"it keeps all of the "
                             f"model.cardinality={model.cardinality} codes: no top-k filtering")
-        lengths = {}
-        if generate.every:
-            lengths["generate.duration (else the generate split's segment_duration)"] = \
-                self.generate_duration()
-        if self.settings.evaluate.every and "evaluate" in self.datasets:
-            lengths["the evaluate split's segment_duration"] = self.split_duration("evaluate")
-        limit = generate.max_duration
-        for what, seconds in lengths.items():
-            if seconds > limit + 1e-6:
-                raise ConfigError(f"{what} is {seconds:g} s, longer than generate.max_duration="
-                                  f"{limit:g} s, the longest audio the LM generates: raise "
-                                  "generate.max_duration or shorten it.")
 
     def _check_stored_tokens(self, cardinality: int) -> None:
         """Every file of pre-encoded splits holds codes in [0, cardinality): a corrupted one

@@ -105,9 +105,7 @@ def shortest(pipeline: Pipeline) -> float:
 
 
 def duration_limit(pipeline: Pipeline, context: UIContext) -> float:
-    if isinstance(pipeline, MusicGenPipeline):
-        return min(context.max_duration, float(pipeline.setting("max_duration")))
-    return context.max_duration
+    return min(context.max_duration, float(pipeline.setting("max_duration")))
 
 
 @dataclass
