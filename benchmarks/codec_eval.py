@@ -2,13 +2,14 @@
 audio, measured the same way for every codec (nothing is trained).
 
 ```bash
-python benchmarks/codec_eval.py CODEC FOLDER [--segment-seconds S] [--limit N] \
+python benchmarks/codec_eval.py CODEC FOLDER [--segment-seconds S] [--limit N] [--quiet-db D] \
     [--device cpu|cuda] [--sat-model-config M.json] [--threads N] [--json OUT.json]
 ```
 
 Method
 - CODEC: anything `audiotools.load` reads (an exported .safetensors, SIG or //sig/SIG,
-  `//recipe/autoencoder/NAME`, a stable-audio-tools checkpoint with --sat-model-config),
+  `//recipe/autoencoder/NAME`, a stable-audio-tools checkpoint with --sat-model-config, an
+  AudioCraft EnCodec package: `compression_state_dict.bin` or its folder),
   loaded as `audiotools reconstruct` loads it; the description printed is the frozen codec's
   (`FrozenCodec.describe`: source, weights identity, rates, latents, codebooks).
 - Audio: every file under FOLDER with an audio extension (`audiotools.data.shards.
@@ -20,6 +21,9 @@ Method
   shorter than S is one segment; a shorter tail is dropped). Every item goes through
   `AutoencoderPipeline.reconstruct` in `audiotools reconstruct`'s overlapping windows (10 s),
   so a long file costs bounded memory; a discrete codec's latents are its quantized codes.
+  An item quieter than --quiet-db (default -60 dBFS RMS) is left out and counted: the
+  spectral figures divide by the reference's energy, so the near-silent tail of a file read
+  117 where the file's other items read 4, and digital silence 65,069.
 - Metrics (`audiotools.metrics.audio`, as the autoencoder solver's evaluate stage): SI-SNR in
   dB (higher is better), mel distance and multi-resolution STFT distance (lower is better),
   and the frame-rate buzz the codec adds (the reconstruction's comb of lines at multiples of
@@ -63,6 +67,7 @@ from typing import Any
 import torch
 
 from audiotools.commands import reconstruct as reconstruct_command
+from audiotools.commands.arguments import check_finite, finite_float
 from audiotools.data.audio import audio_read
 from audiotools.data.manifest import candidate_files
 from audiotools.data.shards import AUDIO_EXTENSIONS
@@ -83,6 +88,7 @@ class FileResult:
     path: str
     seconds: float          # audio evaluated (its items), at the codec's rate
     items: int
+    quiet: int              # items left out, quieter than --quiet-db
     si_snr: float
     mel_distance: float
     stft_distance: float
@@ -91,7 +97,7 @@ class FileResult:
 
     @property
     def rtf(self) -> float:
-        return self.compute_seconds / self.seconds
+        return self.compute_seconds / self.seconds if self.seconds else math.nan
 
     def row(self) -> dict[str, Any]:
         return {**asdict(self), "rtf": self.rtf}
@@ -177,10 +183,18 @@ def timed_reconstruct(pipeline: AutoencoderPipeline, audio: torch.Tensor,
     return output, time.perf_counter() - start
 
 
+def loud(item: torch.Tensor, quiet_db: float) -> bool:
+    """An item whose RMS is at least `quiet_db` dBFS (the metrics mean something there)."""
+    rms = float(item.double().square().mean().sqrt())
+    return rms > 0 and 20 * math.log10(rms) >= quiet_db
+
+
 def evaluate_file(pipeline: AutoencoderPipeline, path: Path, name: str,
                   segment_seconds: float | None, chunk_seconds: float,
-                  warm_up: bool, codec: FrozenCodec) -> tuple[FileResult, list[torch.Tensor]]:
-    """Metrics and compute of one file, and its items' tokens (codebooks, frames) when the
+                  warm_up: bool, codec: FrozenCodec, quiet_db: float = -60.0,
+                  ) -> tuple[FileResult, list[torch.Tensor]]:
+    """Metrics and compute of one file's items at or above `quiet_db` (all quiet: NaN
+    figures, left out of the mean), and those items' tokens (codebooks, frames) when the
     codec is discrete, else their raw latents (latent_dim, frames); `warm_up` first
     reconstructs its first window."""
     rate = pipeline.sample_rate
@@ -190,7 +204,13 @@ def evaluate_file(pipeline: AutoencoderPipeline, path: Path, name: str,
         raise ConfigError(f"{path}: {error}") from None
     if audio.shape[-1] == 0:
         raise ConfigError(f"{path}: holds no samples; remove it from the folder.")
-    items = items_of(audio, rate, segment_seconds)
+    check_finite(audio, path)
+    every = items_of(audio, rate, segment_seconds)
+    items = [item for item in every if loud(item, quiet_db)]
+    quiet = len(every) - len(items)
+    if not items:
+        nan = dict.fromkeys(METRICS, math.nan)
+        return FileResult(name, 0.0, 0, quiet, compute_seconds=0.0, **nan), []
     if warm_up:
         timed_reconstruct(pipeline, items[0][:, :round(chunk_seconds * rate)], chunk_seconds)
     figures, compute = [], 0.0
@@ -203,7 +223,8 @@ def evaluate_file(pipeline: AutoencoderPipeline, path: Path, name: str,
     evaluated = sum(item.shape[-1] for item in items) / rate
     encode = codec.encode_to_tokens if is_discrete(codec) else codec.encode_raw
     encoded = [encode(item[None].to(pipeline.device), chunk_seconds)[0].cpu() for item in items]
-    return FileResult(name, evaluated, len(items), compute_seconds=compute, **means), encoded
+    return FileResult(name, evaluated, len(items), quiet, compute_seconds=compute,
+                      **means), encoded
 
 
 def bitrate(codec: FrozenCodec) -> dict[str, Any]:
@@ -247,11 +268,17 @@ def describe(pipeline: AutoencoderPipeline, codec: FrozenCodec) -> dict[str, Any
 
 
 def mean_row(results: list[FileResult]) -> dict[str, Any]:
-    seconds = sum(result.seconds for result in results)
-    compute = sum(result.compute_seconds for result in results)
-    return {"files": len(results), "seconds": seconds,
-            "items": sum(result.items for result in results),
-            **{key: statistics.fmean(getattr(result, key) for result in results)
+    """The mean over the files with an item loud enough (each weighs the same)."""
+    measured = [result for result in results if result.items]
+    if not measured:
+        raise ConfigError("every item is quieter than --quiet-db: nothing to measure (lower "
+                          "--quiet-db, or give audio that is not silent).")
+    seconds = sum(result.seconds for result in measured)
+    compute = sum(result.compute_seconds for result in measured)
+    return {"files": len(measured), "seconds": seconds,
+            "items": sum(result.items for result in measured),
+            "quiet": sum(result.quiet for result in results),
+            **{key: statistics.fmean(getattr(result, key) for result in measured)
                for key in METRICS},
             "compute_seconds": compute, "rtf": compute / seconds}
 
@@ -261,6 +288,11 @@ def _check(args: argparse.Namespace) -> None:
                         ("--threads", args.threads)):
         if value is not None and value <= 0:
             raise ConfigError(f"{flag}={value} must be > 0.")
+    if args.json is not None:  # the table is printed before; its JSON must not be lost then
+        above = next(parent for parent in args.json.absolute().parents if parent.exists())
+        if args.json.is_dir() or not above.is_dir():
+            raise ConfigError(f"--json {args.json}: cannot write it there (a folder, or a "
+                              f"path inside the file {above}).")
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         raise ConfigError(f"--device {args.device}: torch {torch.__version__} sees no CUDA "
                           "device here; use --device cpu.")
@@ -277,10 +309,11 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
     codec = FrozenCodec(pipeline.model, str(args.codec))
     chunk_seconds = reconstruct_chunk_seconds()
     results, encoded = [], []
-    for index, path in enumerate(files):
+    for path in files:
         result, file_encoded = evaluate_file(
             pipeline, path, os.path.relpath(path, args.folder.resolve()), args.segment_seconds,
-            chunk_seconds, warm_up=index == 0, codec=codec)
+            chunk_seconds, warm_up=not any(done.items for done in results), codec=codec,
+            quiet_db=args.quiet_db)
         results.append(result)
         encoded += file_encoded
     discrete = is_discrete(codec)
@@ -289,7 +322,8 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
             "latents": None if discrete else latent_statistics(encoded),
             "machine": machine(pipeline.device),
             "settings": {"folder": str(args.folder), "segment_seconds": args.segment_seconds,
-                         "chunk_seconds": chunk_seconds, "limit": args.limit},
+                         "chunk_seconds": chunk_seconds, "limit": args.limit,
+                         "quiet_db": args.quiet_db},
             "files": [result.row() for result in results], "mean": mean_row(results)}
 
 
@@ -334,6 +368,9 @@ def report(result: dict[str, Any]) -> str:
                      f"{row['si_snr']:>9.2f}  {row['mel_distance']:>7.4f}  "
                      f"{row['stft_distance']:>7.4f}  {row['frame_buzz']:>6.2f}  "
                      f"{row['rtf']:>8.4f}")
+    if result["mean"]["quiet"]:
+        lines += ["", f"{result['mean']['quiet']} item(s) quieter than {settings['quiet_db']:g} "
+                  "dBFS left out (a row of nan: every item of the file)"]
     if result["tokens"]:
         lines += ["", f"{'codebook':<10}  {'perplexity':>10}  {'repeat rate':>11}"]
         lines += [f"q{index:<9}  {entry['perplexity']:>10.1f}  {entry['repeat_rate']:>11.3f}"
@@ -352,10 +389,13 @@ def build_parser() -> argparse.ArgumentParser:
                                       "checkpoint (with --sat-model-config)")
     parser.add_argument("folder", type=Path, help="folder of audio files (any rate and "
                                                   "channel count; searched recursively)")
-    parser.add_argument("--segment-seconds", type=float,
+    parser.add_argument("--segment-seconds", type=finite_float,
                         help="evaluate consecutive segments of this length (default: whole "
                              "files, in `audiotools reconstruct`'s windows)")
     parser.add_argument("--limit", type=int, help="only the first N files (in path order)")
+    parser.add_argument("--quiet-db", type=finite_float, default=-60.0,
+                        help="leave out items quieter than this RMS in dBFS (default -60): "
+                             "relative figures of near-silence mean nothing")
     parser.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
     parser.add_argument("--sat-model-config", type=Path,
                         help="the stable-audio-tools model config JSON of a SAT checkpoint "
@@ -364,6 +404,18 @@ def build_parser() -> argparse.ArgumentParser:
                         help=f"torch CPU threads (default torch's: {torch.get_num_threads()})")
     parser.add_argument("--json", type=Path, help="also write every figure to this JSON file")
     return parser
+
+
+def _json_ready(value: Any) -> Any:
+    """`value` with NaN and infinities as null: strict JSON readers (jq, JSON.parse) refuse
+    the bare NaN Python writes (a file shorter than a frame has no repeat rate)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {key: _json_ready(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json_ready(item) for item in value]
+    return value
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -375,7 +427,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     print(report(result))
     if args.json:
-        args.json.write_text(json.dumps(result, indent=2) + "\n")
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(_json_ready(result), indent=2, allow_nan=False) + "\n")
     return 0
 
 

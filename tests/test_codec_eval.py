@@ -127,6 +127,43 @@ def test_a_perfect_codec_scores_as_one(tmp_path, folder, monkeypatch):
     assert mean["frame_buzz"] == pytest.approx(1.0)
 
 
+def test_quiet_items_are_left_out_and_the_json_is_strict(tmp_path, folder, capsys):
+    """Relative spectral figures of near-silence are huge (digital silence read an STFT
+    distance of 65,069 beside files of 3 to 9): quiet items are counted, not averaged; the
+    JSON writes what is undefined as null (a bare NaN is not JSON) into a folder it makes."""
+    audio_write(folder / "silent.wav", torch.zeros(1, 8000), 16000)
+    tail = torch.cat([0.3 * torch.sin(torch.arange(4000) / 5), torch.full((4000,), 1e-5)])
+    audio_write(folder / "tail.wav", tail[None], 16000, subtype="FLOAT")
+    out = tmp_path / "new" / "result.json"
+    assert codec_eval["main"]([str(_export(tmp_path)), str(folder), "--segment-seconds",
+                               "0.25", "--threads", "1", "--json", str(out)]) == 0
+    text = out.read_text()
+    result = json.loads(text, parse_constant=lambda name: pytest.fail(f"bare {name}"))
+    rows = {row["path"]: row for row in result["files"]}
+    assert (rows["silent.wav"]["items"], rows["silent.wav"]["quiet"]) == (0, 2)
+    assert rows["silent.wav"]["stft_distance"] is None
+    assert (rows["tail.wav"]["items"], rows["tail.wav"]["quiet"]) == (1, 1)
+    assert result["mean"]["files"] == 3 and result["mean"]["quiet"] == 3
+    assert _finite(result["mean"])
+    assert "3 item(s) quieter than -60 dBFS left out" in capsys.readouterr().out
+
+
+def test_bad_numbers_nan_audio_and_json_paths_are_refused_before_the_work(tmp_path, folder,
+                                                                          capsys):
+    codec = str(_export(tmp_path))
+    with pytest.raises(SystemExit):
+        codec_eval["main"]([codec, str(folder), "--segment-seconds", "nan"])
+    assert "'nan' is not a finite number" in capsys.readouterr().err
+    (tmp_path / "file").write_text("")
+    assert codec_eval["main"]([codec, str(folder), "--json", str(tmp_path / "file" / "x.json")]
+                              ) == 2
+    assert "--json" in capsys.readouterr().err
+    import soundfile
+    soundfile.write(folder / "nan.wav", [0.0, float("nan")] * 100, 16000, subtype="FLOAT")
+    assert codec_eval["main"]([codec, str(folder)]) == 2
+    assert f"{folder / 'nan.wav'}: holds NaN or infinite samples" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("case", ["no audio", "not a folder", "unreadable", "not a codec"])
 def test_user_errors_are_one_message_naming_the_path(tmp_path, folder, capsys, case):
     codec, audio = _export(tmp_path), folder
