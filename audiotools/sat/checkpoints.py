@@ -19,7 +19,7 @@ from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import torch
 from safetensors.torch import load_file
@@ -80,13 +80,18 @@ class LoadReport:
     def complete(self) -> bool:
         return not (self.missing or self.unexpected or self.wrong_shape)
 
+    # Keys shown of each kind: another model's checkpoint misses hundreds (283 keys made a
+    # line of 13,500 characters).
+    SHOWN: ClassVar[int] = 8
+
     def __str__(self) -> str:
         parts = [f"{self.loaded} tensors loaded"]
         for title, keys in (("missing from the checkpoint", self.missing),
                             ("not in the model", self.unexpected),
                             ("of another shape", self.wrong_shape)):
             if keys:
-                parts.append(f"{len(keys)} {title}: {', '.join(keys)}")
+                more = f" and {len(keys) - self.SHOWN} more" if len(keys) > self.SHOWN else ""
+                parts.append(f"{len(keys)} {title}: {', '.join(keys[:self.SHOWN])}{more}")
         return "; ".join(parts)
 
 
@@ -266,7 +271,8 @@ def load_into(model: nn.Module, checkpoint: SATCheckpoint,
     converted, report = match_weights(checkpoint.weights, model)
     if not report.complete:
         raise CheckpointError(f"{checkpoint.describe()}: does not fit the model its config "
-                              f"describes: {report}.")
+                              f"describes: {report}. Is the model config the one this "
+                              "checkpoint was trained with?")
     model.load_state_dict(converted)
     if remove_norm == "post_load":
         remove_weight_norm(model)

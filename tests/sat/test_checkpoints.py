@@ -122,6 +122,8 @@ def test_a_checkpoint_of_another_model_is_refused_with_every_unmatched_key(tmp_p
     message = str(error.value)
     assert "does not fit the model its config describes" in message
     assert "missing from the checkpoint: " in message and "of another shape: " in message
+    assert "Is the model config the one this checkpoint was trained with?" in message
+    assert "more" in message and len(message) < 2500  # 8 keys of each kind, not hundreds
     weights = dict(load_file(str(SAT_WEIGHTS)))
     weights["extra.bias"] = torch.zeros(2)
     model = build_autoencoder(load_architecture(TINY))
