@@ -73,6 +73,7 @@ from audiotools.data.manifest import candidate_files
 from audiotools.data.shards import AUDIO_EXTENSIONS
 from audiotools.errors import AudiotoolsError, ConfigError
 from audiotools.inference.autoencoder import AutoencoderPipeline
+from audiotools.io.atomic import file_in_the_way
 from audiotools.io.loading import load_pipeline
 from audiotools.metrics.audio import frame_buzz, mel_distance, si_snr, stft_distance
 from audiotools.models.codec import FrozenCodec, is_discrete
@@ -289,10 +290,11 @@ def _check(args: argparse.Namespace) -> None:
         if value is not None and value <= 0:
             raise ConfigError(f"{flag}={value} must be > 0.")
     if args.json is not None:  # the table is printed before; its JSON must not be lost then
-        above = next(parent for parent in args.json.absolute().parents if parent.exists())
-        if args.json.is_dir() or not above.is_dir():
-            raise ConfigError(f"--json {args.json}: cannot write it there (a folder, or a "
-                              f"path inside the file {above}).")
+        blocking = file_in_the_way(args.json)
+        if args.json.is_dir():
+            raise ConfigError(f"--json {args.json} is a folder; give a file name.")
+        if blocking is not None:
+            raise ConfigError(f"--json {args.json}: cannot write it, {blocking} is a file.")
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         raise ConfigError(f"--device {args.device}: torch {torch.__version__} sees no CUDA "
                           "device here; use --device cpu.")
@@ -316,6 +318,7 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
             quiet_db=args.quiet_db)
         results.append(result)
         encoded += file_encoded
+    mean = mean_row(results)  # first: it refuses a folder with nothing loud enough
     discrete = is_discrete(codec)
     return {"codec": describe(pipeline, codec), "bitrate": bitrate(codec),
             "tokens": token_statistics(encoded, codec.cardinality) if discrete else None,
@@ -324,7 +327,7 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
             "settings": {"folder": str(args.folder), "segment_seconds": args.segment_seconds,
                          "chunk_seconds": chunk_seconds, "limit": args.limit,
                          "quiet_db": args.quiet_db},
-            "files": [result.row() for result in results], "mean": mean_row(results)}
+            "files": [result.row() for result in results], "mean": mean}
 
 
 def _bitrate_line(rate: dict[str, Any]) -> str:

@@ -135,7 +135,8 @@ def test_quiet_items_are_left_out_and_the_json_is_strict(tmp_path, folder, capsy
     tail = torch.cat([0.3 * torch.sin(torch.arange(4000) / 5), torch.full((4000,), 1e-5)])
     audio_write(folder / "tail.wav", tail[None], 16000, subtype="FLOAT")
     out = tmp_path / "new" / "result.json"
-    assert codec_eval["main"]([str(_export(tmp_path)), str(folder), "--segment-seconds",
+    codec = str(_export(tmp_path))
+    assert codec_eval["main"]([codec, str(folder), "--segment-seconds",
                                "0.25", "--threads", "1", "--json", str(out)]) == 0
     text = out.read_text()
     result = json.loads(text, parse_constant=lambda name: pytest.fail(f"bare {name}"))
@@ -146,6 +147,11 @@ def test_quiet_items_are_left_out_and_the_json_is_strict(tmp_path, folder, capsy
     assert result["mean"]["files"] == 3 and result["mean"]["quiet"] == 3
     assert _finite(result["mean"])
     assert "3 item(s) quieter than -60 dBFS left out" in capsys.readouterr().out
+    silence = tmp_path / "silence"
+    silence.mkdir()
+    audio_write(silence / "silent.wav", torch.zeros(1, 8000), 16000)
+    assert codec_eval["main"]([codec, str(silence)]) == 2
+    assert "every item is quieter than --quiet-db" in capsys.readouterr().err
 
 
 def test_bad_numbers_nan_audio_and_json_paths_are_refused_before_the_work(tmp_path, folder,

@@ -301,6 +301,9 @@ def test_what_the_stages_read_is_refused_before_training(dora_dir, caplog):
     solver = build(make_xp("solver=diffusion/debug_cond",
                            "+generate.conditions=[{ensemble: piano}]"))
     assert solver.generate()["samples"] == 2  # one set at CFG 1 and 3
+    # An XP that generates past 300 s (made before the limit) keeps its own length as limit.
+    long = build(make_xp("solver=diffusion/debug", "generate.duration=400"))
+    assert long.max_duration == 400 and long.pipeline.setting("max_duration") == 400
     build(make_xp("solver=diffusion/debug", "generate.num_samples=5", "timesteps.mean=0.5"))
     assert "generate.num_samples=5: the generate split holds 2 items" in caplog.text
     assert "timesteps.mean=0.5: not read, timesteps.type=uniform does not use them" \

@@ -169,6 +169,14 @@ print(sorted(m for m in sys.modules if m.split('.')[0] in {TRAINING_STACK!r}
         pipeline.continue_(clip[..., :1600], 16000, 0.2, piano, max_duration=0.2)
     with pytest.raises(ConfigError, match=r"max_duration=0: give the longest clip"):
         pipeline.generate(piano, 0.1, max_duration=0)
+    # A prompt ending inside a frame, continued to exactly max_duration: generate_tokens
+    # samples one frame past it, which its frame limit refused.
+    rate = pipeline.codec.frame_rate
+    prompt_seconds = (math.floor(0.1 * rate) + 0.5) / rate
+    added = 0.25 / rate  # ends inside the prompt's last frame: one more is sampled
+    longer, _ = pipeline.continue_(clip[..., :round(prompt_seconds * 16000)], 16000, added,
+                                   piano, max_duration=prompt_seconds + added)
+    assert longer.shape[-1] == round(prompt_seconds * 16000) + round(added * 16000)
     with pytest.raises(ConfigError, match="top_k=-1"):
         pipeline.generate(piano, 0.1, top_k=-1)
 

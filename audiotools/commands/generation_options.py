@@ -153,15 +153,16 @@ def check_outputs(paths: Sequence[Path], force: bool, source: Path | None = None
     may replace the input file `source` too: the refusal says when a path is it). `name`:
     the argument the paths come from, which the messages give."""
     from ..data.audio import WRITE_FORMATS
+    from ..io.atomic import file_in_the_way
     for path in paths:
         if path.is_dir():
             raise ConfigError(f"{name} {path} is a folder; give a file name.")
         if path.suffix.lower() not in WRITE_FORMATS:
             raise ConfigError(f"{name} {path}: cannot write {path.suffix or 'no extension'}; "
                               f"use one of {', '.join(sorted(WRITE_FORMATS))}.")
-        above = next(parent for parent in path.absolute().parents if parent.exists())
-        if not above.is_dir():
-            raise ConfigError(f"{name} {path}: cannot write it, {above} is a file.")
+        blocking = file_in_the_way(path)
+        if blocking is not None:
+            raise ConfigError(f"{name} {path}: cannot write it, {blocking} is a file.")
     existing = [str(path) for path in paths if path.exists()]
     if existing and not force:
         shown = ", ".join(existing[:5]) + (f" and {len(existing) - 5} more"

@@ -70,7 +70,7 @@ def run(args: argparse.Namespace) -> int:
 
 def _reconstruct_streamed(autoencoder: Any, args: argparse.Namespace, info: Any) -> float:
     """Read, reconstruct and write block by block (a window of `--chunk-seconds` at a
-    time), so that a file of any length takes a window's memory; the seconds read."""
+    time), so that a file of any length takes a couple of windows' memory; the seconds read."""
     from ..data.audio import audio_blocks, audio_writer
     from .progress import progress
     rate, channels = ((autoencoder.sample_rate, autoencoder.channels) if args.model_rate

@@ -22,7 +22,7 @@ import torch
 import torchaudio
 
 from ..errors import AudiotoolsError, ConfigError, writing
-from ..io.atomic import atomic_path
+from ..io.atomic import atomic_path, file_in_the_way
 
 AudioSource = str | os.PathLike | BinaryIO
 
@@ -229,13 +229,14 @@ def _write_format(path: Path, subtype: str | None) -> tuple[str, str]:
 class AudioWriter:
     """Blocks [C, T] appended to an open sound file; integer formats clipped to [-1, 1]."""
 
-    def __init__(self, handle: sf.SoundFile, clip: bool):
-        self._handle, self._clip = handle, clip
+    def __init__(self, handle: sf.SoundFile, path: Path, clip: bool):
+        self._handle, self._path, self._clip = handle, path, clip
 
     def write(self, wav: torch.Tensor | np.ndarray) -> None:
         data = wav.detach().cpu().float().numpy() if isinstance(wav, torch.Tensor) else wav
         data = np.atleast_2d(data).T
-        self._handle.write(np.clip(data, -1.0, 1.0) if self._clip else data)
+        with writing(self._path):
+            self._handle.write(np.clip(data, -1.0, 1.0) if self._clip else data)
 
 
 @contextlib.contextmanager
@@ -244,28 +245,45 @@ def audio_writer(path: str | os.PathLike, sample_rate: int, channels: int,
                  exclusive: bool = False) -> Iterator[AudioWriter]:
     """A file written block by block (`.write([C, T])`), the format following the extension
     (.wav .flac .ogg .mp3): a long output never has to be held whole. It goes to a temporary
-    name, renamed when the block ends, so a reader never sees half a file; `exclusive`: only
-    if `path` is still absent then (a file another process wrote there meanwhile is refused,
-    not replaced)."""
+    name, renamed when the block ends, so a reader never sees half a file (a process killed
+    meanwhile leaves that `.NAME.PID.tmp.SUFFIX` beside it); `exclusive`: only if `path` is
+    still absent then (a file another process wrote there meanwhile is refused, not
+    replaced). Only the file's own writes are read as the disk's refusals, not what the
+    block's other code raises."""
     path = Path(path)
     fmt, subtype = _write_format(path, subtype)
-    if path.parent.exists() and not path.parent.is_dir():
-        raise AudioFileError(f"{path}: cannot write it, {path.parent} is a file.")
+    blocking = file_in_the_way(path)
+    if blocking is not None:
+        raise AudioFileError(f"{path}: cannot write it, {blocking} is a file.")
+    done = False
     try:
-        with writing(path), atomic_path(path, exclusive=exclusive) as tmp:
+        with atomic_path(path, exclusive=exclusive) as tmp:
+            with writing(path):
+                handle = _opened_for_writing(tmp, path, sample_rate, channels, subtype, fmt,
+                                             compression_level)
             try:
-                handle = sf.SoundFile(tmp, "w", sample_rate, channels, subtype, format=fmt,
-                                      compression_level=compression_level)
-            except sf.LibsndfileError as err:
-                if err.code == 2:  # the OS refused it: `writing` says so
-                    raise
-                reason = str(err).replace(str(tmp), str(path))  # e.g. a rate MP3 cannot take
-                raise AudioFileError(f"{path}: cannot write it ({reason}).") from err
-            with handle:
-                yield AudioWriter(handle, clip=not subtype.startswith(("FLOAT", "DOUBLE")))
+                yield AudioWriter(handle, path, clip=not subtype.startswith(("FLOAT", "DOUBLE")))
+            finally:
+                with writing(path):
+                    handle.close()
+            done = True
     except FileExistsError:
+        if not done:  # not the exclusive rename: the block's own
+            raise
         raise AudioFileError(f"{path} exists (written while this ran); choose another path or "
                              "pass --force to overwrite.") from None
+
+
+def _opened_for_writing(tmp: Path, path: Path, sample_rate: int, channels: int, subtype: str,
+                        fmt: str, compression_level: float | None) -> sf.SoundFile:
+    try:
+        return sf.SoundFile(tmp, "w", sample_rate, channels, subtype, format=fmt,
+                            compression_level=compression_level)
+    except sf.LibsndfileError as err:
+        if err.code == 2:  # the OS refused it: `writing` says so
+            raise
+        reason = str(err).replace(str(tmp), str(path))  # e.g. a rate MP3 cannot take
+        raise AudioFileError(f"{path}: cannot write it ({reason}).") from err
 
 
 def audio_write(path: str | os.PathLike, wav: torch.Tensor | np.ndarray, sample_rate: int,

@@ -99,16 +99,19 @@ def load_segment(source: AudioSource, entry: dict[str, Any], seek: float,
 def collate_segments(items: list[dict[str, Any]]) -> dict[str, Any]:
     """Stack each tensor (audio [B, C, T], or latents/tokens [B, D, F], and padding_mask);
     keep info as a list of dicts. Failed items are dropped (their path was logged when read),
-    so B may be smaller than asked."""
-    kept = [item for item in items if "error" not in item]
+    so B may be smaller than asked; `rows` holds where each kept one was in the batch asked
+    for (what a sampler position, such as DDP's padding, refers to)."""
+    rows = [row for row, item in enumerate(items) if "error" not in item]
+    kept = [items[row] for row in rows]
     tensors = [key for key, value in items[0].items() if isinstance(value, torch.Tensor)]
     if not kept:
         batch = {key: torch.empty(0, *items[0][key].shape, dtype=items[0][key].dtype)
                  for key in tensors}
-        return {**batch, "info": []}
+        return {**batch, "info": [], "rows": torch.zeros(0, dtype=torch.long)}
     batch: dict[str, Any] = {key: torch.stack([item[key] for item in kept]) for key in tensors}
     if "info" in kept[0]:
         batch["info"] = [item["info"] for item in kept]
+    batch["rows"] = torch.tensor(rows, dtype=torch.long)
     return batch
 
 

@@ -11,6 +11,7 @@ from ..data.audio import StreamResampler, convert_audio, convert_channels
 from ..errors import ConfigError
 from ..io.export import Export
 from ..models.autoencoder import AudioAutoencoder
+from ..models.autoencoder.chunking import window_frames
 from .inputs import checked_clip, checked_latents, checked_rate, checked_seconds
 
 
@@ -69,11 +70,7 @@ class AutoencoderPipeline:
             return output, self.sample_rate
         rate = checked_rate(sample_rate)  # as _to_model checked it, with the clip
         back = convert_audio(output, self.sample_rate, rate, audio.shape[0])
-        # Two resamplings round the length up each way (16001 samples at 44.1 kHz came back
-        # 16003): the clip keeps its own length.
-        length = audio.shape[-1]
-        back = torch.nn.functional.pad(back[..., :length], (0, max(0, length - back.shape[-1])))
-        return back, rate
+        return _cut_or_padded(back, audio.shape[-1]), rate
 
     def reconstruct_blocks(self, blocks: Iterable[torch.Tensor], sample_rate: int,
                            chunk_seconds: float = 10.0, keep_format: bool = True,
@@ -81,9 +78,16 @@ class AutoencoderPipeline:
         """`reconstruct` of a clip given as consecutive blocks (channels, samples) at
         `sample_rate` (a long file read block by block), yielded as its windows complete:
         the blocks joined equal `reconstruct(whole clip, ...)` to float rounding, and memory
-        stays a window's (`chunk_seconds`) whatever the length."""
+        stays a couple of windows' (`chunk_seconds`) whatever the length. The settings are checked
+        here, the blocks as they come."""
         checked_seconds(chunk_seconds, "chunk_seconds", "a window in seconds")
-        rate = checked_rate(sample_rate)
+        window_frames(chunk_seconds, self.model.frame_rate)
+        return self._reconstructed_blocks(blocks, checked_rate(sample_rate), chunk_seconds,
+                                          keep_format)
+
+    def _reconstructed_blocks(self, blocks: Iterable[torch.Tensor], rate: int,
+                              chunk_seconds: float, keep_format: bool,
+                              ) -> Iterator[torch.Tensor]:
         to_model = StreamResampler(rate, self.sample_rate)
         back = StreamResampler(self.sample_rate, rate) if keep_format else None
         stream = self.model.streamed_reconstruction(chunk_seconds)
@@ -116,8 +120,12 @@ class AutoencoderPipeline:
         pieces.append(out(stream.finish()))
         if back is not None:
             pieces.append(back.finish())
-            # The clip keeps its own length, as `reconstruct` gives it.
-            tail = torch.cat(pieces, dim=-1)[..., :received - given]
-            pieces = [torch.nn.functional.pad(tail, (0, received - given - tail.shape[-1]))]
+            pieces = [_cut_or_padded(torch.cat(pieces, dim=-1), received - given)]
         yield from pieces
+
+
+def _cut_or_padded(audio: torch.Tensor, length: int) -> torch.Tensor:
+    """`audio` of exactly `length` samples: resampling there and back rounds the length up
+    each way (16001 samples at 44.1 kHz came back 16003), and a clip keeps its own."""
+    return torch.nn.functional.pad(audio[..., :length], (0, max(0, length - audio.shape[-1])))
 

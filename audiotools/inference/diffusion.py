@@ -93,6 +93,9 @@ class DiffusionPipeline(SamplingSettings):
         codec = codec or trained_codec(info.get("codec"), device, export.label)
         conditioners = exported_conditioners(export, codec, info["conditioning_dim"], device)
         defaults = sampling_defaults(export, SAMPLING_KEYS)
+        if "max_duration" not in defaults:  # null, or exported before there was a limit:
+            # the export's own duration is never refused
+            defaults["max_duration"] = max(DEFAULT_MAX_DURATION, defaults.get("duration", 0))
         return cls(model.eval(), conditioners, codec, int(info["sample_rate"]),
                    int(info["channels"]), defaults, export)
 
@@ -205,9 +208,10 @@ class DiffusionPipeline(SamplingSettings):
         limit = sampling.pop("max_duration", None)
         mask_start = checked_number(mask_start, "mask_start")
         mask_end = checked_number(mask_end, "mask_end")
+        audio, sample_rate = checked_clip(audio, sample_rate)
+        self.check_length(audio.shape[-1] / sample_rate, "the clip", limit)  # before the work
         clip = self._to_model(audio, sample_rate)
         total = clip.shape[-1] / self.sample_rate
-        self.check_length(total, "the clip", limit)
         if not 0 <= mask_start < mask_end <= total + 1e-6:
             raise ConfigError(f"mask_start={mask_start}, mask_end={mask_end}: need 0 <= "
                               f"mask_start < mask_end <= {total:g} s (the clip's length).")
@@ -232,8 +236,11 @@ class DiffusionPipeline(SamplingSettings):
         """(audio, sample_rate): the clip followed by `duration` new seconds, in the model's
         format. `sampling`: the keyword settings of `generate`."""
         sampling = self.sampling_keywords("continue_", sampling)
-        clip = self._to_model(audio, sample_rate)[0].cpu()
+        audio, sample_rate = checked_clip(audio, sample_rate)
         duration = checked_duration(duration, self.sample_rate, what="the seconds to add,")
+        self.check_length(audio.shape[-1] / sample_rate + duration, "the clip plus duration",
+                          sampling.get("max_duration"))
+        clip = self._to_model(audio, sample_rate)[0].cpu()
         prompt = clip.shape[-1] / self.sample_rate
         tail = torch.zeros(clip.shape[0], round(duration * self.sample_rate))
         return self.inpaint(torch.cat([clip, tail], dim=-1), self.sample_rate, prompt,
@@ -256,8 +263,10 @@ class DiffusionPipeline(SamplingSettings):
         elif len(values) != len(clips):
             raise ConfigError(f"{len(values)} value sets of conditions for {len(clips)} clips: "
                               "give one per clip, or one mapping for all.")
+        for clip in clips:  # before the work
+            clip, rate = checked_clip(clip, sample_rate)
+            self.check_length(clip.shape[-1] / rate, "the clip", limit)
         batch = torch.cat([self._to_model(clip, sample_rate) for clip in clips])
-        self.check_length(batch.shape[-1] / self.sample_rate, "the clip", limit)
         data = self._encode(batch)
         frames = self.frames(data.shape[-1] / self.frame_rate)
         data = torch.nn.functional.pad(data, (0, frames - data.shape[-1]))

@@ -121,9 +121,11 @@ class MusicGenPipeline(SamplingSettings):
                               f"({self.codec.frame_rate:g} a second; pipeline.frames(seconds) "
                               "counts them).")
         limit = self.duration_limit(max_duration)
-        if frames > self.frames(limit):
+        # A continuation samples at least one frame past its prompt's last (part) frame.
+        allowed = self.frames(limit) + (prompt is not None)
+        if frames > allowed:
             raise ConfigError(f"frames={frames} ({frames / self.codec.frame_rate:g} s) is more "
-                              f"than max_duration={limit:g} s holds ({self.frames(limit)}); "
+                              f"than max_duration={limit:g} s holds ({allowed}); "
                               "max_duration=S raises it, at a cost that grows with the square "
                               "of the length.")
         if isinstance(prompt, np.ndarray):

@@ -41,6 +41,13 @@ def _temporary_name(path: Path) -> str:
     return f".{hashlib.sha1(os.fsencode(path.name)).hexdigest()}.{os.getpid()}.tmp{path.suffix}"
 
 
+def file_in_the_way(path: Path) -> Path | None:
+    """The file that stands where a folder above `path` would have to be (writing
+    `notes.txt/x.wav`), else None: the writer's own message would be "Not a directory"."""
+    above = next(parent for parent in path.absolute().parents if parent.exists())
+    return None if above.is_dir() else above
+
+
 def remove_temporaries(folder: Path) -> None:
     """Remove what `atomic_path` left in `folder` in a process killed mid-write (SIGKILL runs
     no `finally`): for a writer that owns the folder, e.g. an XP's, which its lock keeps to

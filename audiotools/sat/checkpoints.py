@@ -95,6 +95,13 @@ class LoadReport:
         return "; ".join(parts)
 
 
+def not_fitting(what: str, report: LoadReport) -> CheckpointError:
+    """The refusal of weights that do not fit the model their config describes (most often:
+    another model's config)."""
+    return CheckpointError(f"{what} does not fit the model its config describes: {report}. "
+                           "Is the model config the one this checkpoint was trained with?")
+
+
 def read_checkpoint(path: str | Path, prefer_ema: bool = True) -> SATCheckpoint:
     """The autoencoder weights of an SAT .ckpt / .safetensors (unwrapped or wrapped)."""
     path = Path(path)
@@ -270,9 +277,7 @@ def load_into(model: nn.Module, checkpoint: SATCheckpoint,
         remove_weight_norm(model)
     converted, report = match_weights(checkpoint.weights, model)
     if not report.complete:
-        raise CheckpointError(f"{checkpoint.describe()}: does not fit the model its config "
-                              f"describes: {report}. Is the model config the one this "
-                              "checkpoint was trained with?")
+        raise not_fitting(f"{checkpoint.describe()}:", report)
     model.load_state_dict(converted)
     if remove_norm == "post_load":
         remove_weight_norm(model)

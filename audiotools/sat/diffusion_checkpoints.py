@@ -26,7 +26,7 @@ import torch
 from torch import nn
 
 from ..errors import CheckpointError
-from .checkpoints import LoadReport, load_state, match_weights
+from .checkpoints import LoadReport, load_state, match_weights, not_fitting
 
 logger = logging.getLogger(__name__)
 
@@ -176,7 +176,7 @@ def _strict(module: nn.Module, weights: Mapping[str, torch.Tensor], what: str) -
         missing=sorted(set(own) - set(weights)), unexpected=sorted(set(weights) - set(own)),
         wrong_shape=sorted(k for k in weights if k in own and own[k].shape != weights[k].shape))
     if not report.complete:
-        raise CheckpointError(f"{what} does not fit the model its config describes: {report}.")
+        raise not_fitting(what, report)
     module.load_state_dict(dict(weights))
 
 
@@ -208,8 +208,7 @@ def load_network(model: nn.Module, found: SATDiffusionCheckpoint) -> None:
     DiffusionModel), strictly."""
     converted, report = match_weights(found.model_weights(), model)
     if not report.complete:
-        raise CheckpointError(f"{found.describe()}: the network does not fit the model its "
-                              f"config describes: {report}.")
+        raise not_fitting(f"{found.describe()}: the network", report)
     model.load_state_dict(converted)
 
 
@@ -229,7 +228,7 @@ def load_conditioners(conditioner_set: nn.Module, found: SATDiffusionCheckpoint)
 def load_pretransform(autoencoder: nn.Module, found: SATDiffusionCheckpoint) -> None:
     converted, report = match_weights(found.pretransform, autoencoder)
     if not report.complete:
-        raise CheckpointError(f"{found.path}: the pretransform does not fit: {report}.")
+        raise not_fitting(f"{found.path}: the pretransform", report)
     autoencoder.load_state_dict(converted)
 
 

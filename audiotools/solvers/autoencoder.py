@@ -237,7 +237,7 @@ class AutoencoderSolver(StandardSolver):
             counts = torch.zeros(self.model.num_codebooks, self.model.codebook_size,
                                  dtype=torch.float64)
         for idx, batch in enumerate(self.log_progress("evaluate", loader)):
-            keep = ~loader.padding_rows(idx, batch["audio"].shape[0])
+            keep = ~loader.padding_rows(idx, batch["rows"])
             audio = batch["audio"][keep].to(self.device)
             if audio.shape[0] == 0:
                 continue

@@ -82,7 +82,7 @@ class DiffusionSolver(GenerativeSolver):
         generate = self.settings.generate
         defaults = {"steps": generate.steps, "sampler": generate.sampler,
                     "cfg_rescale": generate.cfg_rescale, "cfg_interval": generate.cfg_interval,
-                    "max_duration": generate.max_duration}
+                    "max_duration": self.max_duration}
         return DiffusionPipeline(self.model, self.conditioners, self.codec, self.sample_rate,
                                  self.channels, defaults)
 

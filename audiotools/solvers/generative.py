@@ -53,6 +53,7 @@ from ..metrics.embeddings import AudioEmbedder, get_embedder
 from ..metrics.generation import format_report, generation_report, report_metrics
 from ..metrics.spectrogram import render_spectrogram
 from ..models.codec import FrozenCodec, LatentStats
+from ..sampling.limits import DEFAULT_MAX_DURATION
 from .base import StandardSolver
 from .generative_config import GenerativeSolverConfig
 
@@ -313,18 +314,13 @@ class GenerativeSolver(StandardSolver):
         infos = describe_conditioners(self.conditioners)
         for index, values in enumerate(generate.conditions):
             checked_values(values, infos, f"generate.conditions[{index}]")
-        lengths = {}
-        if generate.every:
-            lengths["generate.duration (else the generate split's segment_duration)"] = \
-                self.generate_duration()
-        if self.settings.evaluate.every and "evaluate" in self.datasets:
-            lengths["the evaluate split's segment_duration"] = self.split_duration("evaluate")
-        for what, seconds in lengths.items():
+        limit = self.max_duration
+        for what, seconds in self._sampled_lengths().items():
             checked_duration(seconds, self.sample_rate, what)
-            if seconds > generate.max_duration + 1e-6:
+            if seconds > limit + 1e-6:
                 raise ConfigError(f"{what} is {seconds:g} s, longer than generate.max_duration="
-                                  f"{generate.max_duration:g} s, the longest audio inference "
-                                  "generates: raise generate.max_duration or shorten it.")
+                                  f"{limit:g} s, the longest audio inference generates: raise "
+                                  "generate.max_duration or shorten it.")
         split = self.datasets.get("generate")
         if generate.every and not generate.conditions and split is not None \
                 and not isinstance(split, IterableDataset) and len(split) < generate.num_samples:
@@ -350,6 +346,24 @@ class GenerativeSolver(StandardSolver):
                     f"encoded from, and {missing[0]}{more} is missing (recorded in "
                     f"{dataset.root}/{split}.jsonl); put the audio back where it was, or set "
                     "evaluate.every=0.")
+
+    def _sampled_lengths(self) -> dict[str, float]:
+        """The seconds the generate and evaluate stages sample, by what sets them."""
+        lengths = {}
+        if self.settings.generate.every:
+            lengths["generate.duration (else the generate split's segment_duration)"] = \
+                self.generate_duration()
+        if self.settings.evaluate.every and "evaluate" in self.datasets:
+            lengths["the evaluate split's segment_duration"] = self.split_duration("evaluate")
+        return lengths
+
+    @property
+    def max_duration(self) -> float:
+        """generate.max_duration; null: DEFAULT_MAX_DURATION, or the longest the stages
+        sample when longer (an XP made before the limit existed still runs as it did)."""
+        if self.settings.generate.max_duration is not None:
+            return self.settings.generate.max_duration
+        return max([DEFAULT_MAX_DURATION, *self._sampled_lengths().values()])
 
     def generate_duration(self) -> float:
         """Seconds of each sample: generate.duration, else the generate split's segment (the

@@ -18,7 +18,7 @@ from ..conditioning import ConditionersConfig
 from ..config import EveryConfig, Section, SolverConfig
 from ..data.builders import SPLITS, AudioDataConfig
 from ..io.codecs import CodecConfig
-from ..sampling.limits import DEFAULT_MAX_DURATION, MAX_CFG_SCALE
+from ..sampling.limits import MAX_CFG_SCALE
 
 CfgScale = Annotated[float, Field(ge=0.0, le=MAX_CFG_SCALE)]
 
@@ -51,8 +51,9 @@ class GenerateConfig(EveryConfig):
     cfg_scale: list[CfgScale] = Field(default_factory=lambda: [1.0], min_length=1)
     # The longest audio (a prompt included) inference generates, in seconds: a transformer's
     # time and memory grow with the square of the length, so a mistyped duration is refused
-    # rather than run for hours. The exports' default; `--max-duration` raises it.
-    max_duration: PositiveFloat = DEFAULT_MAX_DURATION
+    # rather than run for hours. null: 300 s, or what this XP generates and evaluates when
+    # longer. The exports' default; `--max-duration` raises it.
+    max_duration: PositiveFloat | None = None
     # Seed of the noise of each batch of samples: the same seed gives the same samples.
     seed: int = Field(0, ge=0)
 

@@ -131,13 +131,16 @@ class EpochLoader:
     def __len__(self) -> int:
         return len(self.loader)
 
-    def padding_rows(self, batch_index: int, rows: int) -> torch.Tensor:
-        """Which of the `rows` items of this rank's batch `batch_index` are padding: under DDP
-        an evaluation split that does not divide by the ranks is padded by wrapping around,
-        and a metric exact over the split leaves those copies out."""
+    def padding_rows(self, batch_index: int, rows: int | torch.Tensor) -> torch.Tensor:
+        """Which items of this rank's batch `batch_index` are padding: under DDP an
+        evaluation split that does not divide by the ranks is padded by wrapping around, and
+        a metric exact over the split leaves those copies out. `rows`: the batch's size, or
+        where each of its items was in the batch asked for (a batch that dropped unreadable
+        items: `collate_segments`' "rows")."""
+        rows = torch.arange(rows) if isinstance(rows, int) else rows
         if self.sampler is None or self.sampler.drop_tail:
-            return torch.zeros(rows, dtype=torch.bool)
-        positions = batch_index * self.loader.batch_size + torch.arange(rows)
+            return torch.zeros(len(rows), dtype=torch.bool)
+        positions = batch_index * self.loader.batch_size + rows
         return self.sampler.rank + self.sampler.world * positions >= self.sampler.length
 
     def whole_pass(self, batch_size: int) -> Iterator[Any]:

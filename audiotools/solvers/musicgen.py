@@ -77,7 +77,7 @@ class MusicGenSolver(GenerativeSolver):
         assert self.codec is not None
         generate = self.settings.generate
         defaults = {"temperature": generate.temperature, "top_k": generate.top_k,
-                    "top_p": generate.top_p, "max_duration": generate.max_duration}
+                    "top_p": generate.top_p, "max_duration": self.max_duration}
         return MusicGenPipeline(self.model, self.conditioners, self.codec, defaults)
 
     # ------------------------------------------------------------------ steps

@@ -9,7 +9,7 @@ import torch
 
 import audiotools
 from audiotools.cli import main as cli
-from audiotools.data.audio import audio_info, audio_write
+from audiotools.data.audio import AudioFileError, audio_info, audio_write
 from audiotools.errors import ConfigError, NonFiniteLossError
 from audiotools.inference.autoencoder import AutoencoderPipeline
 from tests.conftest import dora_command
@@ -218,6 +218,22 @@ def test_evaluate_under_ddp_leaves_out_the_copies_that_pad_a_rank_share(dora_dir
         assert len([a for batch in loader for a in batch["audio"]]) == 2  # item 1, item 0
         metrics = solver.run_stage("evaluate", solver.evaluate)
     assert metrics["si_snr"] == pytest.approx(expected, rel=1e-4)
+    # Item 1 unreadable: the batch holds only the copy, which it counted as a real item.
+    dataset = loader.dataset
+    read = type(dataset).__getitem__
+
+    def failing(self, index):
+        item = read(self, index)
+        if self is dataset and index == 1:
+            item["error"] = "unreadable"
+        return item
+
+    with pytest.MonkeyPatch.context() as patch, torch.no_grad():
+        patch.setattr(type(dataset), "__getitem__", failing)
+        assert [batch["rows"].tolist() for batch in loader] == [[1]]  # the copy, kept
+        # This rank (alone here) has no real item left, not the copy's figures.
+        with pytest.raises(AudioFileError, match="No file of the evaluate split"):
+            solver.run_stage("evaluate", solver.evaluate)
     solver.close()
 
 

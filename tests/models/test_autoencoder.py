@@ -323,9 +323,15 @@ def test_windows_over_pieces_are_the_windows_over_the_whole(frames, chunk, overl
     whole = run_chunked(encode, signal, chunk, overlap, in_per_frame=4, out_per_frame=1)
     for piece in (1, 3, 50, 10**6):
         stream = StreamChunked(encode, chunk, overlap, in_per_frame=4, out_per_frame=1)
-        outputs = [out for i in range(0, signal.shape[-1], piece)
-                   for out in stream.push(signal[..., i:i + piece])]
-        assert torch.equal(torch.cat([*outputs, *stream.finish()], dim=-1), whole)
+        outputs = []
+        for i in range(0, signal.shape[-1], piece):
+            outputs += stream.push(signal[..., i:i + piece])
+            # At most two windows' input (from the last window run to the end of the next,
+            # and a frame to show it is not the last) and the piece that came is kept.
+            assert stream._kept.shape[-1] <= (2 * chunk - overlap + 1) * 4 + piece
+        left = stream.finish()
+        assert len(left) <= 2  # the windows the end decides: the last regular one, the last
+        assert torch.equal(torch.cat([*outputs, *left], dim=-1), whole)
 
 
 def test_chunked_with_lstm_is_close():

@@ -208,7 +208,8 @@ class AudioAutoencoder(nn.Module):
 class StreamedReconstruction:
     """`AudioAutoencoder.reconstruct` in windows of audio given in consecutive pieces
     (B, channels, samples): each piece gives back the reconstruction its windows complete,
-    and the pieces joined equal `reconstruct(whole, chunk_seconds)`; memory stays a window's."""
+    and the pieces joined equal `reconstruct(whole, chunk_seconds)`; memory stays a couple of
+    windows' whatever the length."""
 
     def __init__(self, model: AudioAutoencoder, chunk_frames: int):
         self._model = model

@@ -80,8 +80,8 @@ def run_chunked(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, chu
 class StreamChunked:
     """`run_chunked` over a signal given in consecutive pieces, whose length is known only
     at its end: each window runs once its input has come and it is known not to be the last
-    (more input follows it), the rest at `finish`; only a window's input is kept between
-    pieces. The outputs joined equal run_chunked's over the whole signal."""
+    (more input follows it), the rest at `finish`; at most two windows' input is kept
+    between pieces. The outputs joined equal run_chunked's over the whole signal."""
 
     def __init__(self, fn: Callable[[torch.Tensor], torch.Tensor], chunk_frames: int,
                  overlap_frames: int, in_per_frame: int, out_per_frame: int):
