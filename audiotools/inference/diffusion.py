@@ -181,11 +181,10 @@ class DiffusionPipeline(SamplingSettings):
                  callback: Callable[[int, int], None] | None = None,
                  ) -> tuple[torch.Tensor, int]:
         """(audio, sample_rate): one clip (channels, samples) for a mapping of conditions
-        ({conditioner: value}; a missing one takes its default, else its null condition, as None
-        does; no
-        conditions: all null), or a batch (B, channels, samples) for a list of them, exactly
-        `duration` seconds long (default: the XP's). `negative`: values of the unconditional
-        branch of guidance (a negative prompt). `max_duration` bounds `duration` (the
+        ({conditioner: value}; a missing one takes its default, else its null condition, as
+        None does; no conditions: all null), or a batch (B, channels, samples) for a list of
+        them, exactly `duration` seconds long (default: the XP's). `negative`: values of the
+        unconditional branch of guidance (a negative prompt). `max_duration` bounds `duration` (the
         network's time grows with the square of the length). Settings left None take the
         XP's."""
         values, single = self.value_sets(conditions)

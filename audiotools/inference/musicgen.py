@@ -166,12 +166,12 @@ class MusicGenPipeline(SamplingSettings):
                  callback: Callable[[int, int], None] | None = None,
                  ) -> tuple[torch.Tensor, int]:
         """(audio, sample_rate): one clip (channels, samples) for a mapping of conditions
-        ({conditioner: value}; a missing one takes its default, else its null condition, as None
-        does; no
-        conditions: all null), or a batch (B, channels, samples) for a list of them, exactly
-        `duration` seconds long (default: the XP's). `negative`: values of the unconditional
-        branch of guidance. `max_duration` bounds `duration` (a transformer's time grows with
-        the square of the length). Settings left None take the XP's; callback(step, steps)."""
+        ({conditioner: value}; a missing one takes its default, else its null condition, as
+        None does; no conditions: all null), or a batch (B, channels, samples) for a list of
+        them, exactly `duration` seconds long (default: the XP's). `negative`: values of the
+        unconditional branch of guidance. `max_duration` bounds `duration` (a transformer's
+        time grows with the square of the length). Settings left None take the XP's;
+        callback(step, steps)."""
         values, single = self.value_sets(conditions)
         duration = checked_duration(self.setting("duration", duration), self.sample_rate)
         self.check_length(duration, "duration", max_duration)
