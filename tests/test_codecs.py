@@ -155,6 +155,29 @@ def test_pre_encode_writes_resumes_and_refuses_another_codec(tmp_path):
     assert [p.name for p in mine.iterdir()] == ["train.jsonl"]
 
 
+@pytest.mark.parametrize("section", [VAE, RVQ], ids=["latents", "tokens"])
+def test_pre_encode_reads_a_file_a_block_at_a_time(tmp_path, monkeypatch, section):
+    """A long file is read, converted and encoded a block at a time (it was read whole,
+    about 1.5 GB for an hour of 44.1 kHz stereo): the same latents to float rounding, the
+    same tokens, as the whole file's in the same windows."""
+    from audiotools.data import audio as audio_module
+    codec = load_codec(_codec_export(tmp_path, section), discrete=section is RVQ)
+    clip = 0.1 * torch.randn(2, 44100 * 3 + 77, generator=torch.Generator().manual_seed(0))
+    source = audio_write(tmp_path / "long.wav", clip, 44100, subtype="FLOAT")
+    whole, _ = audio_module.audio_read(source, sample_rate=16000, channels=1)
+    expected = (codec.encode_to_tokens(whole[None], 1.0) if section is RVQ
+                else codec.encode_raw(whole[None], 1.0))[0]
+    monkeypatch.setattr("audiotools.data.pre_encoded.audio_read", None)  # never whole
+    pre_encode(codec, {"train": [{"path": str(source), "duration": 3.0}]}, tmp_path / "out",
+               chunk_seconds=1.0)
+    [stored] = load_file(tmp_path / "out/train/000000.safetensors").values()
+    assert stored.shape == expected.shape
+    if section is RVQ:
+        assert torch.equal(stored, expected)
+    else:
+        torch.testing.assert_close(stored, expected, atol=1e-5, rtol=0)
+
+
 def test_a_folder_another_run_is_pre_encoding_is_refused(tmp_path):
     """Two runs into one folder mixed their files: each index named latents the other wrote."""
     from audiotools.io.locking import take_lock

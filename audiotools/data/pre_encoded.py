@@ -30,8 +30,17 @@ from safetensors.torch import save_file
 from ..errors import ConfigError, writing
 from ..io.atomic import atomic_path, write_text_atomic
 from ..io.locking import LockHeld, take_lock
+from ..models.autoencoder import AudioAutoencoder
+from ..models.autoencoder.autoencoder import StreamedEncoding
 from ..models.codec import FrozenCodec, LatentStats, is_discrete
-from .audio import AudioFileError, audio_read
+from .audio import (
+    AudioFileError,
+    StreamResampler,
+    audio_blocks,
+    audio_info,
+    audio_read,
+    convert_channels,
+)
 from .segments import SegmentSampler
 from .shards import CODEC_FILE, ShardDataset, write_shards
 
@@ -157,14 +166,42 @@ def _kept_files(out: Path, splits: Mapping[str, list[dict[str, Any]]], kind: str
 
 def _encode_file(codec: FrozenCodec, kind: str, path: str, chunk_seconds: float,
                  device: torch.device) -> torch.Tensor:
-    audio, _ = audio_read(path, sample_rate=codec.sample_rate, channels=codec.channels)
-    if audio.shape[-1] == 0:
-        raise AudioFileError(f"{path}: the file holds no samples; leave it out of the manifest "
-                             "(`audiotools manifest` rejects it).")
-    batch = audio[None].to(device)
-    if kind == "tokens":
-        return codec.encode_to_tokens(batch, chunk_seconds)[0].cpu()
-    return codec.encode_raw(batch, chunk_seconds)[0].float().cpu()
+    """The file's raw latents or tokens in `chunk_seconds` windows. An audiotools
+    autoencoder's are read, converted and encoded a block at a time, so a file of any length
+    takes a couple of windows' memory; another family's codec reads the file whole."""
+    if isinstance(codec.codec, AudioAutoencoder):
+        encoded = _encoded_blocks(codec, codec.codec.streamed_encoding(
+            chunk_seconds, tokens=kind == "tokens"), path, chunk_seconds, device)
+    else:
+        audio, _ = audio_read(path, sample_rate=codec.sample_rate, channels=codec.channels)
+        if audio.shape[-1] == 0:
+            raise _no_samples(path)
+        batch = audio[None].to(device)
+        encoded = (codec.encode_to_tokens(batch, chunk_seconds) if kind == "tokens"
+                   else codec.encode_raw(batch, chunk_seconds))
+    return encoded[0].cpu() if kind == "tokens" else encoded[0].float().cpu()
+
+
+def _encoded_blocks(codec: FrozenCodec, stream: StreamedEncoding, path: str,
+                    chunk_seconds: float, device: torch.device) -> torch.Tensor:
+    rate = audio_info(path).sample_rate
+    to_model = StreamResampler(rate, codec.sample_rate)
+    pieces = []
+    for block in audio_blocks(path, max(1, round(min(chunk_seconds, 10.0) * rate))):
+        converted = to_model.push(convert_channels(block, codec.channels))
+        if converted.shape[-1]:
+            pieces.append(stream.push(converted[None].to(device)))
+    rest = to_model.finish()
+    if rest.shape[-1]:
+        pieces.append(stream.push(rest[None].to(device)))
+    if stream.received == 0:
+        raise _no_samples(path)
+    return torch.cat([*pieces, stream.finish()], dim=-1)
+
+
+def _no_samples(path: str) -> AudioFileError:
+    return AudioFileError(f"{path}: the file holds no samples; leave it out of the manifest "
+                          "(`audiotools manifest` rejects it).")
 
 
 def pre_encode(codec: FrozenCodec, splits: Mapping[str, list[dict[str, Any]]], out: Path,

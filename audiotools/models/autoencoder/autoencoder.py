@@ -187,6 +187,12 @@ class AudioAutoencoder(nn.Module):
         latents = self._quantizer("decode_tokens").decode_tokens(tokens)
         return self.decode(latents, chunk_frames, overlap_frames)
 
+    def streamed_encoding(self, chunk_seconds: float, tokens: bool = False,
+                          ) -> StreamedEncoding:
+        """`encode(audio, chunk_frames=...)` (`tokens`: `encode_to_tokens`) of the windows
+        `chunk_seconds` gives, for audio that comes piece by piece."""
+        return StreamedEncoding(self, window_frames(chunk_seconds, self.frame_rate), tokens)
+
     def streamed_reconstruction(self, chunk_seconds: float) -> StreamedReconstruction:
         """`reconstruct(audio, chunk_seconds)` of audio that comes piece by piece (a long
         file read block by block)."""
@@ -205,6 +211,48 @@ class AudioAutoencoder(nn.Module):
         return self.decode(latents, chunk_frames)[..., :audio.shape[-1]]
 
 
+class StreamedEncoding:
+    """`AudioAutoencoder.encode` (or `encode_to_tokens`) in windows of audio given in
+    consecutive pieces (B, channels, samples): each piece gives back the latents (B, latent_dim,
+    frames) or codes (B, K, frames) its windows complete, joined equal to the whole audio's
+    with the same `chunk_frames`; memory stays a couple of windows' whatever the length."""
+
+    def __init__(self, model: AudioAutoencoder, chunk_frames: int, tokens: bool = False):
+        self._model = model
+        self._quantizer = model._quantizer("encode_to_tokens") if tokens else None
+        self._features = StreamChunked(model._encode_features, chunk_frames,
+                                       DEFAULT_OVERLAP_FRAMES, model.hop_length, 1)
+        self._empty: torch.Tensor | None = None  # (B, channels, 0), once a piece came
+        self.received = 0  # samples
+
+    @torch.no_grad()
+    def push(self, audio: torch.Tensor) -> torch.Tensor:
+        self._empty = audio[..., :0]
+        self.received += audio.shape[-1]
+        return self._encoded(self._features.push(audio))
+
+    @torch.no_grad()
+    def finish(self) -> torch.Tensor:
+        """The rest once the audio has ended (zero-padded to whole frames, as `encode` pads)."""
+        if self._empty is None or self.received == 0:
+            raise ValueError("no audio was given to encode")
+        padding = self._empty.new_zeros(*self._empty.shape[:-1],
+                                        -self.received % self._model.hop_length)
+        return self._encoded([*self._features.push(padding), *self._features.finish()])
+
+    def _encoded(self, features: list[torch.Tensor]) -> torch.Tensor:
+        assert self._empty is not None
+        if not features:
+            width = (self._model.num_codebooks if self._quantizer is not None
+                     else self._model.latent_dim)
+            return self._empty.new_zeros(self._empty.shape[0], width, 0,
+                                         dtype=torch.long if self._quantizer else None)
+        features = torch.cat(features, dim=-1)
+        if self._quantizer is not None:
+            return self._quantizer.encode_tokens(features)
+        return self._model.bottleneck.encode(features, sample=False)
+
+
 class StreamedReconstruction:
     """`AudioAutoencoder.reconstruct` in windows of audio given in consecutive pieces
     (B, channels, samples): each piece gives back the reconstruction its windows complete,
@@ -212,38 +260,29 @@ class StreamedReconstruction:
     windows' whatever the length."""
 
     def __init__(self, model: AudioAutoencoder, chunk_frames: int):
-        self._model = model
-        self._encoder = StreamChunked(model._encode_features, chunk_frames,
-                                      DEFAULT_OVERLAP_FRAMES, model.hop_length, 1)
+        self._encoding = StreamedEncoding(model, chunk_frames)
         self._decoder = StreamChunked(model._decode_features, chunk_frames,
                                       DEFAULT_OVERLAP_FRAMES, 1, model.hop_length)
         self._empty: torch.Tensor | None = None  # (B, channels, 0), once a piece came
-        self._received = self._given = 0
+        self._given = 0
 
     @torch.no_grad()
     def push(self, audio: torch.Tensor) -> torch.Tensor:
         self._empty = audio[..., :0]
-        self._received += audio.shape[-1]
-        return self._decoded(self._encoder.push(audio), last=False)
+        return self._decoded(self._encoding.push(audio), last=False)
 
     @torch.no_grad()
     def finish(self) -> torch.Tensor:
         """The rest once the audio has ended."""
-        if self._empty is None or self._received == 0:
-            raise ValueError("no audio was given to reconstruct")
-        padding = self._empty.new_zeros(*self._empty.shape[:-1],
-                                        -self._received % self._model.hop_length)
-        return self._decoded([*self._encoder.push(padding), *self._encoder.finish()], last=True)
+        return self._decoded(self._encoding.finish(), last=True)
 
-    def _decoded(self, features: list[torch.Tensor], last: bool) -> torch.Tensor:
-        audio = []
-        if features:
-            latents = self._model.bottleneck.encode(torch.cat(features, dim=-1), sample=False)
-            audio = self._decoder.push(latents)
+    def _decoded(self, latents: torch.Tensor, last: bool) -> torch.Tensor:
+        audio = self._decoder.push(latents) if latents.shape[-1] else []
         if last:
             audio = [*audio, *self._decoder.finish()]
         assert self._empty is not None
-        out = torch.cat([self._empty, *audio], dim=-1)[..., :self._received - self._given]
+        wanted = self._encoding.received - self._given
+        out = torch.cat([self._empty, *audio], dim=-1)[..., :wanted]
         self._given += out.shape[-1]
         return out
 
