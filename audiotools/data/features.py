@@ -232,9 +232,13 @@ def _class_names(mapping_path: Path | None, num_classes: int | None,
 
 
 def _names_by_index(mapping: Any, path: Path) -> list[str]:
-    """A list of names, {name: index} or {index: name} -> names ordered by index."""
+    """A list of names, {name: index} or {index: name} -> names ordered by index. Integer
+    values make it {name: index}, whatever the names: JSON keys are text, so the digits of
+    {"1": 0, "2": 1} are names (read as indices, they named each class another's name)."""
     if isinstance(mapping, dict):
-        pairs = [(key, value) if _is_index(key) else (value, key)
+        by_name = all(isinstance(value, int | np.integer) and not isinstance(value, bool)
+                      for value in mapping.values())
+        pairs = [(value, key) if by_name else (key, value)
                  for key, value in mapping.items()]  # (index, name)
         if all(_is_index(index) for index, _ in pairs):
             by_index = {int(index): str(name) for index, name in pairs}

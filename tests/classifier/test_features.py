@@ -76,6 +76,18 @@ def test_class_mapping(tmp_path, mapping, suffix):
     assert load_features(tmp_path).class_names == ["dog", "cat", "bird"]
 
 
+@pytest.mark.parametrize(("mapping", "names"), [
+    ({"1": 0, "2": 1, "0": 2}, ["1", "2", "0"]),  # was read as {index: name}: ["2", "0", "1"]
+    ({"10": 0, "20": 1, "30": 2}, ["10", "20", "30"]),  # was refused
+    ({"2": "dog", "0": "cat", "1": "bird"}, ["cat", "bird", "dog"]),
+])
+def test_a_mapping_of_numbered_names_reads_its_integers_as_the_indices(tmp_path, mapping,
+                                                                      names):
+    _write(tmp_path, _arrays())
+    (tmp_path / "class_mapping.json").write_text(json.dumps(mapping))
+    assert load_features(tmp_path).class_names == names
+
+
 def test_num_classes_from_config_bounds_labels_and_must_match_mapping(tmp_path):
     _write(tmp_path, _arrays())
     assert load_features(tmp_path, num_classes=5).class_names == ["0", "1", "2", "3", "4"]
