@@ -21,7 +21,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
-from pydantic import BaseModel, Field, model_validator
+from pydantic import BaseModel, Field, field_validator, model_validator
 from torch import nn
 
 from ..config import Section, validate_section
@@ -40,6 +40,16 @@ class CNNConfig(Section):
     conv1d_channels: int = Field(64, ge=1)
     conv1d_kernel_size: int = Field(3, ge=1)
     hidden_size: int = Field(128, ge=1)
+
+    @field_validator("kernel_size", "conv1d_kernel_size")
+    @classmethod
+    def _odd(cls, size: int) -> int:
+        """Padded by size // 2 to keep the length: an even kernel grows it by one, and the
+        head's input size no longer fits (a shape error at the first step)."""
+        if size % 2 == 0:
+            raise ValueError(f"{size} is even; use an odd kernel size ({size - 1} or "
+                             f"{size + 1})")
+        return size
 
     @model_validator(mode="after")
     def _one_pool_per_block(self) -> CNNConfig:

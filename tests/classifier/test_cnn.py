@@ -70,3 +70,16 @@ def test_bad_shapes_are_clear_errors():
         AudioCNN(channels=[8, 16], pools=[[2, 2]])
     with pytest.raises(ValueError, match="too small"):
         AudioCNN(n_mels=4)
+
+
+@pytest.mark.parametrize("key", ["kernel_size", "conv1d_kernel_size"])
+def test_an_even_kernel_is_refused_naming_the_key(key):
+    """An even kernel padded by size // 2 grew the length by one: a shape error at the
+    first training step, after the features were computed."""
+    from audiotools.errors import ConfigError
+    from audiotools.models.cnn import build_cnn
+    with pytest.raises(ConfigError, match=rf"model.{key} = 2: .*2 is even; use an odd kernel"):
+        build_cnn({"n_mels": 64, "num_classes": 3, key: 2})
+    assert build_cnn({"n_mels": 64, "num_classes": 3, key: 5})(torch.randn(1, 64, 101)).shape \
+        == (1, 3)
+
