@@ -149,6 +149,17 @@ def load_pipeline(source: str | Path, device: str | torch.device = "cpu",
     return loaded.family.pipeline_class().from_model(loaded.model, loaded.export)
 
 
+def source_info(source: str) -> dict[str, Any]:
+    """What an export or XP checkpoint records of its model beside the weights (its
+    `export_info`: a classifier's class names, ...); {} for another tool's checkpoint."""
+    kind, path = locate(source)
+    if kind == "export":
+        return dict(read(path).info)
+    if kind == "xp":
+        return dict(checkpoint.load(path).get("export_info") or {})
+    return {}
+
+
 def training_weights(source: str, models: Mapping[str, torch.nn.Module]) -> Weights:
     """Per-module weights to start a new XP from (`continue_from`): an export's, an XP's best
     state (its live weights where it has none), or a foreign checkpoint's live weights mapped

@@ -65,6 +65,25 @@ def test_features_recipe_trains_evaluates_and_exports(dora_dir, tmp_path):
     assert exported.model["n_mels"] == 16 and exported.model["num_classes"] == 3
 
 
+def test_continuing_from_classes_in_another_order_is_refused(dora_dir, tmp_path, caplog):
+    """The head's rows were loaded under other classes' names (accuracy 0.90 -> 0.11 after a
+    step of lr 1e-9) with "loaded 27/27 tensors" logged; now refused, naming the order."""
+    folder = _features_dir(tmp_path)
+    source = train(*FEATURE_RECIPE, f"dataset.features_dir={folder}", "optim.epochs=1",
+                   "dataset.fold=1")
+    (folder / "class_mapping.json").write_text(json.dumps(["mid", "low", "high"]))
+    with pytest.raises(ConfigError, match=r"trained on the classes \['low', 'mid', 'high'\] "
+                                          r"in this order, and this run's data gives \['mid', "
+                                          r"'low', 'high'\]"):
+        train(*FEATURE_RECIPE, f"dataset.features_dir={folder}", "optim.epochs=1",
+              "dataset.fold=1", f"continue_from={source.folder}")
+    (folder / "class_mapping.json").write_text(json.dumps(["a", "b", "c"]))
+    train(*FEATURE_RECIPE, f"dataset.features_dir={folder}", "optim.epochs=1",
+          "dataset.fold=1", f"continue_from={source.folder}")
+    assert "was trained on the classes ['low', 'mid', 'high']; this run's are ['a', 'b', 'c']" \
+        in caplog.text
+
+
 def test_evaluate_computes_in_the_configured_precision_as_valid_does(dora_dir, tmp_path,
                                                                      monkeypatch):
     """Valid and evaluate measure one model on one fold: both under the recipe's autocast."""
