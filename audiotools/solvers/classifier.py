@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 
 from .. import distributed
+from ..config import keys_but, unread_settings
 from ..data import hub
 from ..data.audio_folder import load_audio_folder
 from ..data.features import FeatureArrays, load_features, split_by_fold
@@ -31,6 +32,8 @@ from .base import StandardSolver
 from .classifier_config import ClassifierConfig
 
 logger = logging.getLogger(__name__)
+# The dataset keys both sources read.
+_EITHER = ("source", "fold", "batch_size", "num_workers")
 
 
 def load_arrays(settings: ClassifierConfig) -> FeatureArrays:
@@ -89,6 +92,16 @@ class ClassifierSolver(StandardSolver):
         section = self.settings.model.model_dump(mode="json")
         section.update(n_mels=self.arrays.n_mels, num_classes=self.arrays.num_classes)
         return section
+
+    def check_settings(self) -> None:
+        """Also: the dataset keys the other source reads are said when set (a features run
+        read no dataset.classes, sample_rate, ... and said nothing)."""
+        super().check_settings()
+        data = self.settings.dataset
+        features = ("features_dir", "hf_repo_id", "hf_revision")
+        read = (*features, *_EITHER) if data.source == "features" else keys_but(data, *features)
+        self.say_unread(unread_settings(data, read, "dataset"),
+                        f"dataset.source={data.source} does not use them")
 
     def check_continued_from(self, info: dict[str, Any]) -> None:
         """The source's classes in another order than this run's would load its head with

@@ -84,6 +84,17 @@ def test_continuing_from_classes_in_another_order_is_refused(dora_dir, tmp_path,
         in caplog.text
 
 
+def test_the_other_sources_dataset_keys_are_said_unread(dora_dir, tmp_path, caplog):
+    """A features run read no dataset.classes or sample_rate, and said nothing."""
+    folder = _features_dir(tmp_path)
+    build(make_xp(*FEATURE_RECIPE, f"dataset.features_dir={folder}")).close()
+    assert "dataset.source=features does not use them" not in caplog.text
+    build(make_xp(*FEATURE_RECIPE, f"dataset.features_dir={folder}", "dataset.sample_rate=44100",
+                  "dataset.classes=[a,b]")).close()
+    assert ("dataset.classes=['a', 'b'], dataset.sample_rate=44100: not read, "
+            "dataset.source=features does not use them") in caplog.text
+
+
 def test_evaluate_computes_in_the_configured_precision_as_valid_does(dora_dir, tmp_path,
                                                                      monkeypatch):
     """Valid and evaluate measure one model on one fold: both under the recipe's autocast."""
