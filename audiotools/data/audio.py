@@ -140,6 +140,15 @@ def _resampler(orig: int, new: int) -> torchaudio.transforms.Resample:
     return torchaudio.transforms.Resample(orig, new)
 
 
+def resampler_reach(orig: int, new: int) -> int:
+    """Input samples past an output's own position that `resample` reads to make it (none at
+    the same rate): a prefix of this much more input gives a prefix of the output exactly."""
+    if orig == new:
+        return 0
+    transform = _resampler(orig, new)
+    return 2 * (transform.orig_freq // transform.gcd + transform.width)
+
+
 def resample(wav: torch.Tensor, orig: int, new: int) -> torch.Tensor:
     if orig == new:
         return wav

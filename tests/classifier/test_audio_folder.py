@@ -282,3 +282,27 @@ def test_one_file_gives_the_training_features(root, cache):
                                rtol=1e-5, atol=1e-5)
     with pytest.raises(ConfigError, match="Cannot read audio file .*missing.wav"):
         audio_folder.file_features(root / "missing.wav", MEL)
+
+
+@pytest.mark.parametrize("rate", [44100, 16000, 8000])
+def test_a_long_files_features_read_only_what_is_heard(tmp_path, monkeypatch, rate):
+    """`audiotools classify` hears a file's first num_frames: it read and resampled the
+    whole file for them (0.36 GB for 10 minutes). Only the start is read now, and the
+    features are those of the whole file's start; a NaN past it is not heard."""
+    import torch
+    mel = MelSettings(16000, 512, 160, 64, 101)
+    rng = np.random.default_rng(0)
+    audio = (rng.standard_normal((rate * 20, 2)) * 0.1).astype(np.float32)
+    audio[rate * 10] = np.nan  # well past the first second
+    path = tmp_path / "long.wav"
+    soundfile.write(path, audio, rate, subtype="FLOAT")
+    clean = np.nan_to_num(audio.T[:, :rate * 5])
+    expected = audio_folder.audio_features(torch.from_numpy(clean), rate, mel)
+    read = soundfile.read
+    frames = []
+    monkeypatch.setattr(soundfile, "read", lambda *a, **k: frames.append(k["frames"])
+                        or read(*a, **k))
+    # Compared as power: above an 8 kHz file's 4 kHz the log reads float32 rounding.
+    np.testing.assert_allclose(np.exp(audio_folder.file_features(path, mel)), np.exp(expected),
+                               rtol=1e-4, atol=1e-7)
+    assert 0 < frames[0] < rate * 1.2
