@@ -9,6 +9,7 @@ sat_train: audiotools/train.py is the Dora main.)
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 
 NAME = "train"
@@ -34,13 +35,18 @@ def _make_visible(config_dir) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..environment import config_dirs
     from ..local_grid import run_xp
     from ..sat import command, recipe
     from ..train import main
+    shells = config_dirs()  # the trees a later `dora run` from this shell searches
     _make_visible(args.config_dir)
     migration, name = command.convert_from_args(args)
     stem = recipe.train_stem(migration, name, args.config_dir, args.manifest_dir)
     written = recipe.write(migration, args.config_dir, stem, args.manifest_dir, reuse=True)
+    # Printed for the shell, not for this process (which made --config-dir visible to itself).
+    written = dataclasses.replace(written, command=recipe.dora_command(
+        args.config_dir, migration.family, stem, shells))
     command.report(migration, written)
     # This machine's workers, whatever a reused recipe holds (outside the XP signature).
     workers = migration.dataset["num_workers"]

@@ -27,7 +27,7 @@ from torch import nn
 from torch.nn.utils import parametrize
 from torch.nn.utils.parametrizations import _WeightNorm
 
-from ..errors import CheckpointError
+from ..errors import CheckpointError, ConfigError
 from ..io.export import is_export
 
 if TYPE_CHECKING:
@@ -273,6 +273,8 @@ def load_into(model: nn.Module, checkpoint: SATCheckpoint,
               remove_norm: WeightNormRemoval | None = None) -> LoadReport:
     """Load every tensor of `checkpoint` into `model`, or raise CheckpointError listing what
     does not fit. `remove_norm` folds weight norm before (pre_load) or after (post_load)."""
+    if remove_norm not in (None, "pre_load", "post_load"):  # any other was ignored in silence
+        raise ConfigError(f"remove_norm={remove_norm!r}: use 'pre_load', 'post_load' or None.")
     if remove_norm == "pre_load":
         remove_weight_norm(model)
     converted, report = match_weights(checkpoint.weights, model)

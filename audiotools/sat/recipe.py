@@ -14,6 +14,7 @@ import json
 import os
 import re
 import tempfile
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -101,15 +102,21 @@ def _settings(text: str) -> str:
 
 def train_stem(migration: Migration, name: str, config_dir: Path, manifest_dir: str) -> str:
     """`audiotools train`'s recipe name: a recipe of `config_dir` named `sat_<name>_*` that
-    holds these settings (its comments, the notes, and num_workers aside) if there is one, so
-    the same command finds the same XP again, whatever machine or audiotools version wrote
-    the recipe; else `sat_<name>_<8 hex digits of the settings>`."""
+    holds these settings (its comments, the notes, and num_workers aside) and whose manifests
+    list these files, if there is one, so the same command finds the same XP again, whatever
+    machine or audiotools version wrote the recipe; else `sat_<name>_<8 hex digits of the
+    settings and manifests>`. (The manifests were not compared: data changed file for file
+    found the old recipe, whose XP would then have trained on the new files.)"""
     prefix = f"sat_{slug(name)}_"
     for path in sorted((config_dir / "solver" / migration.family).glob(f"{prefix}*.yaml")):
         texts = render(migration, path.stem, manifest_dir)
-        if all(existing.is_file() and _settings(_read(existing)) == _settings(texts[kind])
-               for kind, existing in config_paths(config_dir, migration.family,
-                                                  path.stem).items()):
+        files = [(existing, texts[kind]) for kind, existing in
+                 config_paths(config_dir, migration.family, path.stem).items()]
+        manifests = [(resolve_path(_manifest_ref(manifest_dir, path.stem, split)),
+                      texts[f"manifest:{split}"]) for split in migration.manifests]
+        if all(existing.is_file() and _settings(_read(existing)) == _settings(text)
+               for existing, text in files) \
+                and all(_holds(manifest, text) for manifest, text in manifests):
             return path.stem
     texts = render(migration, "STEM", manifest_dir)
     return prefix + _digest({kind: _settings(text) for kind, text in texts.items()})
@@ -133,10 +140,12 @@ def _holds(path: Path, text: str) -> bool:
     return _read(path) == text
 
 
-def dora_command(config_dir: Path, family: str, stem: str) -> str:
-    """The command that runs the recipe (with AUDIOTOOLS_CONFIG_PATH when Hydra needs it)."""
+def dora_command(config_dir: Path, family: str, stem: str,
+                 searched: list[Path] | None = None) -> str:
+    """The command that runs the recipe (with AUDIOTOOLS_CONFIG_PATH when Hydra needs it):
+    `searched`, the config trees the user's shell has (default: this process's)."""
     command = f"dora run solver={family}/{stem}"
-    if config_dir.resolve() not in [path.resolve() for path in config_dirs()]:
+    if config_dir.resolve() not in [path.resolve() for path in searched or config_dirs()]:
         command = f"AUDIOTOOLS_CONFIG_PATH=file://{config_dir.resolve()} {command}"
     return command
 
@@ -149,7 +158,7 @@ def write(migration: Migration, config_dir: Path, stem: str,
     existing manifest is one unless `force` or it holds exactly these entries (manifests of
     one --name are shared by every config dir, and another recipe may read them)."""
     texts = texts or render(migration, stem, manifest_dir)
-    check_recipe(migration, texts, stem)
+    check_recipe(migration, manifest_dir)
     paths = config_paths(config_dir, migration.family, stem)
     manifests = {split: resolve_path(_manifest_ref(manifest_dir, stem, split))
                  for split in migration.manifests}
@@ -172,11 +181,15 @@ def write(migration: Migration, config_dir: Path, stem: str,
     return Written(stem, files, dora_command(config_dir, migration.family, stem))
 
 
-def check_recipe(migration: Migration, texts: dict[str, str], stem: str) -> None:
+def check_recipe(migration: Migration, manifest_dir: str) -> None:
     """The recipe composes and validates as `dora run` will read it, checked in a scratch
     config tree before anything is written: a value SAT takes that audiotools' schema refuses
-    would otherwise leave files that fail only at `dora run`."""
+    would otherwise leave files that fail only at `dora run`. Under a name of its own: under
+    the recipe's, a recipe already in the project's tree (the same `audiotools train` run
+    again) would shadow the scratch one, and the check refused the run that should resume."""
     from ..train import main
+    stem = f"sat_recipe_check_{uuid.uuid4().hex[:12]}"
+    texts = render(migration, stem, manifest_dir)
     with tempfile.TemporaryDirectory() as folder, _config_path(Path(folder)):
         for kind, path in config_paths(Path(folder), migration.family, stem).items():
             path.parent.mkdir(parents=True, exist_ok=True)

@@ -162,3 +162,11 @@ def test_reconstruct_a_file_with_a_sat_checkpoint(tmp_path, capsys):
     assert (info.sample_rate, info.channels, info.frames) == (22050, 2, 22050)
     assert cli(["reconstruct", str(SAT_WEIGHTS), str(source), str(tmp_path / "x.wav")]) == 2
     assert "does not embed its model config" in capsys.readouterr().err
+
+
+def test_an_unknown_remove_norm_is_refused():
+    """'pre' or 'yes' loaded with weight norm kept, and said nothing."""
+    from audiotools.errors import ConfigError
+    with pytest.raises(ConfigError, match="remove_norm='pre': use 'pre_load', 'post_load'"):
+        load_autoencoder(SAT_WEIGHTS, TINY, remove_norm="pre")
+

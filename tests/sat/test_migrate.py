@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 
 import pytest
 import torch
@@ -206,6 +207,70 @@ def test_train_recipe_names_follow_the_content(sat_run, tmp_path):
     assert len({stem(), stem("--seed", "7"), stem("--batch-size", "3")}) == 3
     # DataLoader workers are a machine's setting (capped at its CPUs), outside the XP.
     assert stem("--num-workers", "0") == stem("--num-workers", "1") == stem()
+
+
+def _migration(sat_run):
+    from audiotools.commands.sat_train import add_arguments
+    from audiotools.sat import command
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    args = parser.parse_args(sat_run)
+    migration, name = command.convert_from_args(args)
+    return migration, name, args
+
+
+def test_a_recipe_already_in_the_project_tree_is_checked_under_another_name(
+        sat_run, tmp_path, monkeypatch):
+    """The same `audiotools train` again, its recipe written into the project's tree the
+    first time: the check wrote its scratch copy under the same name, which the project's
+    file shadowed, and the run that should resume was refused (migrate --force too)."""
+    from audiotools import environment
+    from audiotools.sat import recipe
+    migration, name, args = _migration(sat_run)
+    stem = recipe.train_stem(migration, name, tmp_path / "config", args.manifest_dir)
+    written = recipe.write(migration, tmp_path / "config", stem, args.manifest_dir, reuse=True)
+    project = tmp_path / "project"  # the first run's files, where the project's tree is
+    shutil.copytree(environment.CONFIG_DIR, project)
+    for path in written.files.values():
+        if path.suffix == ".yaml":
+            target = project / path.relative_to(tmp_path / "config")
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(path, target)
+    monkeypatch.setattr(environment, "CONFIG_DIR", project)
+    again = recipe.write(migration, tmp_path / "config", stem, args.manifest_dir, reuse=True)
+    assert again.stem == stem
+
+
+def test_train_takes_another_recipe_when_the_data_changed_file_for_file(sat_run, audio_dir,
+                                                                        tmp_path):
+    """One file replaced by another, the count the same: the old recipe was found (only its
+    settings were compared), and the refusal's fix then resumed its XP on the new files."""
+    from audiotools.sat import recipe
+    migration, name, args = _migration(sat_run)
+    config = tmp_path / "config"
+    stem = recipe.train_stem(migration, name, config, args.manifest_dir)
+    recipe.write(migration, config, stem, args.manifest_dir, reuse=True)
+    assert recipe.train_stem(migration, name, config, args.manifest_dir) == stem
+    first = sorted(audio_dir.glob("*.ogg"))[0]
+    first.rename(first.with_name("renamed_" + first.name))
+    changed, _, _ = _migration(sat_run)
+    other = recipe.train_stem(changed, name, config, args.manifest_dir)
+    assert other != stem and other.startswith("sat_tiny_")
+    assert recipe.write(changed, config, other, args.manifest_dir, reuse=True).stem == other
+
+
+def test_train_prints_the_command_a_shell_without_the_config_dir_needs(sat_run, dora_dir,
+                                                                       tmp_path, monkeypatch,
+                                                                       capsys):
+    """--config-dir outside the project: train made it visible to itself first, then printed
+    a `dora run` without AUDIOTOOLS_CONFIG_PATH, which failed as printed."""
+    from audiotools import local_grid
+    monkeypatch.delenv("AUDIOTOOLS_CONFIG_PATH")
+    monkeypatch.setattr(local_grid, "run_xp", lambda xp: None)  # the printed line is the test
+    assert cli(["train", *sat_run, "--num-workers", "0", "--logger", ""]) == 0
+    printed = capsys.readouterr().out
+    assert f"Run it with:\n  AUDIOTOOLS_CONFIG_PATH=file://{(tmp_path / 'config').resolve()} " \
+           "dora run solver=autoencoder/sat_tiny_" in printed
 
 
 def test_train_finds_the_recipe_of_its_settings_whoever_wrote_it(sat_run, tmp_path):
