@@ -303,17 +303,17 @@ def _autoencoder_part(raw: dict[str, Any], model_path: Path, notes: Notes) -> _M
                       sample_size, channels, training.demo_every)
 
 
-def _codec_source(options: TrainingOptions, notes: Notes) -> str | None:
+def _codec_source(options: TrainingOptions) -> str:
     """Where the pretransform's weights are: SAT's pretransform_ckpt_path, else the diffusion
-    checkpoint the run starts from (it holds them under `pretransform.`)."""
+    checkpoint the run starts from (it holds them under `pretransform.`); none is refused
+    here, naming SAT's flag (the recipe's own check named only codec.source)."""
     for key in ("pretransform_ckpt_path", "ckpt_path", "pretrained_ckpt_path"):
         path = _existing(getattr(options, key), key)
         if path:
             return path
-    notes.unsupported.append("the pretransform has no weights here: set codec.source=<the "
-                             "SAT autoencoder checkpoint> (or pass --pretransform-ckpt-path); "
-                             "the recipe refuses to train without it")
-    return None
+    raise ConfigError("model.pretransform has no weights here: pass --pretransform-ckpt-path "
+                      "CKPT (the SAT autoencoder's checkpoint), or --ckpt-path / "
+                      "--pretrained-ckpt-path of a SAT diffusion checkpoint that holds them.")
 
 
 def _check_whole_latent_frames(converted: Any, sample_size: int, model_path: Path) -> None:
@@ -349,7 +349,7 @@ def _diffusion_part(raw: dict[str, Any], model_path: Path, options: TrainingOpti
         if latent_dim != network["io_channels"]:
             raise ConfigError(f"{model_path}: the network's io_channels={network['io_channels']} "
                               f"but the pretransform's latent_dim={latent_dim}.")
-        solver["codec"] = {"source": _codec_source(options, notes), **converted.codec,
+        solver["codec"] = {"source": _codec_source(options), **converted.codec,
                            "normalize": False, "sat_model_config": str(model_path.resolve())}
     elif network["io_channels"] != channels:
         raise ConfigError(f"{model_path}: the network reads {network['io_channels']} channels but "

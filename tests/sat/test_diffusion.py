@@ -124,6 +124,13 @@ def test_migrate_writes_a_diffusion_recipe_that_composes(tmp_path, audio_dir, mo
     out = capsys.readouterr().out
     assert "Parameters of the converted model:" in out and "  total: " in out
     assert "conditioner 'prompt' (type clap_text): not built here" in out
+    # No pretransform weights: the recipe's own check named only codec.source, not SAT's flag.
+    assert cli(["migrate", "--model-config", str(model), "--dataset-config", str(dataset),
+                "--config-dir", str(config_dir), "--manifest-dir", str(tmp_path / "m"),
+                "--name", "nopt"]) == 2
+    assert "model.pretransform has no weights here: pass --pretransform-ckpt-path" in \
+        capsys.readouterr().err
+    assert not (config_dir / "solver" / "diffusion" / "nopt.yaml").exists()
     solver = yaml.safe_load((config_dir / "solver" / "diffusion" / "tiny.yaml").read_text())
     assert solver["codec"]["scale"] == 2.0
     assert solver["codec"]["sat_model_config"] == str(model.resolve())
