@@ -28,7 +28,7 @@ from audiotools.errors import CheckpointError, ConfigError
 from audiotools.families import FAMILIES
 from audiotools.inference.musicgen import MusicGenPipeline
 from audiotools.io.codecs import load_codec
-from audiotools.io.loading import load_model, training_weights
+from audiotools.io.loading import load_model, training_source
 from audiotools.models.autoencoder import build_autoencoder
 from audiotools.models.lm import LMConfig, LMModel, build_lm
 from tests.conditioning.conftest import cache_tiny_t5
@@ -379,7 +379,7 @@ def test_continue_from_a_compression_package_takes_what_fits(tmp_path):
     section["bottleneck"] = {**section["bottleneck"], "num_quantizers":
                              section["bottleneck"]["num_quantizers"] + 1}
     model = build_autoencoder(section)
-    weights = training_weights(str(path), {"model": model})["model"]
+    weights = training_source(str(path), {"model": model})[0]["model"]
     assert weights and not any(".layers.3." in key for key in weights)
 
 
@@ -447,7 +447,7 @@ def test_a_musicgen_folder_loads_in_one_call_with_its_codec(musicgen):
     assert (rate, audio.shape) == (16000, (1, 3200))
     assert torch.equal(audio, apart.generate(PROMPT, 0.2, seed=3)[0])
     # Fine-tuning (continue_from=FOLDER) still starts from the folder's LM.
-    weights = training_weights(str(musicgen.folder), {"model": our_lm(num_codebooks=3)})
+    weights, _ = training_source(str(musicgen.folder), {"model": our_lm(num_codebooks=3)})
     assert all(torch.equal(value, musicgen.lm.state_dict()[key])
                for key, value in weights["model"].items())
     assert set(weights["model"]) == set(musicgen.lm.state_dict())

@@ -149,32 +149,24 @@ def load_pipeline(source: str | Path, device: str | torch.device = "cpu",
     return loaded.family.pipeline_class().from_model(loaded.model, loaded.export)
 
 
-def source_info(source: str) -> dict[str, Any]:
-    """What an export or XP checkpoint records of its model beside the weights (its
-    `export_info`: a classifier's class names, ...); {} for another tool's checkpoint."""
-    kind, path = locate(source)
-    if kind == "export":
-        return dict(read(path).info)
-    if kind == "xp":
-        return dict(checkpoint.load(path).get("export_info") or {})
-    return {}
-
-
-def training_weights(source: str, models: Mapping[str, torch.nn.Module]) -> Weights:
+def training_source(source: str, models: Mapping[str, torch.nn.Module],
+                    ) -> tuple[Weights, dict[str, Any]]:
     """Per-module weights to start a new XP from (`continue_from`): an export's, an XP's best
     state (its live weights where it has none), or a foreign checkpoint's live weights mapped
-    onto `models["model"]`."""
+    onto `models["model"]`; and what the source records of its model beside them (its
+    `export_info`: a classifier's class names, ...; {} for another tool's checkpoint)."""
     kind, path = locate(source)
     if kind == "export":
-        return read(path).weights
+        exported = read(path)
+        return exported.weights, dict(exported.info)
     if kind == "xp":
         state = checkpoint.load(path)
         best = state.get("best_state") or {}
-        return {name: best.get(name) or state[name] for name in models
-                if name in best or name in state}
+        return ({name: best.get(name) or state[name] for name in models
+                 if name in best or name in state}, dict(state.get("export_info") or {}))
     reader = _foreign_format(path, f"continue_from={source}")
     if "model" not in models:
         raise CheckpointError(f"continue_from={source}: a {reader.name} checkpoint loads into "
                               "a solver's `model`, and this solver has none.")
-    return {"model": reader.weights_for(path, models["model"])}
+    return {"model": reader.weights_for(path, models["model"])}, {}
 

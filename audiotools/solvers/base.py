@@ -27,7 +27,6 @@ from ..data.builders import AudioDataConfig, shadowed_defaults
 from ..errors import CheckpointError, NonFiniteLossError
 from ..families import validate_config
 from ..io import checkpoint
-from ..io.loading import source_info
 from ..models.codec import FrozenCodec
 from .best_state import BestState
 from .continuation import continue_from
@@ -505,13 +504,13 @@ class StandardSolver(flashy.BaseSolver):
                 f"{self.checkpoint_path} is missing. Put the checkpoint back (an earlier "
                 "checkpoint_<epoch>.th works), or start over with `dora run --clear ...`.")
         if self.settings.continue_from:
-            self.check_continued_from(source_info(self.settings.continue_from))
             continue_from(self, self.settings.continue_from)
         return False
 
     def check_continued_from(self, info: dict[str, Any]) -> None:
         """Refuse a `continue_from` source whose recorded model (`info`: its export_info)
-        would be misread by this run; a family overrides it (the base takes any)."""
+        would be misread by this run, before its weights load; a family overrides it (the
+        base takes any)."""
 
     # ------------------------------------------------------------------ the run
     def run(self) -> None:

@@ -10,7 +10,7 @@ import torch
 
 from ..environment import resolve_path
 from ..errors import CheckpointError
-from ..io.loading import training_weights
+from ..io.loading import training_source
 
 if TYPE_CHECKING:
     from .base import StandardSolver
@@ -39,7 +39,8 @@ def load_module(module: torch.nn.Module, weights: dict[str, torch.Tensor], label
 def continue_from(solver: StandardSolver, source: str) -> None:
     path = resolve_path(source)
     names = solver.best.names
-    weights = training_weights(source, {name: getattr(solver, name) for name in names})
+    weights, info = training_source(source, {name: getattr(solver, name) for name in names})
+    solver.check_continued_from(info)
     empty = []
     for name in names:
         if name not in weights:
