@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import math
 import os
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -217,6 +217,20 @@ class StreamResampler:
         self._start += groups * self._orig
         self._kept = self._kept[:, groups * self._orig:]
         return out
+
+
+def converted_blocks(blocks: Iterable[torch.Tensor], from_rate: int, to_rate: int,
+                     to_channels: int) -> Iterator[torch.Tensor]:
+    """`convert_audio` of consecutive [C, T] blocks, block by block: the outputs joined equal
+    the whole signal's conversion (empty outputs are left out; the resampler's rest last)."""
+    resampler = StreamResampler(from_rate, to_rate)
+    for block in blocks:
+        converted = resampler.push(convert_channels(block, to_channels))
+        if converted.shape[-1]:
+            yield converted
+    rest = resampler.finish()
+    if rest.shape[-1]:
+        yield rest
 
 
 def convert_audio(wav: torch.Tensor, from_rate: int, to_rate: int, to_channels: int,

@@ -33,14 +33,7 @@ from ..io.locking import LockHeld, take_lock
 from ..models.autoencoder import AudioAutoencoder
 from ..models.autoencoder.autoencoder import StreamedEncoding
 from ..models.codec import FrozenCodec, LatentStats, is_discrete
-from .audio import (
-    AudioFileError,
-    StreamResampler,
-    audio_blocks,
-    audio_info,
-    audio_read,
-    convert_channels,
-)
+from .audio import AudioFileError, audio_blocks, audio_info, audio_read, converted_blocks
 from .segments import SegmentSampler
 from .shards import CODEC_FILE, ShardDataset, write_shards
 
@@ -185,15 +178,9 @@ def _encode_file(codec: FrozenCodec, kind: str, path: str, chunk_seconds: float,
 def _encoded_blocks(codec: FrozenCodec, stream: StreamedEncoding, path: str,
                     chunk_seconds: float, device: torch.device) -> torch.Tensor:
     rate = audio_info(path).sample_rate
-    to_model = StreamResampler(rate, codec.sample_rate)
-    pieces = []
-    for block in audio_blocks(path, max(1, round(min(chunk_seconds, 10.0) * rate))):
-        converted = to_model.push(convert_channels(block, codec.channels))
-        if converted.shape[-1]:
-            pieces.append(stream.push(converted[None].to(device)))
-    rest = to_model.finish()
-    if rest.shape[-1]:
-        pieces.append(stream.push(rest[None].to(device)))
+    blocks = audio_blocks(path, max(1, round(min(chunk_seconds, 10.0) * rate)))
+    pieces = [stream.push(block[None].to(device)) for block in
+              converted_blocks(blocks, rate, codec.sample_rate, codec.channels)]
     if stream.received == 0:
         raise _no_samples(path)
     return torch.cat([*pieces, stream.finish()], dim=-1)

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import torch
 
-from ..data.audio import StreamResampler, convert_audio, convert_channels
+from ..data.audio import StreamResampler, convert_audio, convert_channels, converted_blocks
 from ..errors import ConfigError
 from ..io.export import Export
 from ..models.autoencoder import AudioAutoencoder
@@ -88,39 +88,39 @@ class AutoencoderPipeline:
     def _reconstructed_blocks(self, blocks: Iterable[torch.Tensor], rate: int,
                               chunk_seconds: float, keep_format: bool,
                               ) -> Iterator[torch.Tensor]:
-        to_model = StreamResampler(rate, self.sample_rate)
         back = StreamResampler(self.sample_rate, rate) if keep_format else None
         stream = self.model.streamed_reconstruction(chunk_seconds)
-        received = given = 0
-        channels = None
+        given = 0
+        seen = {"channels": 0, "samples": 0}  # of the input blocks, as they come
+
+        def checked(blocks: Iterable[torch.Tensor]) -> Iterator[torch.Tensor]:
+            for block in blocks:
+                block, _ = checked_clip(block, rate)
+                if seen["channels"] and block.shape[0] != seen["channels"]:
+                    raise ConfigError(f"audio: a block of {block.shape[0]} channels after "
+                                      f"blocks of {seen['channels']}.")
+                seen["channels"] = block.shape[0]
+                seen["samples"] += block.shape[-1]
+                yield block
 
         def out(audio: torch.Tensor) -> torch.Tensor:
             audio = audio[0].cpu()
-            if back is None:
-                return audio
-            assert channels is not None
-            return back.push(convert_channels(audio, channels))
+            return audio if back is None else back.push(convert_channels(audio,
+                                                                         seen["channels"]))
 
-        for block in blocks:
-            block, _ = checked_clip(block, rate)
-            if channels is not None and block.shape[0] != channels:
-                raise ConfigError(f"audio: a block of {block.shape[0]} channels after blocks "
-                                  f"of {channels}.")
-            channels = block.shape[0]
-            received += block.shape[-1]
-            model_in = to_model.push(convert_channels(block, self.channels))
-            if model_in.shape[-1]:
-                piece = out(stream.push(model_in[None].to(self.device)))
-                given += piece.shape[-1]
-                yield piece
-        if channels is None:
+        for model_in in converted_blocks(checked(blocks), rate, self.sample_rate,
+                                         self.channels):
+            piece = out(stream.push(model_in[None].to(self.device)))
+            if back is not None:  # the input's length, at its end (the output lags it)
+                piece = piece[..., :seen["samples"] - given]
+            given += piece.shape[-1]
+            yield piece
+        if not seen["channels"]:
             raise ConfigError("audio: no block holds samples.")
-        rest = to_model.finish()
-        pieces = [out(stream.push(rest[None].to(self.device)))] if rest.shape[-1] else []
-        pieces.append(out(stream.finish()))
+        pieces = [out(stream.finish())]
         if back is not None:
             pieces.append(back.finish())
-            pieces = [_cut_or_padded(torch.cat(pieces, dim=-1), received - given)]
+            pieces = [_cut_or_padded(torch.cat(pieces, dim=-1), seen["samples"] - given)]
         yield from pieces
 
 
